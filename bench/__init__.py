@@ -1,0 +1,1 @@
+"""Benchmarks that measure odplug the way a user meets it: whole processes, timed from outside."""

@@ -1,0 +1,246 @@
+"""How fast odplug turns a Supervisely project into TFRecords, against the workflow it replaces.
+
+Three things are timed the way a user meets them: whole new processes, wall clock from outside,
+start-up and imports included, median of `runs` runs after one untimed warm-up (so every run
+reads a warm page cache), outputs deleted before each run and checked after it:
+
+- odplug: `odplug data.import --source PROJECT --out OUT`;
+- baseline: the original workflow, `baseline_supervisely_to_csv.py` then
+  `baseline_csv_to_tfrecord.py` once per split, as its README runs them (time = the sum);
+- cat: every image of the project concatenated into one file, the I/O floor for any converter.
+
+Targets: odplug at least 5x the baseline's images/s and at least 0.3x cat's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.photos import SPLIT_TAGS, ProjectSpec, ensure_project
+from odplug.atomic import atomic_write_text
+
+HERE = Path(__file__).resolve().parent
+TARGETS = {"odplug_vs_baseline": 5.0, "odplug_vs_cat": 0.3}
+RESULTS_FILE = "convert-results.json"
+CAT_SCRIPT = 'find "$1" -name "*.jpg" -print0 | sort -z | xargs -0 cat > "$2"'
+
+Command = Sequence[str | os.PathLike]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of converting the project: its processes, run in order, and a check of its output.
+
+    `check` returns how many images the output holds and raises if the output is wrong, so a
+    fast but broken run can never count.
+    """
+
+    name: str
+    commands: list[Command]
+    out: Path
+    check: Callable[[Path], int]
+
+
+def count_records(path: Path) -> int:
+    """Count the records of a TFRecord file from its framing (length, crc, data, crc)."""
+    count, size = 0, path.stat().st_size
+    with path.open("rb") as f:
+        while f.tell() < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise ValueError(f"{path}: truncated record header after {count} records")
+            (length,) = struct.unpack("<Q", header[:8])
+            f.seek(length + 4, os.SEEK_CUR)
+            count += 1
+        if f.tell() != size:
+            raise ValueError(f"{path}: last record runs past the end of the file")
+    return count
+
+
+def record_files(out: Path) -> list[Path]:
+    return sorted(p for p in out.rglob("*") if p.is_file() and "record" in p.name)
+
+
+def check_records(out: Path) -> int:
+    files = record_files(out)
+    if not files:
+        raise RuntimeError(f"{out}: no TFRecord files were written")
+    return sum(count_records(p) for p in files)
+
+
+def run_timed(contender: Contender, env: dict[str, str], log: Path) -> tuple[list[float], int]:
+    """Run the contender's commands once from a clean output; return each one's seconds."""
+    shutil.rmtree(contender.out, ignore_errors=True)
+    contender.out.mkdir(parents=True)
+    seconds = []
+    with log.open("wb") as sink:
+        for command in contender.commands:
+            start = time.perf_counter()
+            done = subprocess.run(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+            seconds.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(
+                    f"{contender.name}: {' '.join(map(str, command))} exited with "
+                    f"{done.returncode}; the end of its output ({log}):\n{tail}"
+                )
+    return seconds, contender.check(contender.out)
+
+
+def measure(
+    contender: Contender,
+    *,
+    images: int,
+    runs: int,
+    env: dict[str, str],
+    logs: Path,
+    echo: Callable[[str], None],
+) -> dict:
+    """Median over `runs` timed runs after one untimed warm-up, every output checked."""
+    log = logs / f"{contender.name}.log"
+    echo(f"{contender.name}: warm-up run")
+    run_timed(contender, env, log)
+    totals, steps = [], []
+    for i in range(runs):
+        seconds, found = run_timed(contender, env, log)
+        if found != images:
+            raise RuntimeError(f"{contender.name}: output holds {found} images, expected {images}")
+        totals.append(sum(seconds))
+        steps.append(seconds)
+        echo(f"{contender.name}: run {i + 1}/{runs}: {sum(seconds):.2f} s")
+    median = statistics.median(totals)
+    return {
+        "seconds": median,
+        "images_per_s": images / median,
+        "runs_s": totals,
+        "steps_median_s": [statistics.median(s) for s in zip(*steps, strict=True)],
+        "commands": [[str(part) for part in c] for c in contender.commands],
+    }
+
+
+def contenders(project: Path, out: Path, image_bytes: int) -> list[Contender]:
+    python = sys.executable
+    odplug = Path(python).parent / "odplug"
+    tf_csv = out / "baseline" / "tf_csv"
+    baseline_steps: list[Command] = [
+        [python, HERE / "baseline_supervisely_to_csv.py", "--src", project, "--dst", tf_csv]
+    ]
+    for split in SPLIT_TAGS:
+        baseline_steps.append(
+            [
+                python,
+                HERE / "baseline_csv_to_tfrecord.py",
+                f"--csv_input={tf_csv / f'{split}.csv'}",
+                f"--output_path={out / 'baseline' / 'tf_records' / f'{split}.record'}",
+                f"--img_path={tf_csv / 'images' / split}",
+                f"--label_map={tf_csv / 'label_map.pbtxt'}",
+            ]
+        )
+
+    def check_cat(folder: Path) -> int:
+        written = (folder / "images.bin").stat().st_size
+        if written != image_bytes:
+            raise RuntimeError(f"cat wrote {written} bytes, the images hold {image_bytes}")
+        return len(list(project.glob("*/img/*.jpg")))
+
+    return [
+        Contender(
+            "odplug",
+            [[odplug, "data.import", "--source", project, "--out", out / "odplug"]],
+            out / "odplug",
+            check_records,
+        ),
+        Contender("baseline", baseline_steps, out / "baseline", check_records),
+        Contender(
+            "cat",
+            [["bash", "-c", CAT_SCRIPT, "cat", project, out / "cat" / "images.bin"]],
+            out / "cat",
+            check_cat,
+        ),
+    ]
+
+
+def report(results: dict, echo: Callable[[str], None]) -> None:
+    d = results["dataset"]
+    echo(
+        f"\n{d['images']} images, {d['total_mb']:.1f} MB ({d['mean_image_kb']:.0f} KB/image), "
+        f"{results['machine']['cores']} cores"
+    )
+    for name, m in results["measurements"].items():
+        echo(f"  {name:<9}{m['seconds']:8.2f} s {m['images_per_s']:9.1f} images/s")
+    for key, r in results["ratios"].items():
+        verdict = "met" if r["met"] else "NOT met"
+        echo(
+            f"  {key.replace('_vs_', ' / '):<18}{r['value']:6.2f}x  target >= {r['target']}: "
+            f"{verdict}"
+        )
+
+
+def run(
+    *,
+    images: int = 2000,
+    runs: int = 3,
+    workdir: Path = Path("bench/work"),
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Generate (or reuse) the project, time odplug, the baseline and cat; report and save.
+
+    :returns: the results also written to ``workdir/convert-results.json``.
+    """
+    if images < 1 or runs < 1:
+        raise ValueError(f"images and runs must be at least 1, got images={images}, runs={runs}")
+    odplug = Path(sys.executable).parent / "odplug"
+    if not odplug.exists():
+        raise RuntimeError(
+            f"{odplug} not found: install odplug into this environment "
+            "(pip install -e .) to benchmark it"
+        )
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    project, summary = ensure_project(workdir, ProjectSpec(images=images), echo=echo)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out, logs = workdir / "out", workdir / "logs"
+    logs.mkdir(exist_ok=True)
+
+    measurements = {
+        c.name: measure(c, images=images, runs=runs, env=env, logs=logs, echo=echo)
+        for c in contenders(project, out, summary["image_bytes"])
+    }
+    speed = {name: m["images_per_s"] for name, m in measurements.items()}
+    ratios = {}
+    for key, target in TARGETS.items():
+        value = speed["odplug"] / speed[key.split("_vs_")[1]]
+        ratios[key] = {"value": value, "target": target, "met": value >= target}
+    results = {
+        "dataset": {
+            "project": str(project),
+            "images": images,
+            "total_mb": summary["total_bytes"] / 1e6,
+            "image_mb": summary["image_bytes"] / 1e6,
+            "mean_image_kb": summary["mean_image_kb"],
+            "size": [summary["width"], summary["height"]],
+        },
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "runs": runs,
+        "measurements": measurements,
+        "ratios": ratios,
+    }
+    report(results, echo)
+    atomic_write_text(workdir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    echo(f"results: {workdir / RESULTS_FILE}")
+    return results

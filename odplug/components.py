@@ -1,0 +1,99 @@
+"""What plugins register: importers, dataset writers, trainers and exporters.
+
+pluggy finds these objects; the core then calls them directly as plain typed objects. Each is a
+small base class rather than a Protocol so that optional parts have working defaults and a
+plugin only writes what its format needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from odplug.errors import OdplugError
+
+if TYPE_CHECKING:
+    from odplug.dataset import Sample
+    from odplug.labelmap import LabelMap
+    from odplug.report import Report
+
+Verify = Literal["header", "decode"]
+Progress = Callable[[int], None]
+"""Called with the number of images just finished; the caller draws the bar."""
+
+
+class Component:
+    """Shared by every kind: a unique name, a one-line summary, and a readiness check."""
+
+    name: str = ""
+    summary: str = ""
+    requires: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        """Raise `OdplugError` naming what is missing (package, tool, image) before any work."""
+
+
+class Importer(Component):
+    """Reads one dataset format into samples, reporting every problem instead of raising.
+
+    `read` yields samples lazily; it raises `OdplugError` only when nothing sensible can be
+    read at all (no such folder, not this format), and otherwise calls ``report.skip_*`` for
+    each image or object it cannot use and goes on.
+    """
+
+    def detect(self, source: Path) -> bool:
+        """Whether `source` looks like this format; used when the user gives no ``--format``."""
+        return False
+
+    def label_map(self, source: Path) -> LabelMap | None:
+        """The label map that ships with the dataset, if the format has one."""
+        return None
+
+    def read(self, source: Path, report: Report) -> Iterator[Sample]:
+        raise NotImplementedError(f"importer {self.name!r} does not implement read()")
+
+
+@dataclass
+class WriteJob:
+    """Everything a dataset writer needs: the samples by split, decided before writing starts."""
+
+    splits: dict[str, list[Sample]]
+    label_map: LabelMap
+    out: Path
+    shards: int = 0
+    workers: int = 0
+    verify: Verify = "header"
+    progress: Progress = field(default=lambda n: None)
+
+
+class DatasetWriter(Component):
+    """Writes samples to an output folder; returns the report of what it wrote and skipped."""
+
+    def write(self, job: WriteJob) -> Report:
+        raise NotImplementedError(f"writer {self.name!r} does not implement write()")
+
+
+class Trainer(Component):
+    """Trains a detector from a TFRecord folder into a run folder."""
+
+    def train(self, records: Path, run_dir: Path, config: Path | None = None) -> Path:
+        raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
+
+
+class Exporter(Component):
+    """Converts a trained run into one deployment format under `out`."""
+
+    suffix: str = ""
+
+    def export(self, run_dir: Path, out: Path) -> Path:
+        raise NotImplementedError(f"exporter {self.name!r} does not implement export()")
+
+
+def require_module(module: str, *, what: str, install: str) -> None:
+    """Fail with one clear line when an optional package is missing; never install it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise OdplugError(f"{what} needs the Python package {module!r}: {install}")

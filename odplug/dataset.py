@@ -1,0 +1,46 @@
+"""The dataset model that every importer yields and every writer consumes.
+
+A `Sample` holds where an image is and what is annotated on it, never the pixels: an
+importer can stream a 100,000-image project through the converter with only this metadata in
+memory, and the image bytes are read later, one at a time, inside the worker that writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """One object: class name and corners in pixels of the image as annotated (x right, y down)."""
+
+    label: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: bool = False
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class Sample:
+    """One image of a dataset and its boxes.
+
+    `key` identifies the image within its dataset (it becomes `image/source_id`, the image id
+    COCO evaluation uses), so it must be unique; `origin` is the file a user should open to fix
+    a problem with this sample (the annotation file, or the CSV file and row).
+    `width`/`height` are the size the annotation claims, checked against the real image when it
+    is read; `None` where the format does not record a size.
+    """
+
+    image: Path
+    key: str
+    boxes: list[Box] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
+    split: str | None = None
+    origin: str = ""

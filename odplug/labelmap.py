@@ -1,0 +1,113 @@
+"""Label maps: class names to the ids (from 1; 0 is background) the detector predicts.
+
+Read and written in the Object Detection API's ``label_map.pbtxt`` text format through
+protobuf's own text parser, so comments, either quote style and fields we do not use
+(keypoints, frequency) are handled the way the API handles them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from odplug.atomic import atomic_write_text
+from odplug.errors import OdplugError
+from odplug.protos import StringIntLabelMap
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMapItem:
+    id: int
+    name: str
+    display_name: str = ""
+
+
+class LabelMap:
+    """An ordered set of classes with unique names and unique positive ids."""
+
+    def __init__(self, items: Iterable[LabelMapItem], *, origin: str = "label map") -> None:
+        self.items = sorted(items, key=lambda item: item.id)
+        self._ids: dict[str, int] = {}
+        seen_ids: set[int] = set()
+        for item in self.items:
+            if item.id < 1:
+                raise OdplugError(f"{origin}: id {item.id} of {item.name!r} must be 1 or more")
+            if not item.name:
+                raise OdplugError(f"{origin}: item with id {item.id} has no name")
+            if item.id in seen_ids:
+                raise OdplugError(f"{origin}: id {item.id} is used twice")
+            if item.name in self._ids:
+                raise OdplugError(f"{origin}: name {item.name!r} is used twice")
+            seen_ids.add(item.id)
+            self._ids[item.name] = item.id
+
+    @classmethod
+    def from_names(cls, names: Iterable[str]) -> LabelMap:
+        """Ids 1..n in the order given."""
+        return cls(LabelMapItem(i, name) for i, name in enumerate(names, start=1))
+
+    @property
+    def names(self) -> list[str]:
+        return [item.name for item in self.items]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ids
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelMap) and self.items == other.items
+
+    def __repr__(self) -> str:
+        return f"LabelMap({self.items!r})"
+
+    def id_of(self, name: str) -> int:
+        return self._ids[name]
+
+    def name_of(self, id_: int) -> str:
+        for item in self.items:
+            if item.id == id_:
+                return item.name
+        raise KeyError(id_)
+
+    def to_pbtxt(self) -> str:
+        message = StringIntLabelMap()
+        for item in self.items:
+            entry = message.item.add(id=item.id, name=item.name)
+            if item.display_name:
+                entry.display_name = item.display_name
+        return text_format.MessageToString(message)
+
+
+def parse_label_map(text: str, *, origin: str = "label map") -> LabelMap:
+    message = StringIntLabelMap()
+    try:
+        text_format.Parse(text, message, allow_unknown_field=True)
+    except text_format.ParseError as error:
+        raise OdplugError(f"{origin}: not a valid label map: {error}") from None
+    if not message.item:
+        raise OdplugError(f"{origin}: the label map has no items")
+    items = []
+    for entry in message.item:
+        if not entry.HasField("id"):
+            raise OdplugError(f"{origin}: item {entry.name!r} has no id")
+        items.append(LabelMapItem(entry.id, entry.name, entry.display_name))
+    return LabelMap(items, origin=origin)
+
+
+def read_label_map(path: Path) -> LabelMap:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise OdplugError(f"{path}: label map not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise OdplugError(f"{path}: cannot read the label map: {error}") from None
+    return parse_label_map(text, origin=str(path))
+
+
+def write_label_map(label_map: LabelMap, path: Path) -> None:
+    atomic_write_text(path, label_map.to_pbtxt())

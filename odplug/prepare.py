@@ -1,0 +1,44 @@
+"""Turning one `Sample` into what a writer stores: checked image bytes and fitted boxes.
+
+Runs inside the writer's worker processes, one image at a time, so only one image per worker
+is ever in memory. Every reason a sample or box is dropped goes into the worker's report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from odplug.boxes import fit_boxes
+from odplug.components import Verify
+from odplug.dataset import Box, Sample
+from odplug.images import ImageData, ImageProblem, load_image
+from odplug.report import Report
+
+
+@dataclass(slots=True)
+class Prepared:
+    sample: Sample
+    image: ImageData
+    boxes: list[Box]
+
+
+def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
+    try:
+        image = load_image(sample.image, verify)
+    except ImageProblem as problem:
+        report.skip_image(sample.image, problem.code, problem.reason)
+        return None
+    where = sample.origin or str(sample.image)
+    declared = (sample.width, sample.height)
+    if None not in declared and declared != (image.width, image.height):
+        report.skip_image(
+            where,
+            "size-mismatch",
+            f"annotation says {sample.width}x{sample.height} but {sample.image} is "
+            f"{image.width}x{image.height} (after EXIF rotation); boxes would be misplaced",
+        )
+        return None
+    if image.reencoded:
+        report.reencoded[image.reencoded] += 1
+    boxes = fit_boxes(sample.boxes, image.width, image.height, where, report)
+    return Prepared(sample, image, boxes)

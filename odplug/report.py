@@ -1,0 +1,146 @@
+"""What an import wrote, what it skipped and why: kept as data, saved as JSON, printed short.
+
+Workers fill their own `Report` and the parent merges them, so every object crosses process
+boundaries by pickling; nothing here holds a file handle or a lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from odplug.atomic import atomic_write_text
+
+ProblemKind = Literal["image skipped", "box skipped", "box changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing the user should know about: the file, a short code to group by, the details."""
+
+    kind: ProblemKind
+    file: str
+    code: str
+    reason: str
+
+
+@dataclass
+class Report:
+    """Counts per split and class, and every problem met on the way."""
+
+    images: Counter[str] = field(default_factory=Counter)
+    boxes: Counter[str] = field(default_factory=Counter)
+    classes: dict[str, Counter[str]] = field(default_factory=dict)
+    filtered_boxes: Counter[str] = field(default_factory=Counter)
+    reencoded: Counter[str] = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+
+    def skip_image(self, file: str | Path, code: str, reason: str) -> None:
+        self.problems.append(Problem("image skipped", str(file), code, reason))
+
+    def skip_box(self, file: str | Path, code: str, reason: str) -> None:
+        self.problems.append(Problem("box skipped", str(file), code, reason))
+
+    def change_box(self, file: str | Path, code: str, reason: str) -> None:
+        self.problems.append(Problem("box changed", str(file), code, reason))
+
+    def filter_box(self, label: str) -> None:
+        """Count a box left out on purpose (class not asked for): not a problem, still told."""
+        self.filtered_boxes[label] += 1
+
+    def count_image(self, split: str, labels: list[str]) -> None:
+        self.images[split] += 1
+        self.boxes[split] += len(labels)
+        self.classes.setdefault(split, Counter()).update(labels)
+
+    def merge(self, other: Report) -> None:
+        self.images.update(other.images)
+        self.boxes.update(other.boxes)
+        for split, counts in other.classes.items():
+            self.classes.setdefault(split, Counter()).update(counts)
+        self.filtered_boxes.update(other.filtered_boxes)
+        self.reencoded.update(other.reencoded)
+        self.problems.extend(other.problems)
+
+    def count_problems(self, kind: ProblemKind) -> Counter[str]:
+        return Counter(p.code for p in self.problems if p.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        splits = sorted(self.images, key=_split_order)
+        return {
+            "splits": {
+                s: {
+                    "images": self.images[s],
+                    "boxes": self.boxes[s],
+                    "classes": dict(sorted(self.classes.get(s, Counter()).items())),
+                }
+                for s in splits
+            },
+            "total": {"images": sum(self.images.values()), "boxes": sum(self.boxes.values())},
+            "filtered_boxes": dict(self.filtered_boxes),
+            "reencoded_images": dict(self.reencoded),
+            "skipped": {
+                "images": dict(self.count_problems("image skipped")),
+                "boxes": dict(self.count_problems("box skipped")),
+                "changed_boxes": dict(self.count_problems("box changed")),
+            },
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+    def write_json(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _split_order(split: str) -> tuple[int, str]:
+    order = {"train": 0, "val": 1, "test": 2}
+    return (order.get(split, 3), split)
+
+
+def render_summary(report: Report, *, max_problems: int = 10) -> str:
+    """The printed summary: a table per split and class, problems grouped by reason."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=100, force_terminal=False, color_system=None)
+    data = report.to_dict()
+    classes = sorted({c for counts in report.classes.values() for c in counts})
+    table = Table(title="Imported", show_footer=True)
+    table.add_column("split", footer="total")
+    table.add_column("images", justify="right", footer=str(data["total"]["images"]))
+    table.add_column("boxes", justify="right", footer=str(data["total"]["boxes"]))
+    for name in classes:
+        total = sum(report.classes.get(s, Counter())[name] for s in report.classes)
+        table.add_column(name, justify="right", footer=str(total))
+    for split, info in data["splits"].items():
+        row = [split, str(info["images"]), str(info["boxes"])]
+        row += [str(info["classes"].get(name, 0)) for name in classes]
+        table.add_row(*row)
+    console.print(table)
+    for kind, title in (
+        ("image skipped", "Skipped images"),
+        ("box skipped", "Skipped boxes"),
+        ("box changed", "Changed boxes"),
+    ):
+        counts = report.count_problems(kind)  # type: ignore[arg-type]
+        if counts:
+            parts = ", ".join(f"{n} {code}" for code, n in counts.most_common())
+            console.print(f"{title}: {sum(counts.values())} ({parts})")
+    if report.filtered_boxes:
+        parts = ", ".join(f"{n} {c}" for c, n in sorted(report.filtered_boxes.items()))
+        console.print(f"Left out by the class filter: {parts}")
+    if report.reencoded:
+        parts = ", ".join(f"{n} {why}" for why, n in report.reencoded.most_common())
+        console.print(f"Re-encoded images (TensorFlow would decode them differently): {parts}")
+    shown = [p for p in report.problems if p.kind != "box changed"][:max_problems]
+    for p in shown:
+        console.print(f"  {p.kind}: {p.file}: {p.reason}", highlight=False, markup=False)
+    hidden = sum(1 for p in report.problems if p.kind != "box changed") - len(shown)
+    if hidden > 0:
+        console.print(f"  ... and {hidden} more (see the JSON report)")
+    return buffer.getvalue()

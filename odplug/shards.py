@@ -1,0 +1,133 @@
+"""Sharded TFRecord output: ``train.record-00000-of-00004`` and friends, written in parallel.
+
+Each shard is one job for one worker. Workers write under temporary names; only when every
+shard has succeeded does the parent rename them all into place and remove shards of an
+earlier run that this run does not replace, so a crash or Ctrl-C leaves the previous output
+whole and no partial file under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from odplug.atomic import TEMP_PREFIX, remove_stale_temporaries
+from odplug.components import Verify, WriteJob
+from odplug.dataset import Sample
+from odplug.example import encode_example
+from odplug.labelmap import LabelMap
+from odplug.parallel import default_workers, run_jobs, tick
+from odplug.prepare import prepare
+from odplug.report import Report
+from odplug.tfrecord import write_record
+
+SHARD_PATTERN = re.compile(r"^(?P<split>.+)\.record-(?P<index>\d{5})-of-(?P<count>\d{5})$")
+TARGET_SHARD_BYTES = 128 * 1024 * 1024
+MIN_IMAGES_PER_PARALLEL_SHARD = 64
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}.record-{index:05d}-of-{count:05d}"
+
+
+def shard_files(folder: Path, split: str | None = None) -> list[Path]:
+    """The shard files in `folder` (of one split, or all), sorted."""
+    found = []
+    for path in folder.iterdir() if folder.is_dir() else []:
+        match = SHARD_PATTERN.match(path.name)
+        if match and (split is None or match["split"] == split):
+            found.append(path)
+    return sorted(found)
+
+
+def auto_shard_count(samples: Sequence[Sample], workers: int) -> int:
+    """Shards of about 128 MiB, and at least one per worker once a split is big enough."""
+    total = 0
+    for sample in samples:
+        with contextlib.suppress(OSError):
+            total += os.stat(sample.image).st_size
+    by_size = math.ceil(total / TARGET_SHARD_BYTES)
+    by_workers = min(workers, math.ceil(len(samples) / MIN_IMAGES_PER_PARALLEL_SHARD))
+    return max(1, by_size, by_workers)
+
+
+@dataclass
+class ShardJob:
+    final: Path
+    temporary: Path
+    split: str
+    samples: list[Sample]
+    label_map: LabelMap
+    verify: Verify
+
+
+def write_shard(job: ShardJob) -> Report:
+    report = Report()
+    try:
+        with job.temporary.open("wb") as handle:
+            for sample in job.samples:
+                prepared = prepare(sample, job.verify, report)
+                if prepared is not None:
+                    record = encode_example(
+                        prepared.image,
+                        filename=sample.image.name,
+                        source_id=sample.key,
+                        boxes=prepared.boxes,
+                        label_map=job.label_map,
+                    )
+                    write_record(handle, record)
+                    report.count_image(job.split, [box.label for box in prepared.boxes])
+                tick()
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            job.temporary.unlink()
+        raise
+    return report
+
+
+def write_tfrecords(job: WriteJob) -> Report:
+    """Write every split of `job` as shards under `job.out`; returns what was written."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(job.out)
+    workers = job.workers or default_workers()
+    run = uuid.uuid4().hex[:8]
+    jobs: list[ShardJob] = []
+    for split, samples in job.splits.items():
+        if not samples:
+            continue
+        count = job.shards or auto_shard_count(samples, workers)
+        count = min(count, len(samples))
+        for index in range(count):
+            final = job.out / shard_name(split, index, count)
+            jobs.append(ShardJob(
+                final=final,
+                temporary=final.with_name(f"{TEMP_PREFIX}{final.name}.{run}"),
+                split=split,
+                samples=samples[index::count],
+                label_map=job.label_map,
+                verify=job.verify,
+            ))
+    jobs.sort(key=lambda shard: len(shard.samples), reverse=True)
+    try:
+        reports = run_jobs(write_shard, jobs, workers=workers, progress=job.progress)
+    except BaseException:
+        for shard in jobs:
+            with contextlib.suppress(FileNotFoundError):
+                shard.temporary.unlink()
+        raise
+    written = {shard.final for shard in jobs}
+    for shard in jobs:
+        os.replace(shard.temporary, shard.final)
+    for stale in shard_files(job.out):
+        if stale not in written:
+            stale.unlink()
+    report = Report()
+    for part in reports:
+        report.merge(part)
+    return report

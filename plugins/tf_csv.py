@@ -1,0 +1,255 @@
+"""Built-in importer and writer for tf_csv, the original workflow's intermediate format.
+
+``train.csv`` / ``test.csv`` (``val.csv``), one row per box with the header
+``filename,width,height,class,xmin,ymin,xmax,ymax`` in pixels, images in ``images/<split>/``,
+``images/`` or beside the CSV, and optionally a ``label_map.pbtxt``. Files named like
+``train_labels.csv`` (the raccoon dataset) are found too, in the folder given or one level
+below it. An image with no boxes is one row with an empty class and empty coordinates: the
+writer emits such rows so negatives survive a round trip.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from odplug import hookimpl
+from odplug.atomic import atomic_write_bytes, atomic_writer
+from odplug.components import DatasetWriter, Importer, WriteJob
+from odplug.dataset import Box, Sample
+from odplug.errors import OdplugError
+from odplug.labelmap import LabelMap, read_label_map
+from odplug.parallel import run_jobs, tick
+from odplug.prepare import prepare
+from odplug.report import Report
+
+COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+_SPLIT_FILE = re.compile(r"^(train|val|validation|test)(?:[_-]labels)?$", re.IGNORECASE)
+
+
+def split_of(csv_path: Path) -> str | None:
+    match = _SPLIT_FILE.match(csv_path.stem)
+    if not match:
+        return None
+    name = match.group(1).lower()
+    return "val" if name == "validation" else name
+
+
+def find_csvs(source: Path) -> list[Path]:
+    """The split CSV files of a tf_csv dataset: a CSV given directly, or by name in the folder."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise OdplugError(f"{source}: no such file or folder")
+    for folder in [source, *sorted(p for p in source.iterdir() if p.is_dir())]:
+        found = sorted(p for p in folder.glob("*.csv") if split_of(p))
+        if found:
+            return found
+    every = sorted(source.glob("*.csv"))
+    if len(every) == 1:
+        return every
+    raise OdplugError(
+        f"{source}: no train.csv / test.csv (or train_labels.csv ...) here or one folder below"
+        + (f"; found {', '.join(p.name for p in every)}: give one of them as the source"
+           if every else "")
+    )
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise OdplugError(f"{path}: cannot read the CSV: {error}") from None
+
+
+def _image_folder(csv_path: Path, root: Path, split: str | None, first_file: str | None) -> Path:
+    """Where this CSV's images are: the first candidate folder holding its first image."""
+    bases = [csv_path.parent] + ([root] if root != csv_path.parent else [])
+    candidates = []
+    for base in bases:
+        if split:
+            candidates += [base / "images" / split, base / split]
+        candidates += [base / "images", base]
+    if first_file:
+        for folder in candidates:
+            if (folder / first_file).is_file():
+                return folder
+    return next((folder for folder in candidates if folder.is_dir() and folder != root), root)
+
+
+@dataclass
+class _Image:
+    filename: str
+    origin: str
+    width: int | None
+    height: int | None
+    boxes: list[Box]
+    bad_size: bool = False
+
+
+class TFCsvImporter(Importer):
+    name = "tf_csv"
+    summary = "tf_csv: train.csv/test.csv rows filename,width,height,class,xmin,ymin,xmax,ymax"
+
+    def detect(self, source: Path) -> bool:
+        try:
+            csvs = find_csvs(source)
+        except OdplugError:
+            return False
+        return all(c in _header(csvs[0]) for c in COLUMNS)
+
+    def label_map(self, source: Path) -> LabelMap | None:
+        root = source if source.is_dir() else source.parent
+        csv_folders = [c.parent for c in find_csvs(source)]
+        named = [root / "label_map.pbtxt", *(f / "label_map.pbtxt" for f in csv_folders)]
+        for path in named:
+            if path.is_file():
+                return read_label_map(path)
+        found = sorted({*root.glob("*.pbtxt"), *root.glob("*/*.pbtxt")})
+        return read_label_map(found[0]) if len(found) == 1 else None
+
+    def read(self, source: Path, report: Report) -> Iterator[Sample]:
+        root = source if source.is_dir() else source.parent
+        for csv_path in find_csvs(source):
+            yield from self._read_csv(csv_path, root, report)
+
+    def _read_csv(self, path: Path, root: Path, report: Report) -> Iterator[Sample]:
+        header = _header(path)
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise OdplugError(
+                f"{path}: missing column(s) {', '.join(missing)}; a tf_csv file has the header "
+                f"{','.join(COLUMNS)} (found {','.join(header) or 'an empty file'})"
+            )
+        images: dict[str, _Image] = {}
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                for row in reader:
+                    self._add_row(row, f"{path}:{reader.line_num}", images, report)
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise OdplugError(f"{path}: malformed CSV: {error}") from None
+        split = split_of(path)
+        folder = _image_folder(path, root, split, next(iter(images), None))
+        for image in images.values():
+            if image.bad_size:
+                report.skip_image(image.origin, "inconsistent-size",
+                                  f"rows for {image.filename} give different width/height")
+                continue
+            yield Sample(
+                image=folder / image.filename, key=image.filename, boxes=image.boxes,
+                width=image.width, height=image.height, split=split, origin=image.origin,
+            )
+
+    @staticmethod
+    def _add_row(row: dict[str, str | None], where: str, images: dict[str, _Image],
+                 report: Report) -> None:
+        filename = (row.get("filename") or "").strip()
+        if not filename:
+            report.skip_box(where, "malformed-row", "row has no filename")
+            return
+        try:
+            width, height = int(float(row["width"] or "")), int(float(row["height"] or ""))
+        except (TypeError, ValueError):
+            width = height = None
+        image = images.get(filename)
+        if image is None:
+            image = images[filename] = _Image(filename, where, width, height, [])
+        elif (width, height) != (image.width, image.height):
+            image.bad_size = True
+        label = (row.get("class") or "").strip()
+        coords = [row.get(c) for c in ("xmin", "ymin", "xmax", "ymax")]
+        if not label and not any((c or "").strip() for c in coords):
+            return
+        try:
+            xmin, ymin, xmax, ymax = (float(c) for c in coords)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            report.skip_box(where, "malformed-row",
+                            f"{filename}: coordinates {coords} are not all numbers")
+            return
+        if not label:
+            report.skip_box(where, "malformed-row", f"{filename}: box has no class")
+            return
+        image.boxes.append(Box(label, xmin, ymin, xmax, ymax))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _relative_name(sample: Sample) -> str:
+    """The CSV filename: the sample key when it is a safe relative path, else the file name."""
+    parts = Path(sample.key).parts
+    if parts and not Path(sample.key).is_absolute() and ".." not in parts:
+        return sample.key
+    return sample.image.name
+
+
+@dataclass
+class _SplitJob:
+    out: Path
+    split: str
+    samples: list[Sample]
+    verify: str
+
+
+def _write_split(job: _SplitJob) -> Report:
+    report = Report()
+    images = job.out / "images" / job.split
+    with atomic_writer(job.out / f"{job.split}.csv") as raw:
+        handle = _TextSink(raw)
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for sample in job.samples:
+            prepared = prepare(sample, job.verify, report)  # type: ignore[arg-type]
+            if prepared is not None:
+                name = _relative_name(sample)
+                if prepared.image.reencoded and not name.lower().endswith(prepared.image.format):
+                    name = f"{name}.{prepared.image.format}"
+                atomic_write_bytes(images / name, prepared.image.data)
+                size = [prepared.image.width, prepared.image.height]
+                for box in prepared.boxes:
+                    writer.writerow([name, *size, box.label,
+                                     *map(_number, (box.xmin, box.ymin, box.xmax, box.ymax))])
+                if not prepared.boxes:
+                    writer.writerow([name, *size, "", "", "", "", ""])
+                report.count_image(job.split, [box.label for box in prepared.boxes])
+            tick()
+    return report
+
+
+class _TextSink:
+    """Lets `csv.writer` write UTF-8 into the binary handle `atomic_writer` gives."""
+
+    def __init__(self, raw) -> None:  # type: ignore[no-untyped-def]
+        self.raw = raw
+
+    def write(self, text: str) -> int:
+        return self.raw.write(text.encode("utf-8"))
+
+
+class TFCsvWriter(DatasetWriter):
+    name = "tf_csv"
+    summary = "tf_csv: <split>.csv + images/<split>/ copies, as the original workflow wrote"
+
+    def write(self, job: WriteJob) -> Report:
+        jobs = [_SplitJob(job.out, split, samples, job.verify)
+                for split, samples in job.splits.items() if samples]
+        report = Report()
+        for part in run_jobs(_write_split, jobs, workers=job.workers, progress=job.progress):
+            report.merge(part)
+        return report
+
+
+@hookimpl
+def odplug_register_importers(register):  # type: ignore[no-untyped-def]
+    register(TFCsvImporter())
+
+
+@hookimpl
+def odplug_register_writers(register):  # type: ignore[no-untyped-def]
+    register(TFCsvWriter())

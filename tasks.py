@@ -1,0 +1,34 @@
+"""invoke tasks for this repository: every odplug task, plus the benchmarks.
+
+The odplug tasks themselves live in `odplug.tasks` so the installed ``odplug`` command has
+them too; the benchmarks need this checkout, so they are added here only.
+"""
+
+from pathlib import Path
+
+from invoke import Collection, task
+
+from odplug.console import user_errors
+from odplug.tasks import build_namespace
+
+
+@task(
+    name="convert",
+    help={
+        "images": "photo-sized JPEGs in the generated project (default 2000)",
+        "runs": "timed runs of each command; the median is reported (default 3)",
+        "workdir": "where the project and outputs go (default bench/work)",
+    },
+)
+@user_errors
+def bench_convert(c, images=2000, runs=3, workdir="bench/work"):
+    """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them."""
+    from bench.convert import run
+
+    run(images=images, runs=runs, workdir=Path(workdir))
+
+
+ns = build_namespace()
+bench = Collection("bench")
+bench.add_task(bench_convert, name="convert")
+ns.add_collection(bench)

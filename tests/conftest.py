@@ -1,0 +1,87 @@
+"""Shared fixtures: datasets to import, a command-line runner, and the TensorFlow reader."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from odplug.plugins import get_plugin_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+RACCOON = ROOT.parent / "shared" / "datasets" / "raccoon"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def pm():
+    """A plugin manager with the built-ins only: no entry points from the environment."""
+    manager, _infos = get_plugin_manager(entry_points=False)
+    return manager
+
+
+@pytest.fixture(scope="session")
+def raccoon() -> Path:
+    if not RACCOON.is_dir():
+        pytest.skip(f"the raccoon dataset is not at {RACCOON} (it ships in shared/datasets)")
+    return RACCOON
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo Supervisely project, made once per test session; copy it to modify it."""
+    from odplug.demo import write_demo_project
+
+    return write_demo_project(tmp_path_factory.mktemp("demo") / "project", images=30, size=96)
+
+
+@pytest.fixture
+def demo_copy(demo_project: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "project"
+    shutil.copytree(demo_project, target)
+    return target
+
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def run_inv() -> Run:
+    """Run the real ``inv`` of this environment in the repository root."""
+
+    def run(*args: str, cwd: Path = ROOT, env: dict | None = None,
+            program: str = "inv") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / program), *args], cwd=cwd, capture_output=True, text=True,
+            env={**os.environ, **(env or {})}, timeout=300,
+        )
+
+    return run
+
+
+def read_records(folder: Path, split: str | None = None) -> list[dict]:
+    """Every record of a folder (or one split), decoded by TensorFlow into plain Python."""
+    from odplug.shards import shard_files
+    from odplug.tfdata import record_dataset
+
+    files = shard_files(folder, split)
+    assert files, f"no shards in {folder}"
+    rows = []
+    for item in record_dataset(files).as_numpy_iterator():
+        rows.append({
+            "source_id": item["source_id"].decode(),
+            "filename": item["filename"].decode(),
+            "boxes": item["boxes"].tolist(),
+            "classes": item["classes"].tolist(),
+            "height": int(item["height"]),
+            "width": int(item["width"]),
+            "image_shape": item["image"].shape,
+            "format": item["format"].decode(),
+            "sha256": item["sha256"].decode(),
+        })
+    return rows

@@ -1,0 +1,133 @@
+"""The conversion benchmark's inputs are photo-like and its baseline converts correctly.
+
+A speed-up is only worth claiming against a baseline that produces right records, so the
+baseline scripts run here on a tiny generated project and TensorFlow reads their output back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.convert import HERE, count_records
+from bench.photos import ProjectSpec, ensure_project
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_photos_are_photo_sized_and_deterministic(tmp_path: Path) -> None:
+    spec = ProjectSpec(images=8, seed=3)
+    first, summary = ensure_project(tmp_path / "a", spec, processes=1, echo=quiet)
+    second, _ = ensure_project(tmp_path / "b", spec, processes=2, echo=quiet)
+
+    assert 220 <= summary["mean_image_kb"] <= 280
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    assert ensure_project(tmp_path / "a", spec, echo=quiet) == (first, summary)  # cached
+
+
+def expected_boxes(project: Path) -> dict[str, tuple[str, list[tuple]]]:
+    """Image name -> (split, [(class, xmin, ymin, xmax, ymax) normalised]) from the annotations."""
+    expected = {}
+    for ann_path in project.glob("*/ann/*.json"):
+        ann = json.loads(ann_path.read_text())
+        w, h = ann["size"]["width"], ann["size"]["height"]
+        boxes = []
+        for obj in ann["objects"]:
+            xs, ys = zip(*obj["points"]["exterior"], strict=True)
+            boxes.append((obj["classTitle"], min(xs) / w, min(ys) / h, max(xs) / w, max(ys) / h))
+        expected[ann_path.name.removesuffix(".json")] = (ann["tags"][0]["name"], sorted(boxes))
+    return expected
+
+
+@pytest.mark.slow
+def test_baseline_records_hold_the_annotated_boxes(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    project, _ = ensure_project(
+        tmp_path, ProjectSpec(images=6, width=64, height=48), processes=1, echo=quiet
+    )
+    tf_csv, records = tmp_path / "tf_csv", tmp_path / "tf_records"
+    subprocess.run(
+        [
+            sys.executable,
+            HERE / "baseline_supervisely_to_csv.py",
+            "--src",
+            project,
+            "--dst",
+            tf_csv,
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
+    for split in ("train", "test"):
+        subprocess.run(
+            [
+                sys.executable,
+                HERE / "baseline_csv_to_tfrecord.py",
+                f"--csv_input={tf_csv / f'{split}.csv'}",
+                f"--output_path={records / f'{split}.record'}",
+                f"--img_path={tf_csv / 'images' / split}",
+                f"--label_map={tf_csv / 'label_map.pbtxt'}",
+            ],
+            env=ENV,
+            check=True,
+            capture_output=True,
+        )
+
+    header = (tf_csv / "train.csv").read_text().splitlines()[0]
+    assert header == "filename,width,height,class,xmin,ymin,xmax,ymax"
+    ids = {"car": 1, "person": 2, "tree": 3}
+    features = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string),
+        "image/source_id": tf.io.FixedLenFeature([], tf.string),
+        "image/height": tf.io.FixedLenFeature([], tf.int64),
+        "image/width": tf.io.FixedLenFeature([], tf.int64),
+        "image/object/class/text": tf.io.VarLenFeature(tf.string),
+        "image/object/class/label": tf.io.VarLenFeature(tf.int64),
+        **{
+            f"image/object/bbox/{k}": tf.io.VarLenFeature(tf.float32)
+            for k in ("xmin", "ymin", "xmax", "ymax")
+        },
+    }
+    found = {}
+    for split in ("train", "test"):
+        path = records / f"{split}.record"
+        for raw in tf.data.TFRecordDataset(str(path)):
+            ex = tf.io.parse_single_example(raw, features)
+            dense = {
+                k: tf.sparse.to_dense(v).numpy() if isinstance(v, tf.SparseTensor) else v.numpy()
+                for k, v in ex.items()
+            }
+            name = dense["image/filename"].decode()
+            assert dense["image/source_id"].decode() == name
+            assert tf.io.decode_jpeg(dense["image/encoded"]).shape == (48, 64, 3)
+            assert (dense["image/width"], dense["image/height"]) == (64, 48)
+            texts = [t.decode() for t in dense["image/object/class/text"]]
+            assert [ids[t] for t in texts] == list(dense["image/object/class/label"])
+            boxes = zip(
+                texts,
+                *(dense[f"image/object/bbox/{k}"] for k in ("xmin", "ymin", "xmax", "ymax")),
+                strict=True,
+            )
+            found[name] = (split, sorted(boxes))
+        assert count_records(path) == sum(s == split for s, _ in found.values())
+
+    expected = expected_boxes(project)
+    assert found.keys() == expected.keys()
+    for name, (split, boxes) in expected.items():
+        assert found[name][0] == split
+        assert [b[0] for b in found[name][1]] == [b[0] for b in boxes]
+        for got, want in zip(found[name][1], boxes, strict=True):
+            assert got[1:] == pytest.approx(want[1:], abs=1e-6)
