@@ -86,8 +86,8 @@ def import_dataset(
     on_total: Callable[[int], None] = lambda total: None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> ImportResult:
-    importer = choose_importer(registry, source, options.format)
     writer = registry.get("writers", options.to)
+    importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
         component.check()
     report = Report()

@@ -67,7 +67,7 @@ def _by_ratio(
     cumulative = 0.0
     for index, (name, ratio) in enumerate(zip(names, ratios, strict=True)):
         cumulative += ratio
-        end = len(ordered) if index == len(names) - 1 else round(cumulative * len(ordered))
+        end = len(ordered) if index == len(names) - 1 else int(cumulative * len(ordered) + 0.5)
         if end > start:
             splits[name] = sorted(ordered[start:end], key=lambda s: s.key)
         start = end

@@ -128,11 +128,11 @@ class TFCsvImporter(Importer):
         images: dict[str, _Image] = {}
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
+                reader = csv.DictReader(handle, strict=True)
                 for row in reader:
                     self._add_row(row, f"{path}:{reader.line_num}", images, report)
         except (csv.Error, UnicodeDecodeError) as error:
-            raise OdplugError(f"{path}: malformed CSV: {error}") from None
+            raise OdplugError(f"{path}: malformed CSV near line {reader.line_num}: {error}") from None
         split = split_of(path)
         folder = _image_folder(path, root, split, next(iter(images), None))
         for image in images.values():

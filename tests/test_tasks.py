@@ -1,0 +1,101 @@
+"""The tasks through the real command lines: ``inv`` in this checkout, ``odplug`` anywhere."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+NO_TENSORFLOW = """
+import sys
+from {module} import program
+program.run({argv!r}, exit=False)
+loaded = sorted(m for m in ("tensorflow", "keras", "pandas") if m in sys.modules)
+print("HEAVY:", ",".join(loaded) or "none")
+"""
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("invoke.main", ["inv", "-l"]),
+    ("invoke.main", ["inv", "plugins"]),
+    ("odplug.cli", ["odplug", "--list"]),
+    ("odplug.cli", ["odplug", "plugins"]),
+])
+def test_listing_tasks_and_plugins_imports_no_tensorflow(module: str, argv: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW.format(module=module, argv=argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY: none" in done.stdout
+
+
+def test_every_task_and_argument_has_help() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import tasks
+    finally:
+        sys.path.remove(str(ROOT))
+    names = tasks.ns.task_names
+    assert {"data.import", "data.stats", "plugins", "demo.dataset", "bench.convert"} <= set(names)
+    for name in names:
+        task = tasks.ns[name]
+        assert task.__doc__ and task.__doc__.strip(), name
+        arguments = [p for p in inspect.signature(task.body).parameters if p != "c"]
+        assert set(task.help) == set(arguments), name
+
+
+def test_list_shows_one_line_help(run_inv) -> None:  # type: ignore[no-untyped-def]
+    done = run_inv("-l")
+    assert done.returncode == 0
+    for name in ("data.import", "data.stats", "plugins", "demo.dataset", "bench.convert"):
+        line = next(line for line in done.stdout.splitlines() if line.strip().startswith(name))
+        assert len(line.split(name, 1)[1].strip()) > 10
+
+
+def test_demo_import_and_stats_through_inv(run_inv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    project = tmp_path / "demo"
+    made = run_inv("demo.dataset", "--out", str(project), "--images", "12", "--size", "64")
+    assert made.returncode == 0, made.stderr
+    done = run_inv("data.import", "--source", str(project), "--out", str(tmp_path / "records"))
+    assert done.returncode == 0, done.stderr
+    assert "Imported" in done.stdout and "total" in done.stdout
+    stats = run_inv("data.stats", "--folder", str(tmp_path / "records"), "--json")
+    assert stats.returncode == 0, stats.stderr
+    summary = json.loads(stats.stdout)
+    assert sum(s["records"] for s in summary["splits"].values()) == 12
+    assert summary["label_map"] == ["circle", "square", "triangle"]
+
+
+def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # type: ignore[no-untyped-def]
+                                              tmp_path: Path) -> None:
+    version = run_inv("--version", program="odplug", cwd=tmp_path)
+    assert version.returncode == 0 and "0.1.0" in version.stdout
+    done = run_inv("data.import", "--source", str(demo_project), "--out", "records", "--quiet",
+                   program="odplug", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert (tmp_path / "records" / "label_map.pbtxt").is_file()
+    assert "bench.convert" not in run_inv("--list", program="odplug", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.import", "--source", "/no/such/folder"], "/no/such/folder: no such file or folder"),
+    (["data.import"], "give the dataset with --source"),
+    (["data.import", "--source", ".", "--split", "bogus"], "--split 'bogus'"),
+    (["data.import", "--source", ".", "--ratios", "a,b"], "--ratios 'a,b'"),
+    (["data.import", "--source", ".", "--to", "tfrecods"], "Did you mean 'tfrecord'"),
+    (["data.stats", "--folder", "/no/such/folder"], "no such folder"),
+])
+def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  # type: ignore[no-untyped-def]
+                                                    message: str) -> None:
+    done = run_inv(*args)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("odplug: error:"), done.stderr
+    assert message in lines[0]
