@@ -68,7 +68,7 @@ def create_tf_example(group, path, label_map):
     xmins, xmaxs, ymins, ymaxs, classes_text, classes = [], [], [], [], [], []
     for _index, row in group.object.iterrows():
         xmins.append(row["xmin"] / width)
-        xmaxs.append(row["xmax"] / height)
+        xmaxs.append(row["xmax"] / width)
         ymins.append(row["ymin"] / height)
         ymaxs.append(row["ymax"] / height)
         classes_text.append(row["class"].encode("utf8"))

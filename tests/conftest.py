@@ -26,6 +26,29 @@ def pm():
 
 
 @pytest.fixture(scope="session")
+def registry():
+    """Built-in plugins only, whatever the environment has installed."""
+    from odplug.plugins import load_registry
+
+    return load_registry(entry_points=False)
+
+
+def run_import(source: Path, out: Path, registry, **options):  # type: ignore[no-untyped-def]
+    from odplug.convert import ImportOptions, import_dataset
+
+    return import_dataset(source, out, ImportOptions(**options), registry)
+
+
+def problem_files(result, kind: str) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """The files of each problem code of one kind ("image skipped", "box skipped", ...)."""
+    found: dict[str, list[str]] = {}
+    for problem in result.report.problems:
+        if problem.kind == kind:
+            found.setdefault(problem.code, []).append(problem.file)
+    return found
+
+
+@pytest.fixture(scope="session")
 def raccoon() -> Path:
     if not RACCOON.is_dir():
         pytest.skip(f"the raccoon dataset is not at {RACCOON} (it ships in shared/datasets)")

@@ -15,30 +15,12 @@ import pytest
 from PIL import Image
 
 from odplug import convert
-from odplug.convert import ImportOptions, import_dataset
 from odplug.errors import OdplugError
 from odplug.labelmap import read_label_map
-from odplug.plugins import load_registry
 from odplug.shards import shard_files
+from tests.conftest import problem_files as codes
 from tests.conftest import read_records
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_registry(entry_points=False)
-
-
-def run(source: Path, out: Path, registry, **options):  # type: ignore[no-untyped-def]
-    return import_dataset(source, out, ImportOptions(**options), registry)
-
-
-def codes(result, kind: str) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
-    found: dict[str, list[str]] = {}
-    for problem in result.report.problems:
-        if problem.kind == kind:
-            found.setdefault(problem.code, []).append(problem.file)
-    return found
-
+from tests.conftest import run_import as run
 
 # -- real datasets ----------------------------------------------------------------------------
 
@@ -136,7 +118,8 @@ def test_ratio_split_is_seeded_complete_and_disjoint(demo_project: Path, tmp_pat
     other = run(demo_project, tmp_path / "c", registry, split="ratio", ratios=(0.5, 0.25, 0.25),
                 seed=7)
     assert dict(first.report.images) == {"train": 15, "val": 8, "test": 7}
-    ids = {s: {r["source_id"] for r in read_records(tmp_path / "a", s)} for s in first.report.images}
+    ids = {s: {r["source_id"] for r in read_records(tmp_path / "a", s)}
+           for s in first.report.images}
     assert sum(map(len, ids.values())) == 30 and len(set.union(*ids.values())) == 30
     assert ids["test"] == {r["source_id"] for r in read_records(tmp_path / "b", "test")}
     assert ids["test"] != {r["source_id"] for r in read_records(tmp_path / "c", "test")}
@@ -260,57 +243,6 @@ def test_class_not_in_the_given_label_map(demo_project: Path, tmp_path: Path, re
     unknown = [p for p in result.report.problems if p.code == "unknown-class"]
     assert unknown and all("'triangle' is not in the label map" in p.reason for p in unknown)
     assert {c for r in read_records(tmp_path / "out") for c in r["classes"]} == {1, 2}
-
-
-def _csv_dataset(folder: Path, rows: dict[str, list[str]], images: list[str]) -> Path:
-    (folder / "images").mkdir(parents=True)
-    for name in images:
-        Image.new("RGB", (64, 48), (90, 40, 200)).save(folder / "images" / name)
-    for split, lines in rows.items():
-        (folder / f"{split}.csv").write_text(
-            "filename,width,height,class,xmin,ymin,xmax,ymax\n" + "".join(f"{x}\n" for x in lines))
-    return folder
-
-
-def test_csv_problems_are_reported(tmp_path: Path, registry) -> None:
-    outside = tmp_path / "secret.jpg"
-    Image.new("RGB", (64, 48)).save(outside)
-    source = _csv_dataset(tmp_path / "ds", {
-        "train": ["a.jpg,64,48,cat,1,2,30,40", "a.jpg,64,48,dog,x,2,30,40",
-                  "../../secret.jpg,64,48,cat,1,2,3,4", "b.jpg,64,48,cat,1,2,30,40",
-                  "c.jpg,64,48,,,,,"],
-        "test": ["b.jpg,64,48,cat,1,2,30,40", "d.jpg,64,48,cat,1,2,30,40",
-                 "d.jpg,32,48,cat,1,2,30,40"],
-    }, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
-    result = run(source, tmp_path / "out", registry)
-    images = codes(result, "image skipped")
-    assert images["escapes-dataset"] == [f"{source / 'train.csv'}:4"]
-    assert images["duplicate-image"] == [f"{source / 'train.csv'}:5"]
-    assert images["inconsistent-size"] == [f"{source / 'test.csv'}:3"]
-    assert codes(result, "box skipped")["malformed-row"] == [f"{source / 'train.csv'}:3"]
-    assert dict(result.report.images) == {"test": 1, "train": 2}
-    negatives = [r for r in read_records(tmp_path / "out", "train") if r["filename"] == "c.jpg"]
-    assert negatives[0]["boxes"] == [] and negatives[0]["classes"] == []
-
-
-@pytest.mark.parametrize("header,message", [
-    ("filename,cell_type,xmin,xmax,ymin,ymax", "missing column.*width, height, class"),
-    ("", "missing column"),
-])
-def test_wrong_csv_header_is_a_clear_error(tmp_path: Path, registry, header: str,
-                                           message: str) -> None:
-    (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "train.csv").write_text(header + "\n" if header else "")
-    with pytest.raises(OdplugError, match=message) as caught:
-        run(tmp_path / "ds", tmp_path / "out", registry, format="tf_csv")
-    assert "train.csv" in str(caught.value) and "filename,width,height" in str(caught.value)
-
-
-def test_malformed_csv_is_a_clear_error(tmp_path: Path, registry) -> None:
-    source = _csv_dataset(tmp_path / "ds", {"train": ['"a.jpg,64,48,cat,1,2,30,40']}, ["a.jpg"])
-    (source / "train.csv").write_bytes((source / "train.csv").read_bytes() + b"\x00,\n" * 2)
-    with pytest.raises(OdplugError, match="train.csv"):
-        run(source, tmp_path / "out", registry)
 
 
 def test_empty_and_unknown_datasets_are_clear_errors(tmp_path: Path, registry,

@@ -1,0 +1,640 @@
+"""The plugin system: hooks, built-ins, entry points, the disable switch and every failure mode.
+
+Three kinds of plugin are used here. Fake plugins are small objects registered on a plugin
+manager for one test. Fake third-party plugins are tiny distributions written into a temporary
+folder (a module plus a ``.dist-info`` with an ``odplug`` entry point) and found through
+``sys.path`` or ``PYTHONPATH``, so real entry-point loading runs without touching the
+environment. The example package in ``tests/plugin_example`` is pip-installed once into a
+folder and driven through the real ``inv`` command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import types
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+
+import odplug.plugins
+from odplug import __version__, hookimpl, hookspecs
+from odplug.components import DatasetWriter, Exporter, Importer, Trainer, WriteJob
+from odplug.errors import OdplugError
+from odplug.plugins import (
+    DEFAULT_PLUGINS,
+    DISABLE_ENV,
+    PluginInfo,
+    Registry,
+    collect,
+    get_plugin_manager,
+    load_registry,
+)
+from odplug.report import Report
+from tests.conftest import ROOT, Run, read_records
+
+HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
+BUILTINS = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}
+META_TESTS = ("test_every_hook_is_documented", "test_every_hook_has_a_test")
+
+
+@pytest.fixture(autouse=True)
+def clean_plugin_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No disable switch from the caller's shell, and a fresh registry cache for every test."""
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    monkeypatch.setattr(odplug.plugins, "_cache", {})
+
+
+# Fake components and the fake plugins that register them.
+
+
+class FakeImporter(Importer):
+    summary = "a format only these tests know"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class FakeWriter(DatasetWriter):
+    name = "fake_writer"
+    summary = "writes nothing"
+
+    def write(self, job: WriteJob) -> Report:
+        return Report()
+
+
+class FakeTrainer(Trainer):
+    name = "fake_trainer"
+    summary = "trains nothing, quickly"
+
+    def train(self, records: Path, run_dir: Path, config: Path | None = None) -> Path:
+        return run_dir / "model"
+
+
+class FakeExporter(Exporter):
+    name = "fake_export"
+    summary = "a format nothing reads"
+    suffix = ".fake"
+    requires = ("fake_trainer",)
+
+    def export(self, run_dir: Path, out: Path) -> Path:
+        return out / f"model{self.suffix}"
+
+
+class ImporterPlugin:
+    """Registers importers by name; `fail` raises after registering them."""
+
+    def __init__(self, *names: str, fail: Exception | None = None) -> None:
+        self.names = names
+        self.fail = fail
+
+    @hookimpl
+    def odplug_register_importers(self, register: Callable[[Importer], None]) -> None:
+        for name in self.names:
+            register(FakeImporter(name))
+        if self.fail is not None:
+            raise self.fail
+
+
+class ToolsPlugin:
+    """One writer, one trainer and one exporter: the kinds no built-in fake covers."""
+
+    @hookimpl
+    def odplug_register_writers(self, register: Callable[[DatasetWriter], None]) -> None:
+        register(FakeWriter())
+
+    @hookimpl
+    def odplug_register_trainers(self, register: Callable[[Trainer], None]) -> None:
+        register(FakeTrainer())
+
+    @hookimpl
+    def odplug_register_exporters(self, register: Callable[[Exporter], None]) -> None:
+        register(FakeExporter())
+
+
+class Plugins:
+    """A plugin manager with the built-ins, plus fake plugins added (and removed) per test."""
+
+    def __init__(self) -> None:
+        self.pm, self.infos = get_plugin_manager(entry_points=False)
+        self.added: list[str] = []
+
+    def add(self, plugin: object, name: str) -> None:
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()
+        self.infos[name] = PluginInfo(name, "9.9", "tests", builtin=False)
+        self.added.append(name)
+
+    def collect(self) -> Registry:
+        return collect(self.pm, self.infos)
+
+
+@pytest.fixture
+def plugins() -> Iterator[Plugins]:
+    manager = Plugins()
+    yield manager
+    for name in manager.added:
+        manager.pm.unregister(name=name)
+
+
+# Fake third-party distributions with real entry points.
+
+
+class FakeSite:
+    """A folder of fake installed distributions, each one module with an ``odplug`` entry point."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        self.modules: list[str] = []
+        self._monkeypatch = monkeypatch
+        self._on_path = False
+
+    def add(self, name: str, source: str, *, version: str = "1.0") -> str:
+        """Write distribution ``odplug-fake-<name>`` whose entry point `name` is `source`."""
+        module = f"odplug_fake_{name}"
+        (self.root / f"{module}.py").write_text(textwrap.dedent(source))
+        info = self.root / f"{module}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n"
+        )
+        (info / "entry_points.txt").write_text(f"[odplug]\n{name} = {module}\n")
+        self.modules.append(module)
+        return module
+
+    def load(self, **options: Any) -> tuple[pluggy.PluginManager, Registry]:
+        """Load every plugin in process, these fake distributions included."""
+        if not self._on_path:
+            self._monkeypatch.syspath_prepend(str(self.root))
+            self._on_path = True
+        pm, infos = get_plugin_manager(**options)
+        return pm, collect(pm, infos)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that lets a subprocess find these distributions."""
+        return {"PYTHONPATH": str(self.root)}
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSite]:
+    root = tmp_path / "site"
+    root.mkdir()
+    fake = FakeSite(root, monkeypatch)
+    yield fake
+    for module in fake.modules:
+        sys.modules.pop(module, None)
+
+
+def importer_source(*names: str) -> str:
+    """A plugin module that registers a fake importer for each name."""
+    registers = "".join(f"    register(Fake({name!r}))\n" for name in names)
+    return (
+        "from odplug import hookimpl\n"
+        "from odplug.components import Importer\n\n"
+        "class Fake(Importer):\n"
+        "    summary = 'fake'\n\n"
+        "    def __init__(self, name):\n"
+        "        self.name = name\n\n"
+        "@hookimpl\n"
+        "def odplug_register_importers(register):\n" + registers
+    )
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("odplug: warning:")]
+
+
+# Hooks, built-ins and fake plugins.
+
+
+def test_builtins_register_through_the_same_hooks(pm: pluggy.PluginManager) -> None:
+    assert {name for name, _ in pm.list_name_plugin()} == BUILTINS
+    importers: list[Importer] = []
+    writers: list[DatasetWriter] = []
+    pm.hook.odplug_register_importers(register=importers.append)
+    pm.hook.odplug_register_writers(register=writers.append)
+    assert sorted(i.name for i in importers) == ["supervisely", "tf_csv"]
+    assert sorted(w.name for w in writers) == ["tf_csv", "tfrecord"]
+    assert all(c.summary for c in [*importers, *writers])
+
+
+def test_builtins_are_credited_in_the_registry(plugins: Plugins) -> None:
+    registry = plugins.collect()
+    assert registry.errors == []
+    assert registry.owner("importers", "supervisely") == "supervisely"
+    assert registry.owner("writers", "tfrecord") == "tfrecord"
+    tf_csv = registry.plugins["tf_csv"]
+    assert tf_csv.builtin and tf_csv.version == __version__
+    assert tf_csv.registered == {"importers": ["tf_csv"], "writers": ["tf_csv"]}
+
+
+def test_odplug_register_trainers_and_exporters_with_fake_components(
+    pm: pluggy.PluginManager,
+) -> None:
+    pm.register(ToolsPlugin(), name="tools")
+    pm.check_pending()
+    trainers: list[Trainer] = []
+    exporters: list[Exporter] = []
+    pm.hook.odplug_register_trainers(register=trainers.append)
+    pm.hook.odplug_register_exporters(register=exporters.append)
+    assert [type(t) for t in trainers] == [FakeTrainer]
+    assert [type(e) for e in exporters] == [FakeExporter]
+
+    pm.unregister(name="tools")
+    trainers.clear()
+    pm.hook.odplug_register_trainers(register=trainers.append)
+    assert trainers == []
+
+
+def test_fake_plugin_components_are_usable_from_the_registry(
+    plugins: Plugins, tmp_path: Path
+) -> None:
+    plugins.add(ToolsPlugin(), "tools")
+    registry = plugins.collect()
+    assert registry.errors == []
+    assert registry.plugins["tools"].registered == {
+        "writers": ["fake_writer"], "trainers": ["fake_trainer"], "exporters": ["fake_export"],
+    }
+    assert registry.owner("trainers", "fake_trainer") == "tools"
+    trainer = registry.get("trainers", "fake_trainer")
+    assert isinstance(trainer, Trainer)
+    assert trainer.train(tmp_path / "records", tmp_path / "run") == tmp_path / "run" / "model"
+    exporter = registry.exporters["fake_export"]
+    assert exporter.export(tmp_path / "run", tmp_path) == tmp_path / "model.fake"
+    assert exporter.requires == ("fake_trainer",)
+    assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
+    with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
+        registry.get("exporters", "fake_exprt")
+
+
+def test_fake_importer_is_removed_with_its_plugin(plugins: Plugins) -> None:
+    plugins.add(ImporterPlugin("fake_format"), "fake")
+    registry = plugins.collect()
+    assert registry.owner("importers", "fake_format") == "fake"
+    assert set(registry.importers) == {"supervisely", "tf_csv", "fake_format"}
+
+    plugins.pm.unregister(name="fake")
+    assert "fake_format" not in plugins.collect().importers
+
+
+def test_raise_inside_register_withdraws_that_plugin_only(plugins: Plugins) -> None:
+    plugins.add(ImporterPlugin("half_done", fail=RuntimeError("disk on fire")), "explodes")
+    plugins.add(ImporterPlugin("good_format"), "good")
+    registry = plugins.collect()
+    assert registry.errors == [
+        "plugin 'explodes' from tests failed in odplug_register_importers: "
+        "RuntimeError: disk on fire"
+    ]
+    assert "half_done" not in registry.importers
+    assert registry.plugins["explodes"].registered == {}
+    assert registry.owner("importers", "good_format") == "good"
+    assert {"supervisely", "tf_csv"} <= set(registry.importers)
+
+
+def test_raise_in_a_later_hook_withdraws_earlier_kinds_too(plugins: Plugins) -> None:
+    class LateFailure:
+        @hookimpl
+        def odplug_register_importers(self, register: Callable[[Importer], None]) -> None:
+            register(FakeImporter("early_format"))
+
+        @hookimpl
+        def odplug_register_exporters(self, register: Callable[[Exporter], None]) -> None:
+            raise ValueError("no exporter today")
+
+    plugins.add(LateFailure(), "late")
+    registry = plugins.collect()
+    assert len(registry.errors) == 1
+    assert "plugin 'late'" in registry.errors[0] and "odplug_register_exporters" in (
+        registry.errors[0]
+    )
+    assert "early_format" not in registry.importers
+    assert registry.plugins["late"].registered == {}
+
+
+def test_duplicate_component_name_names_plugin_and_owner(plugins: Plugins) -> None:
+    plugins.add(ImporterPlugin("own_format", "tf_csv"), "copycat")
+    registry = plugins.collect()
+    assert registry.errors == [
+        "plugin 'copycat' from tests failed in odplug_register_importers: "
+        "importer name 'tf_csv' is already registered by plugin 'tf_csv'"
+    ]
+    assert registry.owner("importers", "tf_csv") == "tf_csv"
+    assert type(registry.importers["tf_csv"]).__module__ == "plugins.tf_csv"
+    assert "own_format" not in registry.importers, "all of a failing plugin or nothing"
+
+
+def test_builtins_keep_their_names_whatever_the_order(plugins: Plugins) -> None:
+    plugins.add(ImporterPlugin("supervisely"), "first")
+    registry = plugins.collect()
+    assert registry.owner("importers", "supervisely") == "supervisely"
+    assert "plugin 'first'" in registry.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("thing", "message"),
+    [
+        ("voc", r"register\(\) takes odplug\.components\.Importer objects, got str"),
+        (FakeExporter(), r"takes odplug\.components\.Importer objects, got FakeExporter"),
+        (FakeImporter(""), "Importer was registered without a name"),
+    ],
+    ids=["string", "wrong-kind", "no-name"],
+)
+def test_registering_a_non_component_is_refused(
+    plugins: Plugins, thing: object, message: str
+) -> None:
+    class Odd:
+        @hookimpl
+        def odplug_register_importers(self, register: Callable[[Any], None]) -> None:
+            register(thing)
+
+    plugins.add(Odd(), "odd")
+    registry = plugins.collect()
+    assert len(registry.errors) == 1
+    assert registry.errors[0].startswith("plugin 'odd' from tests failed in ")
+    assert re.search(message, registry.errors[0])
+    assert set(registry.importers) == {"supervisely", "tf_csv"}
+
+
+def test_misspelled_hook_in_a_builtin_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("odplug_test_typo_builtin")
+
+    @hookimpl
+    def odplug_register_importer(register: Callable[[Importer], None]) -> None:
+        """One letter short of a real hook."""
+
+    module.odplug_register_importer = odplug_register_importer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(odplug.plugins, "DEFAULT_PLUGINS", (*DEFAULT_PLUGINS, module.__name__))
+    with pytest.raises(pluggy.PluginValidationError, match="odplug_register_importer"):
+        get_plugin_manager(entry_points=False)
+
+
+# The disable switch.
+
+
+def test_disable_builtin_by_argument() -> None:
+    pm, infos = get_plugin_manager(entry_points=False, disabled=["tf_csv"])
+    registry = collect(pm, infos)
+    assert registry.plugins["tf_csv"].disabled
+    assert set(registry.importers) == {"supervisely"}
+    assert set(registry.writers) == {"tfrecord"}
+    assert registry.errors == []
+
+
+def test_disable_by_environment(site: FakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    site.add("broken", "raise ImportError('needs libfoo')\n")
+    site.add("extra", importer_source("extra_format"))
+    monkeypatch.setenv(DISABLE_ENV, " supervisely , broken")
+    _pm, registry = site.load()
+    assert registry.errors == [], "a disabled plugin is not even imported"
+    assert "odplug_fake_broken" not in sys.modules
+    assert registry.plugins["supervisely"].disabled and registry.plugins["broken"].disabled
+    assert set(registry.importers) == {"tf_csv", "extra_format"}
+    assert load_registry().plugins["supervisely"].disabled
+
+
+def test_disable_third_party_by_argument(site: FakeSite) -> None:
+    site.add("extra", importer_source("extra_format"))
+    pm, registry = site.load(disabled={"extra"})
+    assert registry.plugins["extra"].disabled
+    assert pm.is_blocked("extra")
+    assert "extra_format" not in registry.importers
+
+
+# Third-party plugins found through entry points.
+
+
+def test_entry_point_plugin_is_found_and_credited(site: FakeSite) -> None:
+    site.add("extra", importer_source("extra_format"), version="2.5.1")
+    pm, registry = site.load()
+    assert registry.errors == []
+    info = registry.plugins["extra"]
+    assert (info.version, info.builtin) == ("2.5.1", False)
+    assert info.source == "odplug-fake-extra (entry point odplug_fake_extra)"
+    assert info.registered == {"importers": ["extra_format"]}
+    assert pm.get_plugin("extra") is sys.modules["odplug_fake_extra"]
+
+
+def test_entry_points_can_be_left_out(site: FakeSite) -> None:
+    site.add("extra", importer_source("extra_format"))
+    _pm, registry = site.load(entry_points=False)
+    assert set(registry.plugins) == BUILTINS
+
+
+def test_plugin_that_fails_to_import_is_one_error_line(site: FakeSite) -> None:
+    site.add("broken", "import odplug_no_such_module_anywhere\n")
+    site.add("extra", importer_source("extra_format"))
+    _pm, registry = site.load()
+    assert registry.errors == [
+        "plugin 'broken' from odplug-fake-broken (entry point odplug_fake_broken) failed to "
+        "load: ModuleNotFoundError: No module named 'odplug_no_such_module_anywhere'"
+    ]
+    assert set(registry.importers) == {"supervisely", "tf_csv", "extra_format"}
+
+
+def test_plugin_named_like_a_builtin_is_ignored(site: FakeSite) -> None:
+    site.add("tf_csv", importer_source("impostor_format"))
+    _pm, registry = site.load()
+    assert registry.errors == [
+        "plugin 'tf_csv' from odplug-fake-tf-csv (entry point odplug_fake_tf_csv): the name is "
+        "already used by built-in plugin 'tf_csv'; ignored"
+    ]
+    assert "odplug_fake_tf_csv" not in sys.modules
+    assert "impostor_format" not in registry.importers
+    assert registry.plugins["tf_csv"].builtin
+    assert registry.owner("importers", "tf_csv") == "tf_csv"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("@hookimpl\ndef odplug_register_importer(register):\n    pass\n",
+         "unknown hook 'odplug_register_importer'"),
+        ("@hookimpl\ndef odplug_register_importers(registr):\n    pass\n",
+         "{'registr'} are declared in the hookimpl but can not be found"),
+    ],
+    ids=["hook-name", "argument-name"],
+)
+def test_misspelled_hook_drops_that_plugin_only(
+    site: FakeSite, source: str, message: str
+) -> None:
+    site.add("typo", "from odplug import hookimpl\n\n" + source)
+    site.add("extra", importer_source("extra_format"))
+    pm, registry = site.load()
+    assert len(registry.errors) == 1
+    assert registry.errors[0].startswith("plugin 'typo' from odplug-fake-typo ")
+    assert message in registry.errors[0]
+    assert "\n" not in registry.errors[0]
+    assert pm.get_plugin("typo") is None
+    assert set(registry.importers) == {"supervisely", "tf_csv", "extra_format"}
+
+
+def test_two_third_party_plugins_with_one_component_name(site: FakeSite) -> None:
+    site.add("alpha", importer_source("shared_format"))
+    site.add("beta", importer_source("beta_format", "shared_format"))
+    _pm, registry = site.load()
+    assert len(registry.errors) == 1
+    owner = registry.owner("importers", "shared_format")
+    loser = "beta" if owner == "alpha" else "alpha"
+    assert f"plugin {loser!r}" in registry.errors[0]
+    assert f"already registered by plugin {owner!r}" in registry.errors[0]
+
+
+def test_broken_plugin_warns_once_and_import_still_works(
+    site: FakeSite, run_inv: Run, demo_project: Path, tmp_path: Path
+) -> None:
+    site.add("broken", "raise ImportError('needs libfoo')\n")
+    out = tmp_path / "out"
+    result = run_inv("data.import", "--source", str(demo_project), "--out", str(out),
+                     env=site.env)
+    assert result.returncode == 0, result.stderr
+    assert warnings(result.stderr) == [
+        "odplug: warning: plugin 'broken' from odplug-fake-broken (entry point "
+        "odplug_fake_broken) failed to load: ImportError: needs libfoo"
+    ]
+    assert "Traceback" not in result.stderr
+    assert list(out.glob("train.record-*"))
+
+    listing = run_inv("plugins", env=site.env)
+    assert listing.returncode == 0, listing.stderr
+    assert re.search(r"^broken 1\.0 \[.*\] \(BROKEN\)$", listing.stdout, re.MULTILINE)
+    assert "    error: plugin 'broken'" in listing.stdout
+
+
+# The example package, installed with pip and used through the real command line.
+
+
+@pytest.fixture(scope="session")
+def voc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/plugin_example pip-installed into a folder, used as an extra site directory.
+
+    It is built from a copy, so the build leaves no ``build/`` or ``.egg-info`` in tests/.
+    """
+    work = tmp_path_factory.mktemp("voc")
+    source = work / "plugin_example"
+    shutil.copytree(ROOT / "tests" / "plugin_example", source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--no-input", "--target", str(target), str(source)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    assert (target / "odplug_voc-0.3.0.dist-info" / "entry_points.txt").is_file()
+    return target
+
+
+def test_installed_plugin_is_listed(voc_site: Path, run_inv: Run) -> None:
+    env = {"PYTHONPATH": str(voc_site)}
+    result = run_inv("plugins", env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^voc 0\.3\.0 \[odplug-voc \(entry point odplug_voc\)\]$",
+                     result.stdout, re.MULTILINE)
+    assert re.search(r"^\s+importer\s+voc\s+Pascal VOC", result.stdout, re.MULTILINE)
+    for builtin in BUILTINS:
+        assert re.search(rf"^{builtin} {re.escape(__version__)} \[built-in\]$",
+                         result.stdout, re.MULTILINE)
+
+    listed = json.loads(run_inv("plugins", "--json", env=env).stdout)
+    voc = next(info for info in listed if info["name"] == "voc")
+    assert voc["version"] == "0.3.0" and not voc["builtin"] and voc["error"] is None
+    assert voc["registered"] == {"importers": ["voc"]}
+
+
+def _voc_boxes(xml_path: Path) -> list[list[float]]:
+    """The boxes of one VOC file as the records hold them: ymin, xmin, ymax, xmax normalised."""
+    root = ElementTree.parse(xml_path).getroot()
+    width = float(root.findtext("size/width") or "nan")
+    height = float(root.findtext("size/height") or "nan")
+    return [
+        [float(obj.findtext(f"bndbox/{key}") or "nan") / size
+         for key, size in (("ymin", height), ("xmin", width), ("ymax", height), ("xmax", width))]
+        for obj in root.iter("object")
+    ]
+
+
+def test_installed_plugin_imports_raccoon_as_voc(
+    voc_site: Path, raccoon: Path, run_inv: Run, tmp_path: Path
+) -> None:
+    out = tmp_path / "voc"
+    result = run_inv("data.import", "--source", str(raccoon), "--format", "voc", "--out",
+                     str(out), env={"PYTHONPATH": str(voc_site)})
+    assert result.returncode == 0, result.stderr
+    assert warnings(result.stderr) == []
+    assert "(voc importer)" in result.stdout
+
+    splits = {split: read_records(out, split) for split in ("train", "val", "test")}
+    assert {split: len(rows) for split, rows in splits.items()} == {
+        "train": 160, "val": 20, "test": 20,
+    }
+    records = {row["filename"]: row for rows in splits.values() for row in rows}
+    xml_files = sorted((raccoon / "annotations").glob("*.xml"))
+    assert len(records) == len(xml_files) == 200
+    for xml_path in xml_files:
+        row = records[xml_path.with_suffix(".jpg").name]
+        expected = _voc_boxes(xml_path)
+        assert len(row["boxes"]) == len(expected), xml_path.name
+        for got, want in zip(row["boxes"], expected, strict=True):
+            assert got == pytest.approx(want, abs=1e-6), xml_path.name
+        assert row["classes"] == [1] * len(expected)
+
+
+def test_installed_plugin_makes_raccoon_ambiguous(
+    voc_site: Path, raccoon: Path, run_inv: Run, tmp_path: Path
+) -> None:
+    result = run_inv("data.import", "--source", str(raccoon), "--out", str(tmp_path / "out"),
+                     env={"PYTHONPATH": str(voc_site)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("odplug: error: ")
+    assert "several formats (tf_csv, voc)" in lines[0] and "--format" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+# Meta-tests, as datasette keeps its hooks honest.
+
+
+def test_hookspecs_are_found() -> None:
+    assert len(HOOKS) >= 3
+    assert all(getattr(getattr(hookspecs, hook), f"{hookspecs.NAME}_spec", None) is not None
+               for hook in HOOKS)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook: str) -> None:
+    spec = getattr(hookspecs, hook)
+    doc = inspect.getdoc(spec) or ""
+    assert doc.strip(), f"{hook} has no docstring"
+    assert ":param register:" in doc, f"{hook} does not document `register`"
+    for argument in inspect.signature(spec).parameters:
+        assert f":param {argument}:" in doc, f"{hook} does not document {argument!r}"
+
+
+def _test_function_sources() -> str:
+    """The text of every test function under tests/, the meta-tests themselves left out."""
+    sources = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                    and node.name not in META_TESTS):
+                sources.append(ast.get_source_segment(text, node) or "")
+    return "\n".join(sources)
+
+
+def test_every_hook_has_a_test() -> None:
+    tested = _test_function_sources()
+    untested = [hook for hook in HOOKS if not re.search(rf"\b{hook}\b", tested)]
+    assert untested == [], f"hooks without a test: {untested}"
