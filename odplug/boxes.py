@@ -16,30 +16,33 @@ from odplug.report import Report
 def fit_boxes(boxes: list[Box], width: int, height: int, file: str, report: Report) -> list[Box]:
     kept: list[Box] = []
     for index, box in enumerate(boxes):
+        x0, y0, x1, y1 = box.xmin, box.ymin, box.xmax, box.ymax
+        if 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height:
+            kept.append(box)  # the common case: inside and not empty, nothing to say
+            continue
         where = f"box {index} ({box.label}) {_corners(box)}"
-        if not all(map(math.isfinite, (box.xmin, box.ymin, box.xmax, box.ymax))):
+        if not all(map(math.isfinite, (x0, y0, x1, y1))):
             report.skip_box(file, "malformed-geometry", f"{where}: coordinates are not numbers")
             continue
-        if box.xmax < box.xmin or box.ymax < box.ymin:
+        if x1 < x0 or y1 < y0:
             report.skip_box(file, "inverted-box", f"{where}: max corner before min corner")
             continue
         clipped = replace(
             box,
-            xmin=min(max(box.xmin, 0.0), width), xmax=min(max(box.xmax, 0.0), width),
-            ymin=min(max(box.ymin, 0.0), height), ymax=min(max(box.ymax, 0.0), height),
+            xmin=min(max(x0, 0.0), width), xmax=min(max(x1, 0.0), width),
+            ymin=min(max(y0, 0.0), height), ymax=min(max(y1, 0.0), height),
         )
         if clipped.xmax <= clipped.xmin or clipped.ymax <= clipped.ymin:
-            if box.xmax > box.xmin and box.ymax > box.ymin:
+            if x1 > x0 and y1 > y0:
                 report.skip_box(
                     file, "outside-image", f"{where}: outside the {width}x{height} image"
                 )
             else:
                 report.skip_box(file, "zero-area", f"{where}: has no area")
             continue
-        if clipped != box:
-            report.change_box(
-                file, "clipped", f"{where}: clipped to {_corners(clipped)} ({width}x{height} image)"
-            )
+        report.change_box(
+            file, "clipped", f"{where}: clipped to {_corners(clipped)} ({width}x{height} image)"
+        )
         kept.append(clipped)
     return kept
 

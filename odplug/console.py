@@ -63,8 +63,17 @@ class Bar:
             self._progress.advance(self._task, n)
 
 
+class _Silent:
+    def add_task(self, description: str, total: int) -> None:
+        return None
+
+
 @contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Bar]:
+    """A bar on an interactive stderr; elsewhere (logs, CI, pipes) nothing, and no rich import."""
+    if not enabled or not sys.stderr.isatty():
+        yield Bar(_Silent(), description)
+        return
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -76,9 +85,7 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Bar]:
         TimeRemainingColumn,
     )
 
-    console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not enabled or not console.is_terminal,
-                  transient=False) as progress:
+    with Progress(*columns, console=Console(stderr=True)) as progress:
         yield Bar(progress, description)

@@ -141,12 +141,11 @@ def _checked(
     options: ImportOptions, report: Report,
 ) -> Iterable[Sample]:
     """Apply rename and filter, and drop what cannot be right whatever the image holds."""
-    root = os.path.normpath(os.path.abspath(source if source.is_dir() else source.parent))
+    root = os.path.join(os.path.abspath(source if source.is_dir() else source.parent), "")
     seen: dict[str, str] = {}
     for sample in samples:
         where = sample.origin or str(sample.image)
-        image = os.path.normpath(os.path.abspath(sample.image))
-        if os.path.commonpath([root, image]) != root:
+        if not os.path.abspath(sample.image).startswith(root):
             report.skip_image(where, "escapes-dataset",
                               f"image path {sample.image} points outside {source}")
             continue

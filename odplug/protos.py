@@ -87,6 +87,7 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
 
 _POOL = _build_pool()
 Example = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("tensorflow.Example"))
+Features = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("tensorflow.Features"))
 StringIntLabelMap = message_factory.GetMessageClass(
     _POOL.FindMessageTypeByName("object_detection.protos.StringIntLabelMap")
 )

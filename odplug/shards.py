@@ -74,14 +74,14 @@ def write_shard(job: ShardJob) -> Report:
             for sample in job.samples:
                 prepared = prepare(sample, job.verify, report)
                 if prepared is not None:
-                    record = encode_example(
+                    parts = encode_example(
                         prepared.image,
                         filename=sample.image.name,
                         source_id=sample.key,
                         boxes=prepared.boxes,
                         label_map=job.label_map,
                     )
-                    write_record(handle, record)
+                    write_record(handle, *parts)
                     report.count_image(job.split, [box.label for box in prepared.boxes])
                 tick()
     except BaseException:

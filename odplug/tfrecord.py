@@ -23,19 +23,26 @@ _LENGTH = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
 
 
-def masked_crc(data: bytes) -> int:
-    crc = crc32c.crc32c(data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def write_record(handle: BinaryIO, record: bytes) -> int:
-    """Append one framed record; returns the bytes written."""
-    header = _LENGTH.pack(len(record))
+def masked_crc(data: bytes) -> int:
+    return _mask(crc32c.crc32c(data))
+
+
+def write_record(handle: BinaryIO, *parts: bytes) -> int:
+    """Append one framed record given as consecutive parts (never joined: no extra copy)."""
+    length = sum(len(part) for part in parts)
+    header = _LENGTH.pack(length)
     handle.write(header)
     handle.write(_CRC.pack(masked_crc(header)))
-    handle.write(record)
-    handle.write(_CRC.pack(masked_crc(record)))
-    return len(record) + 16
+    crc = 0
+    for part in parts:
+        handle.write(part)
+        crc = crc32c.crc32c(part, crc)
+    handle.write(_CRC.pack(_mask(crc)))
+    return length + 16
 
 
 def iter_records(path: Path) -> Iterator[bytes]:

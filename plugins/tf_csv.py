@@ -132,7 +132,9 @@ class TFCsvImporter(Importer):
                 for row in reader:
                     self._add_row(row, f"{path}:{reader.line_num}", images, report)
         except (csv.Error, UnicodeDecodeError) as error:
-            raise OdplugError(f"{path}: malformed CSV near line {reader.line_num}: {error}") from None
+            raise OdplugError(
+                f"{path}: malformed CSV near line {reader.line_num}: {error}"
+            ) from None
         split = split_of(path)
         folder = _image_folder(path, root, split, next(iter(images), None))
         for image in images.values():

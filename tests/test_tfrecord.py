@@ -143,3 +143,26 @@ def test_write_read_round_trip(tmp_path_factory: pytest.TempPathFactory,
                      b.ymax / sample.height, b.xmax / sample.width] for b in sample.boxes]
         for got, want in zip(row["boxes"], expected, strict=True):
             assert got == pytest.approx(want, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 300_000])
+def test_example_parts_are_the_example_protobuf_would_write(size: int) -> None:
+    """The image entry framed by hand parses to exactly the message built through protobuf."""
+    from odplug.example import encode_example
+    from odplug.images import ImageData
+    from odplug.protos import Example
+
+    image = ImageData(bytes(range(256)) * (size // 256) + bytes(size % 256), "png", 7, 5)
+    boxes = [Box("dog", 1, 1, 3, 4, difficult=True)]
+    parts = encode_example(image, filename="a.png", source_id="s/a.png", boxes=boxes,
+                           label_map=LabelMap.from_names(["cat", "dog"]))
+    assert parts[1] is image.data
+    parsed = Example.FromString(b"".join(parts))
+    feature = parsed.features.feature
+    assert feature["image/encoded"].bytes_list.value == [image.data]
+    assert feature["image/object/class/label"].int64_list.value == [2]
+    assert feature["image/object/difficult"].int64_list.value == [1]
+    assert feature["image/source_id"].bytes_list.value == [b"s/a.png"]
+    assert len(feature) == 15
+    assert tf.train.Example.FromString(b"".join(parts)) == tf.train.Example.FromString(
+        parsed.SerializeToString())
