@@ -187,6 +187,10 @@ def _short(error: BaseException) -> str:
 def collect(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> Registry:
     """Call every registration hook, one plugin at a time, so each is isolated and credited."""
     registry = Registry(plugins=infos)
+    for plugin_name, plugin in pm.list_name_plugin():
+        if plugin_name not in infos:  # registered inline, e.g. by a test or an embedding program
+            version = str(getattr(plugin, "__version__", "?"))
+            infos[plugin_name] = PluginInfo(plugin_name, version, "registered inline", False)
     for kind in KINDS:
         impls = list(reversed(getattr(pm.hook, kind.hook).get_hookimpls()))
         impls.sort(key=lambda impl: not infos[impl.plugin_name].builtin)
@@ -214,7 +218,7 @@ def _registrar(registry: Registry, kind: Kind[Any], info: PluginInfo) -> Callabl
             )
         name = component.name
         if not name:
-            raise OdplugError(f"a {kind.base.__name__} was registered without a name")
+            raise OdplugError(f"{kind.base.__name__} was registered without a name")
         table = registry.components[kind.key]
         if name in table:
             owner = registry.owner(kind.key, name)

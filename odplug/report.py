@@ -69,7 +69,7 @@ class Report:
         return Counter(p.code for p in self.problems if p.kind == kind)
 
     def to_dict(self) -> dict[str, Any]:
-        splits = sorted(self.images, key=_split_order)
+        splits = sorted(self.images, key=split_order)
         return {
             "splits": {
                 s: {
@@ -94,7 +94,7 @@ class Report:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def _split_order(split: str) -> tuple[int, str]:
+def split_order(split: str) -> tuple[int, str]:
     order = {"train": 0, "val": 1, "test": 2}
     return (order.get(split, 3), split)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from odplug.errors import OdplugError
 from odplug.labelmap import read_label_map
+from odplug.report import split_order
 from odplug.shards import SHARD_PATTERN, shard_files
 from odplug.tfrecord import iter_records, summarize
 
@@ -50,6 +51,7 @@ def folder_stats(folder: Path) -> dict[str, Any]:
     for info in splits.values():
         info["classes"] = dict(sorted(info["classes"].items()))
         info["megabytes"] = round(info["megabytes"], 2)
+    splits = dict(sorted(splits.items(), key=lambda item: split_order(item[0])))
     return {"folder": str(folder), "splits": splits,
             "label_map": label_map.names if label_map else None}
 
