@@ -75,10 +75,20 @@ class DatasetWriter(Component):
         raise NotImplementedError(f"writer {self.name!r} does not implement write()")
 
 
-class Trainer(Component):
-    """Trains a detector from a TFRecord folder into a run folder."""
+StepCallback = Callable[[int, int, "dict[str, float]"], None]
+"""Called after each training step with (step, total steps, latest metrics)."""
 
-    def train(self, records: Path, run_dir: Path, config: Path | None = None) -> Path:
+
+class Trainer(Component):
+    """Trains a detector from a TFRecord folder (as data.import writes) into a run folder.
+
+    The run folder ends up holding the resolved config, checkpoints, TensorBoard logs, metrics
+    and ``saved_model/`` with the TF OD API serving signature; `train` returns that path.
+    """
+
+    def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
+              overrides: dict[str, object] | None = None, resume: bool = False,
+              on_step: StepCallback | None = None) -> Path:
         raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
 
 

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.supervisely",
     "plugins.tf_csv",
     "plugins.tfrecord",
+    "plugins.trainer",
 )
 DISABLE_ENV = "ODPLUG_DISABLE"
 

@@ -1,0 +1,37 @@
+"""The built-in trainer: an SSD detector with a MobileNetV2 backbone, in TensorFlow/Keras.
+
+Registered as ``ssd``. TensorFlow is imported only when training starts, so listing plugins
+and tasks stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from odplug import hookimpl
+from odplug.components import StepCallback, Trainer, require_module
+
+
+class SSDTrainer(Trainer):
+    name = "ssd"
+    summary = "SSD + MobileNetV2 (optional FPN-lite), focal loss; GPU when present, else CPU"
+    requires = ()
+
+    def check(self) -> None:
+        install = ("install the pinned TensorFlow: pip install -r "
+                   "dockerfiles/requirements/tf.txt (or use the train image)")
+        require_module("tensorflow", what="the ssd trainer", install=install)
+        require_module("pycocotools", what="the ssd trainer's COCO evaluation", install=install)
+
+    def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
+              overrides: dict[str, object] | None = None, resume: bool = False,
+              on_step: StepCallback | None = None) -> Path:
+        from plugins.trainer.train import train
+
+        return train(records, run_dir, config_path=config, overrides=overrides or {},
+                     resume=resume, on_step=on_step or (lambda step, total, metrics: None))
+
+
+@hookimpl
+def odplug_register_trainers(register):  # type: ignore[no-untyped-def]
+    register(SSDTrainer())

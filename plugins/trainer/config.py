@@ -1,0 +1,183 @@
+"""The one config file of a training run: every setting with a default, saved in the run folder.
+
+A user's TOML file needs only the keys it changes; `load_config` fills the rest from the
+defaults below, refuses unknown keys with a "did you mean", and the run folder gets the full
+resolved config (``config.toml``) so a run can always be reproduced or resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from odplug.atomic import atomic_write_text
+from odplug.errors import OdplugError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass
+class ModelConfig:
+    """SSD with a MobileNetV2 backbone, as the TF OD API ships for mobile."""
+
+    input_size: int = 192
+    """Square input side in pixels (images are resized to it): 128-640, a multiple of 32."""
+    alpha: float = 0.35
+    """MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)."""
+    fpn: bool = False
+    """Add an FPN-lite neck (top-down feature fusion with separable convolutions)."""
+    levels: list[int] = field(default_factory=lambda: [4, 5, 6])
+    """Feature levels (stride 2**level) the heads predict from: 3 = stride 8 ... 6 = stride 64."""
+    head_channels: int = 64
+    """Channels of the prediction heads (and of the FPN-lite neck)."""
+    anchor_size: float = 2.0
+    """Base anchor side of a level, in multiples of its stride (2 x 16 = 32 px at level 4)."""
+    anchor_scales: list[float] = field(default_factory=lambda: [1.0, 1.6])
+    """Anchor sizes per cell as multiples of the level's base size."""
+    aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
+    """Anchor width/height ratios, combined with every scale."""
+    weights: str = ""
+    """Local Keras weights file for the MobileNetV2 backbone (include_top=False); empty = from
+    scratch. Nothing is ever downloaded."""
+    batchnorm_momentum: float = 0.9
+    """BatchNorm momentum: Keras' 0.999 adapts too slowly for short runs from scratch."""
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16
+    steps: int = 1500
+    """Optimizer steps in total."""
+    learning_rate: float = 2e-3
+    """Peak learning rate of Adam, reached after the warm-up, then cosine decay to 1%."""
+    warmup_steps: int = 150
+    weight_decay: float = 1e-4
+    clip_norm: float = 10.0
+    """Clip the global gradient norm (early norms exceed 100 from scratch)."""
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    box_loss_weight: float = 1.0
+    match_iou: float = 0.5
+    """An anchor is positive for the object it overlaps at least this much (and every object
+    gets its best anchor)."""
+    seed: int = 0
+    checkpoint_every: int = 100
+    """Steps between checkpoints (the latest ones are kept for --resume)."""
+    eval_every: int = 250
+    """Steps between validation mAP evaluations; the best checkpoint is kept by mAP@.5."""
+    log_every: int = 10
+    mixed_precision: bool = True
+    """float16 compute on a GPU (ignored on a CPU)."""
+    xla: bool = True
+    """XLA-compile the train step on a GPU (ignored on a CPU)."""
+    shuffle_buffer: int = 1000
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    """Random horizontal flip."""
+    scale_min: float = 0.6
+    """Random crop: smallest crop side as a fraction of the image (1.0 = no cropping)."""
+    scale_max: float = 1.0
+    crop_probability: float = 0.5
+    min_box_visible: float = 0.3
+    """A box cut by the crop is kept if at least this fraction of its area stays inside."""
+    brightness: float = 0.15
+    """Colour jitter strengths (0 disables each)."""
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.03
+
+
+@dataclass
+class EvalConfig:
+    score_threshold: float = 0.05
+    iou_threshold: float = 0.5
+    """Non-maximum suppression IoU."""
+    max_detections: int = 100
+    batch_size: int = 16
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _apply(target: Any, values: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in fields(target)}
+    for key, value in values.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1)
+            raise OdplugError(f"{where}: unknown setting {key!r}"
+                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise OdplugError(f"{where}: [{key}] must be a table")
+            _apply(current, value, f"{where} [{key}]")
+            continue
+        expected = type(current)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise OdplugError(f"{where}: {key} = {value!r} should be a {expected.__name__}")
+        setattr(target, key, value)
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, updated from a TOML file and then from ``{"train.steps": 10}``-style overrides."""
+    config = Config()
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise OdplugError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise OdplugError(f"{path}: not valid TOML: {error}") from None
+        _apply(config, values, str(path))
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        _apply(config, {section: {key: value}}, "override")
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    model = config.model
+    if not 96 <= model.input_size <= 1024 or model.input_size % 32:
+        raise OdplugError(f"model.input_size = {model.input_size}: use a multiple of 32 "
+                          "between 96 and 1024 (e.g. 192, 320, 640)")
+    if not model.levels or any(not 3 <= lv <= 7 for lv in model.levels):
+        raise OdplugError(f"model.levels = {model.levels}: use levels between 3 and 7")
+    if model.input_size // 2 ** max(model.levels) < 1:
+        raise OdplugError(f"model.levels: level {max(model.levels)} is smaller than one cell "
+                          f"at input_size {model.input_size}")
+    if config.train.steps < 1 or config.train.batch_size < 1:
+        raise OdplugError("train.steps and train.batch_size must be at least 1")
+    if not 0 < config.augment.scale_min <= config.augment.scale_max <= 1:
+        raise OdplugError("augment: need 0 < scale_min <= scale_max <= 1")
+
+
+def to_toml(config: Config) -> str:
+    import tomli_w
+
+    header = "# odplug training config: every setting of this run (defaults included).\n"
+    return header + tomli_w.dumps(config.to_dict())
+
+
+def save_config(config: Config, path: Path) -> None:
+    atomic_write_text(path, to_toml(config))

@@ -1,0 +1,295 @@
+"""The trainer's tf.data input pipeline: TFRecords in, fixed-size batches of images and boxes out.
+
+Records are parsed by `odplug.tfdata.make_decoder`, the reader of record, so records written
+by other tools train too. Every image is stretched to S x S like the TF Object Detection API's
+``fixed_shape_resizer``; boxes are normalised, so the stretch leaves them unchanged. Images stay
+float32 in 0..255: the model normalises them itself, so export and int8 calibration see exactly
+what training saw (`representative_images` is the training preprocessing minus augmentation).
+
+Deterministic means: the same files (in the same order), the same configs and the same
+TensorFlow build give the same batches, element for element, however many threads tf.data
+uses. Shuffling is seeded with ``train.seed`` and every random choice of the augmentation is a
+stateless op seeded from ``(train.seed, index of the element in the stream)``, so no hidden
+random state is involved. A different seed gives a different order and different augmentation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from odplug.errors import OdplugError
+from odplug.labelmap import LabelMap
+from odplug.tfdata import make_decoder
+from plugins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+Example = dict[str, tf.Tensor]
+
+
+def train_dataset(files: Sequence[Path], label_map: LabelMap, model: ModelConfig,
+                  train: TrainConfig, augment: AugmentConfig, *,
+                  max_boxes: int = 100) -> tf.data.Dataset:
+    """Endless shuffled, augmented batches of ``(images, {"boxes", "classes"})``.
+
+    ``images`` float32 [B, S, S, 3] in 0..255; ``boxes`` float32 [B, max_boxes, 4] normalised
+    (ymin, xmin, ymax, xmax), zero-padded; ``classes`` int32 [B, max_boxes], label id - 1, -1
+    for padding. The last partial batch of the stream is never produced (drop_remainder).
+    """
+    decode = _checked_decoder(label_map)
+    pad = _padder(max_boxes)
+    size = model.input_size
+
+    def prepare(index: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, Example]:
+        example = decode(serialized)
+        seed = tf.stack([tf.constant(train.seed, tf.int64), index])
+        image, boxes, classes = augment_example(example["image"], example["boxes"],
+                                                example["classes"], seed, size, augment)
+        boxes, classes, _ = pad(boxes, classes, tf.zeros_like(classes), example["source_id"])
+        return image, {"boxes": boxes, "classes": classes}
+
+    records = _interleaved(files)
+    dataset = (records.shuffle(max(1, train.shuffle_buffer), seed=train.seed,
+                               reshuffle_each_iteration=True)
+               .repeat()
+               .enumerate()
+               .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    return dataset.batch(train.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(files: Sequence[Path], label_map: LabelMap, input_size: int, batch_size: int,
+                 *, max_boxes: int = 100) -> tf.data.Dataset:
+    """One pass over the files in order, unaugmented; the last partial batch is kept.
+
+    Dicts of ``images``, ``boxes``, ``classes`` (as in `train_dataset`), ``source_id``
+    (tf.string [B]), ``height`` and ``width`` (int32 [B], the size of the decoded original
+    image) and ``difficult`` (int32 [B, max_boxes], 0 for padding). Ground truth is kept as
+    recorded, zero-area boxes included, so evaluation scores against the dataset itself.
+    """
+    decode = _checked_decoder(label_map)
+    pad = _padder(max_boxes)
+
+    def prepare(serialized: tf.Tensor) -> Example:
+        example = decode(serialized)
+        shape = tf.shape(example["image"])
+        boxes, classes, difficult = pad(example["boxes"], _class_index(example["classes"]),
+                                        tf.cast(example["difficult"], tf.int32),
+                                        example["source_id"])
+        return {
+            "images": resize(example["image"], input_size),
+            "boxes": boxes,
+            "classes": classes,
+            "source_id": example["source_id"],
+            "height": shape[0],
+            "width": shape[1],
+            "difficult": difficult,
+        }
+
+    dataset = tf.data.TFRecordDataset(_names(files))
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def representative_images(files: Sequence[Path], input_size: int,
+                          count: int) -> Iterator[np.ndarray]:
+    """`count` float32 [1, S, S, 3] images in 0..255 for int8 calibration.
+
+    The training preprocessing without augmentation, from the files taken in turn (one record
+    of each shard after the other), so the sample spreads over every shard; the same files
+    always give the same images. Fewer records than `count` are cycled through again.
+    """
+    decode = make_decoder()
+    dataset = _interleaved(files).repeat().take(count).map(
+        lambda serialized: resize(decode(serialized)["image"], input_size)[tf.newaxis],
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    yield from dataset.as_numpy_iterator()
+
+
+def measure_throughput(dataset: tf.data.Dataset, batches: int) -> float:
+    """Images per second over `batches` batches, after one warm-up batch (graph building)."""
+    iterator = iter(dataset)
+    next(iterator)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        batch = next(iterator)
+        first = batch["images"] if isinstance(batch, dict) else batch[0]
+        images += int(first.shape[0])
+    return images / (time.perf_counter() - start)
+
+
+def resize(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Any image to float32 [size, size, 3] in 0..255: bilinear stretch, no aspect kept."""
+    return tf.image.resize(image, [size, size], method="bilinear")
+
+
+def augment_example(image: tf.Tensor, boxes: tf.Tensor, classes: tf.Tensor, seed: tf.Tensor,
+                    size: int, augment: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Crop, resize, flip and colour-jitter one decoded image, its boxes following.
+
+    `image` uint8 [H, W, 3], `boxes` normalised [N, 4], `classes` label ids [N]; `seed` int64
+    [2] decides every random choice. Returns the float32 [size, size, 3] image in 0..255 and
+    the boxes and 0-based int32 class indices that survived the crop (boxes of zero area never
+    survive, crop or not).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=6)
+    window = _random_window(tf.shape(image), seeds[0], augment)
+    height, width = window[2] - window[0], window[3] - window[1]
+    image = resize(tf.slice(image, [window[0], window[1], 0], [height, width, -1]), size)
+    boxes, keep = crop_boxes(boxes, window[:4], window[4:], augment.min_box_visible)
+    classes = tf.boolean_mask(_class_index(classes), keep)
+    if augment.flip:
+        flipped = tf.random.stateless_uniform([], seeds[1]) < 0.5
+        image = tf.cond(flipped, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        boxes = tf.cond(flipped, lambda: flip_boxes(boxes), lambda: boxes)
+    image = tf.ensure_shape(_jitter_colour(image, seeds[2:], augment), [size, size, 3])
+    return image, boxes, classes
+
+
+def crop_boxes(boxes: tf.Tensor, window: tf.Tensor, image_size: tf.Tensor,
+               min_visible: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Boxes re-normalised to a crop window, and which of them to keep.
+
+    `window` is (top, left, bottom, right) in pixels of an image of `image_size` (height,
+    width). Boxes are clipped to the window; a box is kept when its clipped area is positive and
+    at least `min_visible` of its own area. Returns the kept boxes and the boolean mask over
+    the input boxes (to select their classes).
+    """
+    size = tf.cast(tf.concat([image_size, image_size], 0), tf.float32)
+    corners = tf.cast(window, tf.float32) / size
+    origin, extent = corners[:2], corners[2:] - corners[:2]
+    moved = (boxes - tf.concat([origin, origin], 0)) / tf.concat([extent, extent], 0)
+    clipped = tf.clip_by_value(moved, 0.0, 1.0)
+    visible = _area(clipped) * extent[0] * extent[1]
+    whole = _area(boxes)
+    keep = (visible > 0) & (whole > 0) & (visible >= min_visible * whole)
+    return tf.boolean_mask(clipped, keep), keep
+
+
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
+    """Boxes of the horizontally mirrored image."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, num=4, axis=-1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
+
+
+def _area(boxes: tf.Tensor) -> tf.Tensor:
+    return (tf.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
+            * tf.maximum(boxes[:, 3] - boxes[:, 1], 0.0))
+
+
+def _random_window(shape: tf.Tensor, seed: tf.Tensor, augment: AugmentConfig) -> tf.Tensor:
+    """(top, left, bottom, right, height, width) in pixels: the whole image or a random crop."""
+    full = shape[:2]
+    if augment.crop_probability <= 0:
+        return tf.concat([[0, 0], full, full], 0)
+    draws = tf.random.stateless_uniform([5], seed)
+    scales = augment.scale_min + (augment.scale_max - augment.scale_min) * draws[1:3]
+    extent = tf.clip_by_value(tf.cast(tf.round(scales * tf.cast(full, tf.float32)), tf.int32),
+                              1, full)
+    offset = tf.cast(draws[3:5] * tf.cast(full - extent + 1, tf.float32), tf.int32)
+    offset = tf.minimum(offset, full - extent)
+    cropped = draws[0] < augment.crop_probability
+    top_left = tf.where(cropped, offset, [0, 0])
+    bottom_right = tf.where(cropped, offset + extent, full)
+    return tf.concat([top_left, bottom_right, full], 0)
+
+
+def _jitter_colour(image: tf.Tensor, seeds: tf.Tensor, augment: AugmentConfig) -> tf.Tensor:
+    """Brightness, contrast, saturation and hue in that order, each off at strength 0."""
+    steps: list[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = []
+    if augment.brightness > 0:
+        steps.append(lambda x, s: tf.image.stateless_random_brightness(x, augment.brightness, s))
+    if augment.contrast > 0:
+        steps.append(lambda x, s: tf.image.stateless_random_contrast(
+            x, 1 - augment.contrast, 1 + augment.contrast, s))
+    if augment.saturation > 0:
+        steps.append(lambda x, s: tf.image.stateless_random_saturation(
+            x, max(0.0, 1 - augment.saturation), 1 + augment.saturation, s))
+    if augment.hue > 0:
+        steps.append(lambda x, s: tf.image.stateless_random_hue(x, min(augment.hue, 0.5), s))
+    if not steps:
+        return image
+    image = image / 255.0
+    for step, seed in zip(steps, tf.unstack(seeds[:len(steps)]), strict=True):
+        # the colour-space conversions of saturation and hue assume values in 0..1
+        image = tf.clip_by_value(step(image, seed), 0.0, 1.0)
+    return image * 255.0
+
+
+def _class_index(label_ids: tf.Tensor) -> tf.Tensor:
+    return tf.cast(label_ids, tf.int32) - 1
+
+
+def _checked_decoder(label_map: LabelMap) -> Callable[[tf.Tensor], Example]:
+    """The reader of record, failing on class ids outside the label map (naming the record)."""
+    decode = make_decoder(label_map)
+    ids = tf.constant([item.id for item in label_map.items], tf.int64)
+
+    def checked(serialized: tf.Tensor) -> Example:
+        example = decode(serialized)
+        known = tf.reduce_all(tf.reduce_any(example["classes"][:, None] == ids[None, :], axis=1))
+        with tf.control_dependencies([tf.debugging.Assert(known, [
+            "record", example["source_id"], "has class ids", example["classes"],
+            "not all in the label map", ids,
+            "(import the data again with this label map, or train with the data's own)",
+        ], summarize=20)]):
+            example["classes"] = tf.identity(example["classes"])
+        return example
+
+    return checked
+
+
+def _padder(max_boxes: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """Pads boxes, classes and difficult flags to `max_boxes` rows (0, -1, 0).
+
+    An image with more boxes keeps its first `max_boxes`, with one warning per pipeline.
+    """
+    warned = False
+
+    def warn(count: np.int32, source_id: bytes) -> np.int32:
+        nonlocal warned
+        if not warned:
+            warned = True
+            log.warning("record %r has %d boxes; only the first %d are used (raise max_boxes "
+                        "to keep them all; further images are truncated without a warning)",
+                        source_id.decode(errors="replace"), count, max_boxes)
+        return np.int32(max_boxes)
+
+    def pad(boxes: tf.Tensor, classes: tf.Tensor, difficult: tf.Tensor,
+            source_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        count = tf.shape(boxes)[0]
+        kept = tf.cond(count > max_boxes,
+                       lambda: tf.numpy_function(warn, [count, source_id], tf.int32),
+                       lambda: count)
+        kept = tf.reshape(kept, [])
+        padding = [[0, max_boxes - kept]]
+        boxes = tf.pad(boxes[:kept], padding + [[0, 0]])
+        classes = tf.pad(classes[:kept], padding, constant_values=-1)
+        difficult = tf.pad(difficult[:kept], padding)
+        return (tf.ensure_shape(boxes, [max_boxes, 4]), tf.ensure_shape(classes, [max_boxes]),
+                tf.ensure_shape(difficult, [max_boxes]))
+
+    return pad
+
+
+def _names(files: Sequence[Path]) -> list[str]:
+    if not files:
+        raise OdplugError("no TFRecord files given: import a dataset first (inv data.import) "
+                          "and point the trainer at its folder")
+    return [str(f) for f in files]
+
+
+def _interleaved(files: Sequence[Path]) -> tf.data.Dataset:
+    """The records of all files, one from each file in turn, always in the same order."""
+    names = _names(files)
+    return tf.data.Dataset.from_tensor_slices(names).interleave(
+        tf.data.TFRecordDataset, cycle_length=len(names), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )

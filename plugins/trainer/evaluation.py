@@ -1,0 +1,55 @@
+"""COCO metrics of the Keras model on a split, for validation during training and evaluation.
+
+The model runs on batches from the evaluation pipeline (no augmentation) and the shared
+`postprocess.detect` turns its outputs into detections; `odplug.coco` computes the metrics,
+the same function the export verification uses, so the numbers compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from odplug.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug.labelmap import LabelMap
+from plugins.trainer import data
+from plugins.trainer.config import Config
+from plugins.trainer.postprocess import detect
+
+
+def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anchors: np.ndarray,
+            config: Config) -> tuple[list[ImageTruth], list[ImageDetections]]:
+    truths: list[ImageTruth] = []
+    found: list[ImageDetections] = []
+    anchors_t = tf.constant(anchors)
+    predict = tf.function(lambda images: model(images, training=False))
+    dataset = data.eval_dataset(files, label_map, config.model.input_size,
+                                config.eval.batch_size)
+    for batch in dataset:
+        outputs = predict(batch["images"])
+        dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, config.eval)
+        dets = {k: v.numpy() for k, v in dets.items()}
+        classes = batch["classes"].numpy()
+        for i, source_id in enumerate(batch["source_id"].numpy()):
+            image_id = source_id.decode()
+            keep = classes[i] >= 0
+            truths.append(ImageTruth(
+                image_id=image_id, width=int(batch["width"][i]), height=int(batch["height"][i]),
+                boxes=batch["boxes"][i].numpy()[keep], classes=classes[i][keep] + 1,
+                difficult=batch["difficult"][i].numpy()[keep]))
+            n = int(dets["num_detections"][i])
+            found.append(ImageDetections(
+                image_id=image_id, boxes=dets["detection_boxes"][i][:n],
+                classes=dets["detection_classes"][i][:n].astype(np.int64),
+                scores=dets["detection_scores"][i][:n]))
+    return truths, found
+
+
+def evaluate_model(model: keras.Model, files: Sequence[Path], label_map: LabelMap,
+                   anchors: np.ndarray, config: Config) -> CocoResult:
+    truths, found = collect(model, files, label_map, anchors, config)
+    return evaluate(truths, found, {item.id: item.name for item in label_map.items})

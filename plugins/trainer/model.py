@@ -1,0 +1,163 @@
+"""The detector: MobileNetV2 (Keras) backbone, optional FPN-lite neck, SSD heads, focal loss.
+
+The Keras model maps float32 images with values 0..255 (any batch) to raw outputs: box codes
+[B, A, 4] and class logits [B, A, C], one row per anchor of `anchors.make_anchors`. It owns its
+input normalisation, so what is exported and calibrated is exactly what was trained.
+Decoding and non-maximum suppression live in `postprocess`, outside the trained graph, so each
+exporter can put its runtime's own post-processing there.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from odplug.errors import OdplugError
+from plugins.trainer import anchors as anchor_lib
+from plugins.trainer.config import ModelConfig, TrainConfig
+
+# MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
+_BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "out_relu"}
+PRIOR_PROBABILITY = 0.01
+
+
+def _backbone(config: ModelConfig) -> keras.Model:
+    weights = None
+    if config.weights:
+        path = Path(config.weights).expanduser()
+        if not path.is_file():
+            raise OdplugError(
+                f"model.weights = {config.weights!r}: no such file. odplug never downloads "
+                "weights: give a local MobileNetV2 (include_top=False) .h5/.weights.h5 file, or "
+                "leave model.weights empty to train from scratch"
+            )
+        weights = str(path)
+    try:
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(config.input_size, config.input_size, 3), alpha=config.alpha,
+            include_top=False, weights=weights,
+        )
+    except ValueError as error:
+        raise OdplugError(f"model: cannot build MobileNetV2: {error}") from None
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = config.batchnorm_momentum
+    return backbone
+
+
+def _fpn_lite(config: ModelConfig, maps: list[keras.KerasTensor]) -> list[keras.KerasTensor]:
+    """Top-down fusion: 1x1 laterals, nearest upsampling, add, separable 3x3 smoothing."""
+    c = config.head_channels
+    lateral = [layers.Conv2D(c, 1, name=f"fpn_lateral_{i}")(m) for i, m in enumerate(maps)]
+    merged = [lateral[-1]]
+    for i in range(len(lateral) - 2, -1, -1):
+        up = layers.UpSampling2D(2, interpolation="nearest", name=f"fpn_up_{i}")(merged[0])
+        merged.insert(0, layers.Add(name=f"fpn_add_{i}")([lateral[i], up]))
+    out = []
+    for i, m in enumerate(merged):
+        m = layers.SeparableConv2D(c, 3, padding="same", use_bias=False, name=f"fpn_smooth_{i}")(m)
+        m = layers.BatchNormalization(momentum=config.batchnorm_momentum, name=f"fpn_bn_{i}")(m)
+        out.append(layers.ReLU(6.0, name=f"fpn_relu_{i}")(m))
+    return out
+
+
+def build_model(config: ModelConfig, num_classes: int) -> keras.Model:
+    if num_classes < 1:
+        raise OdplugError("the label map has no classes")
+    size = config.input_size
+    images = keras.Input((size, size, 3), name="images")
+    normalised = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(images)
+    backbone = _backbone(config)
+    inner = keras.Model(backbone.inputs, [backbone.get_layer(n).output
+                                          for n in _BACKBONE_OUTPUTS.values()],
+                        name="mobilenet_v2_features")
+    stride_maps = dict(zip(_BACKBONE_OUTPUTS, inner(normalised), strict=True))
+    maps = _extra_levels(config, stride_maps)
+    if config.fpn:
+        maps = _fpn_lite(config, maps)
+    per_cell = anchor_lib.anchors_per_cell(config)
+    bias = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+    boxes, logits = [], []
+    for level, feature in zip(config.levels, maps, strict=True):
+        box = layers.SeparableConv2D(per_cell * 4, 3, padding="same", name=f"box_head_{level}")(
+            feature)
+        cls = layers.SeparableConv2D(
+            per_cell * num_classes, 3, padding="same", name=f"class_head_{level}",
+            bias_initializer=keras.initializers.Constant(bias))(feature)
+        boxes.append(layers.Reshape((-1, 4), name=f"box_flat_{level}")(box))
+        logits.append(layers.Reshape((-1, num_classes), name=f"class_flat_{level}")(cls))
+    box_codes = layers.Concatenate(axis=1, name="box_codes", dtype="float32")(boxes)
+    class_logits = layers.Concatenate(axis=1, name="class_logits", dtype="float32")(logits)
+    return keras.Model(images, {"box_codes": box_codes, "class_logits": class_logits},
+                       name="ssd_mobilenet_v2")
+
+
+def _extra_levels(config: ModelConfig, found: dict[int, keras.KerasTensor]
+                  ) -> list[keras.KerasTensor]:
+    top = found[5]
+    for level in range(6, max(config.levels) + 1):
+        top = layers.SeparableConv2D(config.head_channels * 2, 3, strides=2, padding="same",
+                                     use_bias=False, name=f"extra_{level}_conv")(top)
+        top = layers.BatchNormalization(momentum=config.batchnorm_momentum,
+                                        name=f"extra_{level}_bn")(top)
+        top = layers.ReLU(6.0, name=f"extra_{level}_relu")(top)
+        found[level] = top
+    return [found[level] for level in config.levels]
+
+
+class DetectionLoss:
+    """Anchor matching plus focal classification loss and Huber box loss, per positive anchor.
+
+    Matching: an anchor is positive for the object it overlaps most when IoU >= `match_iou`,
+    and every object's best anchor is positive whatever the IoU (small objects are never
+    orphaned); anchors below 0.4 IoU are negatives; in between they are ignored.
+    """
+
+    def __init__(self, anchors: tf.Tensor, num_classes: int, train: TrainConfig) -> None:
+        self.anchors = tf.constant(anchors, tf.float32)
+        self.corners = anchor_lib.to_corners(self.anchors)
+        self.num_classes = num_classes
+        self.match_iou = train.match_iou
+        self.box_weight = train.box_loss_weight
+        self.focal = keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=train.focal_alpha, gamma=train.focal_gamma,
+            from_logits=True, reduction=None)
+        self.huber = keras.losses.Huber(delta=1.0, reduction=None)
+
+    def __call__(self, targets: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]
+                 ) -> dict[str, tf.Tensor]:
+        gt_boxes = tf.cast(targets["boxes"], tf.float32)
+        gt_classes = tf.cast(targets["classes"], tf.int32)
+        valid = gt_classes >= 0  # [B, M]
+        overlaps = anchor_lib.iou(self.corners, gt_boxes)  # [B, A, M]
+        overlaps = tf.where(valid[:, None, :], overlaps, -1.0)
+        count = tf.shape(self.anchors)[0]
+        best_anchor = tf.one_hot(tf.argmax(overlaps, axis=1), count, axis=-1)  # [B, M, A]
+        best_anchor *= tf.cast(valid, tf.float32)[..., None]
+        forced = tf.reduce_max(best_anchor, axis=1) > 0  # [B, A]
+        matched = tf.where(forced, tf.argmax(best_anchor, axis=1), tf.argmax(overlaps, axis=2))
+        best_iou = tf.reduce_max(overlaps, axis=2)
+        positive = forced | (best_iou >= self.match_iou)
+        negative = ~positive & (best_iou < 0.4)
+        matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)
+        matched_classes = tf.gather(gt_classes, matched, batch_dims=1)
+        class_targets = tf.one_hot(matched_classes, self.num_classes) * tf.cast(
+            positive, tf.float32)[..., None]
+        box_targets = anchor_lib.encode(matched_boxes, self.anchors)
+
+        pos = tf.cast(positive, tf.float32)
+        num_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
+        logits = tf.cast(outputs["class_logits"], tf.float32)
+        codes = tf.cast(outputs["box_codes"], tf.float32)
+        focal = self.focal(class_targets[..., None], logits[..., None])  # [B, A, C]
+        focal = tf.reduce_sum(focal, axis=-1) * tf.cast(positive | negative, tf.float32)
+        huber = self.huber(box_targets[..., None], codes[..., None])  # [B, A, 4]
+        huber = tf.reduce_sum(huber, axis=-1) * pos
+        classification = tf.reduce_sum(focal) / num_pos
+        box = tf.reduce_sum(huber) / num_pos * self.box_weight
+        return {"loss": classification + box, "classification": classification, "box": box,
+                "positives": tf.reduce_sum(pos)}

@@ -1,0 +1,262 @@
+"""The training loop: one code path for a CPU, one GPU, several GPUs and several machines.
+
+A custom loop (rather than ``model.fit``) because the run needs exact resumption (model,
+optimizer slots, step and schedule in one ``tf.train.Checkpoint``), best-checkpoint selection
+by COCO mAP, and a distribution strategy chosen from the machine: MirroredStrategy over all
+local GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG`` names a cluster, and the default
+strategy on a CPU. On a GPU the step uses mixed precision and XLA where the config allows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from odplug.atomic import atomic_write_text
+from odplug.coco import plot_precision_recall, write_metrics
+from odplug.errors import OdplugError
+from odplug.labelmap import LabelMap, read_label_map, write_label_map
+from odplug.shards import shard_files
+from plugins.trainer import data
+from plugins.trainer.anchors import make_anchors
+from plugins.trainer.config import Config, load_config, save_config
+from plugins.trainer.evaluation import evaluate_model
+from plugins.trainer.export import export_saved_model
+from plugins.trainer.model import DetectionLoss, build_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.toml"
+RUN_INFO = "run.json"
+BEST_WEIGHTS = "best.weights.h5"
+LAST_WEIGHTS = "last.weights.h5"
+StepCallback = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def saved_model(self) -> Path:
+        return self.root / "saved_model"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def info(self) -> Path:
+        return self.root / RUN_INFO
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy([g.name for g in gpus])
+    return tf.distribute.get_strategy()
+
+
+def _split_files(records: Path, split: str) -> list[Path]:
+    return [p for p in shard_files(records, split)]
+
+
+def _prepare_run(records: Path, run: RunPaths, config_path: Path | None,
+                 overrides: dict[str, Any], resume: bool) -> Config:
+    if resume:
+        if not run.config.is_file():
+            raise OdplugError(f"{run.root}: nothing to resume (no {CONFIG_NAME}); "
+                              "start a run without --resume")
+        if config_path is not None:
+            raise OdplugError("--resume continues with the run's own config.toml; "
+                              "leave out --config")
+        return load_config(run.config, overrides)
+    if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
+        raise OdplugError(f"{run.root} already holds a run: continue it with --resume, "
+                          "or give a new --run folder")
+    config = load_config(config_path, overrides)
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, run.config)
+    return config
+
+
+def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
+          overrides: dict[str, Any] | None = None, resume: bool = False,
+          on_step: StepCallback = lambda step, total, metrics: None) -> Path:
+    """Train on ``records`` (a data.import folder) into ``run_dir``; returns the SavedModel path."""
+    run = RunPaths(run_dir)
+    label_map_path = records / "label_map.pbtxt"
+    if not label_map_path.is_file():
+        raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
+    label_map = read_label_map(label_map_path)
+    train_files = _split_files(records, "train")
+    if not train_files:
+        raise OdplugError(f"{records}: no train.record-* shards to train on")
+    val_files = _split_files(records, "val") or _split_files(records, "test")
+    config = _prepare_run(records, run, config_path, overrides or {}, resume)
+    write_label_map(label_map, run.root / "label_map.pbtxt")
+    atomic_write_text(run.info, json.dumps({"records": str(records.resolve()),
+                                            "classes": label_map.names}, indent=2) + "\n")
+
+    strategy = choose_strategy()
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    if on_gpu and config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    anchors = make_anchors(config.model)
+    with strategy.scope():
+        model = build_model(config.model, len(label_map))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.train.learning_rate * 0.01,
+            decay_steps=max(config.train.steps - config.train.warmup_steps, 1),
+            alpha=0.01, warmup_target=config.train.learning_rate,
+            warmup_steps=config.train.warmup_steps)
+        optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=config.train.weight_decay,
+            global_clipnorm=config.train.clip_norm)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
+    best = {"map50": -1.0, "step": 0}
+    if resume:
+        if manager.latest_checkpoint is None:
+            raise OdplugError(f"{run.checkpoints}: no checkpoint to resume from")
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        best_file = run.root / "best.json"
+        if best_file.is_file():
+            best = json.loads(best_file.read_text())
+        log.info("resuming at step %d", int(step.numpy()))
+    start = int(step.numpy())
+    loss_fn = DetectionLoss(anchors, len(label_map), config.train)
+
+    dataset = data.train_dataset(train_files, label_map, config.model, _reseeded(config, start),
+                                 config.augment)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy,
+                                  jit=on_gpu and config.train.xla)
+    writer = tf.summary.create_file_writer(str(run.logs))
+    batch = config.train.batch_size
+    window_start, window_images = time.perf_counter(), 0
+    total = config.train.steps
+    metrics: dict[str, float] = {}
+    for current in range(start + 1, total + 1):
+        images, targets = next(iterator)
+        losses = train_step(images, targets)
+        step.assign(current)
+        window_images += batch
+        if current % config.train.log_every == 0 or current == total or current == start + 1:
+            elapsed = time.perf_counter() - window_start
+            metrics = {k: float(v) for k, v in losses.items()}
+            if not np.isfinite(metrics["loss"]):
+                raise OdplugError(f"the loss became {metrics['loss']} at step {current}; lower "
+                                  "train.learning_rate or raise train.warmup_steps")
+            metrics["images_per_second"] = window_images / max(elapsed, 1e-9)
+            metrics["learning_rate"] = float(schedule(current))
+            with writer.as_default(step=current):
+                for name, value in metrics.items():
+                    tf.summary.scalar(f"train/{name}", value)
+            window_start, window_images = time.perf_counter(), 0
+        on_step(current, total, metrics)
+        if current % config.train.checkpoint_every == 0 or current == total:
+            manager.save(checkpoint_number=current)
+        if val_files and (current % config.train.eval_every == 0 or current == total):
+            result = evaluate_model(model, val_files, label_map, anchors, config)
+            with writer.as_default(step=current):
+                tf.summary.scalar("val/map50", result.map50)
+                tf.summary.scalar("val/map", result.map)
+            metrics["val_map50"] = result.map50
+            if result.map50 > best["map50"]:
+                best = {"map50": result.map50, "map": result.map, "step": current}
+                model.save_weights(str(run.root / BEST_WEIGHTS))
+                atomic_write_text(run.root / "best.json", json.dumps(best, indent=2) + "\n")
+            window_start = time.perf_counter()
+    writer.flush()
+    model.save_weights(str(run.root / LAST_WEIGHTS))
+    if (run.root / BEST_WEIGHTS).is_file():
+        model.load_weights(str(run.root / BEST_WEIGHTS))
+    test_files = _split_files(records, "test")
+    if test_files:
+        result = evaluate_model(model, test_files, label_map, anchors, config)
+        write_metrics(result, run.metrics / "test.json")
+        plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
+    return export_saved_model(model, anchors, config, label_map, run.saved_model)
+
+
+def _reseeded(config: Config, start: int) -> Any:
+    """The train config with the data seed moved on by the step a resumed run starts at."""
+    from dataclasses import replace
+
+    return replace(config.train, seed=config.train.seed + start)
+
+
+def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                     loss_fn: DetectionLoss, strategy: tf.distribute.Strategy, *, jit: bool
+                     ) -> Callable[..., dict[str, tf.Tensor]]:
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            losses = loss_fn(targets, outputs)
+            loss = losses["loss"] / replicas
+            if scaled:
+                loss = optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return losses
+
+    @tf.function(jit_compile=jit)
+    def compiled(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return replica_step(images, targets)
+
+    def distributed(images: Any, targets: Any) -> dict[str, tf.Tensor]:
+        if replicas == 1 and not isinstance(images, tf.distribute.DistributedValues):
+            return compiled(images, targets)
+        per_replica = strategy.run(compiled, args=(images, targets))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in per_replica.items()}
+
+    return distributed
+
+
+def load_run_model(run_dir: Path) -> tuple[keras.Model, Config, LabelMap, np.ndarray]:
+    """The run's best (else last) Keras model with its config, label map and anchors."""
+    run = RunPaths(run_dir)
+    if not run.config.is_file():
+        raise OdplugError(f"{run_dir}: not a training run (no {CONFIG_NAME})")
+    config = load_config(run.config)
+    label_map = read_label_map(run.root / "label_map.pbtxt")
+    model = build_model(config.model, len(label_map))
+    for name in (BEST_WEIGHTS, LAST_WEIGHTS):
+        if (run.root / name).is_file():
+            model.load_weights(str(run.root / name))
+            return model, config, label_map, make_anchors(config.model)
+    raise OdplugError(f"{run_dir}: the run has no trained weights yet (it never finished; "
+                      "continue it with --resume)")
