@@ -22,6 +22,9 @@ PLUGINS: dict[str, tuple[str, list[str]]] = {
     ]),
     "supervisely": ("tf.txt", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", ["tests/test_tf_csv.py"]),
+    "train": ("tf.txt", [
+        "tests/test_trainer.py", "tests/test_trainer_data.py", "tests/test_coco.py",
+    ]),
 }
 
 

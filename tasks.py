@@ -28,7 +28,25 @@ def bench_convert(c, images=2000, runs=3, workdir="bench/work"):
     run(images=images, runs=runs, workdir=Path(workdir))
 
 
+@task(
+    name="train",
+    help={
+        "workdir": "where the demo records and the run go (default bench/work/train)",
+        "steps": "training steps timed for the step throughput (default 20)",
+        "full": "also train with the default config and report test mAP@.5 (default on; "
+        "--no-full skips the ~13 minutes)",
+    },
+)
+@user_errors
+def bench_train(c, workdir="bench/work/train", steps=20, full=True):
+    """Input pipeline vs training step images/s, and demo mAP@.5 after the default training."""
+    from bench.train import run
+
+    run(workdir=Path(workdir), steps=steps, full=full)
+
+
 ns = build_namespace()
 bench = Collection("bench")
 bench.add_task(bench_convert, name="convert")
+bench.add_task(bench_train, name="train")
 ns.add_collection(bench)

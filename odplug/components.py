@@ -7,7 +7,7 @@ plugin only writes what its format needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -91,14 +91,47 @@ class Trainer(Component):
               on_step: StepCallback | None = None) -> Path:
         raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
 
+    def default_config(self) -> str:
+        """The full default config as TOML text, every setting explained, for users to edit."""
+        return ""
+
+
+@dataclass
+class ExportedModel:
+    """One model an exporter wrote: one row of the verification table."""
+
+    name: str
+    """Format and variant, e.g. ``tflite-int8`` or ``tfjs-float16``."""
+    path: Path
+    """The model file (``.tflite``) or folder (a TF.js graph model)."""
+    manifest: Path
+    """JSON beside the model: input name, dtype, shape and preprocessing; every output's name,
+    index, shape and dtype; labels."""
+    size_bytes: int
+
 
 class Exporter(Component):
-    """Converts a trained run into one deployment format under `out`."""
+    """Converts a trained detector (a run's ``saved_model/``) into one deployment format.
+
+    The SavedModel folder is the whole contract: the ``serving_default`` and ``raw``
+    signatures, ``detector.json`` (input size, classes, box coder), ``anchors.npy`` and
+    ``label_map.pbtxt``, as the trainer writes them. `variants` are the choices of
+    ``--quantize`` (for example float32, float16, dynamic, int8).
+    """
 
     suffix: str = ""
+    variants: tuple[str, ...] = ()
+    default_variants: tuple[str, ...] = ()
 
-    def export(self, run_dir: Path, out: Path) -> Path:
+    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
+               records: Path | None = None) -> list[ExportedModel]:
+        """Write each variant under `out`; `records` (a data.import folder) feeds calibration."""
         raise NotImplementedError(f"exporter {self.name!r} does not implement export()")
+
+    def detector(self, exported: ExportedModel) -> Callable[..., object]:
+        """A callable from one uint8 RGB image [H, W, 3] to `odplug.detector.Detections`,
+        running the exported model in its own runtime, for the verification table."""
+        raise NotImplementedError(f"exporter {self.name!r} cannot run its models")
 
 
 def require_module(module: str, *, what: str, install: str) -> None:

@@ -48,31 +48,36 @@ def load_registry_warning() -> Any:
 
 
 class Bar:
-    """A rich progress bar on stderr; `start` may come after creation, once the total is known."""
+    """A progress bar whose total may come after creation, once the work is counted.
 
-    def __init__(self, progress: Any, description: str) -> None:
+    On an interactive stderr it is a rich bar; elsewhere (logs, CI, pipes) it only counts,
+    and `interactive` tells the task to print occasional plain lines instead.
+    """
+
+    def __init__(self, progress: Any, description: str, interactive: bool) -> None:
         self._progress = progress
         self._description = description
         self._task: Any = None
+        self.total: int | None = None
+        self.interactive = interactive
 
-    def start(self, total: int) -> None:
-        self._task = self._progress.add_task(self._description, total=total)
+    def start(self, total: int, completed: int = 0) -> None:
+        self.total = total
+        if self._progress is not None:
+            self._task = self._progress.add_task(self._description, total=total,
+                                                 completed=completed, status="")
 
-    def advance(self, n: int) -> None:
-        if self._task is not None and n:
-            self._progress.advance(self._task, n)
-
-
-class _Silent:
-    def add_task(self, description: str, total: int) -> None:
-        return None
+    def advance(self, n: int, **fields: str) -> None:
+        if self._task is not None and (n or fields):
+            self._progress.update(self._task, advance=n, **fields)
 
 
 @contextmanager
-def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Bar]:
-    """A bar on an interactive stderr; elsewhere (logs, CI, pipes) nothing, and no rich import."""
+def progress_bar(description: str, *, enabled: bool = True,
+                 fields: tuple[str, ...] = ()) -> Iterator[Bar]:
+    """A bar on an interactive stderr; elsewhere nothing, and no rich import."""
     if not enabled or not sys.stderr.isatty():
-        yield Bar(_Silent(), description)
+        yield Bar(None, description, interactive=False)
         return
     from rich.console import Console
     from rich.progress import (
@@ -85,7 +90,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Bar]:
         TimeRemainingColumn,
     )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns += [TextColumn(f"{{task.fields[{name}]}}") for name in fields]
     with Progress(*columns, console=Console(stderr=True)) as progress:
-        yield Bar(progress, description)
+        yield Bar(progress, description, interactive=True)

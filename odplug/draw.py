@@ -32,6 +32,7 @@ def draw_detections(image: Image.Image, boxes: np.ndarray, classes: np.ndarray,
         label = f"{names.get(int(class_id), f'class {int(class_id)}')} {score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         x, y = corners[0], max(0.0, corners[1] - (bottom - top) - 2 * line)
-        draw.rectangle((x, y, x + right - left + 2 * line, y + bottom - top + 2 * line), fill=colour)
+        label_box = (x, y, x + right - left + 2 * line, y + bottom - top + 2 * line)
+        draw.rectangle(label_box, fill=colour)
         draw.text((x + line, y + line - top), label, fill=(0, 0, 0), font=font)
     return out

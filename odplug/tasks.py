@@ -14,6 +14,7 @@ from invoke import Collection, task
 from invoke.exceptions import Exit
 
 from odplug.console import load_registry_warning, progress_bar, user_errors
+from odplug.overrides import parse_overrides
 
 
 @task(
@@ -136,14 +137,160 @@ def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
     print(f"Wrote {images} images to {out}")
 
 
+@task(
+    name="train",
+    help={
+        "records": "TFRecord folder written by data.import (train split; val for the best "
+        "checkpoint; test for the final metrics)",
+        "run": "run folder for config, checkpoints, logs, metrics and the SavedModel "
+        "(default: runs/<records folder name>)",
+        "config": "TOML config with the settings to change (see `model.config` for all)",
+        "steps": "number of training steps (overrides train.steps)",
+        "set": "comma-separated overrides, e.g. train.batch_size=8,model.fpn=true",
+        "resume": "continue the run in --run from its latest checkpoint",
+        "trainer": "trainer plugin (default ssd)",
+    },
+)
+@user_errors
+def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=False,
+                trainer="ssd"):
+    """Train a detector on a TFRecord folder; resumable, GPU when present."""
+    import time
+
+    if not records:
+        raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
+    registry = load_registry_warning()
+    chosen = registry.get("trainers", trainer)
+    chosen.check()
+    overrides = parse_overrides(set)
+    if steps:
+        overrides["train.steps"] = steps
+    run_dir = Path(run) if run else Path("runs") / Path(records).resolve().name
+    started = time.perf_counter()
+    with progress_bar("training", fields=("status",)) as bar:
+        def on_step(step: int, total: int, metrics: dict) -> None:
+            if bar.total is None:
+                bar.start(total, completed=step - 1)
+            status = " ".join(f"{k}={metrics[k]:.3g}" for k in
+                              ("loss", "images_per_second", "val_map50") if k in metrics)
+            bar.advance(1, status=status)
+            if not bar.interactive and metrics and step % max(1, total // 20) == 0:
+                print(f"step {step}/{total} {status} ({time.perf_counter() - started:.0f} s)",
+                      flush=True)
+
+        saved = chosen.train(Path(records), run_dir, config=Path(config) if config else None,
+                             overrides=overrides, resume=resume, on_step=on_step)
+    print(f"Run folder: {run_dir} (TensorBoard: tensorboard --logdir {run_dir / 'logs'})")
+    print(f"SavedModel: {saved}")
+    metrics = run_dir / "metrics" / "test.json"
+    if metrics.is_file():
+        import json as json_module
+
+        data = json_module.loads(metrics.read_text())
+        print(f"Test split: mAP@.5 {data['map50']:.3f}, mAP@[.5:.95] {data['map']:.3f} "
+              f"({metrics}, PR plot beside it)")
+
+
+@task(name="config", help={"out": "write the default config here instead of printing it",
+                           "trainer": "trainer plugin (default ssd)"})
+def model_config(c, out="", trainer="ssd"):
+    """Print (or write) a trainer's full default config, to copy and edit for --config."""
+    from odplug.atomic import atomic_write_text
+
+    chosen = load_registry_warning().get("trainers", trainer)
+    text = chosen.default_config()
+    if out:
+        atomic_write_text(Path(out), text)
+        print(f"Wrote {out}")
+    else:
+        print(text, end="")
+
+
+def _saved_model(path: Path) -> Path:
+    """A run folder or a SavedModel folder -> the SavedModel folder."""
+    return path / "saved_model" if (path / "saved_model" / "saved_model.pb").is_file() else path
+
+
+@task(
+    name="evaluate",
+    help={
+        "model": "run folder (or a SavedModel folder) to evaluate",
+        "records": "TFRecord folder (default: the one the run trained on)",
+        "split": "split to evaluate on (default test)",
+        "out": "folder for <split>.json and <split>-pr.png (default: the run's metrics/)",
+    },
+)
+@user_errors
+def model_evaluate(c, model=None, records=None, split="test", out=None):
+    """COCO metrics (mAP@[.5:.95], mAP@.5, per class) of a SavedModel on a split, + PR plot."""
+    import json as json_module
+
+    from odplug.errors import OdplugError
+
+    if not model:
+        raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
+    run = Path(model)
+    if records is None:
+        info = run / "run.json"
+        if not info.is_file():
+            raise OdplugError(f"{run}: not a run folder (no run.json): give --records")
+        records = json_module.loads(info.read_text())["records"]
+    from odplug.coco import plot_precision_recall, write_metrics
+    from odplug.detector import SavedModelDetector, evaluate_detector
+    from odplug.labelmap import read_label_map
+    from odplug.shards import shard_files
+
+    files = shard_files(Path(records), split)
+    if not files:
+        raise OdplugError(f"{records}: no {split}.record-* shards")
+    detector = SavedModelDetector(_saved_model(run))
+    label_map = detector.label_map or read_label_map(Path(records) / "label_map.pbtxt")
+    with progress_bar("evaluating", enabled=False):
+        result = evaluate_detector(detector, files, label_map)
+    out_dir = Path(out) if out else (run / "metrics" if (run / "run.json").is_file() else run)
+    write_metrics(result, out_dir / f"{split}.json")
+    plot_precision_recall(result, out_dir / f"{split}-pr.png", title=f"{run.name}: {split}")
+    print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
+          f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
+    for name, values in result.per_class.items():
+        print(f"  {name:16} AP@.5 {values['ap50']:.3f}  AP {values['ap']:.3f}  "
+              f"({values['instances']} objects)")
+    print(f"Wrote {out_dir / f'{split}.json'} and {out_dir / f'{split}-pr.png'}")
+
+
+@task(
+    name="predict",
+    help={
+        "model": "run folder (or a SavedModel folder)",
+        "source": "an image file or a folder of images",
+        "out": "folder for the drawn PNGs and detections.json (default: predictions/)",
+        "threshold": "lowest score drawn and listed (default 0.3)",
+    },
+)
+@user_errors
+def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
+    """Detect objects in images: PNGs with boxes, classes and scores drawn, and a JSON."""
+    from odplug.predict import predict_images
+
+    if not model or not source:
+        raise Exit("odplug: error: give --model and --source (see --help)", code=2)
+    written = predict_images(_saved_model(Path(model)), Path(source), Path(out), threshold)
+    print(f"Wrote {written} drawn image(s) and {Path(out) / 'detections.json'}")
+
+
 def build_namespace() -> Collection:
     data = Collection("data")
     data.add_task(import_, name="import")
     data.add_task(stats)
     demo = Collection("demo")
     demo.add_task(demo_dataset, name="dataset")
+    model = Collection("model")
+    for body, name in ((model_train, "train"), (model_evaluate, "evaluate"),
+                       (model_predict, "predict"), (model_config, "config")):
+        model.add_task(body, name=name)
     ns = Collection()
     ns.add_collection(data)
+    ns.add_collection(model)
     ns.add_collection(demo)
     ns.add_task(plugins_, name="plugins")
     return ns

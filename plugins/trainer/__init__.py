@@ -23,6 +23,11 @@ class SSDTrainer(Trainer):
         require_module("tensorflow", what="the ssd trainer", install=install)
         require_module("pycocotools", what="the ssd trainer's COCO evaluation", install=install)
 
+    def default_config(self) -> str:
+        from plugins.trainer.config import Config, to_toml
+
+        return to_toml(Config())
+
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: bool = False,
               on_step: StepCallback | None = None) -> Path:

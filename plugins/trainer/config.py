@@ -53,7 +53,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     batch_size: int = 16
-    steps: int = 1500
+    steps: int = 1000
     """Optimizer steps in total."""
     learning_rate: float = 2e-3
     """Peak learning rate of Adam, reached after the warm-up, then cosine decay to 1%."""

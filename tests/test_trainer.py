@@ -1,0 +1,209 @@
+"""The ssd trainer on tiny data: the loss falls, a killed run resumes, the SavedModel serves
+exactly what the Keras model computes, and the model tasks work through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.errors import OdplugError
+from plugins.trainer.config import load_config
+from tests.conftest import BIN, ROOT, run_import
+
+TINY = {
+    "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+    "train.batch_size": 4, "train.warmup_steps": 2, "train.learning_rate": 3e-3,
+    "train.log_every": 1, "train.checkpoint_every": 5, "train.eval_every": 10,
+    "train.shuffle_buffer": 50, "eval.batch_size": 8,
+}
+
+
+def _set(overrides: dict) -> str:
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
+    from odplug.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("trainer")
+    project = write_demo_project(base / "demo", images=24, size=96, seed=3)
+    run_import(project, base / "records", registry)
+    return base / "records"
+
+
+@pytest.fixture(scope="module")
+def trained(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short run shared by the tests that need a trained model."""
+    from plugins.trainer.train import train
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    history: list[dict] = []
+    saved = train(records, run, overrides={**TINY, "train.steps": 30},
+                  on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
+    return {"run": run, "saved": saved, "history": history, "records": records}
+
+
+def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
+    losses = [h["loss"] for h in trained["history"]]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    run: Path = trained["run"]
+    for name in ("config.toml", "label_map.pbtxt", "run.json", "best.json", "best.weights.h5",
+                 "metrics/test.json", "metrics/test-pr.png", "saved_model/saved_model.pb",
+                 "saved_model/label_map.pbtxt", "saved_model/anchors.npy"):
+        assert (run / name).exists(), name
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "checkpoint").is_file()
+    resolved = load_config(run / "config.toml")
+    assert resolved.train.steps == 30 and resolved.model.input_size == 96
+    metrics = json.loads((run / "metrics" / "test.json").read_text())
+    assert 0.0 <= metrics["map50"] <= 1.0 and metrics["images"] > 0
+
+
+def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None:
+    from odplug.detector import SavedModelDetector
+    from plugins.trainer.postprocess import detect
+    from plugins.trainer.train import load_run_model
+
+    model, config, _labels, anchors = load_run_model(trained["run"])
+    detector = SavedModelDetector(trained["saved"])
+    rng = np.random.default_rng(0)
+    loaded = tf.saved_model.load(str(trained["saved"]))
+    for height, width in ((96, 96), (120, 80)):
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        resized = tf.image.resize(tf.cast(image[None], tf.float32), (96, 96))
+        outputs = model(resized, training=False)
+        expected = detect(outputs["box_codes"], outputs["class_logits"], tf.constant(anchors),
+                          config.eval)
+        got = detector(image)
+        count = int(expected["num_detections"][0])
+        assert len(got.scores) == count
+        np.testing.assert_allclose(got.boxes, expected["detection_boxes"][0, :count], atol=1e-4)
+        np.testing.assert_array_equal(got.classes, expected["detection_classes"][0, :count])
+        np.testing.assert_allclose(got.scores, expected["detection_scores"][0, :count], atol=1e-4)
+        raw = loaded.signatures["raw"](images=resized)
+        np.testing.assert_allclose(raw["box_codes"], outputs["box_codes"], atol=1e-4)
+        np.testing.assert_allclose(raw["class_scores"], tf.sigmoid(outputs["class_logits"]),
+                                   atol=1e-5)
+
+
+def test_saved_model_holds_its_weights_as_constants_or_variables(trained: dict) -> None:
+    """An exported model must not need the Python model around it: load it fresh and run it."""
+    done = subprocess.run(
+        [str(BIN / "python"), "-c",
+         "import sys, numpy as np, tensorflow as tf;"
+         f"m = tf.saved_model.load({str(trained['saved'])!r});"
+         "out = m.signatures['serving_default'](images=tf.zeros([1, 64, 64, 3], tf.uint8));"
+         "print(sorted(out))"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "detection_boxes" in done.stdout and "num_detections" in done.stdout
+
+
+def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path
+                                                           ) -> None:
+    from plugins.trainer.train import train
+
+    run = tmp_path / "run"
+    overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000}
+    process = subprocess.Popen(
+        [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(run),
+         "--set", _set(overrides)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list((run / "checkpoints").glob("ckpt-10.index")):
+        if process.poll() is not None:
+            pytest.fail(process.stderr.read().decode()[-2000:] if process.stderr else "died")
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert saved is not None
+    saved_step = int(saved.rsplit("-", 1)[1])
+    assert 10 <= saved_step < 400
+    steps: list[int] = []
+    train(records, run, resume=True, overrides={"train.steps": saved_step + 5},
+          on_step=lambda step, total, metrics: steps.append(step))
+    assert steps == list(range(saved_step + 1, saved_step + 6))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 5
+
+
+def test_starting_over_an_existing_run_or_resuming_nothing_is_refused(records: Path,
+                                                                      trained: dict,
+                                                                      tmp_path: Path) -> None:
+    from plugins.trainer.train import train
+
+    with pytest.raises(OdplugError, match="already holds a run"):
+        train(records, trained["run"], overrides={**TINY, "train.steps": 1})
+    with pytest.raises(OdplugError, match="nothing to resume"):
+        train(records, tmp_path / "empty", resume=True)
+    with pytest.raises(OdplugError, match="no label_map.pbtxt"):
+        train(tmp_path, tmp_path / "x")
+
+
+def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
+    from plugins.trainer.train import train
+
+    with pytest.raises(OdplugError, match="never downloads weights"):
+        train(records, tmp_path / "run",
+              overrides={**TINY, "train.steps": 1, "model.weights": "imagenet.h5"})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[train]\nstepz = 3\n", "unknown setting 'stepz'; did you mean 'steps'"),
+    ("[train]\nsteps = 'many'\n", "should be a int"),
+    ("[model]\ninput_size = 100\n", "multiple of 32"),
+    ("[train\n", "not valid TOML"),
+])
+def test_bad_configs_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(OdplugError, match=message):
+        load_config(path)
+
+
+def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, path in enumerate(sorted((trained["records"].parent / "demo").glob("*/img/*"))[:3]):
+        Image.open(path).save(images / f"test {index}.png")
+    (images / "broken.jpg").write_bytes(b"not an image")
+    done = run_inv("model.predict", "--model", str(trained["run"]), "--source", str(images),
+                   "--out", str(tmp_path / "pred"), "--threshold", "0.0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    assert len(document["images"]) == 3 and document["skipped"][0]["file"].endswith("broken.jpg")
+    assert all(d["class"] in ("circle", "square", "triangle")
+               for image in document["images"] for d in image["detections"])
+    assert Image.open(tmp_path / "pred" / "test 0.png").size == (96, 96)
+    done = run_inv("model.evaluate", "--model", str(trained["run"]), "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mAP@.5" in done.stdout and (tmp_path / "m" / "test-pr.png").is_file()
+    done = run_inv("model.config")
+    assert done.returncode == 0 and "[train]" in done.stdout and "steps = " in done.stdout
+    done = run_inv("model.evaluate", "--model", str(tmp_path))
+    assert done.returncode == 1 and "not a run folder" in done.stderr
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
+                    reason="no GPU here: the mixed-precision, XLA and MirroredStrategy path "
+                    "runs on machines with one")
+def test_gpu_training_uses_mixed_precision_and_xla(records: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(tmp_path / "r"),
+         "--set", _set({**TINY, "train.steps": 20})],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "r" / "saved_model" / "saved_model.pb").is_file()
