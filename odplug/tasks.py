@@ -278,6 +278,169 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     print(f"Wrote {written} drawn image(s) and {Path(out) / 'detections.json'}")
 
 
+@task(
+    name="export",
+    help={
+        "model": "run folder (or its saved_model folder) to export",
+        "to": "comma-separated formats: tflite, edgetpu, tfjs (see `plugins`)",
+        "quantize": "comma-separated variants to write, e.g. float32,int8 or float16 (default: "
+        "each format's defaults)",
+        "out": "output folder (default: export/ beside the saved_model folder)",
+        "records": "TFRecord folder for int8 calibration and verification (default: the "
+        "run's own)",
+        "verify": "run every exported model on the test split and print the table "
+        "(default on; --no-verify skips it)",
+        "limit": "verify on at most this many test images (default: all)",
+    },
+)
+@user_errors
+def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None, records=None,
+                 verify=True, limit=0):
+    """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
+    from odplug import exporting
+    from odplug.errors import OdplugError
+
+    if not model:
+        raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
+    registry = load_registry_warning()
+    names = [n.strip() for n in to.split(",") if n.strip()]
+    exporters = exporting.plan(registry, names)
+    variants = exporting.variants_for(exporters, [q.strip() for q in quantize.split(",")
+                                                  if q.strip()])
+    exporting.check(exporters)
+    saved, run_records = exporting.resolve_model(Path(model))
+    records_path = Path(records) if records else run_records
+    out_dir = Path(out) if out else saved.parent / "export"
+    print("Exporting " + ", ".join(f"{e.name} ({', '.join(variants[e.name])})"
+                                   for e in exporters) + f" to {out_dir}")
+    written = exporting.export_all(
+        exporters, saved, out_dir, variants, records_path,
+        on_done=lambda m: print(f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)", flush=True))
+    if not verify:
+        return
+    if records_path is None:
+        raise OdplugError(f"{model}: not a run folder, so no test split is known: give "
+                          "--records or --no-verify")
+    from odplug.labelmap import read_label_map
+    from odplug.shards import shard_files
+    from odplug.verify import to_markdown, write_table
+    from odplug.verify import verify as verify_models
+
+    files = shard_files(records_path, "test")
+    if not files:
+        raise OdplugError(f"{records_path}: no test.record-* shards to verify on")
+    print(f"Verifying on {records_path} (test split) ...", flush=True)
+    rows = verify_models(saved, written, files, read_label_map(records_path / "label_map.pbtxt"),
+                         limit=limit or None,
+                         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
+    markdown, data = write_table(rows, out_dir)
+    print(to_markdown(rows), end="")
+    print(f"Wrote {markdown} and {data}")
+
+
+@task(
+    name="build",
+    help={"image": "train, tfjs, edgetpu, or all (default all)"},
+)
+@user_errors
+def docker_build(c, image="all"):
+    """Build the toolchain images (echoing each docker command)."""
+    import shlex
+
+    from odplug import docker
+
+    targets = list(docker.IMAGES.values()) if image == "all" else [docker.image(image)]
+    commands = [shlex.join(docker.build_command(target, Path("."))) for target in targets]
+    for command in commands:
+        print(f"$ {command}", flush=True)
+    docker.require_engine()
+    for command in commands:
+        c.run(command, pty=False)
+
+
+@task(
+    name="run",
+    help={
+        "image": "train, tfjs or edgetpu (default train)",
+        "command": "command to run inside, e.g. 'odplug model.train --records output/demo'",
+        "gpus": "pass the host's GPUs to the train image (default on)",
+    },
+)
+@user_errors
+def docker_run(c, image="train", command="odplug --list", gpus=True):
+    """Run a command in a toolchain image with this folder mounted at /work (echoed)."""
+    import shlex
+
+    from odplug import docker
+
+    target = docker.image(image)
+    line = shlex.join(docker.run_command(target, Path("."), command, gpus=gpus))
+    print(f"$ {line}", flush=True)
+    docker.require_engine()
+    c.run(line, pty=True)
+
+
+@task(
+    help={
+        "source": "dataset to start from (default: make the demo dataset)",
+        "format": "its format, when detection is not enough",
+        "out": "output folder for every stage (default output/pipeline)",
+        "config": "training config TOML (see model.config)",
+        "steps": "training steps (default: the trainer's, 1000 for ssd; more is better)",
+        "set": "comma-separated training overrides, e.g. model.input_size=320",
+        "to": "export formats (default tflite,edgetpu,tfjs)",
+        "quantize": "export variants (default: each format's defaults)",
+        "force": "rerun every stage, even those whose inputs have not changed",
+    },
+)
+@user_errors
+def pipeline(c, source=None, format=None, out="output/pipeline", config=None, steps=0, set="",
+             to="tflite,edgetpu,tfjs", quantize="", force=False):
+    """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
+    import time
+
+    from odplug.pipeline import PipelineOptions, run_pipeline
+    from odplug.verify import Row, to_markdown
+
+    registry = load_registry_warning()
+    overrides = parse_overrides(set)
+    if steps:
+        overrides["train.steps"] = steps
+    options = PipelineOptions(
+        source=Path(source) if source else None, format=format,
+        config=Path(config) if config else None, overrides=overrides,
+        to=[n.strip() for n in to.split(",") if n.strip()],
+        quantize=[q.strip() for q in quantize.split(",") if q.strip()], force=force)
+    started = time.perf_counter()
+
+    def on_stage(stage: str, event: str) -> None:
+        elapsed = time.perf_counter() - started
+        print(f"[{elapsed:6.0f} s] {stage}: {event}", flush=True)
+
+    with progress_bar("training", fields=("status",)) as bar:
+        def on_step(step: int, total: int, metrics: dict) -> None:
+            if bar.total is None:
+                bar.start(total, completed=step - 1)
+            status = " ".join(f"{k}={metrics[k]:.3g}" for k in
+                              ("loss", "images_per_second", "val_map50") if k in metrics)
+            bar.advance(1, status=status)
+            if not bar.interactive and metrics and step % max(1, total // 10) == 0:
+                print(f"         step {step}/{total} {status}", flush=True)
+
+        result = run_pipeline(Path(out), options, registry, on_stage=on_stage, on_step=on_step)
+    print()
+    print(to_markdown([Row(**row) for row in result.rows]), end="")
+    print(f"\nrecords:     {result.records}")
+    print(f"run:         {result.run} (metrics/, logs/, checkpoints/)")
+    print(f"saved model: {result.saved_model}")
+    for model in result.exported:
+        print(f"{model.name + ':':12} {model.path}")
+    print(f"table:       {result.table}")
+    if result.reused:
+        print(f"reused: {', '.join(result.reused)} (--force reruns them)")
+    print(f"total: {time.perf_counter() - started:.0f} s")
+
+
 def build_namespace() -> Collection:
     data = Collection("data")
     data.add_task(import_, name="import")
@@ -286,13 +449,19 @@ def build_namespace() -> Collection:
     demo.add_task(demo_dataset, name="dataset")
     model = Collection("model")
     for body, name in ((model_train, "train"), (model_evaluate, "evaluate"),
-                       (model_predict, "predict"), (model_config, "config")):
+                       (model_predict, "predict"), (model_config, "config"),
+                       (model_export, "export")):
         model.add_task(body, name=name)
+    docker = Collection("docker")
+    docker.add_task(docker_build, name="build")
+    docker.add_task(docker_run, name="run")
     ns = Collection()
     ns.add_collection(data)
+    ns.add_collection(docker)
     ns.add_collection(model)
     ns.add_collection(demo)
     ns.add_task(plugins_, name="plugins")
+    ns.add_task(pipeline)
     return ns
 
 

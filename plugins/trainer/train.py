@@ -116,7 +116,11 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     train_files = _split_files(records, "train")
     if not train_files:
         raise OdplugError(f"{records}: no train.record-* shards to train on")
-    val_files = _split_files(records, "val") or _split_files(records, "test")
+    val_files = _split_files(records, "val")
+    if not val_files:
+        log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
+                    "at the test split, so the last one is used (data.import --split ratio "
+                    "makes a val split)", records)
     config = _prepare_run(records, run, config_path, overrides or {}, resume)
     write_label_map(label_map, run.root / "label_map.pbtxt")
     atomic_write_text(run.info, json.dumps({"records": str(records.resolve()),

@@ -1,0 +1,30 @@
+# The TensorFlow.js toolchain: the tensorflowjs converter (which pins its own TensorFlow) and
+# Node.js with the pure-JS @tensorflow/tfjs to verify the converted models, plus Chromium for
+# the web page check.
+#   docker build -f dockerfiles/tfjs.Dockerfile -t odplug-tfjs .
+#   docker run --rm -v "$PWD":/work odplug-tfjs odplug model.export --model runs/demo --to tfjs
+FROM python:3.11-slim-bookworm
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ODPLUG_TFJS_PYTHON=/usr/local/bin/python
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm chromium \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/odplug
+COPY dockerfiles/requirements/ dockerfiles/requirements/
+COPY pyproject.toml README.md ./
+COPY odplug/ odplug/
+COPY plugins/ plugins/
+RUN pip install -r dockerfiles/requirements/tfjs.txt -r dockerfiles/requirements/test.txt \
+    && pip install --no-deps . \
+    && npm ci --prefix plugins/tfjs \
+    && useradd --create-home --uid 1000 odplug
+
+USER 1000
+WORKDIR /work
+VOLUME ["/work"]
+CMD ["odplug", "--list"]
