@@ -124,7 +124,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     coarse = rng.random((cells, cells, 3))
     coarse = 0.4 * coarse + 0.6 * coarse.mean(axis=2, keepdims=True)  # desaturate: shapes pop
     coarse_image = Image.fromarray((coarse * 255).astype(np.uint8))
-    blobs = np.asarray(coarse_image.resize((size, size), Image.BICUBIC), np.float32)
+    blobs = np.asarray(coarse_image.resize((size, size), Image.Resampling.BICUBIC), np.float32)
     # float32 arrays and Python-float scalars only: float64 doubles the time of this step
     x = np.linspace(0, 1, size, dtype=np.float32)[None, :]
     y = x.T
@@ -152,7 +152,8 @@ def _shape(rng: np.random.Generator, title: str, side: int) -> tuple[Image.Image
     angles = rng.uniform(0, 2 * np.pi) + np.arange(3) * 2 * np.pi / 3 + rng.uniform(-0.25, 0.25, 3)
     points = np.rint(np.stack([np.cos(angles), np.sin(angles)], axis=1) * side / 2).astype(int)
     points -= points.min(axis=0)
-    mask = Image.new("L", tuple(int(v) + 1 for v in points.max(axis=0)))
+    width, height = (int(v) + 1 for v in points.max(axis=0))
+    mask = Image.new("L", (width, height))
     ImageDraw.Draw(mask).polygon([(int(px), int(py)) for px, py in points], fill=255)
     return mask, points
 

@@ -34,7 +34,9 @@ def parse_overrides(text: str) -> dict[str, object]:
 
 def _split(text: str) -> list[str]:
     """Split on commas that are not inside [brackets], so lists survive."""
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         depth += {"[": 1, "]": -1}.get(char, 0)
         if char == "," and depth == 0:

@@ -13,10 +13,10 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel
+from odplug.components import ExportedModel, Trainer
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
 
@@ -98,7 +98,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
             reused.append(stage)
         on_stage(stage, what)
 
-    trainer = registry.get("trainers", options.trainer)
+    trainer = cast(Trainer, registry.get("trainers", options.trainer))
     exporters = exporting.plan(registry, options.to)
     variants = exporting.variants_for(exporters, options.quantize)
     for component in (trainer, *exporters):

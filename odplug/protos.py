@@ -9,15 +9,17 @@ version pins; TensorFlow itself stays the reader of record in the tests.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-_F = descriptor_pb2.FieldDescriptorProto
+_F: Any = descriptor_pb2.FieldDescriptorProto
 
 
 def _field(
     name: str, number: int, kind: int, *, repeated: bool = False, type_name: str = "",
     packed: bool = False, oneof: int | None = None,
-) -> _F:
+) -> descriptor_pb2.FieldDescriptorProto:
     field = _F(name=name, number=number, type=kind)
     field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:

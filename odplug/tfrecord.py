@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import crc32c
 
@@ -94,7 +94,7 @@ def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
         raise OdplugError(f"{origin}: not a tf.train.Example: {error}") from None
     feature = example.features.feature
 
-    def first(key: str, kind: str, default: object) -> object:
+    def first(key: str, kind: str, default: Any) -> Any:
         values = getattr(feature[key], kind).value if key in feature else []
         return values[0] if values else default
 
@@ -102,11 +102,11 @@ def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
     return RecordSummary(
         filename=bytes(first("image/filename", "bytes_list", b"")).decode(errors="replace"),
         source_id=bytes(first("image/source_id", "bytes_list", b"")).decode(errors="replace"),
-        width=int(first("image/width", "int64_list", 1)),  # type: ignore[call-overload]
-        height=int(first("image/height", "int64_list", 1)),  # type: ignore[call-overload]
+        width=int(first("image/width", "int64_list", 1)),
+        height=int(first("image/height", "int64_list", 1)),
         labels=tuple(feature["image/object/class/label"].int64_list.value)
         if "image/object/class/label" in feature else (),
         texts=tuple(v.decode(errors="replace") for v in feature["image/object/class/text"]
                     .bytes_list.value) if "image/object/class/text" in feature else (),
-        image_bytes=len(encoded),  # type: ignore[arg-type]
+        image_bytes=len(encoded),
     )

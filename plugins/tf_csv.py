@@ -154,6 +154,8 @@ class TFCsvImporter(Importer):
         if not filename:
             report.skip_box(where, "malformed-row", "row has no filename")
             return
+        width: int | None
+        height: int | None
         try:
             width, height = int(float(row["width"] or "")), int(float(row["height"] or ""))
         except (TypeError, ValueError):

@@ -29,7 +29,7 @@ def grid_size(input_size: int, level: int) -> int:
 
 def make_anchors(model: ModelConfig) -> np.ndarray:
     """float32 [A, 4] as (ycenter, xcenter, height, width), normalised."""
-    rows = []
+    rows: list[tuple[float, float, float, float]] = []
     for level in model.levels:
         cells = grid_size(model.input_size, level)
         base = model.anchor_size * 2**level / model.input_size
