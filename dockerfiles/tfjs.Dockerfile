@@ -1,6 +1,6 @@
-# The TensorFlow.js toolchain: the tensorflowjs converter (which pins its own TensorFlow) and
-# Node.js with the pure-JS @tensorflow/tfjs to verify the converted models, plus Chromium for
-# the web page check.
+# The TensorFlow.js toolchain: odplug with the pinned TensorFlow, the tensorflowjs converter in
+# a second environment (it pins its own, older TensorFlow), Node.js with the pure-JS
+# @tensorflow/tfjs to verify the converted models, and Chromium for the web page check.
 #   docker build -f dockerfiles/tfjs.Dockerfile -t odplug-tfjs .
 #   docker run --rm -v "$PWD":/work odplug-tfjs odplug model.export --model runs/demo --to tfjs
 FROM python:3.11-slim-bookworm
@@ -8,7 +8,7 @@ FROM python:3.11-slim-bookworm
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    ODPLUG_TFJS_PYTHON=/usr/local/bin/python
+    ODPLUG_TFJS_PYTHON=/opt/tfjs-converter/bin/python
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nodejs npm chromium \
@@ -19,8 +19,10 @@ COPY dockerfiles/requirements/ dockerfiles/requirements/
 COPY pyproject.toml README.md ./
 COPY odplug/ odplug/
 COPY plugins/ plugins/
-RUN pip install -r dockerfiles/requirements/tfjs.txt -r dockerfiles/requirements/test.txt \
-    && pip install --no-deps . \
+RUN python -m venv /opt/tfjs-converter \
+    && /opt/tfjs-converter/bin/pip install -r dockerfiles/requirements/tfjs.txt \
+    && pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/test.txt \
+    && pip install --no-deps -e . \
     && npm ci --prefix plugins/tfjs \
     && useradd --create-home --uid 1000 odplug
 

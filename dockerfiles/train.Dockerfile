@@ -15,7 +15,7 @@ COPY pyproject.toml README.md ./
 COPY odplug/ odplug/
 COPY plugins/ plugins/
 RUN pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/test.txt \
-    && pip install --no-deps . \
+    && pip install --no-deps -e . \
     && useradd --create-home --uid 1000 odplug
 
 USER 1000

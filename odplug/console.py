@@ -95,3 +95,21 @@ def progress_bar(description: str, *, enabled: bool = True,
     columns += [TextColumn(f"{{task.fields[{name}]}}") for name in fields]
     with Progress(*columns, console=Console(stderr=True)) as progress:
         yield Bar(progress, description, interactive=True)
+
+
+def training_reporter(bar: Bar, started: float, *, lines: int = 20
+                      ) -> Callable[[int, int, dict[str, float]], None]:
+    """The trainers' `on_step`: the bar with loss and images/s, or `lines` plain log lines."""
+    import time
+
+    def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
+        if bar.total is None:
+            bar.start(total, completed=step - 1)
+        status = " ".join(f"{k}={metrics[k]:.3g}" for k in
+                          ("loss", "images_per_second", "val_map50") if k in metrics)
+        bar.advance(1, status=status)
+        if not bar.interactive and metrics and step % max(1, total // lines) == 0:
+            print(f"step {step}/{total} {status} ({time.perf_counter() - started:.0f} s)",
+                  flush=True)
+
+    return on_step

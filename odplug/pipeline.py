@@ -89,6 +89,11 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     from odplug import exporting
     from odplug.convert import ImportOptions, import_dataset
 
+    trainer = cast(Trainer, registry.get("trainers", options.trainer))
+    exporters = exporting.plan(registry, options.to)
+    variants = exporting.variants_for(exporters, options.quantize)
+    for component in (trainer, *exporters):
+        component.check()
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out, options.force)
     reused: list[str] = []
@@ -97,12 +102,6 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
         if what == "reused":
             reused.append(stage)
         on_stage(stage, what)
-
-    trainer = cast(Trainer, registry.get("trainers", options.trainer))
-    exporters = exporting.plan(registry, options.to)
-    variants = exporting.variants_for(exporters, options.quantize)
-    for component in (trainer, *exporters):
-        component.check()
 
     source = options.source
     if source is None:

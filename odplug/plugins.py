@@ -30,7 +30,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.supervisely",
     "plugins.tf_csv",
     "plugins.tfrecord",
+    "plugins.tfjs",
     "plugins.trainer",
+    "plugins.tflite",
+    "plugins.edgetpu",
 )
 DISABLE_ENV = "ODPLUG_DISABLE"
 

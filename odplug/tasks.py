@@ -13,7 +13,7 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from odplug.console import load_registry_warning, progress_bar, user_errors
+from odplug.console import load_registry_warning, progress_bar, training_reporter, user_errors
 from odplug.overrides import parse_overrides
 
 
@@ -168,16 +168,7 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
     run_dir = Path(run) if run else Path("runs") / Path(records).resolve().name
     started = time.perf_counter()
     with progress_bar("training", fields=("status",)) as bar:
-        def on_step(step: int, total: int, metrics: dict) -> None:
-            if bar.total is None:
-                bar.start(total, completed=step - 1)
-            status = " ".join(f"{k}={metrics[k]:.3g}" for k in
-                              ("loss", "images_per_second", "val_map50") if k in metrics)
-            bar.advance(1, status=status)
-            if not bar.interactive and metrics and step % max(1, total // 20) == 0:
-                print(f"step {step}/{total} {status} ({time.perf_counter() - started:.0f} s)",
-                      flush=True)
-
+        on_step = training_reporter(bar, started)
         saved = chosen.train(Path(records), run_dir, config=Path(config) if config else None,
                              overrides=overrides, resume=resume, on_step=on_step)
     print(f"Run folder: {run_dir} (TensorBoard: tensorboard --logdir {run_dir / 'logs'})")
@@ -323,8 +314,8 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
                           "--records or --no-verify")
     from odplug.labelmap import read_label_map
     from odplug.shards import shard_files
-    from odplug.verify import to_markdown, write_table
     from odplug.verify import verify as verify_models
+    from odplug.verify import write_table
 
     files = shard_files(records_path, "test")
     if not files:
@@ -334,7 +325,7 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
                          limit=limit or None,
                          on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
     markdown, data = write_table(rows, out_dir)
-    print(to_markdown(rows), end="")
+    print(markdown.read_text(), end="")
     print(f"Wrote {markdown} and {data}")
 
 
@@ -400,7 +391,6 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     import time
 
     from odplug.pipeline import PipelineOptions, run_pipeline
-    from odplug.verify import Row, to_markdown
 
     registry = load_registry_warning()
     overrides = parse_overrides(set)
@@ -418,18 +408,10 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
         print(f"[{elapsed:6.0f} s] {stage}: {event}", flush=True)
 
     with progress_bar("training", fields=("status",)) as bar:
-        def on_step(step: int, total: int, metrics: dict) -> None:
-            if bar.total is None:
-                bar.start(total, completed=step - 1)
-            status = " ".join(f"{k}={metrics[k]:.3g}" for k in
-                              ("loss", "images_per_second", "val_map50") if k in metrics)
-            bar.advance(1, status=status)
-            if not bar.interactive and metrics and step % max(1, total // 10) == 0:
-                print(f"         step {step}/{total} {status}", flush=True)
-
-        result = run_pipeline(Path(out), options, registry, on_stage=on_stage, on_step=on_step)
+        result = run_pipeline(Path(out), options, registry, on_stage=on_stage,
+                              on_step=training_reporter(bar, started, lines=10))
     print()
-    print(to_markdown([Row(**row) for row in result.rows]), end="")
+    print(result.table.read_text() if result.table else "", end="")
     print(f"\nrecords:     {result.records}")
     print(f"run:         {result.run} (metrics/, logs/, checkpoints/)")
     print(f"saved model: {result.saved_model}")

@@ -10,9 +10,10 @@ Importing this module imports TensorFlow (seconds): only the tasks that need it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from odplug.labelmap import LabelMap
@@ -94,3 +95,29 @@ def record_dataset(files: Sequence[Path], label_map: LabelMap | None = None) -> 
     dataset = tf.data.TFRecordDataset([str(f) for f in files])
     return dataset.map(make_decoder(label_map), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True)
+
+
+def representative_images(files: Sequence[Path], input_size: int,
+                          count: int) -> Iterator[np.ndarray]:
+    """`count` float32 [1, S, S, 3] images in 0..255, preprocessed exactly as training does.
+
+    For int8 calibration: decode, then a bilinear `tf.image.resize` to S x S (the trainer's
+    resize without its augmentation), so the quantization ranges match what the model saw.
+    Records are taken round-robin, one from each file in turn, so the sample spreads over every
+    shard; the same files always give the same images, and fewer records than `count` are
+    cycled through again.
+    """
+    names = [str(f) for f in files]
+    decode = make_decoder()
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(names)
+        .interleave(tf.data.TFRecordDataset, cycle_length=max(1, len(names)), block_length=1,
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .repeat()
+        .take(count)
+        .map(lambda serialized: tf.image.resize(decode(serialized)["image"],
+                                                [input_size, input_size],
+                                                method="bilinear")[tf.newaxis],
+             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    )
+    yield from dataset.as_numpy_iterator()

@@ -87,8 +87,31 @@ def to_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quantization_checks(rows: Sequence[Row]) -> list[str]:
+    """Each ``<format>-int8`` model against its ``<format>-float32`` sibling and the SavedModel:
+    mAP@.5 kept (targets: >= 99% and >= 97%) and file size (target: <= 0.35x)."""
+    by_name = {row.name: row for row in rows}
+    lines = []
+    for row in rows:
+        if not row.name.endswith("-int8"):
+            continue
+        float_row = by_name.get(row.name[: -len("int8")] + "float32")
+        if float_row is None or not float_row.map50:
+            continue
+        kept = row.map50 / float_row.map50
+        size = row.size_mb / float_row.size_mb if float_row.size_mb else float("nan")
+        lines.append(
+            f"{row.name}: {kept:.1%} of {float_row.name}'s mAP@.5 (target >= 99%: "
+            f"{'met' if kept >= 0.99 else 'NOT met'}), {row.map50_vs_reference:.1%} of the "
+            f"SavedModel's (>= 97%: {'met' if row.map50_vs_reference >= 0.97 else 'NOT met'}), "
+            f"{size:.2f}x the size (<= 0.35x: {'met' if size <= 0.35 else 'NOT met'})")
+    return lines
+
+
 def write_table(rows: Sequence[Row], folder: Path) -> tuple[Path, Path]:
     markdown, data = folder / "verification.md", folder / "verification.json"
-    atomic_write_text(markdown, to_markdown(rows))
+    checks = quantization_checks(rows)
+    atomic_write_text(markdown, to_markdown(rows) + "".join(f"\n- {c}" for c in checks)
+                      + ("\n" if checks else ""))
     atomic_write_text(data, json.dumps([asdict(r) for r in rows], indent=2) + "\n")
     return markdown, data

@@ -20,7 +20,7 @@ import sys
 import textwrap
 import types
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,14 @@ import pytest
 
 import odplug.plugins
 from odplug import __version__, hookimpl, hookspecs
-from odplug.components import DatasetWriter, Exporter, Importer, Trainer, WriteJob
+from odplug.components import (
+    DatasetWriter,
+    ExportedModel,
+    Exporter,
+    Importer,
+    Trainer,
+    WriteJob,
+)
 from odplug.errors import OdplugError
 from odplug.plugins import (
     DEFAULT_PLUGINS,
@@ -77,7 +84,7 @@ class FakeTrainer(Trainer):
     name = "fake_trainer"
     summary = "trains nothing, quickly"
 
-    def train(self, records: Path, run_dir: Path, config: Path | None = None) -> Path:
+    def train(self, records: Path, run_dir: Path, **options: object) -> Path:
         return run_dir / "model"
 
 
@@ -85,10 +92,13 @@ class FakeExporter(Exporter):
     name = "fake_export"
     summary = "a format nothing reads"
     suffix = ".fake"
-    requires = ("fake_trainer",)
+    requires = ("tflite",)
+    variants = ("plain",)
 
-    def export(self, run_dir: Path, out: Path) -> Path:
-        return out / f"model{self.suffix}"
+    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
+               records: Path | None = None) -> list[ExportedModel]:
+        path = out / f"model{self.suffix}"
+        return [ExportedModel(f"fake-{v}", path, out / "manifest.json", 0) for v in variants]
 
 
 class ImporterPlugin:
@@ -248,13 +258,13 @@ def test_odplug_register_trainers_and_exporters_with_fake_components(
     exporters: list[Exporter] = []
     pm.hook.odplug_register_trainers(register=trainers.append)
     pm.hook.odplug_register_exporters(register=exporters.append)
-    assert [type(t) for t in trainers] == [FakeTrainer]
-    assert [type(e) for e in exporters] == [FakeExporter]
+    assert [type(t) for t in trainers if isinstance(t, FakeTrainer)] == [FakeTrainer]
+    assert [type(e) for e in exporters if isinstance(e, FakeExporter)] == [FakeExporter]
 
     pm.unregister(name="tools")
     trainers.clear()
     pm.hook.odplug_register_trainers(register=trainers.append)
-    assert trainers == []
+    assert not any(isinstance(t, FakeTrainer) for t in trainers)
 
 
 def test_fake_plugin_components_are_usable_from_the_registry(
@@ -271,8 +281,9 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     assert isinstance(trainer, Trainer)
     assert trainer.train(tmp_path / "records", tmp_path / "run") == tmp_path / "run" / "model"
     exporter = registry.exporters["fake_export"]
-    assert exporter.export(tmp_path / "run", tmp_path) == tmp_path / "model.fake"
-    assert exporter.requires == ("fake_trainer",)
+    written = exporter.export(tmp_path / "run", tmp_path, variants=["plain"])
+    assert [m.path for m in written] == [tmp_path / "model.fake"]
+    assert exporter.requires == ("tflite",)
     assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
     with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
         registry.get("exporters", "fake_exprt")

@@ -16,6 +16,7 @@ from odplug.example import encode_example
 from odplug.images import ImageData
 from odplug.labelmap import LabelMap
 from odplug.shards import shard_files
+from odplug.tfdata import representative_images
 from odplug.tfrecord import write_record
 from plugins.trainer import data
 from plugins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
@@ -210,11 +211,11 @@ def test_images_without_boxes_and_with_too_many_train(hand_made: list[Path]) -> 
 
 
 def test_representative_images_follow_the_eval_preprocessing(hand_made: list[Path]) -> None:
-    images = list(data.representative_images(hand_made, 32, 7))
+    images = list(representative_images(hand_made, 32, 7))
     assert len(images) == 7
     assert all(i.shape == (1, 32, 32, 3) and i.dtype == np.float32 for i in images)
     assert all(0 <= i.min() and i.max() <= 255 for i in images)
-    again = list(data.representative_images(hand_made, 32, 7))
+    again = list(representative_images(hand_made, 32, 7))
     assert all(np.array_equal(a, b) for a, b in zip(images, again, strict=True))
     evaluated = np.concatenate([b["images"] for b in
                                 data.eval_dataset(hand_made, LABELS, 32, 8).as_numpy_iterator()])

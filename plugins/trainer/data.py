@@ -4,7 +4,8 @@ Records are parsed by `odplug.tfdata.make_decoder`, the reader of record, so rec
 by other tools train too. Every image is stretched to S x S like the TF Object Detection API's
 ``fixed_shape_resizer``; boxes are normalised, so the stretch leaves them unchanged. Images stay
 float32 in 0..255: the model normalises them itself, so export and int8 calibration see exactly
-what training saw (`representative_images` is the training preprocessing minus augmentation).
+what training saw (`odplug.tfdata.representative_images`, used for int8 calibration, is this
+module's preprocessing minus augmentation; a test holds the two together).
 
 Deterministic means: the same files (in the same order), the same configs and the same
 TensorFlow build give the same batches, element for element, however many threads tf.data
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,22 +95,6 @@ def eval_dataset(files: Sequence[Path], label_map: LabelMap, input_size: int, ba
     dataset = tf.data.TFRecordDataset(_names(files))
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def representative_images(files: Sequence[Path], input_size: int,
-                          count: int) -> Iterator[np.ndarray]:
-    """`count` float32 [1, S, S, 3] images in 0..255 for int8 calibration.
-
-    The training preprocessing without augmentation, from the files taken in turn (one record
-    of each shard after the other), so the sample spreads over every shard; the same files
-    always give the same images. Fewer records than `count` are cycled through again.
-    """
-    decode = make_decoder()
-    dataset = _interleaved(files).repeat().take(count).map(
-        lambda serialized: resize(decode(serialized)["image"], input_size)[tf.newaxis],
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    )
-    yield from dataset.as_numpy_iterator()
 
 
 def measure_throughput(dataset: tf.data.Dataset, batches: int) -> float:

@@ -15,7 +15,6 @@ anchors and the box coder's scale factors.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -23,13 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.atomic import atomic_write_text
-from odplug.labelmap import LabelMap, write_label_map
-from plugins.trainer.anchors import SCALE_FACTORS
+from odplug.boxcoder import SCALE_FACTORS
+from odplug.detector_info import DetectorInfo
+from odplug.labelmap import LabelMap
 from plugins.trainer.config import Config
 from plugins.trainer.postprocess import detect
-
-DETECTOR_INFO = "detector.json"
 
 
 def export_saved_model(model: keras.Model, anchors: np.ndarray, config: Config,
@@ -56,19 +53,11 @@ def export_saved_model(model: keras.Model, anchors: np.ndarray, config: Config,
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
-    write_label_map(label_map, staging / "label_map.pbtxt")
-    info = {
-        "input_size": size,
-        "input": "uint8 RGB for serving_default; float32 0..255 for raw (normalised inside)",
-        "classes": {str(item.id): item.name for item in label_map.items},
-        "scale_factors": list(SCALE_FACTORS),
-        "anchors": "anchors.npy: (ycenter, xcenter, height, width), normalised",
-        "nms": {"iou_threshold": config.eval.iou_threshold,
-                "score_threshold": config.eval.score_threshold,
-                "max_detections": config.eval.max_detections, "per_class": True},
-    }
-    np.save(staging / "anchors.npy", anchors)
-    atomic_write_text(staging / DETECTOR_INFO, json.dumps(info, indent=2) + "\n")
+    DetectorInfo(
+        input_size=size, scale_factors=SCALE_FACTORS, iou_threshold=config.eval.iou_threshold,
+        score_threshold=config.eval.score_threshold, max_detections=config.eval.max_detections,
+        per_class_nms=True, anchors=anchors, label_map=label_map,
+    ).write(staging)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out

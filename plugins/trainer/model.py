@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from odplug import boxcoder
 from odplug.errors import OdplugError
 from plugins.trainer import anchors as anchor_lib
 from plugins.trainer.config import ModelConfig, TrainConfig
@@ -119,7 +120,7 @@ class DetectionLoss:
 
     def __init__(self, anchors: tf.Tensor, num_classes: int, train: TrainConfig) -> None:
         self.anchors = tf.constant(anchors, tf.float32)
-        self.corners = anchor_lib.to_corners(self.anchors)
+        self.corners = boxcoder.to_corners(self.anchors)
         self.num_classes = num_classes
         self.match_iou = train.match_iou
         self.box_weight = train.box_loss_weight
@@ -133,7 +134,7 @@ class DetectionLoss:
         gt_boxes = tf.cast(targets["boxes"], tf.float32)
         gt_classes = tf.cast(targets["classes"], tf.int32)
         valid = gt_classes >= 0  # [B, M]
-        overlaps = anchor_lib.iou(self.corners, gt_boxes)  # [B, A, M]
+        overlaps = boxcoder.iou(self.corners, gt_boxes)  # [B, A, M]
         overlaps = tf.where(valid[:, None, :], overlaps, -1.0)
         count = tf.shape(self.anchors)[0]
         best_anchor = tf.one_hot(tf.argmax(overlaps, axis=1), count, axis=-1)  # [B, M, A]
@@ -147,7 +148,7 @@ class DetectionLoss:
         matched_classes = tf.gather(gt_classes, matched, batch_dims=1)
         class_targets = tf.one_hot(matched_classes, self.num_classes) * tf.cast(
             positive, tf.float32)[..., None]
-        box_targets = anchor_lib.encode(matched_boxes, self.anchors)
+        box_targets = boxcoder.encode(matched_boxes, self.anchors)
 
         pos = tf.cast(positive, tf.float32)
         num_pos = tf.maximum(tf.reduce_sum(pos), 1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from plugins.trainer import anchors as anchor_lib
+from odplug import boxcoder
 from plugins.trainer.config import EvalConfig
 
 
@@ -20,7 +20,7 @@ def detect(box_codes: tf.Tensor, class_logits: tf.Tensor, anchors: tf.Tensor,
     ``detection_classes`` [B, N] (label-map ids from 1, float32 as the API exports them),
     ``detection_scores`` [B, N] and ``num_detections`` [B], N = ``config.max_detections``.
     """
-    boxes = anchor_lib.decode(tf.cast(box_codes, tf.float32), tf.cast(anchors, tf.float32))
+    boxes = boxcoder.decode(tf.cast(box_codes, tf.float32), tf.cast(anchors, tf.float32))
     boxes = tf.clip_by_value(boxes, 0.0, 1.0)
     scores = tf.sigmoid(tf.cast(class_logits, tf.float32))
     nmsed = tf.image.combined_non_max_suppression(

@@ -1,0 +1,83 @@
+"""``detector.json``: what a trained SavedModel folder tells the exporters about itself.
+
+The trainer writes it beside the SavedModel; every exporter reads it (with ``anchors.npy`` and
+``label_map.pbtxt``) to rebuild post-processing for its runtime. Reading and writing live here
+together so the two sides cannot disagree about a key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odplug.atomic import atomic_write_text
+from odplug.errors import OdplugError
+from odplug.labelmap import LabelMap, read_label_map, write_label_map
+
+INFO_NAME = "detector.json"
+ANCHORS_NAME = "anchors.npy"
+LABEL_MAP_NAME = "label_map.pbtxt"
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    input_size: int
+    """Square side the ``raw`` signature takes, float32 0..255 (normalised inside)."""
+    scale_factors: tuple[float, float, float, float]
+    iou_threshold: float
+    score_threshold: float
+    max_detections: int
+    per_class_nms: bool
+    anchors: np.ndarray
+    """float32 [A, 4]: (ycenter, xcenter, height, width), normalised, in output order."""
+    label_map: LabelMap
+
+    def write(self, folder: Path) -> None:
+        document = {
+            "input_size": self.input_size,
+            "input": "uint8 RGB for serving_default; float32 0..255 for raw (normalised inside)",
+            "classes": {str(item.id): item.name for item in self.label_map.items},
+            "scale_factors": list(self.scale_factors),
+            "anchors": f"{ANCHORS_NAME}: (ycenter, xcenter, height, width), normalised",
+            "nms": {"iou_threshold": self.iou_threshold,
+                    "score_threshold": self.score_threshold,
+                    "max_detections": self.max_detections, "per_class": self.per_class_nms},
+        }
+        np.save(folder / ANCHORS_NAME, self.anchors.astype(np.float32))
+        write_label_map(self.label_map, folder / LABEL_MAP_NAME)
+        atomic_write_text(folder / INFO_NAME, json.dumps(document, indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> DetectorInfo:
+        if not (folder / "saved_model.pb").is_file():
+            raise OdplugError(f"{folder}: no SavedModel here (no saved_model.pb); give the "
+                              "saved_model folder of a trained run (model.train writes it)")
+        path = folder / INFO_NAME
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            nms = info["nms"]
+            factors = tuple(float(f) for f in info["scale_factors"])
+            if len(factors) != 4:
+                raise ValueError("scale_factors must be 4 numbers (y, x, h, w)")
+            anchors = np.load(folder / ANCHORS_NAME).astype(np.float32)
+            if anchors.ndim != 2 or anchors.shape[1] != 4:
+                raise ValueError(f"{ANCHORS_NAME} has shape {anchors.shape}, expected [A, 4]")
+            return cls(
+                input_size=int(info["input_size"]),
+                scale_factors=factors,  # type: ignore[arg-type]
+                iou_threshold=float(nms["iou_threshold"]),
+                score_threshold=float(nms["score_threshold"]),
+                max_detections=int(nms["max_detections"]),
+                per_class_nms=bool(nms.get("per_class", True)),
+                anchors=anchors,
+                label_map=read_label_map(folder / LABEL_MAP_NAME),
+            )
+        except FileNotFoundError as error:
+            raise OdplugError(f"{folder}: {Path(str(error.filename)).name} is missing; exporters "
+                              "need a SavedModel folder written by odplug's trainer") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OdplugError(f"{path}: cannot read the detector description: "
+                              f"{type(error).__name__}: {error}") from None

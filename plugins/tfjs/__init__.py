@@ -1,0 +1,58 @@
+"""Built-in exporter ``tfjs``: a TensorFlow.js graph model with its manifest and a demo web page.
+
+TF.js converts neither ``combined_non_max_suppression`` (the serving signature's per-class NMS)
+nor gives right answers with ``non_max_suppression_padded``, so the export first builds a
+TF.js-ready SavedModel in this environment (`plugins.tfjs.graph`): the run's ``raw`` signature,
+box decoding and class-agnostic ``non_max_suppression_with_scores``. The ``tensorflowjs``
+converter then runs on it in its own environment (it pins its own TensorFlow), one variant per
+weight quantization (`plugins.tfjs.convert`). Verification runs each model in Node.js with the
+pure-JavaScript ``@tensorflow/tfjs`` package (`plugins.tfjs.node`).
+
+Setup, as ``.ci/run`` does it::
+
+    python3 -m venv .venv-tfjs && .venv-tfjs/bin/pip install -r dockerfiles/requirements/tfjs.txt
+    npm ci --prefix plugins/tfjs
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from odplug import hookimpl
+from odplug.components import ExportedModel, Exporter, require_module
+
+VARIANTS = ("float32", "float16", "uint8")
+
+
+class TfjsExporter(Exporter):
+    name = "tfjs"
+    summary = ("TensorFlow.js graph model (weights float32, float16 or uint8), manifest, "
+               "labels and a demo web page; verified in Node.js")
+    variants = VARIANTS
+    default_variants = VARIANTS
+
+    def check(self) -> None:
+        from plugins.tfjs.convert import converter_python
+        from plugins.tfjs.node import tfjs_dist
+
+        require_module("tensorflow", what="the tfjs exporter",
+                       install="pip install -r dockerfiles/requirements/tf.txt")
+        converter_python()
+        tfjs_dist()
+
+    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
+               records: Path | None = None) -> list[ExportedModel]:
+        from plugins.tfjs.convert import export
+
+        return export(saved_model, out, variants)
+
+    def detector(self, exported: ExportedModel) -> Callable[..., object]:
+        from plugins.tfjs.node import NodeDetector
+
+        return NodeDetector(exported.path)
+
+
+@hookimpl
+def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
+    register(TfjsExporter())

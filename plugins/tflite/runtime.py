@@ -1,0 +1,131 @@
+"""Running and inspecting .tflite files with LiteRT's interpreter (``ai_edge_litert``).
+
+`TFLiteDetector` is the exported model as an `odplug.detector` detector; `ops` and
+`describe` read what a file holds (its operators and their types, its input and outputs) for the
+exporters' checks and manifests. The interpreter's newer CompiledModel API is not used: it
+crashed on ``TFLite_Detection_PostProcess`` here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odplug.errors import OdplugError
+
+FLOAT_TYPES = (np.float32, np.float16, np.float64)
+
+
+@dataclass(frozen=True)
+class Op:
+    index: int
+    name: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    types: tuple[str, ...]
+    """Names of the dtypes of every operand and result."""
+
+    @property
+    def is_float(self) -> bool:
+        return any(name.startswith("float") for name in self.types)
+
+
+def interpreter(model: Path | bytes, *, delegates: bool = True, num_threads: int | None = None,
+                preserve_all_tensors: bool = False) -> Any:
+    """A ready interpreter; without `delegates` every node is the file's own operator."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (OpResolverType.AUTO if delegates
+                else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    source = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": model}
+    try:
+        with warnings.catch_warnings():  # the warning says it costs memory: intended here
+            warnings.filterwarnings("ignore", message=".*preserve_all_tensors")
+            result = Interpreter(**source, num_threads=num_threads,
+                                 experimental_op_resolver_type=resolver,
+                                 experimental_preserve_all_tensors=preserve_all_tensors)
+        result.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        where = model if isinstance(model, Path) else "the converted model"
+        message = " ".join(str(error).split())
+        raise OdplugError(f"{where}: LiteRT cannot load it: {message}") from None
+    return result
+
+
+def ops(model: Path | bytes) -> list[Op]:
+    """The file's operators in execution order, with the types they work on."""
+    found = []
+    for detail in interpreter(model, delegates=False)._get_ops_details():
+        types = [np.dtype(t).name for t in [*detail["operand_types"], *detail["result_types"]]]
+        found.append(Op(int(detail["index"]), detail["op_name"],
+                        tuple(int(i) for i in detail["inputs"] if i >= 0),
+                        tuple(int(i) for i in detail["outputs"]), tuple(types)))
+    return found
+
+
+def describe(model: Path | bytes) -> dict[str, Any]:
+    """Input and outputs as the interpreter sees them, outputs named by the signature."""
+    runtime = interpreter(model, delegates=False)
+    signature = runtime.get_signature_runner()
+    names = {detail["index"]: name for name, detail in signature.get_output_details().items()}
+    (input_name,) = signature.get_input_details()
+    (inp,) = runtime.get_input_details()
+    return {
+        "input": {"name": input_name, **_tensor(inp), "quantization": _quantization(inp)},
+        "outputs": [{"name": names.get(d["index"], d["name"]), **_tensor(d)}
+                    for d in runtime.get_output_details()],
+    }
+
+
+def _tensor(detail: dict[str, Any]) -> dict[str, Any]:
+    return {"tensor": detail["name"], "index": int(detail["index"]),
+            "shape": [int(n) for n in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name}
+
+
+def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:
+    scale, zero_point = detail["quantization"]
+    return {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
+
+
+class TFLiteDetector:
+    """A .tflite detector from `plugins.tflite.convert`: uint8 image [H, W, 3] -> Detections.
+
+    The image is stretched to the model's S x S with ``tf.image.resize`` (bilinear), as the
+    SavedModel's serving signature does, and quantized with the input's own scale and zero
+    point when the input is uint8. Boxes are clipped to [0, 1] (the op leaves them unclipped)
+    and class columns become label-map ids.
+    """
+
+    def __init__(self, path: Path, class_ids: list[int], *, num_threads: int | None = None) -> None:
+        self.path = path
+        self._runtime = interpreter(path, num_threads=num_threads)
+        (self._input,) = self._runtime.get_input_details()
+        self._outputs = [d["index"] for d in self._runtime.get_output_details()]
+        self._size = (int(self._input["shape"][1]), int(self._input["shape"][2]))
+        self._ids = np.asarray(class_ids, np.int64)
+
+    def __call__(self, image: np.ndarray) -> Any:
+        import tensorflow as tf
+
+        from odplug.detector import Detections
+
+        resized = tf.image.resize(tf.cast(image[None], tf.float32), self._size).numpy()
+        self._runtime.set_tensor(self._input["index"], self._quantize(resized))
+        self._runtime.invoke()
+        boxes, classes, scores, count = (self._runtime.get_tensor(i) for i in self._outputs)
+        n = int(count.reshape(-1)[0])
+        columns = np.clip(np.round(classes[0, :n]).astype(np.int64), 0, len(self._ids) - 1)
+        return Detections(boxes=np.clip(boxes[0, :n], 0.0, 1.0), classes=self._ids[columns],
+                          scores=scores[0, :n].astype(np.float32))
+
+    def _quantize(self, image: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self._input["dtype"])
+        if dtype.kind == "f":
+            return image.astype(dtype)
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(image / scale + zero_point), info.min, info.max).astype(dtype)

@@ -1,0 +1,52 @@
+"""``inv pipeline`` end to end on tiny settings, and the reuse of finished stages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
+        "train.steps=12,train.warmup_steps=2,train.eval_every=1000,train.checkpoint_every=1000")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from odplug.demo import write_demo_project
+
+    return write_demo_project(tmp_path_factory.mktemp("pipe") / "demo", images=24, size=96)
+
+
+def test_pipeline_runs_every_stage_then_reuses_them(project: Path, tmp_path: Path,
+                                                    run_inv) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    args = ("pipeline", "--source", str(project), "--out", str(out), "--set", TINY,
+            "--to", "tflite", "--quantize", "float32")
+    first = run_inv(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for stage in ("import", "train", "export", "verify"):
+        assert f"{stage}: done" in first.stdout
+    assert "| saved_model |" in first.stdout and "| tflite-float32 |" in first.stdout
+    state = json.loads((out / "pipeline.json").read_text())
+    assert list(state) == ["import", "train", "export", "verify"]
+    assert (out / "run" / "export" / "verification.md").is_file()
+    assert (out / "run" / "saved_model" / "saved_model.pb").is_file()
+
+    again = run_inv(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reused: import, train, export, verify" in again.stdout
+    assert "train: running" not in again.stdout
+
+    changed = run_inv(*args[:-2], "--quantize", "float16")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "train: reused" in changed.stdout and "export: done" in changed.stdout
+    assert "| tflite-float16 |" in changed.stdout
+
+
+def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Path  # type: ignore[no-untyped-def]
+                                                          ) -> None:
+    done = run_inv("pipeline", "--out", str(tmp_path / "o"), "--to", "tflite,tfjz")
+    assert done.returncode == 1
+    assert "unknown exporter 'tfjz'. Did you mean 'tfjs'" in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,275 @@
+"""The tfjs exporter on a tiny trained model: every variant converts, the float32 model gives the
+reference SavedModel's detections in Node.js, the manifest names the model's real tensors, the
+demo page draws boxes in headless Chromium, and bad inputs fail with one clear line.
+
+Needs the converter environment (.venv-tfjs), Node.js with ``npm ci --prefix plugins/tfjs``,
+and Chromium for the page; each test that lacks one is skipped saying which and how to get it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from odplug.errors import OdplugError
+from plugins.tfjs import TfjsExporter
+from plugins.tfjs.convert import REQUIREMENTS, converter_python
+from plugins.tfjs.node import NPM_CI, NodeDetector, node_binary, resize_uint8, tfjs_dist
+from tests.conftest import run_import
+
+TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+        "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
+        "train.checkpoint_every": 1000}
+SIZE = 96
+PALETTE = [(0xff, 0x00, 0xff), (0x00, 0xc8, 0xff), (0xff, 0xb4, 0x00)]  # app.js COLOURS[:3]
+
+
+def _needs(check) -> None:  # type: ignore[no-untyped-def]
+    try:
+        check()
+    except OdplugError as error:
+        pytest.skip(f"tfjs toolchain missing: {error}")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
+    from odplug.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("tfjs")
+    project = write_demo_project(base / "demo", images=24, size=SIZE)
+    run_import(project, base / "records", registry)
+    return base / "records"
+
+
+@pytest.fixture(scope="module")
+def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained SavedModel whose NMS keeps every box.
+
+    After 15 steps the class scores still sit at the focal-loss prior (about 0.01), under the
+    trained 0.05 threshold, so the copy's detector.json lowers it to 0: every image then has
+    dozens of detections to compare, in an order decided by scores a few 1e-6 apart.
+    """
+    _needs(converter_python)
+    _needs(tfjs_dist)
+    from plugins.trainer.train import train
+
+    run = tmp_path_factory.mktemp("tfjs-run") / "run"
+    trained = train(records, run, overrides=TINY)
+    info = json.loads((trained / "detector.json").read_text())
+    info["nms"]["score_threshold"] = 0.0
+    (trained / "detector.json").write_text(json.dumps(info))
+    return trained
+
+
+@pytest.fixture(scope="module")
+def exported(saved_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    models = TfjsExporter().export(saved_model, tmp_path_factory.mktemp("tfjs-out"),
+                                   variants=("float32", "float16", "uint8"))
+    return {model.name.removeprefix("tfjs-"): model for model in models}
+
+
+@pytest.fixture(scope="module")
+def reference(saved_model: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The TF.js-ready SavedModel run in TensorFlow: the same class-agnostic NMS."""
+    from odplug.detector import SavedModelDetector
+    from plugins.tfjs.graph import build_tfjs_saved_model
+
+    staging = tmp_path_factory.mktemp("tfjs-reference") / "saved_model"
+    build_tfjs_saved_model(saved_model, staging)
+    detector = SavedModelDetector(staging)
+    return lambda image: detector(resize_uint8(image, SIZE))
+
+
+@pytest.fixture(scope="module")
+def images(records: Path) -> list[np.ndarray]:
+    from odplug.shards import shard_files
+    from odplug.tfdata import record_dataset
+
+    return [item["image"] for item in record_dataset(shard_files(records)).as_numpy_iterator()]
+
+
+@pytest.fixture(scope="module")
+def node_float32(exported: dict) -> Iterator[NodeDetector]:
+    _needs(node_binary)
+    with NodeDetector(exported["float32"].path) as detector:
+        yield detector
+
+
+def test_registered_with_its_variants(registry) -> None:  # type: ignore[no-untyped-def]
+    exporter = registry.exporters["tfjs"]
+    assert exporter.variants == ("float32", "float16", "uint8")
+    assert registry.owner("exporters", "tfjs") == "tfjs"
+
+
+def test_check_names_the_requirements_when_the_converter_is_missing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ODPLUG_TFJS_PYTHON", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(OdplugError, match=re.escape(REQUIREMENTS)):
+        TfjsExporter().check()
+    monkeypatch.delenv("ODPLUG_TFJS_PYTHON")
+    monkeypatch.setattr("plugins.tfjs.convert.REPO", tmp_path)
+    with pytest.raises(OdplugError, match=r"dockerfiles/requirements/tfjs\.txt.*tfjs image"):
+        converter_python()
+
+
+def test_missing_node_or_packages_name_the_command(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setattr("plugins.tfjs.node.HERE", tmp_path)
+    with pytest.raises(OdplugError, match=re.escape(NPM_CI)):
+        tfjs_dist()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OdplugError, match="Node.js"):
+        node_binary()
+
+
+def test_every_variant_is_a_complete_folder(exported: dict) -> None:
+    sizes = {}
+    for variant, model in exported.items():
+        names = {path.name for path in model.path.iterdir()}
+        assert {"model.json", "manifest.json", "labels.json", "label_map.pbtxt", "index.html",
+                "app.js", "tf.min.js"} <= names, names
+        manifest = json.loads(model.manifest.read_text())
+        assert manifest["variant"] == variant
+        assert all((model.path / shard).is_file() for shard in manifest["weights"])
+        assert json.loads((model.path / "labels.json").read_text()) == {
+            "1": "circle", "2": "square", "3": "triangle"}
+        sizes[variant] = model.size_bytes
+    assert sizes["uint8"] < sizes["float16"] < sizes["float32"], sizes
+    assert not [p for p in exported["float32"].path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_manifest_matches_the_model(exported: dict, node_float32: NodeDetector) -> None:
+    model = exported["float32"]
+    manifest = json.loads(model.manifest.read_text())
+    signature = json.loads((model.path / "model.json").read_text())["signature"]
+    real = signature["inputs"][manifest["input"]["name"]]
+    assert real["name"] == manifest["input"]["tensor"] == "images:0"
+    assert manifest["input"]["shape"] == [1, SIZE, SIZE, 3]
+    assert real["dtype"] == "DT_UINT8" and manifest["input"]["dtype"] == "uint8"
+    specs = list(signature["outputs"].values())
+    assert {o["name"] for o in manifest["outputs"]} == {
+        "detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    for output in manifest["outputs"]:
+        spec = specs[output["index"]]
+        assert spec["name"] == output["tensor"]
+        assert [int(d["size"]) for d in spec["tensorShape"]["dim"]] == output["shape"]
+    shapes = {o["name"]: o["shape"] for o in manifest["outputs"]}
+    assert shapes == {"detection_boxes": [1, 100, 4], "detection_classes": [1, 100],
+                      "detection_scores": [1, 100], "num_detections": [1]}
+    described = node_float32.describe()
+    assert [i["name"] for i in described["inputs"]] == ["images"]
+    assert described["inputs"][0]["dtype"] == manifest["input"]["tfjs_dtype"] == "int32"
+    in_order = [o["name"] for o in described["outputs"]]
+    for output in manifest["outputs"]:
+        assert in_order[output["index"]] + ":0" == output["tensor"]
+
+
+def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, reference,  # type: ignore[no-untyped-def]
+                                               images: list[np.ndarray]) -> None:
+    assert len(images) >= 20
+    for image in images:
+        expected, got = reference(image), node_float32(image)
+        assert len(expected.scores) > 10
+        assert len(got.scores) == len(expected.scores)
+        np.testing.assert_array_equal(got.classes, expected.classes)
+        np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-4)
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["float16", "uint8"])
+def test_quantized_variants_run_in_node(exported: dict, variant: str, reference,  # type: ignore[no-untyped-def]
+                                        images: list[np.ndarray]) -> None:
+    _needs(node_binary)
+    with NodeDetector(exported[variant].path) as detector:
+        got = detector(images[0])
+    expected = reference(images[0])
+    assert 0 < len(got.scores) <= 100 and got.boxes.shape == (len(got.scores), 4)
+    assert set(got.classes.tolist()) <= {1, 2, 3}
+    assert abs(float(got.scores.max()) - float(expected.scores.max())) < 0.01
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    pytest.skip("no Chromium for the page test: apt-get install -y chromium")
+
+
+@pytest.fixture
+def served(exported: dict, images: list[np.ndarray], tmp_path: Path) -> Iterator[str]:
+    """The float32 folder plus test.png, over http on 127.0.0.1 (the page fetches its files)."""
+    from PIL import Image
+
+    site = tmp_path / "site"
+    shutil.copytree(exported["float32"].path, site)
+    Image.fromarray(images[0]).save(site / "test.png")
+    handler = partial(QuietHandler, directory=str(site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html?image=test.png&threshold=0"
+        server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=60000",
+         *extra, url], capture_output=True, text=True, timeout=120, check=True)
+
+
+def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDetector,
+                                               images: list[np.ndarray], tmp_path: Path) -> None:
+    from PIL import Image
+
+    dom = _browse(served, tmp_path / "profile", "--dump-dom").stdout
+    assert 'data-status="done"' in dom, dom[-2000:]
+    found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    result = json.loads(html.unescape(found[1]))
+    expected = node_float32(images[0])
+    shown = result["detections"]
+    assert len(shown) == len(expected.scores) > 10
+    assert [d["id"] for d in shown] == expected.classes.tolist()
+    np.testing.assert_allclose([d["box"] for d in shown], expected.boxes, atol=1e-4)
+
+    shot = tmp_path / "page.png"
+    _browse(served, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,900")
+    page = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    plain = np.asarray(Image.fromarray(images[0]).resize((640, 640))).astype(int)
+    assert _palette_pixels(page) > _palette_pixels(plain) + 2000
+
+
+def _palette_pixels(pixels: np.ndarray) -> int:
+    return sum(int((np.abs(pixels - colour).max(axis=-1) <= 3).sum()) for colour in PALETTE)
+
+
+def test_a_folder_without_a_saved_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match=f"{re.escape(str(tmp_path))}.*no SavedModel"):
+        TfjsExporter().export(tmp_path, tmp_path / "out", variants=["float32"])
+
+
+def test_a_corrupt_saved_model_is_refused(saved_model: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "saved_model"
+    shutil.copytree(saved_model, broken)
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(OdplugError, match=f"{re.escape(str(broken))}: not a usable SavedModel"):
+        TfjsExporter().export(broken, tmp_path / "out", variants=["float32"])
+    assert not (tmp_path / "out" / "tfjs-float32").exists()

@@ -1,0 +1,299 @@
+"""The tflite exporter on a tiny trained model: every variant exports and runs, float32 computes
+what the SavedModel computes, TFLite's NMS op gives what a reference NMS gives, int8 takes
+pixels as they are, and broken inputs fail with one clear line."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.errors import OdplugError
+from plugins.tflite import POSTPROCESS_OP, TFLiteExporter
+from plugins.tflite.convert import VARIABLE_OPS
+from plugins.tflite.runtime import TFLiteDetector, interpreter, ops
+from tests.conftest import run_import
+
+TINY = {
+    "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+    "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
+    "train.checkpoint_every": 1000,
+}
+
+
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
+    """Demo records and a SavedModel trained on them for a few steps, made once per session in
+    the session's temporary folder, so test_edgetpu reuses it."""
+    from odplug.demo import write_demo_project
+    from plugins.trainer.train import train
+
+    base = tmp_path_factory.getbasetemp() / "tiny-detector"
+    done = base / "done"
+    if not done.is_file():
+        shutil.rmtree(base, ignore_errors=True)
+        project = write_demo_project(base / "demo", images=24, size=96)
+        run_import(project, base / "records", registry)
+        train(base / "records", base / "run", overrides=TINY)
+        done.touch()
+    return {"records": base / "records", "saved": base / "run" / "saved_model"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
+    return tiny_model(tmp_path_factory, registry)
+
+
+@pytest.fixture(scope="module")
+def low_threshold(tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with NMS keeping scores from 0.001: a few steps of training leave every
+    score near the focal-loss prior of 0.01, below the usual 0.05."""
+    saved = tmp_path_factory.mktemp("low") / "saved_model"
+    shutil.copytree(tiny["saved"], saved)
+    info = json.loads((saved / "detector.json").read_text())
+    info["nms"]["score_threshold"] = 0.001
+    (saved / "detector.json").write_text(json.dumps(info))
+    return saved
+
+
+@pytest.fixture(scope="module")
+def exported(low_threshold: Path, tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("exported")
+    models = TFLiteExporter().export(low_threshold, out, variants=TFLiteExporter.variants,
+                                     records=tiny["records"])
+    return {model.name.removeprefix("tflite-"): model for model in models}
+
+
+def images(records: Path, count: int) -> list[np.ndarray]:
+    from odplug.tfdata import record_dataset
+
+    files = sorted(records.glob("test.record-*"))
+    return [item["image"] for item in record_dataset(files).take(count).as_numpy_iterator()]
+
+
+def test_every_variant_exports_and_runs(exported: dict, tiny: dict) -> None:
+    assert set(exported) == set(TFLiteExporter.variants)
+    image = images(tiny["records"], 1)[0]
+    for variant, model in exported.items():
+        assert model.path.is_file() and model.path.suffix == ".tflite", variant
+        assert model.size_bytes == model.path.stat().st_size
+        assert (model.path.parent / "labelmap.txt").read_text().splitlines() == [
+            "circle", "square", "triangle"]
+        found = TFLiteExporter().detector(model)(image)
+        assert found.boxes.shape[1:] == (4,) and len(found.boxes) == len(found.scores)
+        assert np.all((found.boxes >= 0) & (found.boxes <= 1)), variant
+        assert set(found.classes.tolist()) <= {1, 2, 3}, variant
+        assert np.all(np.isfinite(found.scores)) and len(found.scores) > 0, variant
+    assert exported["int8"].size_bytes < 0.5 * exported["float32"].size_bytes
+
+
+def test_the_files_hold_their_weights_and_end_in_the_nms_op(exported: dict) -> None:
+    for variant, model in exported.items():
+        names = [op.name for op in ops(model.path)]
+        assert not set(names) & VARIABLE_OPS, variant
+        assert names.count(POSTPROCESS_OP) == 1, variant
+        assert "FlexDelegate" not in names and not any(n.startswith("Flex") for n in names)
+
+
+def _raw_tensors(path: Path, image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The post-processing op's inputs and the model's outputs for one S x S float image."""
+    runtime = interpreter(path, preserve_all_tensors=True)
+    (inp,) = runtime.get_input_details()
+    runtime.set_tensor(inp["index"], image.astype(inp["dtype"]))
+    runtime.invoke()
+    (postprocess,) = [op for op in ops(path) if op.name == POSTPROCESS_OP]
+    codes, scores, anchors = (runtime.get_tensor(i) for i in postprocess.inputs)
+    outputs = [runtime.get_tensor(d["index"]) for d in runtime.get_output_details()]
+    return codes, scores, anchors, *outputs
+
+
+def reference_fast_nms(codes: np.ndarray, scores: np.ndarray, anchors: np.ndarray,
+                       manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode and class-agnostic NMS on each anchor's best class, written from the op's spec."""
+    post = manifest["postprocess"]
+    sy, sx, sh, sw = post["scale_factors"]
+    ya, xa, ha, wa = anchors.T
+    yc, xc = codes[:, 0] / sy * ha + ya, codes[:, 1] / sx * wa + xa
+    h, w = np.exp(codes[:, 2] / sh) * ha, np.exp(codes[:, 3] / sw) * wa
+    boxes = np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    best, best_score = scores.argmax(axis=1), scores.max(axis=1)
+    order = [i for i in np.argsort(-best_score, kind="stable")
+             if best_score[i] >= post["score_threshold"]]
+    kept: list[int] = []
+    for i in order:
+        if len(kept) == post["max_detections"]:
+            break
+        if all(_iou(boxes[i], boxes[j]) <= post["iou_threshold"] for j in kept):
+            kept.append(i)
+    return boxes[kept], best[kept], best_score[kept]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter_h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_w = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_h * inter_w
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def test_float32_computes_what_the_saved_model_computes(exported: dict, low_threshold: Path,
+                                                        tiny: dict) -> None:
+    model = exported["float32"]
+    manifest = json.loads(model.manifest.read_text())
+    raw = tf.saved_model.load(str(low_threshold)).signatures["raw"]
+    size = manifest["input"]["shape"][1]
+    for image in images(tiny["records"], 3):
+        resized = tf.image.resize(tf.cast(image[None], tf.float32), (size, size)).numpy()
+        expected = raw(images=tf.constant(resized))
+        codes, scores, anchors, boxes, classes, found_scores, count = _raw_tensors(
+            model.path, resized)
+        np.testing.assert_allclose(codes, expected["box_codes"].numpy(), atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(scores, expected["class_scores"].numpy(), atol=1e-4)
+        np.testing.assert_array_equal(anchors, np.load(tiny["saved"] / "anchors.npy"))
+        ref_boxes, ref_classes, ref_scores = reference_fast_nms(codes[0], scores[0], anchors,
+                                                                manifest)
+        n = int(count[0])
+        assert n == len(ref_boxes) > 10
+        np.testing.assert_allclose(boxes[0, :n], ref_boxes, atol=1e-4)
+        np.testing.assert_array_equal(classes[0, :n].astype(int), ref_classes)
+        np.testing.assert_allclose(found_scores[0, :n], ref_scores, atol=1e-6)
+
+
+def test_int8_takes_uint8_pixels_and_is_integer_up_to_the_nms(exported: dict) -> None:
+    model = exported["int8"]
+    runtime = interpreter(model.path)
+    (inp,) = runtime.get_input_details()
+    assert inp["dtype"] == np.uint8 and inp["shape"].tolist() == [1, 96, 96, 3]
+    scale, zero_point = inp["quantization"]
+    assert scale == pytest.approx(1.0) and zero_point == 0  # a pixel value is its own code
+    found = ops(model.path)
+    feeding = {i for op in found if op.name == POSTPROCESS_OP for i in op.inputs}
+    floating = [op.name for op in found if op.is_float and op.name != POSTPROCESS_OP
+                and not (op.name == "DEQUANTIZE" and set(op.outputs) <= feeding)]
+    assert floating == []
+
+
+def test_the_manifest_says_what_the_interpreter_sees(exported: dict) -> None:
+    for variant, model in exported.items():
+        manifest = json.loads(model.manifest.read_text())
+        runtime = interpreter(model.path)
+        (inp,) = runtime.get_input_details()
+        assert manifest["input"]["name"] == "images"
+        assert manifest["input"]["index"] == inp["index"]
+        assert manifest["input"]["shape"] == inp["shape"].tolist()
+        assert manifest["input"]["dtype"] == np.dtype(inp["dtype"]).name
+        scale, zero_point = inp["quantization"]
+        assert manifest["input"]["quantization"] == (
+            {"scale": scale, "zero_point": zero_point} if scale else None), variant
+        outputs = runtime.get_output_details()
+        assert [o["name"] for o in manifest["outputs"]] == [
+            "detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+        assert [o["index"] for o in manifest["outputs"]] == [o["index"] for o in outputs]
+        assert [o["shape"] for o in manifest["outputs"]] == [o["shape"].tolist() for o in outputs]
+        assert [o["dtype"] for o in manifest["outputs"]] == ["float32"] * 4
+        assert manifest["labels"] == ["circle", "square", "triangle"]
+        assert manifest["label_ids"] == [1, 2, 3]
+        assert manifest["variant"] == variant and manifest["model"] == model.path.name
+
+
+def write_forced_model(path: Path, num_classes: int) -> Path:
+    """A SavedModel with the trainer's contract whose raw outputs are fixed: class k scores 0.9
+    on anchor k only, the anchors far apart, so every class must survive NMS."""
+    from odplug.labelmap import LabelMap, write_label_map
+
+    size, count = 32, 4 * num_classes
+    centres = (np.arange(count, dtype=np.float32) + 0.5) / count
+    anchors = np.stack([centres, centres, np.full(count, 0.05), np.full(count, 0.05)], axis=1)
+    scores = np.full((1, count, num_classes), 0.01, np.float32)
+    scores[0, np.arange(num_classes), np.arange(num_classes)] = 0.9
+
+    class Forced(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32)])
+        def raw(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+            bias = tf.reduce_mean(images) * 0.0
+            return {"box_codes": tf.zeros([1, count, 4]) + bias,
+                    "class_scores": tf.constant(scores) + bias}
+
+    module = Forced()
+    tf.saved_model.save(module, str(path), signatures={"raw": module.raw})
+    np.save(path / "anchors.npy", anchors.astype(np.float32))
+    write_label_map(LabelMap.from_names([f"c{k}" for k in range(num_classes)]),
+                    path / "label_map.pbtxt")
+    (path / "detector.json").write_text(json.dumps({
+        "input_size": size, "scale_factors": [10.0, 10.0, 5.0, 5.0],
+        "nms": {"iou_threshold": 0.5, "score_threshold": 0.05, "max_detections": 20}}))
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_every_class_can_come_out(tmp_path: Path, threads: int) -> None:
+    # tensorflow/tensorflow#56058: the op's per-class NMS drops a class with 1 < threads < classes
+    saved = write_forced_model(tmp_path / "forced", num_classes=5)
+    (model,) = TFLiteExporter().export(saved, tmp_path / "out", variants=["float32"])
+    found = TFLiteDetector(model.path, [1, 2, 3, 4, 5], num_threads=threads)(
+        np.zeros((32, 32, 3), np.uint8))
+    assert sorted(found.classes.tolist()) == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(found.scores, 0.9, atol=1e-6)
+
+
+def test_a_folder_without_a_saved_model_is_named(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match=f"{tmp_path}.*no SavedModel here"):
+        TFLiteExporter().export(tmp_path, tmp_path / "out", variants=["float32"])
+
+
+def test_a_corrupt_saved_model_is_named(tiny: dict, tmp_path: Path) -> None:
+    broken = tmp_path / "saved_model"
+    shutil.copytree(tiny["saved"], broken)
+    (broken / "saved_model.pb").write_bytes(b"\x08\x01 not a protobuf \xff\xff")
+    with pytest.raises(OdplugError, match=f"{broken}: cannot load the SavedModel") as error:
+        TFLiteExporter().export(broken, tmp_path / "out", variants=["float32"])
+    assert "\n" not in str(error.value)
+
+
+def test_int8_needs_the_training_records(tiny: dict, tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="calibration"):
+        TFLiteExporter().export(tiny["saved"], tmp_path, variants=["int8"])
+    with pytest.raises(OdplugError, match=f"{tmp_path}: no train.record"):
+        TFLiteExporter().export(tiny["saved"], tmp_path, variants=["int8"], records=tmp_path)
+
+
+def test_an_unknown_variant_suggests_the_right_one(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="Did you mean 'float16'"):
+        TFLiteExporter().export(tmp_path, tmp_path, variants=["float61"])
+
+
+def hide_module(monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
+    """Make `hidden` look uninstalled to `require_module` (test_edgetpu uses it too)."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == hidden else real(name, *a))
+
+
+def test_check_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    hide_module(monkeypatch, "ai_edge_litert")
+    with pytest.raises(OdplugError, match="'ai_edge_litert'.*dockerfiles/requirements/tf.txt"):
+        TFLiteExporter().check()
+
+
+def test_registered_as_a_built_in(registry) -> None:  # type: ignore[no-untyped-def]
+    exporter = registry.exporters["tflite"]
+    assert isinstance(exporter, TFLiteExporter)
+    assert registry.owner("exporters", "tflite") == "tflite"
+
+
+def test_calibration_images_are_the_training_preprocessing(tiny: dict) -> None:
+    from odplug.tfdata import record_dataset, representative_images
+
+    files = sorted(tiny["records"].glob("train.record-*"))
+    first = list(representative_images(files, 32, 5))
+    assert len(first) == 5 and all(i.shape == (1, 32, 32, 3) and i.dtype == np.float32
+                                   for i in first)
+    np.testing.assert_array_equal(np.concatenate(first),
+                                  np.concatenate(list(representative_images(files, 32, 5))))
+    decoded = next(record_dataset(files[:1]).as_numpy_iterator())["image"]  # round robin: first
+    expected = tf.image.resize(decoded, [32, 32], method="bilinear").numpy()
+    np.testing.assert_array_equal(first[0][0], expected)
