@@ -68,8 +68,8 @@ class NodeDetector:
         tfjs_dist()
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [node, str(RUNNER), str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, text=True, cwd=HERE)
+            [node, str(RUNNER), str(folder.resolve())], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=HERE)
         self._closer = weakref.finalize(self, _stop, self._process, self._stderr)
         self.ready = self._reply()
 

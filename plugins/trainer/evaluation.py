@@ -26,7 +26,8 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
     truths: list[ImageTruth] = []
     found: list[ImageDetections] = []
     anchors_t = tf.constant(anchors)
-    predict = tf.function(lambda images: model(images, training=False))
+    predict = tf.function(lambda images: model(images, training=False), input_signature=[
+        tf.TensorSpec([None, config.model.input_size, config.model.input_size, 3], tf.float32)])
     dataset = data.eval_dataset(files, label_map, config.model.input_size,
                                 config.eval.batch_size)
     for batch in dataset:
