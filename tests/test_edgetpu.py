@@ -225,3 +225,15 @@ def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # typ
     assert isinstance(exporter, EdgeTPUExporter)
     assert exporter.requires == ("tflite",) and "tflite" in registry.exporters
     assert registry.owner("exporters", "edgetpu") == "edgetpu"
+
+
+@pytest.mark.skipif(shutil.which("edgetpu_compiler") is None,
+                    reason="edgetpu_compiler is not on PATH: it comes only from Coral's apt "
+                    "repository (dockerfiles/edgetpu.Dockerfile); run this test in that image")
+def test_the_real_compiler_maps_everything_before_the_postprocessing(
+        tiny: dict, tmp_path: Path) -> None:
+    (model,) = EdgeTPUExporter().export(tiny["saved"], tmp_path, variants=["int8"],
+                                        records=tiny["records"])
+    manifest = json.loads(model.manifest.read_text())
+    assert manifest["edgetpu"]["compiled"] is True
+    assert list(tmp_path.glob("*_edgetpu.tflite"))
