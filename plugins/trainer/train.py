@@ -81,10 +81,6 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _split_files(records: Path, split: str) -> list[Path]:
-    return [p for p in shard_files(records, split)]
-
-
 def _prepare_run(records: Path, run: RunPaths, config_path: Path | None,
                  overrides: dict[str, Any], resume: bool) -> Config:
     if resume:
@@ -113,10 +109,10 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     if not label_map_path.is_file():
         raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
     label_map = read_label_map(label_map_path)
-    train_files = _split_files(records, "train")
+    train_files = shard_files(records, "train")
     if not train_files:
         raise OdplugError(f"{records}: no train.record-* shards to train on")
-    val_files = _split_files(records, "val")
+    val_files = shard_files(records, "val")
     if not val_files:
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
                     "at the test split, so the last one is used (data.import --split ratio "
@@ -204,7 +200,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     model.save_weights(str(run.root / LAST_WEIGHTS))
     if (run.root / BEST_WEIGHTS).is_file():
         model.load_weights(str(run.root / BEST_WEIGHTS))
-    test_files = _split_files(records, "test")
+    test_files = shard_files(records, "test")
     if test_files:
         result = evaluate_model(model, test_files, label_map, anchors, config)
         write_metrics(result, run.metrics / "test.json")
