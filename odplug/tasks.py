@@ -8,6 +8,8 @@ Tasks are thin: parse arguments, call the library, show progress and results. He
 
 from __future__ import annotations
 
+import atexit
+import gc
 from pathlib import Path
 
 from invoke import Collection, task
@@ -15,6 +17,12 @@ from invoke.exceptions import Exit
 
 from odplug.console import load_registry_warning, progress_bar, training_reporter, user_errors
 from odplug.overrides import parse_overrides
+
+# These tasks run in a command-line process that ends when its task does. The interpreter's
+# final garbage collections then cost a tenth of a second after a data.import (measured), a
+# tenth of the whole run; freezing every object at exit skips them. atexit handlers still run
+# and files are still flushed and closed.
+atexit.register(gc.freeze)
 
 
 @task(
