@@ -42,36 +42,18 @@ def _records(workdir: Path, echo: Callable[[str], None]) -> Path:
 
 
 def _throughputs(records: Path, steps: int) -> tuple[float, float]:
-    import tensorflow as tf
-
     from odplug.labelmap import read_label_map
     from odplug.shards import shard_files
     from plugins.trainer import data
-    from plugins.trainer.anchors import make_anchors
     from plugins.trainer.config import Config
-    from plugins.trainer.model import DetectionLoss, build_model
-    from plugins.trainer.train import _make_train_step
+    from plugins.trainer.train import step_throughput
 
     config = Config()
     label_map = read_label_map(records / "label_map.pbtxt")
     files = shard_files(records, "train")
     dataset = data.train_dataset(files, label_map, config.model, config.train, config.augment)
     pipeline = data.measure_throughput(dataset, batches=60)
-
-    import keras
-
-    model = build_model(config.model, len(label_map))
-    optimizer = keras.optimizers.AdamW(1e-3, global_clipnorm=config.train.clip_norm)
-    loss = DetectionLoss(make_anchors(config.model), len(label_map), config.train)
-    step = _make_train_step(model, optimizer, loss, tf.distribute.get_strategy(), jit=False)
-    batches = [next(iter(dataset.take(1))) for _ in range(2)]
-    images, targets = batches[0]
-    for _ in range(3):  # trace and warm up
-        step(images, targets)
-    started = time.perf_counter()
-    for _ in range(steps):
-        step(images, targets)
-    step_rate = steps * config.train.batch_size / (time.perf_counter() - started)
+    step_rate = step_throughput(config, len(label_map), next(iter(dataset.take(1))), steps)
     return pipeline, step_rate
 
 

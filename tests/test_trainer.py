@@ -109,6 +109,21 @@ def test_saved_model_holds_its_weights_as_constants_or_variables(trained: dict) 
     assert "detection_boxes" in done.stdout and "num_detections" in done.stdout
 
 
+def test_step_throughput_times_the_compiled_training_step(records: Path) -> None:
+    """What bench.train compares the input pipeline against: the same step `train` runs."""
+    from odplug.labelmap import read_label_map
+    from odplug.shards import shard_files
+    from plugins.trainer import data
+    from plugins.trainer.train import step_throughput
+
+    config = load_config(overrides=TINY)
+    label_map = read_label_map(records / "label_map.pbtxt")
+    dataset = data.train_dataset(shard_files(records, "train"), label_map, config.model,
+                                 config.train, config.augment)
+    rate = step_throughput(config, len(label_map), next(iter(dataset.take(1))), steps=2)
+    assert 0 < rate < float("inf")
+
+
 def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path
                                                            ) -> None:
     from plugins.trainer.train import train

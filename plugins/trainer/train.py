@@ -129,17 +129,8 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     anchors = make_anchors(config.model)
     with strategy.scope():
         model = build_model(config.model, len(label_map))
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.train.learning_rate * 0.01,
-            decay_steps=max(config.train.steps - config.train.warmup_steps, 1),
-            alpha=0.01, warmup_target=config.train.learning_rate,
-            warmup_steps=config.train.warmup_steps)
-        optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=config.train.weight_decay,
-            global_clipnorm=config.train.clip_norm)
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
+        schedule = learning_rate_schedule(config)
+        optimizer = build_optimizer(config, model, schedule)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
@@ -213,6 +204,50 @@ def _reseeded(config: Config, start: int) -> Any:
     from dataclasses import replace
 
     return replace(config.train, seed=config.train.seed + start)
+
+
+def learning_rate_schedule(config: Config) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to the configured rate, then cosine decay to 1% of it."""
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.train.learning_rate * 0.01,
+        decay_steps=max(config.train.steps - config.train.warmup_steps, 1),
+        alpha=0.01, warmup_target=config.train.learning_rate,
+        warmup_steps=config.train.warmup_steps)
+
+
+def build_optimizer(config: Config, model: keras.Model,
+                    schedule: keras.optimizers.schedules.LearningRateSchedule
+                    ) -> keras.optimizers.Optimizer:
+    """AdamW on `schedule`, loss-scaled under mixed precision, built for `model` so that a
+    checkpoint can restore its slots."""
+    optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=config.train.weight_decay,
+        global_clipnorm=config.train.clip_norm)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
+                    steps: int) -> float:
+    """Images/s of the training step alone, as `train` compiles it, on one batch held in memory.
+
+    This is the rate the input pipeline has to outrun; bench.train compares the two.
+    """
+    model = build_model(config.model, num_classes)
+    optimizer = build_optimizer(config, model, learning_rate_schedule(config))
+    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train)
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
+                                  jit=on_gpu and config.train.xla)
+    images, targets = batch
+    for _ in range(3):  # trace and warm up
+        train_step(images, targets)
+    started = time.perf_counter()
+    for _ in range(steps):
+        train_step(images, targets)
+    return steps * config.train.batch_size / (time.perf_counter() - started)
 
 
 def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
