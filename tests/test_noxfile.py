@@ -1,0 +1,53 @@
+"""noxfile.py: every plugin has a session, docker variants stay out of the default run without
+an engine, and together the sessions run every test module (so ``nox`` is the whole suite)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BIN, ROOT
+
+PLUGINS = ("core", "supervisely", "csv", "train", "tflite", "edgetpu", "tfjs")
+
+
+@pytest.fixture(scope="module")
+def listing() -> dict[str, bool]:
+    """Session name -> selected by default, as ``nox -l`` prints them."""
+    done = subprocess.run([str(BIN / "nox"), "-l"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {m[2]: m[1] == "*" for m in re.finditer(r"^([*-]) (\S+) ->", done.stdout, re.M)}
+
+
+def test_every_plugin_has_a_session_and_a_docker_variant(listing: dict[str, bool]) -> None:
+    for name in PLUGINS:
+        assert listing.get(name) is True, f"{name} is missing or not in the default run"
+        assert f"docker-{name}" in listing
+    for name in ("example-plugin", "lint", "typecheck", "hadolint"):
+        assert listing.get(name) is True, name
+
+
+def test_docker_variants_run_by_default_only_where_an_engine_answers(
+    listing: dict[str, bool],
+) -> None:
+    docker = shutil.which("docker")
+    engine = docker is not None and subprocess.run([docker, "info"],
+                                                   capture_output=True).returncode == 0
+    for name in PLUGINS:
+        assert listing[f"docker-{name}"] is engine
+
+
+def test_the_sessions_together_run_every_test_module_once() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        import noxfile
+    finally:
+        sys.path.remove(str(ROOT))
+    listed = [test for _requirements, _image, tests in noxfile.PLUGINS.values() for test in tests]
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("test_*.py"))
+    assert sorted(listed) == modules, "a test module is in no session, or in two"
