@@ -44,6 +44,27 @@ def test_pipeline_runs_every_stage_then_reuses_them(project: Path, tmp_path: Pat
     assert "| tflite-float16 |" in changed.stdout
 
 
+def test_dataset_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:
+    from odplug.pipeline import dataset_fingerprint
+
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    (data / "img" / "a.jpg").write_bytes(b"a")
+    out = data / "output"
+    out.mkdir()
+    first = dataset_fingerprint(data, exclude=out)
+    (out / "train.record").write_bytes(b"written by the pipeline")
+    assert dataset_fingerprint(data, exclude=out) == first
+    (data / "img" / "a.jpg").write_bytes(b"ab")
+    resized = dataset_fingerprint(data, exclude=out)
+    assert resized != first
+    (data / "img" / "b.jpg").write_bytes(b"b")
+    assert dataset_fingerprint(data, exclude=out) != resized
+    csv = data / "train.csv"
+    csv.write_text("filename\n")
+    assert dataset_fingerprint(csv) == dataset_fingerprint(data)
+
+
 def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Path  # type: ignore[no-untyped-def]
                                                           ) -> None:
     done = run_inv("pipeline", "--out", str(tmp_path / "o"), "--to", "tflite,tfjz")
