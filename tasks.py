@@ -16,12 +16,12 @@ from odplug.tasks import build_namespace
     name="convert",
     help={
         "images": "photo-sized JPEGs in the generated project (default 2000)",
-        "runs": "timed runs of each command; the median is reported (default 3)",
+        "runs": "timed runs of each command, taking turns; the median is reported (default 5)",
         "workdir": "where the project and outputs go (default bench/work)",
     },
 )
 @user_errors
-def bench_convert(c, images=2000, runs=3, workdir="bench/work"):
+def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
     """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them."""
     from bench.convert import run
 

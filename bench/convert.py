@@ -2,7 +2,8 @@
 
 Three things are timed the way a user meets them: whole new processes, wall clock from outside,
 start-up and imports included, median of `runs` runs after one untimed warm-up (so every run
-reads a warm page cache), outputs deleted before each run and checked after it:
+reads a warm page cache), the contenders taking turns, outputs deleted before each run and
+checked after it:
 
 - odplug: `odplug data.import --source PROJECT --out OUT`;
 - baseline: the original workflow, `baseline_supervisely_to_csv.py` then
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from bench.photos import SPLIT_TAGS, ProjectSpec, ensure_project
 from odplug.atomic import atomic_write_text
+from odplug.errors import OdplugError
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"odplug_vs_baseline": 5.0, "odplug_vs_cat": 0.3}
@@ -99,34 +101,47 @@ def run_timed(contender: Contender, env: dict[str, str], log: Path) -> tuple[lis
 
 
 def measure(
-    contender: Contender,
+    contenders: Sequence[Contender],
     *,
     images: int,
     runs: int,
     env: dict[str, str],
     logs: Path,
     echo: Callable[[str], None],
-) -> dict:
-    """Median over `runs` timed runs after one untimed warm-up, every output checked."""
-    log = logs / f"{contender.name}.log"
-    echo(f"{contender.name}: warm-up run")
-    run_timed(contender, env, log)
-    totals, steps = [], []
+) -> dict[str, dict]:
+    """Median over `runs` timed runs of each contender, every output checked.
+
+    One untimed warm-up each, then `runs` rounds that run every contender once in turn. Taking
+    turns matters on a shared machine: a spell of load elsewhere then slows all contenders
+    alike instead of whichever happened to be running, which would skew the ratios.
+    """
+    logs_of = {c.name: logs / f"{c.name}.log" for c in contenders}
+    for contender in contenders:
+        echo(f"{contender.name}: warm-up run")
+        run_timed(contender, env, logs_of[contender.name])
+    steps: dict[str, list[list[float]]] = {c.name: [] for c in contenders}
     for i in range(runs):
-        seconds, found = run_timed(contender, env, log)
-        if found != images:
-            raise RuntimeError(f"{contender.name}: output holds {found} images, expected {images}")
-        totals.append(sum(seconds))
-        steps.append(seconds)
-        echo(f"{contender.name}: run {i + 1}/{runs}: {sum(seconds):.2f} s")
-    median = statistics.median(totals)
-    return {
-        "seconds": median,
-        "images_per_s": images / median,
-        "runs_s": totals,
-        "steps_median_s": [statistics.median(s) for s in zip(*steps, strict=True)],
-        "commands": [[str(part) for part in c] for c in contender.commands],
-    }
+        for contender in contenders:
+            seconds, found = run_timed(contender, env, logs_of[contender.name])
+            if found != images:
+                raise RuntimeError(
+                    f"{contender.name}: output holds {found} images, expected {images}"
+                )
+            steps[contender.name].append(seconds)
+            echo(f"{contender.name}: run {i + 1}/{runs}: {sum(seconds):.2f} s")
+    results = {}
+    for contender in contenders:
+        totals = [sum(seconds) for seconds in steps[contender.name]]
+        median = statistics.median(totals)
+        results[contender.name] = {
+            "seconds": median,
+            "images_per_s": images / median,
+            "runs_s": totals,
+            "steps_median_s": [statistics.median(s)
+                               for s in zip(*steps[contender.name], strict=True)],
+            "commands": [[str(part) for part in c] for c in contender.commands],
+        }
+    return results
 
 
 def contenders(project: Path, out: Path, image_bytes: int) -> list[Contender]:
@@ -190,7 +205,7 @@ def report(results: dict, echo: Callable[[str], None]) -> None:
 def run(
     *,
     images: int = 2000,
-    runs: int = 3,
+    runs: int = 5,
     workdir: Path = Path("bench/work"),
     echo: Callable[[str], None] = print,
 ) -> dict:
@@ -198,11 +213,14 @@ def run(
 
     :returns: the results also written to ``workdir/convert-results.json``.
     """
-    if images < 1 or runs < 1:
-        raise ValueError(f"images and runs must be at least 1, got images={images}, runs={runs}")
+    if images < 5 or runs < 1:
+        raise OdplugError(
+            f"images must be at least 5 (every fifth is a test image, and the baseline needs "
+            f"both splits) and runs at least 1; got images={images}, runs={runs}"
+        )
     odplug = Path(sys.executable).parent / "odplug"
     if not odplug.exists():
-        raise RuntimeError(
+        raise OdplugError(
             f"{odplug} not found: install odplug into this environment "
             "(pip install -e .) to benchmark it"
         )
@@ -213,10 +231,8 @@ def run(
     out, logs = workdir / "out", workdir / "logs"
     logs.mkdir(exist_ok=True)
 
-    measurements = {
-        c.name: measure(c, images=images, runs=runs, env=env, logs=logs, echo=echo)
-        for c in contenders(project, out, summary["image_bytes"])
-    }
+    measurements = measure(contenders(project, out, summary["image_bytes"]), images=images,
+                           runs=runs, env=env, logs=logs, echo=echo)
     speed = {name: m["images_per_s"] for name, m in measurements.items()}
     ratios = {}
     for key, target in TARGETS.items():

@@ -131,3 +131,20 @@ def test_baseline_records_hold_the_annotated_boxes(tmp_path: Path) -> None:
         assert [b[0] for b in found[name][1]] == [b[0] for b in boxes]
         for got, want in zip(found[name][1], boxes, strict=True):
             assert got[1:] == pytest.approx(want[1:], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_benchmark_times_every_contender_and_saves_what_it_prints(tmp_path: Path) -> None:
+    from bench.convert import RESULTS_FILE, TARGETS, run
+
+    lines: list[str] = []
+    results = run(images=5, runs=2, workdir=tmp_path, echo=lines.append)
+
+    assert set(results["measurements"]) == {"odplug", "baseline", "cat"}
+    for name, measured in results["measurements"].items():
+        assert len(measured["runs_s"]) == 2 and measured["images_per_s"] > 0, name
+    timed = [line.split(":")[0] for line in lines if ": run " in line]
+    assert timed == ["odplug", "baseline", "cat"] * 2, "the contenders take turns"
+    assert set(results["ratios"]) == set(TARGETS)
+    assert any(line.strip().startswith("odplug / cat") for line in lines)
+    assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
