@@ -108,3 +108,30 @@ def read_records(folder: Path, split: str | None = None) -> list[dict]:
             "sha256": item["sha256"].decode(),
         })
     return rows
+
+
+def assert_same_detections(got: tuple, expected: tuple, *, box_atol: float = 1e-4,
+                           score_atol: float = 1e-5) -> None:
+    """Two runtimes found the same detections: scores in the same order, and each detection's
+    class and box matched by one of the other's detections of the same score.
+
+    Detections whose scores tie (an untrained test model has many) may come out of NMS in
+    either order, and which of them comes first differs between runtimes; anything else must
+    agree to the tolerances.
+    """
+    import numpy as np
+
+    boxes, classes, scores = (np.asarray(a) for a in got)
+    want_boxes, want_classes, want_scores = (np.asarray(a) for a in expected)
+    assert len(scores) == len(want_scores), f"{len(scores)} detections, expected {len(want_scores)}"
+    np.testing.assert_allclose(scores, want_scores, atol=score_atol)
+    unused = set(range(len(want_scores)))
+    for i in range(len(scores)):
+        match = next((j for j in sorted(unused, key=lambda j: abs(j - i))
+                      if abs(want_scores[j] - scores[i]) <= score_atol
+                      and want_classes[j] == classes[i]
+                      and np.allclose(want_boxes[j], boxes[i], atol=box_atol, rtol=0)), None)
+        assert match is not None, (
+            f"detection {i} (class {classes[i]}, score {scores[i]:.6f}, box {boxes[i]}) has no "
+            f"counterpart among the expected detections of that score")
+        unused.remove(match)

@@ -26,7 +26,7 @@ from odplug.errors import OdplugError
 from plugins.tfjs import TfjsExporter
 from plugins.tfjs.convert import REQUIREMENTS, converter_python
 from plugins.tfjs.node import NPM_CI, NodeDetector, node_binary, resize_uint8, tfjs_dist
-from tests.conftest import run_import
+from tests.conftest import assert_same_detections, run_import
 
 TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
         "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
@@ -181,10 +181,8 @@ def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, refer
     for image in images:
         expected, got = reference(image), node_float32(image)
         assert len(expected.scores) > 10
-        assert len(got.scores) == len(expected.scores)
-        np.testing.assert_array_equal(got.classes, expected.classes)
-        np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-4)
-        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+        assert_same_detections((got.boxes, got.classes, got.scores),
+                               (expected.boxes, expected.classes, expected.scores))
 
 
 @pytest.mark.parametrize("variant", ["float16", "uint8"])
@@ -247,8 +245,9 @@ def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDe
     expected = node_float32(images[0])
     shown = result["detections"]
     assert len(shown) == len(expected.scores) > 10
-    assert [d["id"] for d in shown] == expected.classes.tolist()
-    np.testing.assert_allclose([d["box"] for d in shown], expected.boxes, atol=1e-4)
+    assert_same_detections(([d["box"] for d in shown], [d["id"] for d in shown],
+                            [d["score"] for d in shown]),
+                           (expected.boxes, expected.classes, expected.scores))
 
     shot = tmp_path / "page.png"
     _browse(served, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,900")

@@ -17,7 +17,7 @@ from odplug.errors import OdplugError
 from plugins.tflite import POSTPROCESS_OP, TFLiteExporter
 from plugins.tflite.convert import VARIABLE_OPS
 from plugins.tflite.runtime import TFLiteDetector, interpreter, ops
-from tests.conftest import run_import
+from tests.conftest import assert_same_detections, run_import
 
 TINY = {
     "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
@@ -158,9 +158,8 @@ def test_float32_computes_what_the_saved_model_computes(exported: dict, low_thre
                                                                 manifest)
         n = int(count[0])
         assert n == len(ref_boxes) > 10
-        np.testing.assert_allclose(boxes[0, :n], ref_boxes, atol=1e-4)
-        np.testing.assert_array_equal(classes[0, :n].astype(int), ref_classes)
-        np.testing.assert_allclose(found_scores[0, :n], ref_scores, atol=1e-6)
+        assert_same_detections((boxes[0, :n], classes[0, :n].astype(int), found_scores[0, :n]),
+                               (ref_boxes, ref_classes, ref_scores), score_atol=1e-6)
 
 
 def test_int8_takes_uint8_pixels_and_is_integer_up_to_the_nms(exported: dict) -> None:

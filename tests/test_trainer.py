@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from odplug.errors import OdplugError
 from plugins.trainer.config import load_config
-from tests.conftest import BIN, ROOT, run_import
+from tests.conftest import BIN, ROOT, assert_same_detections, run_import
 
 TINY = {
     "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
@@ -87,9 +87,11 @@ def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None
         got = detector(image)
         count = int(expected["num_detections"][0])
         assert len(got.scores) == count
-        np.testing.assert_allclose(got.boxes, expected["detection_boxes"][0, :count], atol=1e-4)
-        np.testing.assert_array_equal(got.classes, expected["detection_classes"][0, :count])
-        np.testing.assert_allclose(got.scores, expected["detection_scores"][0, :count], atol=1e-4)
+        assert_same_detections(
+            (got.boxes, got.classes, got.scores),
+            tuple(expected[key][0, :count] for key in ("detection_boxes", "detection_classes",
+                                                       "detection_scores")),
+            score_atol=1e-4)
         raw = loaded.signatures["raw"](images=resized)
         np.testing.assert_allclose(raw["box_codes"], outputs["box_codes"], atol=1e-4)
         np.testing.assert_allclose(raw["class_scores"], tf.sigmoid(outputs["class_logits"]),
