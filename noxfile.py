@@ -22,6 +22,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 REQUIREMENTS = "dockerfiles/requirements"
+RACCOON = Path(__file__).resolve().parent.parent / "shared" / "datasets" / "raccoon"
 
 
 def _docker_engine() -> bool:
@@ -95,11 +96,18 @@ for _name, (_requirements, _image, _tests) in PLUGINS.items():
 
 @nox.session(name="example-plugin")
 def example_plugin(session: nox.Session) -> None:
-    """The example third-party plugin, installed from its own folder, through the real CLI."""
+    """The example third-party plugin, pip-installed from its folder, used as a user would."""
     session.install("-r", f"{REQUIREMENTS}/tf.txt", "-r", f"{REQUIREMENTS}/test.txt")
     session.install("--no-deps", "-e", ".")
     session.install("--no-deps", "tests/plugin_example")
-    session.run("odplug", "plugins")
+    listing = session.run("odplug", "plugins", silent=True)
+    if not listing or "importer  voc" not in listing:
+        session.error(f"odplug plugins does not list the voc importer:\n{listing}")
+    if RACCOON.is_dir():
+        out = Path(session.create_tmp()) / "raccoon-voc"
+        session.run("odplug", "data.import", "--source", str(RACCOON), "--format", "voc",
+                    "--out", str(out))
+        session.run("odplug", "data.stats", "--folder", str(out))
     session.run("pytest", "tests/test_plugins.py", *session.posargs)
 
 
