@@ -4,12 +4,11 @@ an engine, and together the sessions run every test module (so ``nox`` is the wh
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 
 import pytest
 
+import noxfile
 from tests.conftest import BIN, ROOT
 
 PLUGINS = ("core", "supervisely", "csv", "train", "tflite", "edgetpu", "tfjs")
@@ -35,19 +34,12 @@ def test_every_plugin_has_a_session_and_a_docker_variant(listing: dict[str, bool
 def test_docker_variants_run_by_default_only_where_an_engine_answers(
     listing: dict[str, bool],
 ) -> None:
-    docker = shutil.which("docker")
-    engine = docker is not None and subprocess.run([docker, "info"],
-                                                   capture_output=True).returncode == 0
+    engine = noxfile._docker_engine()
     for name in PLUGINS:
         assert listing[f"docker-{name}"] is engine
 
 
 def test_the_sessions_together_run_every_test_module_once() -> None:
-    sys.path.insert(0, str(ROOT))
-    try:
-        import noxfile
-    finally:
-        sys.path.remove(str(ROOT))
     listed = [test for _requirements, _image, tests in noxfile.PLUGINS.values() for test in tests]
     modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("test_*.py"))
     assert sorted(listed) == modules, "a test module is in no session, or in two"
