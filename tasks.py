@@ -1,6 +1,6 @@
 """invoke tasks for this repository: every odplug task, plus the benchmarks.
 
-The odplug tasks themselves live in `odplug.tasks` so the installed ``odplug`` command has
+The odplug tasks themselves live in `odplug.cli.tasks` so the installed ``odplug`` command has
 them too; the benchmarks need this checkout, so they are added here only.
 """
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from odplug.console import user_errors
-from odplug.tasks import build_namespace
+from odplug.cli.console import user_errors
+from odplug.cli.tasks import build_namespace
 
 
 @task(

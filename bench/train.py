@@ -29,8 +29,8 @@ RESULTS_FILE = "train-results.json"
 
 
 def _records(workdir: Path, echo: Callable[[str], None]) -> Path:
-    from odplug.convert import ImportOptions, import_dataset
-    from odplug.demo import write_demo_project
+    from odplug.data.convert import ImportOptions, import_dataset
+    from odplug.data.demo import write_demo_project
     from odplug.plugins import load_registry
 
     records = workdir / "demo-records"
@@ -42,11 +42,11 @@ def _records(workdir: Path, echo: Callable[[str], None]) -> Path:
 
 
 def _throughputs(records: Path, steps: int) -> tuple[float, float]:
-    from odplug.labelmap import read_label_map
-    from odplug.shards import shard_files
-    from plugins.trainer import data
-    from plugins.trainer.config import Config
-    from plugins.trainer.train import step_throughput
+    from odplug.data.labelmap import read_label_map
+    from odplug.data.shards import shard_files
+    from odplug_builtins.trainer import data
+    from odplug_builtins.trainer.config import Config
+    from odplug_builtins.trainer.train import step_throughput
 
     config = Config()
     label_map = read_label_map(records / "label_map.pbtxt")

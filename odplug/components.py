@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Literal
 from odplug.errors import OdplugError
 
 if TYPE_CHECKING:
-    from odplug.dataset import Sample
-    from odplug.labelmap import LabelMap
-    from odplug.report import Report
+    from odplug.data.dataset import Sample
+    from odplug.data.labelmap import LabelMap
+    from odplug.data.report import Report
 
 Verify = Literal["header", "decode"]
 Progress = Callable[[int], None]
@@ -129,7 +129,7 @@ class Exporter(Component):
         raise NotImplementedError(f"exporter {self.name!r} does not implement export()")
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
-        """A callable from one uint8 RGB image [H, W, 3] to `odplug.detector.Detections`,
+        """A callable from one uint8 RGB image [H, W, 3] to `odplug.model.detector.Detections`,
         running the exported model in its own runtime, for the verification table."""
         raise NotImplementedError(f"exporter {self.name!r} cannot run its models")
 

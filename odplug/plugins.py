@@ -27,13 +27,13 @@ from odplug.components import Component, DatasetWriter, Exporter, Importer, Trai
 from odplug.errors import OdplugError
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "plugins.supervisely",
-    "plugins.tf_csv",
-    "plugins.tfrecord",
-    "plugins.tfjs",
-    "plugins.trainer",
-    "plugins.tflite",
-    "plugins.edgetpu",
+    "odplug_builtins.supervisely",
+    "odplug_builtins.tf_csv",
+    "odplug_builtins.tfrecord",
+    "odplug_builtins.tfjs",
+    "odplug_builtins.trainer",
+    "odplug_builtins.tflite",
+    "odplug_builtins.edgetpu",
 )
 DISABLE_ENV = "ODPLUG_DISABLE"
 

@@ -25,10 +25,10 @@ from odplug import hookimpl
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
-from plugins.tflite import POSTPROCESS_OP, TFLiteExporter, check_variants, tflite_detector
+from odplug_builtins.tflite import POSTPROCESS_OP, TFLiteExporter, check_variants, tflite_detector
 
 if TYPE_CHECKING:
-    from plugins.tflite.runtime import Op
+    from odplug_builtins.tflite.runtime import Op
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def compile_model(compiler: str, model: Path) -> tuple[Path, CompilerLog]:
 def require_integer_ops(model: bytes, found: list[Op]) -> None:
     """Every operator int8/uint8 except the post-processing and the dequantize ops feeding it;
     batch 1 and no dynamic dimension anywhere."""
-    from plugins.tflite import runtime
+    from odplug_builtins.tflite import runtime
 
     postprocess_inputs = {i for op in found if op.name == POSTPROCESS_OP for i in op.inputs}
     floating = [
@@ -155,8 +155,8 @@ class EdgeTPUExporter(Exporter):
         """The compiler-ready model (what `detector` runs) and, with the compiler, its
         ``*_edgetpu.tflite`` beside it; the manifest's ``edgetpu`` entry tells which."""
         check_variants(self, variants)
-        from plugins.tflite.export import calibration, export_variant
-        from plugins.tflite.source import load_source
+        from odplug_builtins.tflite.export import calibration, export_variant
+        from odplug_builtins.tflite.source import load_source
 
         calibrate = calibration(records)
         source = load_source(saved_model)

@@ -26,10 +26,10 @@ from typing import Any, TypeGuard
 
 from odplug import hookimpl
 from odplug.components import Importer
-from odplug.dataset import SPLITS, Box, Sample
+from odplug.data.dataset import SPLITS, Box, Sample
+from odplug.data.labelmap import LabelMap
+from odplug.data.report import Report
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap
-from odplug.report import Report
 
 META = "meta.json"
 POINT_GEOMETRIES = ("rectangle", "polygon", "line", "polyline")

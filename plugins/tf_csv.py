@@ -19,12 +19,12 @@ from pathlib import Path
 from odplug import hookimpl
 from odplug.atomic import atomic_write_bytes, atomic_writer
 from odplug.components import DatasetWriter, Importer, WriteJob
-from odplug.dataset import Box, Sample
+from odplug.data.dataset import Box, Sample
+from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.parallel import run_jobs, tick
+from odplug.data.prepare import prepare
+from odplug.data.report import Report
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, read_label_map
-from odplug.parallel import run_jobs, tick
-from odplug.prepare import prepare
-from odplug.report import Report
 
 COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 _SPLIT_FILE = re.compile(r"^(train|val|validation|test)(?:[_-]labels)?$", re.IGNORECASE)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from odplug import hookimpl
 from odplug.components import DatasetWriter, WriteJob
-from odplug.report import Report
-from odplug.shards import write_tfrecords
+from odplug.data.report import Report
+from odplug.data.shards import write_tfrecords
 
 
 class TFRecordWriter(DatasetWriter):

@@ -34,7 +34,7 @@ def registry():
 
 
 def run_import(source: Path, out: Path, registry, **options):  # type: ignore[no-untyped-def]
-    from odplug.convert import ImportOptions, import_dataset
+    from odplug.data.convert import ImportOptions, import_dataset
 
     return import_dataset(source, out, ImportOptions(**options), registry)
 
@@ -58,7 +58,7 @@ def raccoon() -> Path:
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo Supervisely project, made once per test session; copy it to modify it."""
-    from odplug.demo import write_demo_project
+    from odplug.data.demo import write_demo_project
 
     return write_demo_project(tmp_path_factory.mktemp("demo") / "project", images=30, size=96)
 
@@ -89,8 +89,8 @@ def run_inv() -> Run:
 
 def read_records(folder: Path, split: str | None = None) -> list[dict]:
     """Every record of a folder (or one split), decoded by TensorFlow into plain Python."""
-    from odplug.shards import shard_files
-    from odplug.tfdata import record_dataset
+    from odplug.data.shards import shard_files
+    from odplug.model.tfdata import record_dataset
 
     files = shard_files(folder, split)
     assert files, f"no shards in {folder}"

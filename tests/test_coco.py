@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odplug.coco import (
+from odplug.errors import OdplugError
+from odplug.model.coco import (
     CocoResult,
     ImageDetections,
     ImageTruth,
@@ -23,7 +24,6 @@ from odplug.coco import (
     plot_precision_recall,
     write_metrics,
 )
-from odplug.errors import OdplugError
 
 NAMES = {1: "cat", 2: "dog"}
 BOX_A = [0.10, 0.10, 0.60, 0.60]  # 50x50 pixels
@@ -162,7 +162,7 @@ def test_precision_recall_plot_is_a_png(tmp_path, result):
 
 
 def test_import_stays_light():
-    code = ("import sys, odplug.coco; "
+    code = ("import sys, odplug.model.coco; "
             "print(sorted({'tensorflow', 'pycocotools', 'matplotlib'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odplug import convert
+from odplug.data import convert
+from odplug.data.labelmap import read_label_map
+from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
-from odplug.labelmap import read_label_map
-from odplug.shards import shard_files
 from tests.conftest import problem_files as codes
 from tests.conftest import read_records
 from tests.conftest import run_import as run
@@ -155,7 +155,7 @@ def test_a_crash_leaves_no_partial_file_and_keeps_the_old_output(
     calls = {"n": 0}
     real = convert.WriteJob  # noqa: F841 - the job is built in convert; break the encoder
 
-    import odplug.shards as shards
+    import odplug.data.shards as shards
 
     original = shards.encode_example
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odplug.demo import write_demo_project
+from odplug.data.demo import write_demo_project
 from odplug.errors import OdplugError
 
 

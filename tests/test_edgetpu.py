@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from odplug.errors import OdplugError
-from plugins.edgetpu import (
+from odplug_builtins.edgetpu import (
     EdgeTPUExporter,
     check_compiler_log,
     compile_model,
     parse_compiler_log,
     require_integer_ops,
 )
-from plugins.tflite.runtime import Op, interpreter, ops
+from odplug_builtins.tflite.runtime import Op, interpreter, ops
 from tests.test_tflite import hide_module, tiny_model
 
 # What edgetpu_compiler 16 prints for the demo detector (91 operators), in Coral's format:
@@ -94,12 +94,12 @@ def without_compiler(tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> di
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", str(empty))
         handler = _Records()
-        logging.getLogger("plugins.edgetpu").addHandler(handler)
+        logging.getLogger("odplug_builtins.edgetpu").addHandler(handler)
         try:
             (model,) = EdgeTPUExporter().export(tiny["saved"], out, variants=["int8"],
                                                 records=tiny["records"])
         finally:
-            logging.getLogger("plugins.edgetpu").removeHandler(handler)
+            logging.getLogger("odplug_builtins.edgetpu").removeHandler(handler)
     return {"model": model, "messages": handler.messages}
 
 
@@ -147,7 +147,7 @@ def test_a_float_operator_is_named(without_compiler: dict) -> None:
 
 
 def test_the_detector_runs_the_compiler_ready_model(without_compiler: dict, tiny: dict) -> None:
-    from odplug.tfdata import record_dataset
+    from odplug.model.tfdata import record_dataset
 
     files = sorted(tiny["records"].glob("test.record-*"))
     image = next(record_dataset(files).as_numpy_iterator())["image"]

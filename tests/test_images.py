@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from odplug.images import ImageProblem, load_image
+from odplug.data.images import ImageProblem, load_image
 
 
 def _save(path: Path, image: Image.Image, fmt: str, **kwargs: object) -> Path:

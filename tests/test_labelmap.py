@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
+from odplug.data.labelmap import (
+    LabelMap,
+    LabelMapItem,
+    parse_label_map,
+    read_label_map,
+    write_label_map,
+)
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, LabelMapItem, parse_label_map, read_label_map, write_label_map
 
 
 def test_comments_both_quote_styles_and_unknown_fields() -> None:

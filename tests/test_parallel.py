@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from odplug.parallel import run_jobs, tick
+from odplug.data.parallel import run_jobs, tick
 
 fork_only = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
                                reason="workers inherit their jobs only where they are forked")

@@ -13,7 +13,7 @@ TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.bat
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from odplug.demo import write_demo_project
+    from odplug.data.demo import write_demo_project
 
     return write_demo_project(tmp_path_factory.mktemp("pipe") / "demo", images=24, size=96)
 
@@ -45,7 +45,7 @@ def test_pipeline_runs_every_stage_then_reuses_them(project: Path, tmp_path: Pat
 
 
 def test_dataset_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:
-    from odplug.pipeline import dataset_fingerprint
+    from odplug.workflows.pipeline import dataset_fingerprint
 
     data = tmp_path / "data"
     (data / "img").mkdir(parents=True)

@@ -37,6 +37,7 @@ from odplug.components import (
     Trainer,
     WriteJob,
 )
+from odplug.data.report import Report
 from odplug.errors import OdplugError
 from odplug.plugins import (
     DEFAULT_PLUGINS,
@@ -47,7 +48,6 @@ from odplug.plugins import (
     get_plugin_manager,
     load_registry,
 )
-from odplug.report import Report
 from tests.conftest import ROOT, Run, read_records
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
@@ -344,7 +344,7 @@ def test_duplicate_component_name_names_plugin_and_owner(plugins: Plugins) -> No
         "importer name 'tf_csv' is already registered by plugin 'tf_csv'"
     ]
     assert registry.owner("importers", "tf_csv") == "tf_csv"
-    assert type(registry.importers["tf_csv"]).__module__ == "plugins.tf_csv"
+    assert type(registry.importers["tf_csv"]).__module__ == "odplug_builtins.tf_csv"
     assert "own_format" not in registry.importers, "all of a failing plugin or nothing"
 
 

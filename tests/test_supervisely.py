@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 
 from odplug import hookspecs
-from odplug.dataset import Box, Sample
+from odplug.data.dataset import Box, Sample
+from odplug.data.labelmap import LabelMap
+from odplug.data.report import Problem, Report
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap
-from odplug.report import Problem, Report
-from plugins import supervisely
-from plugins.supervisely import SuperviselyImporter
+from odplug_builtins import supervisely
+from odplug_builtins.supervisely import SuperviselyImporter
 
 IMPORTER = SuperviselyImporter()
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from odplug.errors import OdplugError
-from plugins.tf_csv import TFCsvImporter, find_csvs, split_of
+from odplug_builtins.tf_csv import TFCsvImporter, find_csvs, split_of
 from tests.conftest import problem_files as codes
 from tests.conftest import read_records
 from tests.conftest import run_import as run

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from odplug.errors import OdplugError
-from plugins.tfjs import TfjsExporter
-from plugins.tfjs.convert import REQUIREMENTS, converter_python
-from plugins.tfjs.node import NPM_CI, NodeDetector, node_binary, resize_uint8, tfjs_dist
+from odplug_builtins.tfjs import TfjsExporter
+from odplug_builtins.tfjs.convert import REQUIREMENTS, converter_python
+from odplug_builtins.tfjs.node import NPM_CI, NodeDetector, node_binary, resize_uint8, tfjs_dist
 from tests.conftest import assert_same_detections, run_import
 
 TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
@@ -44,7 +44,7 @@ def _needs(check) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
-    from odplug.demo import write_demo_project
+    from odplug.data.demo import write_demo_project
 
     base = tmp_path_factory.mktemp("tfjs")
     project = write_demo_project(base / "demo", images=24, size=SIZE)
@@ -62,7 +62,7 @@ def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """
     _needs(converter_python)
     _needs(tfjs_dist)
-    from plugins.trainer.train import train
+    from odplug_builtins.trainer.train import train
 
     run = tmp_path_factory.mktemp("tfjs-run") / "run"
     trained = train(records, run, overrides=TINY)
@@ -82,8 +82,8 @@ def exported(saved_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 @pytest.fixture(scope="module")
 def reference(saved_model: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The TF.js-ready SavedModel run in TensorFlow: the same class-agnostic NMS."""
-    from odplug.detector import SavedModelDetector
-    from plugins.tfjs.graph import build_tfjs_saved_model
+    from odplug.model.detector import SavedModelDetector
+    from odplug_builtins.tfjs.graph import build_tfjs_saved_model
 
     staging = tmp_path_factory.mktemp("tfjs-reference") / "saved_model"
     build_tfjs_saved_model(saved_model, staging)
@@ -93,8 +93,8 @@ def reference(saved_model: Path, tmp_path_factory: pytest.TempPathFactory):  # t
 
 @pytest.fixture(scope="module")
 def images(records: Path) -> list[np.ndarray]:
-    from odplug.shards import shard_files
-    from odplug.tfdata import record_dataset
+    from odplug.data.shards import shard_files
+    from odplug.model.tfdata import record_dataset
 
     return [item["image"] for item in record_dataset(shard_files(records)).as_numpy_iterator()]
 
@@ -118,14 +118,14 @@ def test_check_names_the_requirements_when_the_converter_is_missing(
     with pytest.raises(OdplugError, match=re.escape(REQUIREMENTS)):
         TfjsExporter().check()
     monkeypatch.delenv("ODPLUG_TFJS_PYTHON")
-    monkeypatch.setattr("plugins.tfjs.convert.REPO", tmp_path)
+    monkeypatch.setattr("odplug_builtins.tfjs.convert.REPO", tmp_path)
     with pytest.raises(OdplugError, match=r"dockerfiles/requirements/tfjs\.txt.*tfjs image"):
         converter_python()
 
 
 def test_missing_node_or_packages_name_the_command(monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
-    monkeypatch.setattr("plugins.tfjs.node.HERE", tmp_path)
+    monkeypatch.setattr("odplug_builtins.tfjs.node.HERE", tmp_path)
     with pytest.raises(OdplugError, match=re.escape(NPM_CI)):
         tfjs_dist()
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from plugins.tflite import POSTPROCESS_OP, TFLiteExporter
-from plugins.tflite.convert import VARIABLE_OPS
-from plugins.tflite.runtime import TFLiteDetector, interpreter, ops
+from odplug_builtins.tflite import POSTPROCESS_OP, TFLiteExporter
+from odplug_builtins.tflite.convert import VARIABLE_OPS
+from odplug_builtins.tflite.runtime import TFLiteDetector, interpreter, ops
 from tests.conftest import assert_same_detections, run_import
 
 TINY = {
@@ -29,8 +29,8 @@ TINY = {
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
     """Demo records and a SavedModel trained on them for a few steps, made once per session in
     the session's temporary folder, so test_edgetpu reuses it."""
-    from odplug.demo import write_demo_project
-    from plugins.trainer.train import train
+    from odplug.data.demo import write_demo_project
+    from odplug_builtins.trainer.train import train
 
     base = tmp_path_factory.getbasetemp() / "tiny-detector"
     done = base / "done"
@@ -69,7 +69,7 @@ def exported(low_threshold: Path, tiny: dict, tmp_path_factory: pytest.TempPathF
 
 
 def images(records: Path, count: int) -> list[np.ndarray]:
-    from odplug.tfdata import record_dataset
+    from odplug.model.tfdata import record_dataset
 
     files = sorted(records.glob("test.record-*"))
     return [item["image"] for item in record_dataset(files).take(count).as_numpy_iterator()]
@@ -202,7 +202,7 @@ def test_the_manifest_says_what_the_interpreter_sees(exported: dict) -> None:
 def write_forced_model(path: Path, num_classes: int) -> Path:
     """A SavedModel with the trainer's contract whose raw outputs are fixed: class k scores 0.9
     on anchor k only, the anchors far apart, so every class must survive NMS."""
-    from odplug.labelmap import LabelMap, write_label_map
+    from odplug.data.labelmap import LabelMap, write_label_map
 
     size, count = 32, 4 * num_classes
     centres = (np.arange(count, dtype=np.float32) + 0.5) / count
@@ -285,7 +285,7 @@ def test_registered_as_a_built_in(registry) -> None:  # type: ignore[no-untyped-
 
 
 def test_calibration_images_are_the_training_preprocessing(tiny: dict) -> None:
-    from odplug.tfdata import record_dataset, representative_images
+    from odplug.model.tfdata import record_dataset, representative_images
 
     files = sorted(tiny["records"].glob("train.record-*"))
     first = list(representative_images(files, 32, 5))

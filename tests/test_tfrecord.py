@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from odplug.components import WriteJob
-from odplug.dataset import Box, Sample
+from odplug.data.dataset import Box, Sample
+from odplug.data.labelmap import LabelMap
+from odplug.data.shards import shard_files, write_tfrecords
+from odplug.data.tfrecord import iter_records, summarize, write_record
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap
-from odplug.shards import shard_files, write_tfrecords
-from odplug.tfdata import record_dataset
-from odplug.tfrecord import iter_records, summarize, write_record
+from odplug.model.tfdata import record_dataset
 from tests.conftest import read_records
 
 
@@ -148,9 +148,9 @@ def test_write_read_round_trip(tmp_path_factory: pytest.TempPathFactory,
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 300_000])
 def test_example_parts_are_the_example_protobuf_would_write(size: int) -> None:
     """The image entry framed by hand parses to exactly the message built through protobuf."""
-    from odplug.example import encode_example
-    from odplug.images import ImageData
-    from odplug.protos import Example
+    from odplug.data.example import encode_example
+    from odplug.data.images import ImageData
+    from odplug.data.protos import Example
 
     image = ImageData(bytes(range(256)) * (size // 256) + bytes(size % 256), "png", 7, 5)
     boxes = [Box("dog", 1, 1, 3, 4, difficult=True)]

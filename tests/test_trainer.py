@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from plugins.trainer.config import load_config
+from odplug_builtins.trainer.config import load_config
 from tests.conftest import BIN, ROOT, assert_same_detections, run_import
 
 TINY = {
@@ -32,7 +32,7 @@ def _set(overrides: dict) -> str:
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
-    from odplug.demo import write_demo_project
+    from odplug.data.demo import write_demo_project
 
     base = tmp_path_factory.mktemp("trainer")
     project = write_demo_project(base / "demo", images=24, size=96, seed=3)
@@ -43,7 +43,7 @@ def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
 @pytest.fixture(scope="module")
 def trained(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One short run shared by the tests that need a trained model."""
-    from plugins.trainer.train import train
+    from odplug_builtins.trainer.train import train
 
     run = tmp_path_factory.mktemp("run") / "run"
     history: list[dict] = []
@@ -70,9 +70,9 @@ def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
 
 
 def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None:
-    from odplug.detector import SavedModelDetector
-    from plugins.trainer.postprocess import detect
-    from plugins.trainer.train import load_run_model
+    from odplug.model.detector import SavedModelDetector
+    from odplug_builtins.trainer.postprocess import detect
+    from odplug_builtins.trainer.train import load_run_model
 
     model, config, _labels, anchors = load_run_model(trained["run"])
     detector = SavedModelDetector(trained["saved"])
@@ -113,10 +113,10 @@ def test_saved_model_holds_its_weights_as_constants_or_variables(trained: dict) 
 
 def test_step_throughput_times_the_compiled_training_step(records: Path) -> None:
     """What bench.train compares the input pipeline against: the same step `train` runs."""
-    from odplug.labelmap import read_label_map
-    from odplug.shards import shard_files
-    from plugins.trainer import data
-    from plugins.trainer.train import step_throughput
+    from odplug.data.labelmap import read_label_map
+    from odplug.data.shards import shard_files
+    from odplug_builtins.trainer import data
+    from odplug_builtins.trainer.train import step_throughput
 
     config = load_config(overrides=TINY)
     label_map = read_label_map(records / "label_map.pbtxt")
@@ -128,7 +128,7 @@ def test_step_throughput_times_the_compiled_training_step(records: Path) -> None
 
 def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path
                                                            ) -> None:
-    from plugins.trainer.train import train
+    from odplug_builtins.trainer.train import train
 
     run = tmp_path / "run"
     overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000}
@@ -158,7 +158,7 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
 def test_starting_over_an_existing_run_or_resuming_nothing_is_refused(records: Path,
                                                                       trained: dict,
                                                                       tmp_path: Path) -> None:
-    from plugins.trainer.train import train
+    from odplug_builtins.trainer.train import train
 
     with pytest.raises(OdplugError, match="already holds a run"):
         train(records, trained["run"], overrides={**TINY, "train.steps": 1})
@@ -169,7 +169,7 @@ def test_starting_over_an_existing_run_or_resuming_nothing_is_refused(records: P
 
 
 def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
-    from plugins.trainer.train import train
+    from odplug_builtins.trainer.train import train
 
     with pytest.raises(OdplugError, match="never downloads weights"):
         train(records, tmp_path / "run",

@@ -11,15 +11,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from odplug.dataset import Box
-from odplug.example import encode_example
-from odplug.images import ImageData
-from odplug.labelmap import LabelMap
-from odplug.shards import shard_files
-from odplug.tfdata import representative_images
-from odplug.tfrecord import write_record
-from plugins.trainer import data
-from plugins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
+from odplug.data.dataset import Box
+from odplug.data.example import encode_example
+from odplug.data.images import ImageData
+from odplug.data.labelmap import LabelMap
+from odplug.data.shards import shard_files
+from odplug.data.tfrecord import write_record
+from odplug.model.tfdata import representative_images
+from odplug_builtins.trainer import data
+from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 from tests.conftest import run_import
 
 LABELS = LabelMap.from_names(["red", "green"])

@@ -2,11 +2,12 @@
 
 TF.js converts neither ``combined_non_max_suppression`` (the serving signature's per-class NMS)
 nor gives right answers with ``non_max_suppression_padded``, so the export first builds a
-TF.js-ready SavedModel in this environment (`plugins.tfjs.graph`): the run's ``raw`` signature,
-box decoding and class-agnostic ``non_max_suppression_with_scores``. The ``tensorflowjs``
-converter then runs on it in its own environment (it pins its own TensorFlow), one variant per
-weight quantization (`plugins.tfjs.convert`). Verification runs each model in Node.js with the
-pure-JavaScript ``@tensorflow/tfjs`` package (`plugins.tfjs.node`).
+TF.js-ready SavedModel in this environment (`odplug_builtins.tfjs.graph`): the run's ``raw``
+signature, box decoding and class-agnostic ``non_max_suppression_with_scores``. The
+``tensorflowjs`` converter then runs on it in its own environment (it pins its own TensorFlow),
+one variant per weight quantization (`odplug_builtins.tfjs.convert`). Verification runs each
+model in Node.js with the pure-JavaScript ``@tensorflow/tfjs`` package
+(`odplug_builtins.tfjs.node`).
 
 Setup, as ``.ci/run`` does it::
 
@@ -33,8 +34,8 @@ class TfjsExporter(Exporter):
     default_variants = VARIANTS
 
     def check(self) -> None:
-        from plugins.tfjs.convert import converter_python
-        from plugins.tfjs.node import tfjs_dist
+        from odplug_builtins.tfjs.convert import converter_python
+        from odplug_builtins.tfjs.node import tfjs_dist
 
         require_module("tensorflow", what="the tfjs exporter",
                        install="pip install -r dockerfiles/requirements/tf.txt")
@@ -43,12 +44,12 @@ class TfjsExporter(Exporter):
 
     def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
                records: Path | None = None) -> list[ExportedModel]:
-        from plugins.tfjs.convert import export
+        from odplug_builtins.tfjs.convert import export
 
         return export(saved_model, out, variants)
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
-        from plugins.tfjs.node import NodeDetector
+        from odplug_builtins.tfjs.node import NodeDetector
 
         return NodeDetector(exported.path)
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
+from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
-from odplug.labelmap import read_label_map
-from plugins.tfjs.node import tfjs_dist
+from odplug_builtins.tfjs.node import tfjs_dist
 
 if TYPE_CHECKING:
-    from odplug.detector_info import DetectorInfo
+    from odplug.model.detector_info import DetectorInfo
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -76,8 +76,8 @@ def converter_python() -> Path:
 
 def export(saved_model: Path, out: Path, variants: Sequence[str]) -> list[ExportedModel]:
     """Build the TF.js-ready SavedModel, convert each variant, write manifests and pages."""
-    from odplug.detector_info import DetectorInfo
-    from plugins.tfjs.graph import build_tfjs_saved_model
+    from odplug.model.detector_info import DetectorInfo
+    from odplug_builtins.tfjs.graph import build_tfjs_saved_model
 
     variants = list(dict.fromkeys(variants))
     unknown = [v for v in variants if v not in QUANTIZE]
@@ -136,7 +136,7 @@ def build_manifest(folder: Path, tensors: dict[str, str], variant: str, info: De
     ``index`` is the output's place in the graph model's outputs (what ``model.outputs`` and
     ``executeAsync`` without names follow); ``tensor`` is the name to ask ``executeAsync`` for.
     """
-    from plugins.tfjs.graph import OUTPUTS
+    from odplug_builtins.tfjs.graph import OUTPUTS
 
     model_json = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     signature = model_json["signature"]

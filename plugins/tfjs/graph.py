@@ -15,9 +15,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from odplug.boxcoder import decode
-from odplug.detector_info import DetectorInfo
 from odplug.errors import OdplugError
+from odplug.model.boxcoder import decode
+from odplug.model.detector_info import DetectorInfo
 
 INPUT_NAME = "images"
 OUTPUTS = {

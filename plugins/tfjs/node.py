@@ -54,7 +54,7 @@ def resize_uint8(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class NodeDetector:
-    """A detector (uint8 RGB image -> `odplug.detector.Detections`) running one TF.js model."""
+    """A detector (uint8 RGB image -> `odplug.model.detector.Detections`) running a TF.js model."""
 
     def __init__(self, folder: Path) -> None:
         manifest_path = folder / "manifest.json"
@@ -78,7 +78,7 @@ class NodeDetector:
         return self._ask({"op": "describe"})
 
     def __call__(self, image: np.ndarray) -> Any:
-        from odplug.detector import Detections
+        from odplug.model.detector import Detections
 
         pixels = resize_uint8(image, self.size)
         reply = self._ask({"op": "detect", "shape": list(pixels.shape),

@@ -34,8 +34,8 @@ class TFLiteExporter(Exporter):
     def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
                records: Path | None = None) -> list[ExportedModel]:
         check_variants(self, variants)
-        from plugins.tflite.export import calibration, export_variant
-        from plugins.tflite.source import load_source
+        from odplug_builtins.tflite.export import calibration, export_variant
+        from odplug_builtins.tflite.source import load_source
 
         calibrate = calibration(records) if "int8" in variants else None
         source = load_source(saved_model)
@@ -62,9 +62,9 @@ def check_variants(exporter: Exporter, variants: Sequence[str]) -> None:
 
 
 def tflite_detector(exported: ExportedModel) -> Callable[..., object]:
-    """The exported file in LiteRT's interpreter, as an `odplug.detector` detector."""
-    from plugins.tflite.export import read_manifest
-    from plugins.tflite.runtime import TFLiteDetector
+    """The exported file in LiteRT's interpreter, as an `odplug.model.detector` detector."""
+    from odplug_builtins.tflite.export import read_manifest
+    from odplug_builtins.tflite.runtime import TFLiteDetector
 
     return TFLiteDetector(exported.path, read_manifest(exported)["label_ids"])
 

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from plugins.tflite import POSTPROCESS_OP
-from plugins.tflite.source import Nms, SourceModel
+from odplug_builtins.tflite import POSTPROCESS_OP
+from odplug_builtins.tflite.source import Nms, SourceModel
 
 OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})

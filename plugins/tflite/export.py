@@ -20,10 +20,10 @@ import tensorflow as tf
 from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.components import ExportedModel
 from odplug.errors import OdplugError
-from odplug.tfdata import representative_images
-from plugins.tflite import POSTPROCESS_OP, runtime
-from plugins.tflite.convert import VARIABLE_OPS, Calibration, convert
-from plugins.tflite.source import SourceModel
+from odplug.model.tfdata import representative_images
+from odplug_builtins.tflite import POSTPROCESS_OP, runtime
+from odplug_builtins.tflite.convert import VARIABLE_OPS, Calibration, convert
+from odplug_builtins.tflite.source import SourceModel
 
 CALIBRATION_IMAGES = 200
 """Records of the training split used for int8 calibration (fewer when the split is smaller)."""

@@ -1,6 +1,6 @@
 """Running and inspecting .tflite files with LiteRT's interpreter (``ai_edge_litert``).
 
-`TFLiteDetector` is the exported model as an `odplug.detector` detector; `ops` and
+`TFLiteDetector` is the exported model as an `odplug.model.detector` detector; `ops` and
 `describe` read what a file holds (its operators and their types, its input and outputs) for the
 exporters' checks and manifests. The interpreter's newer CompiledModel API is not used: it
 crashed on ``TFLite_Detection_PostProcess`` here.
@@ -92,7 +92,7 @@ def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:
 
 
 class TFLiteDetector:
-    """A .tflite detector from `plugins.tflite.convert`: uint8 image [H, W, 3] -> Detections.
+    """A .tflite detector from `odplug_builtins.tflite.convert`: uint8 [H, W, 3] -> Detections.
 
     The image is stretched to the model's S x S with ``tf.image.resize`` (bilinear), as the
     SavedModel's serving signature does, and quantized with the input's own scale and zero
@@ -111,7 +111,7 @@ class TFLiteDetector:
     def __call__(self, image: np.ndarray) -> Any:
         import tensorflow as tf
 
-        from odplug.detector import Detections
+        from odplug.model.detector import Detections
 
         resized = tf.image.resize(tf.cast(image[None], tf.float32), self._size).numpy()
         self._runtime.set_tensor(self._input["index"], self._quantize(resized))

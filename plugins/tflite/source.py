@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from odplug.detector_info import DetectorInfo
+from odplug.data.labelmap import LabelMap
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap
+from odplug.model.detector_info import DetectorInfo
 
 
 @dataclass(frozen=True)

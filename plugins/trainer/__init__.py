@@ -24,14 +24,14 @@ class SSDTrainer(Trainer):
         require_module("pycocotools", what="the ssd trainer's COCO evaluation", install=install)
 
     def default_config(self) -> str:
-        from plugins.trainer.config import Config, to_toml
+        from odplug_builtins.trainer.config import Config, to_toml
 
         return to_toml(Config())
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: bool = False,
               on_step: StepCallback | None = None) -> Path:
-        from plugins.trainer.train import train
+        from odplug_builtins.trainer.train import train
 
         return train(records, run_dir, config_path=config, overrides=overrides or {},
                      resume=resume, on_step=on_step or (lambda step, total, metrics: None))

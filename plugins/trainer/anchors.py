@@ -2,7 +2,7 @@
 
 Anchors are (ycenter, xcenter, height, width), normalised to [0, 1], ordered row by row, cell
 by cell, anchor by anchor within a cell, level after level: the order the heads' outputs are
-reshaped in. The box coder that encodes boxes against them is `odplug.boxcoder`, shared with
+reshaped in. The box coder that encodes boxes against them is `odplug.model.boxcoder`, shared with
 the exporters.
 """
 
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from plugins.trainer.config import ModelConfig
+from odplug_builtins.trainer.config import ModelConfig
 
 
 def anchors_per_cell(model: ModelConfig) -> int:

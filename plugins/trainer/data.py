@@ -1,10 +1,10 @@
 """The trainer's tf.data input pipeline: TFRecords in, fixed-size batches of images and boxes out.
 
-Records are parsed by `odplug.tfdata.make_decoder`, the reader of record, so records written
+Records are parsed by `odplug.model.tfdata.make_decoder`, the reader of record, so records written
 by other tools train too. Every image is stretched to S x S like the TF Object Detection API's
 ``fixed_shape_resizer``; boxes are normalised, so the stretch leaves them unchanged. Images stay
 float32 in 0..255: the model normalises them itself, so export and int8 calibration see exactly
-what training saw (`odplug.tfdata.representative_images`, used for int8 calibration, is this
+what training saw (`odplug.model.tfdata.representative_images`, used for int8 calibration, is this
 module's preprocessing minus augmentation; a test holds the two together).
 
 Deterministic means: the same files (in the same order), the same configs and the same
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from odplug.data.labelmap import LabelMap
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap
-from odplug.tfdata import make_decoder
-from plugins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
+from odplug.model.tfdata import make_decoder
+from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 

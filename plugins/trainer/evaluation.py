@@ -1,7 +1,7 @@
 """COCO metrics of the Keras model on a split, for validation during training and evaluation.
 
 The model runs on batches from the evaluation pipeline (no augmentation) and the shared
-`postprocess.detect` turns its outputs into detections; `odplug.coco` computes the metrics,
+`postprocess.detect` turns its outputs into detections; `odplug.model.coco` computes the metrics,
 the same function the export verification uses, so the numbers compare.
 """
 
@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.coco import CocoResult, ImageDetections, ImageTruth, evaluate
-from odplug.labelmap import LabelMap
-from plugins.trainer import data
-from plugins.trainer.config import Config
-from plugins.trainer.postprocess import detect
+from odplug.data.labelmap import LabelMap
+from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug_builtins.trainer import data
+from odplug_builtins.trainer.config import Config
+from odplug_builtins.trainer.postprocess import detect
 
 
 def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anchors: np.ndarray,

@@ -22,11 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.boxcoder import SCALE_FACTORS
-from odplug.detector_info import DetectorInfo
-from odplug.labelmap import LabelMap
-from plugins.trainer.config import Config
-from plugins.trainer.postprocess import detect
+from odplug.data.labelmap import LabelMap
+from odplug.model.boxcoder import SCALE_FACTORS
+from odplug.model.detector_info import DetectorInfo
+from odplug_builtins.trainer.config import Config
+from odplug_builtins.trainer.postprocess import detect
 
 
 def export_saved_model(model: keras.Model, anchors: np.ndarray, config: Config,

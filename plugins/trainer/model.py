@@ -16,10 +16,10 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from odplug import boxcoder
 from odplug.errors import OdplugError
-from plugins.trainer import anchors as anchor_lib
-from plugins.trainer.config import ModelConfig, TrainConfig
+from odplug.model import boxcoder
+from odplug_builtins.trainer import anchors as anchor_lib
+from odplug_builtins.trainer.config import ModelConfig, TrainConfig
 
 # MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
 _BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "out_relu"}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from odplug import boxcoder
-from plugins.trainer.config import EvalConfig
+from odplug.model import boxcoder
+from odplug_builtins.trainer.config import EvalConfig
 
 
 def detect(box_codes: tf.Tensor, class_logits: tf.Tensor, anchors: tf.Tensor,

@@ -23,16 +23,16 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.atomic import atomic_write_text
-from odplug.coco import plot_precision_recall, write_metrics
+from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
+from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, read_label_map, write_label_map
-from odplug.shards import shard_files
-from plugins.trainer import data
-from plugins.trainer.anchors import make_anchors
-from plugins.trainer.config import Config, load_config, save_config
-from plugins.trainer.evaluation import evaluate_model
-from plugins.trainer.export import export_saved_model
-from plugins.trainer.model import DetectionLoss, build_model
+from odplug.model.coco import plot_precision_recall, write_metrics
+from odplug_builtins.trainer import data
+from odplug_builtins.trainer.anchors import make_anchors
+from odplug_builtins.trainer.config import Config, load_config, save_config
+from odplug_builtins.trainer.evaluation import evaluate_model
+from odplug_builtins.trainer.export import export_saved_model
+from odplug_builtins.trainer.model import DetectionLoss, build_model
 
 log = logging.getLogger(__name__)
 

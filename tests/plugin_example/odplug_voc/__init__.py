@@ -12,9 +12,9 @@ from pathlib import Path
 
 from odplug import hookimpl
 from odplug.components import Importer
-from odplug.dataset import Box, Sample
+from odplug.data.dataset import Box, Sample
+from odplug.data.report import Report
 from odplug.errors import OdplugError
-from odplug.report import Report
 
 
 def _annotation_folder(source: Path) -> Path | None:

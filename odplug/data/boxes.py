@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from odplug.dataset import Box
-from odplug.report import Report
+from odplug.data.dataset import Box
+from odplug.data.report import Report
 
 
 def fit_boxes(boxes: list[Box], width: int, height: int, file: str, report: Report) -> list[Box]:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from odplug.components import Importer, Verify, WriteJob
-from odplug.dataset import Sample
+from odplug.data.dataset import Sample
+from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
+from odplug.data.report import Report
+from odplug.data.splits import SplitMode, assign_splits
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.plugins import Registry
-from odplug.report import Report
-from odplug.splits import SplitMode, assign_splits
 
 REPORT_NAME = "report.json"
 LABEL_MAP_NAME = "label_map.pbtxt"

@@ -15,8 +15,8 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from odplug.console import load_registry_warning, progress_bar, training_reporter, user_errors
-from odplug.overrides import parse_overrides
+from odplug.cli.console import load_registry_warning, progress_bar, training_reporter, user_errors
+from odplug.cli.overrides import parse_overrides
 
 # These tasks run in a command-line process that ends when its task does. The interpreter's
 # final garbage collections then cost a tenth of a second after a data.import (measured), a
@@ -55,9 +55,9 @@ def import_(
     quiet=False,
 ):
     """Import a labelled dataset into TFRecords (or tf_csv), with a report of every skip."""
-    from odplug.convert import ImportOptions, import_dataset, parse_rename
-    from odplug.report import render_summary
-    from odplug.splits import parse_ratios
+    from odplug.data.convert import ImportOptions, import_dataset, parse_rename
+    from odplug.data.report import render_summary
+    from odplug.data.splits import parse_ratios
 
     if split not in ("auto", "source", "ratio"):
         raise Exit(f"odplug: error: --split {split!r}: use auto, source or ratio", code=2)
@@ -96,7 +96,7 @@ def stats(c, folder=None, json=False):
         raise Exit("odplug: error: give the TFRecord folder with --folder (see --help)", code=2)
     import json as json_module
 
-    from odplug.stats import folder_stats, render_stats
+    from odplug.data.stats import folder_stats, render_stats
 
     summary = folder_stats(Path(folder))
     print(json_module.dumps(summary, indent=2) if json else render_stats(summary), end="\n")
@@ -137,7 +137,7 @@ def plugins_(c, json=False):
 @user_errors
 def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
     """Write a synthetic Supervisely project (shapes on textures, 3 classes) to try odplug on."""
-    from odplug.demo import write_demo_project
+    from odplug.data.demo import write_demo_project
 
     with progress_bar("drawing") as bar:
         bar.start(images)
@@ -234,10 +234,10 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
         if not info.is_file():
             raise OdplugError(f"{run}: not a run folder (no run.json): give --records")
         records = json_module.loads(info.read_text())["records"]
-    from odplug.coco import plot_precision_recall, write_metrics
-    from odplug.detector import SavedModelDetector, evaluate_detector
-    from odplug.labelmap import read_label_map
-    from odplug.shards import shard_files
+    from odplug.data.labelmap import read_label_map
+    from odplug.data.shards import shard_files
+    from odplug.model.coco import plot_precision_recall, write_metrics
+    from odplug.model.detector import SavedModelDetector, evaluate_detector
 
     files = shard_files(Path(records), split)
     if not files:
@@ -269,7 +269,7 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 @user_errors
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     """Detect objects in images: PNGs with boxes, classes and scores drawn, and a JSON."""
-    from odplug.predict import predict_images
+    from odplug.model.predict import predict_images
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
@@ -296,8 +296,8 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None, records=None,
                  verify=True, limit=0):
     """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
-    from odplug import exporting
     from odplug.errors import OdplugError
+    from odplug.export import plan as exporting
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
@@ -320,10 +320,10 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
     if records_path is None:
         raise OdplugError(f"{model}: not a run folder, so no test split is known: give "
                           "--records or --no-verify")
-    from odplug.labelmap import read_label_map
-    from odplug.shards import shard_files
-    from odplug.verify import verify as verify_models
-    from odplug.verify import write_table
+    from odplug.data.labelmap import read_label_map
+    from odplug.data.shards import shard_files
+    from odplug.export.verify import verify as verify_models
+    from odplug.export.verify import write_table
 
     files = shard_files(records_path, "test")
     if not files:
@@ -346,7 +346,7 @@ def docker_build(c, image="all"):
     """Build the toolchain images (echoing each docker command)."""
     import shlex
 
-    from odplug import docker
+    from odplug.cli import docker
 
     targets = list(docker.IMAGES.values()) if image == "all" else [docker.image(image)]
     commands = [shlex.join(docker.build_command(target, Path("."))) for target in targets]
@@ -370,7 +370,7 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
     """Run a command in a toolchain image with this folder mounted at /work (echoed)."""
     import shlex
 
-    from odplug import docker
+    from odplug.cli import docker
 
     target = docker.image(image)
     line = shlex.join(docker.run_command(target, Path("."), command, gpus=gpus))
@@ -398,7 +398,7 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
 
-    from odplug.pipeline import PipelineOptions, run_pipeline
+    from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
     registry = load_registry_warning()
     overrides = parse_overrides(set)

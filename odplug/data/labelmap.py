@@ -14,8 +14,8 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from odplug.atomic import atomic_write_text
+from odplug.data.protos import StringIntLabelMap
 from odplug.errors import OdplugError
-from odplug.protos import StringIntLabelMap
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,8 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                  on_step: Callable[[int, int, dict[str, float]], None] | None = None,
                  on_import_total: Callable[[int], None] = lambda total: None,
                  on_import_progress: Callable[[int], None] = lambda n: None) -> PipelineResult:
-    from odplug import exporting
-    from odplug.convert import ImportOptions, import_dataset
+    from odplug.data.convert import ImportOptions, import_dataset
+    from odplug.export import plan as exporting
 
     trainer = cast(Trainer, registry.get("trainers", options.trainer))
     exporters = exporting.plan(registry, options.to)
@@ -135,7 +135,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
         project = out / "demo-project"
 
         def make_demo() -> dict[str, Any]:
-            from odplug.demo import write_demo_project
+            from odplug.data.demo import write_demo_project
 
             write_demo_project(project, images=options.demo_images, seed=options.seed)
             return {"project": str(project)}
@@ -190,9 +190,9 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                for m in exported_state["models"]]
 
     def do_verify() -> dict[str, Any]:
-        from odplug.labelmap import read_label_map
-        from odplug.shards import shard_files
-        from odplug.verify import verify, write_table
+        from odplug.data.labelmap import read_label_map
+        from odplug.data.shards import shard_files
+        from odplug.export.verify import verify, write_table
 
         files = shard_files(records, "test")
         if not files:

@@ -10,9 +10,9 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
-from odplug.dataset import SPLITS, Sample
+from odplug.data.dataset import SPLITS, Sample
+from odplug.data.report import Report
 from odplug.errors import OdplugError
-from odplug.report import Report
 
 SplitMode = Literal["auto", "source", "ratio"]
 

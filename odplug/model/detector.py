@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from odplug.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug.data.labelmap import LabelMap, read_label_map
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, read_label_map
-from odplug.tfdata import record_dataset
+from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug.model.tfdata import record_dataset
 
 
 @dataclass

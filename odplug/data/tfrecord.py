@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 
 import crc32c
 
+from odplug.data.protos import Example
 from odplug.errors import OdplugError
-from odplug.protos import Example
 
 _MASK_DELTA = 0xA282EAD8
 _LENGTH = struct.Struct("<Q")

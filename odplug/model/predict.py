@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
-from odplug.detector import SavedModelDetector
-from odplug.draw import draw_detections
 from odplug.errors import OdplugError
+from odplug.model.detector import SavedModelDetector
+from odplug.model.draw import draw_detections
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Exporter
-from odplug.detector import Detections, SavedModelDetector, evaluate_detector
-from odplug.labelmap import LabelMap
+from odplug.data.labelmap import LabelMap
+from odplug.model.detector import Detections, SavedModelDetector, evaluate_detector
 
 
 @dataclass

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from odplug.atomic import TEMP_PREFIX, remove_stale_temporaries
 from odplug.components import Verify, WriteJob
-from odplug.dataset import Sample
-from odplug.example import encode_example
-from odplug.labelmap import LabelMap
-from odplug.parallel import default_workers, run_jobs, tick
-from odplug.prepare import prepare
-from odplug.report import Report
-from odplug.tfrecord import write_record
+from odplug.data.dataset import Sample
+from odplug.data.example import encode_example
+from odplug.data.labelmap import LabelMap
+from odplug.data.parallel import default_workers, run_jobs, tick
+from odplug.data.prepare import prepare
+from odplug.data.report import Report
+from odplug.data.tfrecord import write_record
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)\.record-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 TARGET_SHARD_BYTES = 128 * 1024 * 1024

@@ -3,7 +3,7 @@
 from invoke import Program
 
 from odplug import __version__
-from odplug.tasks import ns
+from odplug.cli.tasks import ns
 
 program = Program(namespace=ns, version=__version__, name="odplug", binary="odplug")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from odplug.boxes import fit_boxes
 from odplug.components import Verify
-from odplug.dataset import Box, Sample
-from odplug.images import ImageData, ImageProblem, load_image
-from odplug.report import Report
+from odplug.data.boxes import fit_boxes
+from odplug.data.dataset import Box, Sample
+from odplug.data.images import ImageData, ImageProblem, load_image
+from odplug.data.report import Report
 
 
 @dataclass(slots=True)

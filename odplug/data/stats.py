@@ -10,11 +10,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from odplug.data.labelmap import read_label_map
+from odplug.data.report import split_order
+from odplug.data.shards import SHARD_PATTERN, shard_files
+from odplug.data.tfrecord import iter_records, summarize
 from odplug.errors import OdplugError
-from odplug.labelmap import read_label_map
-from odplug.report import split_order
-from odplug.shards import SHARD_PATTERN, shard_files
-from odplug.tfrecord import iter_records, summarize
 
 
 def folder_stats(folder: Path) -> dict[str, Any]:

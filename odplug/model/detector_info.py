@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from odplug.atomic import atomic_write_text
+from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.errors import OdplugError
-from odplug.labelmap import LabelMap, read_label_map, write_label_map
 
 INFO_NAME = "detector.json"
 ANCHORS_NAME = "anchors.npy"
