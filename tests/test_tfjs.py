@@ -25,7 +25,14 @@ import pytest
 from odplug.errors import OdplugError
 from odplug_builtins.tfjs import TfjsExporter
 from odplug_builtins.tfjs.convert import REQUIREMENTS, converter_python
-from odplug_builtins.tfjs.node import NPM_CI, NodeDetector, node_binary, resize_uint8, tfjs_dist
+from odplug_builtins.tfjs.node import (
+    PREFIX_ENV,
+    NodeDetector,
+    node_binary,
+    node_prefix,
+    resize_uint8,
+    tfjs_dist,
+)
 from tests.conftest import assert_same_detections, run_import
 
 TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
@@ -119,14 +126,20 @@ def test_check_names_the_requirements_when_the_converter_is_missing(
         TfjsExporter().check()
     monkeypatch.delenv("ODPLUG_TFJS_PYTHON")
     monkeypatch.setattr("odplug_builtins.tfjs.convert.REPO", tmp_path)
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(OdplugError, match=r"dockerfiles/requirements/tfjs\.txt.*tfjs image"):
         converter_python()
 
 
 def test_missing_node_or_packages_name_the_command(monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
+    monkeypatch.delenv(PREFIX_ENV, raising=False)
     monkeypatch.setattr("odplug_builtins.tfjs.node.HERE", tmp_path)
-    with pytest.raises(OdplugError, match=re.escape(NPM_CI)):
+    with pytest.raises(OdplugError, match=re.escape(f"npm ci --prefix {tmp_path}")):
+        tfjs_dist()
+    monkeypatch.setenv(PREFIX_ENV, str(tmp_path / "shared"))
+    assert node_prefix() == tmp_path / "shared"
+    with pytest.raises(OdplugError, match=re.escape(str(tmp_path / "shared" / "node_modules"))):
         tfjs_dist()
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(OdplugError, match="Node.js"):

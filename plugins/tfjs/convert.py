@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+"""The checkout's root when this runs from one (plugins/tfjs/ -> the repository)."""
 REQUIREMENTS = "dockerfiles/requirements/tfjs.txt"
 PYTHON_ENV = "ODPLUG_TFJS_PYTHON"
 SETUP = (f"python3 -m venv .venv-tfjs && .venv-tfjs/bin/pip install -r {REQUIREMENTS} "
@@ -52,14 +53,17 @@ for source, target, flags in json.loads(sys.argv[1]):
 
 
 def converter_python() -> Path:
-    """The interpreter that has ``tensorflowjs``: $ODPLUG_TFJS_PYTHON, .venv-tfjs, or this one."""
+    """The interpreter that has ``tensorflowjs``: $ODPLUG_TFJS_PYTHON, else ``.venv-tfjs`` in the
+    checkout this plugin runs from (setup.sh makes it) or in the current folder, else this one.
+    """
     configured = os.environ.get(PYTHON_ENV)
+    local = [folder / ".venv-tfjs" / "bin" / "python" for folder in (REPO, Path.cwd())]
     if configured:
         python = Path(configured)
         if not python.is_file():
             raise OdplugError(f"{PYTHON_ENV}={configured}: no such Python; {SETUP}")
-    elif (REPO / ".venv-tfjs" / "bin" / "python").is_file():
-        python = REPO / ".venv-tfjs" / "bin" / "python"
+    elif any(candidate.is_file() for candidate in local):
+        python = next(candidate for candidate in local if candidate.is_file())
     elif importlib.util.find_spec("tensorflowjs") is not None:
         return Path(sys.executable)
     else:

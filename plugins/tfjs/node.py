@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,15 +24,33 @@ from odplug.errors import OdplugError
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "runner.mjs"
-NPM_CI = "npm ci --prefix plugins/tfjs"
+PREFIX_ENV = "ODPLUG_TFJS_NODE_PREFIX"
+
+
+def node_prefix() -> Path:
+    """The folder whose ``node_modules/`` holds ``@tensorflow/tfjs``.
+
+    ``$ODPLUG_TFJS_NODE_PREFIX`` when set (one npm install shared by several environments),
+    else this plugin's own folder: ``setup.sh`` runs ``npm ci --prefix plugins/tfjs`` in a
+    checkout, and an installed wheel ships ``package.json`` and the lock file here so that the
+    same command works on the installed package.
+    """
+    configured = os.environ.get(PREFIX_ENV)
+    return Path(configured).resolve() if configured else HERE
+
+
+def npm_ci_hint() -> str:
+    """What the user runs to install the Node packages, for the error messages."""
+    return (f"npm ci --prefix {HERE} (or set {PREFIX_ENV} to a folder where that was run)")
 
 
 def tfjs_dist() -> Path:
     """The installed ``@tensorflow/tfjs`` dist folder (tf.min.js for the page), or a clear error."""
-    dist = HERE / "node_modules" / "@tensorflow" / "tfjs" / "dist"
+    modules = node_prefix() / "node_modules"
+    dist = modules / "@tensorflow" / "tfjs" / "dist"
     if not (dist / "tf.min.js").is_file():
         raise OdplugError(f"the tfjs exporter needs the @tensorflow/tfjs npm package in "
-                          f"{HERE / 'node_modules'}: run {NPM_CI}")
+                          f"{modules}: run {npm_ci_hint()}")
     return dist
 
 
@@ -39,7 +58,7 @@ def node_binary() -> str:
     node = shutil.which("node")
     if node is None:
         raise OdplugError("running TF.js models needs Node.js (no 'node' on PATH): install "
-                          f"nodejs (apt-get install nodejs), then {NPM_CI}")
+                          f"nodejs (apt-get install nodejs), then {npm_ci_hint()}")
     return node
 
 
@@ -68,7 +87,7 @@ class NodeDetector:
         tfjs_dist()
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [node, str(RUNNER), str(folder.resolve())], stdin=subprocess.PIPE,
+            [node, str(RUNNER), str(folder.resolve()), str(node_prefix())], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=HERE)
         self._closer = weakref.finalize(self, _stop, self._process, self._stderr)
         self.ready = self._reply()

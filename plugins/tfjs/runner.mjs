@@ -1,7 +1,8 @@
 // Runs one exported TF.js graph model in Node.js for odplug's verification, one image at a time.
 //
-// Usage: node runner.mjs <model folder>   (the folder holds model.json, its shards and the
-// odplug manifest.json). Speaks JSON lines: each request on stdin is answered by one line on
+// Usage: node runner.mjs <model folder> [<npm prefix>]   (the folder holds model.json, its
+// shards and the odplug manifest.json; @tensorflow/tfjs is resolved from <npm prefix>/node_modules,
+// by default the folder of this script, so an installed package can use a shared npm install). Speaks JSON lines: each request on stdin is answered by one line on
 // stdout; everything else TF.js prints goes to stderr so it cannot break the protocol.
 //   {"op": "describe"}  -> the graph model's real inputs and outputs, as TF.js sees them
 //   {"op": "detect", "shape": [h, w, 3], "data": "<base64 of the uint8 RGB pixels>"}
@@ -11,15 +12,19 @@
 // Uses the pure-JavaScript @tensorflow/tfjs (CPU backend): no native binary to download.
 
 import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import path from "node:path";
 import readline from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const send = (message) => process.stdout.write(JSON.stringify(message) + "\n");
 console.log = (...args) => console.error(...args);
 console.warn = (...args) => console.error(...args);
 console.info = (...args) => console.error(...args);
 
-const tf = await import("@tensorflow/tfjs");
+const prefix = process.argv[3] ?? path.dirname(fileURLToPath(import.meta.url));
+const requireFromPrefix = createRequire(path.join(prefix, "package.json"));
+const tf = await import(pathToFileURL(requireFromPrefix.resolve("@tensorflow/tfjs")).href);
 
 async function loadArtifacts(folder) {
   const modelJson = JSON.parse(await readFile(path.join(folder, "model.json"), "utf8"));

@@ -1,0 +1,106 @@
+"""The built wheel, installed into a fresh environment, works from a folder unrelated to the
+checkout: ``pip install odplug`` is what a user gets, not this source tree.
+
+The fresh environment gets odplug only from the wheel. Its third-party dependencies
+(TensorFlow and the rest, gigabytes) are borrowed from the test environment through a ``.pth``
+line rather than downloaded again; a path added that way is not a site directory, so the
+checkout's own editable install of odplug listed there stays inert, and the test checks that
+odplug and its built-in plugins are imported from the wheel's files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
+        "train.steps=6,train.warmup_steps=2,train.eval_every=1000,train.checkpoint_every=1000")
+PLUGIN_DATA = ("odplug_builtins/tfjs/runner.mjs", "odplug_builtins/tfjs/package.json",
+               "odplug_builtins/tfjs/package-lock.json", "odplug_builtins/tfjs/web/index.html",
+               "odplug_builtins/tfjs/web/app.js")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(ROOT)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (built,) = out.glob("odplug-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel installed; returns its bin folder."""
+    venv = tmp_path_factory.mktemp("venv") / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                           "--force-reinstall", str(wheel)],
+                          capture_output=True, text=True, check=False, cwd=venv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv / "bin"
+
+
+def test_wheel_holds_odplug_builtins_and_their_files_and_no_plugins_package(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/", 1)[0] for name in names if not name.endswith(".dist-info/RECORD")}
+    assert "plugins" not in top, sorted(top)
+    assert {"odplug", "odplug_builtins"} <= top
+    missing = [name for name in PLUGIN_DATA if name not in names]
+    assert not missing, missing
+    assert not any("node_modules" in name for name in names)
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_the_whole_job_from_an_unrelated_folder(
+        installed: Path, tmp_path: Path) -> None:
+    node_prefix = ROOT / "plugins" / "tfjs"
+    converter = ROOT / ".venv-tfjs" / "bin" / "python"
+    if not (node_prefix / "node_modules" / "@tensorflow" / "tfjs").is_dir() or \
+            shutil.which("node") is None or not converter.is_file():
+        pytest.skip("needs Node.js, `npm ci --prefix plugins/tfjs` and .venv-tfjs (setup.sh)")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(PATH=f"{installed}{os.pathsep}{env['PATH']}", ODPLUG_TFJS_PYTHON=str(converter),
+               ODPLUG_TFJS_NODE_PREFIX=str(node_prefix), TF_CPP_MIN_LOG_LEVEL="2")
+
+    def odplug(*args: str) -> str:
+        done = subprocess.run([str(installed / "odplug"), *args], cwd=work, env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"odplug {' '.join(args)}:\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    where = subprocess.run(
+        [str(installed / "python"), "-c", "import odplug, odplug_builtins.tfjs; "
+         "print(odplug.__file__); print(odplug_builtins.tfjs.__file__)"],
+        cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert all(path.startswith(str(installed.parent)) for path in where), where
+    listing = subprocess.run([str(installed / "python"), "-m", "pip", "show", "-f", "odplug"],
+                             cwd=work, env=env, capture_output=True, text=True, check=True)
+    files = [line.strip() for line in listing.stdout.splitlines() if line.startswith("  ")]
+    assert not [f for f in files if f.startswith("plugins/")]
+    assert "odplug_builtins/tfjs/runner.mjs" in files
+
+    odplug("demo.dataset", "--out", "demo", "--images", "24", "--size", "96")
+    odplug("data.import", "--source", "demo", "--out", "records", "--quiet")
+    odplug("model.train", "--records", "records", "--run", "run", "--set", TINY)
+    table = odplug("model.export", "--model", "run", "--to", "tflite,tfjs",
+                   "--quantize", "float32", "--limit", "3")
+    assert "| tflite-float32 |" in table and "| tfjs-float32 |" in table, table
+    assert (work / "run" / "export" / "tfjs" / "tfjs-float32" / "model.json").is_file()
