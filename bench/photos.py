@@ -22,9 +22,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from odplug.atomic import atomic_write_text
+from odplug.data.demo import supervisely_annotation, supervisely_meta, supervisely_points
 
 # Bump when the content changes, so cached projects of the old content are not reused.
-CONTENT_VERSION = 1
+CONTENT_VERSION = 2
 
 # (title, shape, colour): two rectangle classes and one polygon class, as Supervisely declares them.
 CLASSES = (
@@ -71,32 +72,7 @@ def split_of(index: int) -> str:
 
 def meta() -> dict:
     """The project's meta.json: its classes and the split tags images may carry."""
-    return {
-        "classes": [
-            {
-                "title": title,
-                "shape": shape,
-                "color": color,
-                "geometry_config": {},
-                "id": i + 1,
-                "hotkey": "",
-            }
-            for i, (title, shape, color) in enumerate(CLASSES)
-        ],
-        "tags": [
-            {
-                "name": tag,
-                "value_type": "none",
-                "color": "#A0A0A0",
-                "id": i + 1,
-                "hotkey": "",
-                "applicable_type": "imagesOnly",
-                "classes": [],
-            }
-            for i, tag in enumerate(SPLIT_TAGS)
-        ],
-        "projectType": "images",
-    }
+    return supervisely_meta(CLASSES, SPLIT_TAGS)
 
 
 def _rectangle(rng: np.random.Generator, width: int, height: int) -> list[list[int]]:
@@ -126,20 +102,8 @@ def annotation(rng: np.random.Generator, spec: ProjectSpec, index: int) -> dict:
     for _ in range(int(rng.integers(1, 5))):
         title, shape, _color = CLASSES[int(rng.integers(len(CLASSES)))]
         make = _rectangle if shape == "rectangle" else _polygon
-        objects.append(
-            {
-                "classTitle": title,
-                "geometryType": shape,
-                "tags": [],
-                "points": {"exterior": make(rng, spec.width, spec.height), "interior": []},
-            }
-        )
-    return {
-        "description": "",
-        "tags": [{"name": split_of(index)}],
-        "size": {"height": spec.height, "width": spec.width},
-        "objects": objects,
-    }
+        objects.append(supervisely_points(title, shape, make(rng, spec.width, spec.height)))
+    return supervisely_annotation(split_of(index), spec.width, spec.height, objects)
 
 
 def _upsampled_noise(

@@ -15,7 +15,7 @@ import io
 import json
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +78,36 @@ def _claim(out: Path, meta: str) -> None:
                               "give a new or empty folder")
 
 
+def supervisely_meta(classes: Sequence[tuple[str, str, str]], split_tags: Sequence[str]) -> dict:
+    """A Supervisely project's ``meta.json``: (title, geometry, ``#RRGGBB``) classes and the
+    image tags that mark splits. Shared by every synthetic project odplug writes (this demo,
+    the benchmark's photo-sized one), so they cannot drift from the format."""
+    return {
+        "classes": [{"title": title, "shape": shape, "color": color, "geometry_config": {},
+                     "id": number, "hotkey": ""}
+                    for number, (title, shape, color) in enumerate(classes, start=1)],
+        "tags": [{"name": tag, "value_type": "none", "color": "#888888", "id": number,
+                  "hotkey": "", "applicable_type": "imagesOnly", "classes": []}
+                 for number, tag in enumerate(split_tags, start=1)],
+        "projectType": "images",
+    }
+
+
+def supervisely_annotation(split: str, width: int, height: int, objects: list[dict]) -> dict:
+    """One image's ``ann/<image>.json``: its split tag, size and objects."""
+    return {"description": "", "tags": [{"name": split, "value": None}],
+            "size": {"height": height, "width": width}, "objects": objects}
+
+
+def supervisely_points(title: str, shape: str, exterior: list[list[int]]) -> dict:
+    """A rectangle (two corners) or polygon (its vertices) object, in image pixels."""
+    return {"classTitle": title, "geometryType": shape, "tags": [],
+            "points": {"exterior": exterior, "interior": []}}
+
+
 def _meta() -> dict:
-    classes = [{"title": title, "shape": shape, "color": _hex(_rgb(hue, 0.8, 0.9)),
-                "geometry_config": {}, "id": number, "hotkey": ""}
-               for number, (title, shape, hue) in enumerate(CLASSES, start=1)]
-    tags = [{"name": tag, "value_type": "none", "color": "#888888", "id": number, "hotkey": "",
-             "applicable_type": "imagesOnly", "classes": []}
-            for number, (tag, _) in enumerate(SPLITS, start=1)]
-    return {"classes": classes, "tags": tags, "projectType": "images"}
+    return supervisely_meta([(title, shape, _hex(_rgb(hue, 0.8, 0.9)))
+                             for title, shape, hue in CLASSES], [tag for tag, _ in SPLITS])
 
 
 def _sample(rng: np.random.Generator, size: int, split: str) -> tuple[bytes, bytes]:
@@ -113,8 +135,7 @@ def _sample(rng: np.random.Generator, size: int, split: str) -> tuple[bytes, byt
     pixels = np.clip(pixels, 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    annotation = {"description": "", "tags": [{"name": split, "value": None}],
-                  "size": {"height": size, "width": size}, "objects": objects}
+    annotation = supervisely_annotation(split, size, size, objects)
     return buffer.getvalue(), (json.dumps(annotation, indent=2) + "\n").encode("utf-8")
 
 
@@ -161,20 +182,17 @@ def _shape(rng: np.random.Generator, title: str, side: int) -> tuple[Image.Image
 def _geometry(title: str, shape: str, mask: Image.Image, points: np.ndarray,
               left: int, top: int) -> dict:
     """The Supervisely object for a shape whose mask's top-left pixel is at (`left`, `top`)."""
-    obj: dict = {"classTitle": title, "geometryType": shape, "tags": []}
     if shape == "bitmap":
         png = io.BytesIO()
         mask.convert("1").save(png, format="PNG")
         data = base64.b64encode(zlib.compress(png.getvalue())).decode("ascii")
-        obj["bitmap"] = {"data": data, "origin": [left, top]}
-    elif shape == "rectangle":
+        return {"classTitle": title, "geometryType": shape, "tags": [],
+                "bitmap": {"data": data, "origin": [left, top]}}
+    if shape == "rectangle":
         # Pixel-edge corners: the square covers pixels left .. left + width - 1.
-        corners = [[left, top], [left + mask.width, top + mask.height]]
-        obj["points"] = {"exterior": corners, "interior": []}
-    else:
-        exterior = [[int(px) + left, int(py) + top] for px, py in points]
-        obj["points"] = {"exterior": exterior, "interior": []}
-    return obj
+        return supervisely_points(title, shape,
+                                  [[left, top], [left + mask.width, top + mask.height]])
+    return supervisely_points(title, shape, [[int(px) + left, int(py) + top] for px, py in points])
 
 
 def _overlap(a: Box, b: Box) -> float:
