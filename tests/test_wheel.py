@@ -1,24 +1,20 @@
 """The built wheel, installed into a fresh environment, works from a folder unrelated to the
 checkout: ``pip install odplug`` is what a user gets, not this source tree.
 
-The fresh environment gets odplug only from the wheel. Its third-party dependencies
-(TensorFlow and the rest, gigabytes) are borrowed from the test environment through a ``.pth``
-line rather than downloaded again; a path added that way is not a site directory, so the
-checkout's own editable install of odplug listed there stays inert, and the test checks that
-odplug and its built-in plugins are imported from the wheel's files.
+The fresh environment (`conftest.fresh_venv`) gets odplug only from the wheel; the test checks
+that odplug and its built-in plugins are imported from the wheel's files.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import fresh_venv, needs_tfjs_toolchain, tool_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
@@ -42,18 +38,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with the wheel installed; returns its bin folder."""
-    venv = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; "
-                           "print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
-                           "--force-reinstall", str(wheel)],
-                          capture_output=True, text=True, check=False, cwd=venv)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return venv / "bin"
+    return fresh_venv(tmp_path_factory.mktemp("venv") / "env", wheel)
 
 
 def test_wheel_holds_odplug_builtins_and_their_files_and_no_plugins_package(wheel: Path) -> None:
@@ -69,16 +54,10 @@ def test_wheel_holds_odplug_builtins_and_their_files_and_no_plugins_package(whee
 @pytest.mark.slow
 def test_installed_wheel_runs_the_whole_job_from_an_unrelated_folder(
         installed: Path, tmp_path: Path) -> None:
-    node_prefix = ROOT / "plugins" / "tfjs"
-    converter = ROOT / ".venv-tfjs" / "bin" / "python"
-    if not (node_prefix / "node_modules" / "@tensorflow" / "tfjs").is_dir() or \
-            shutil.which("node") is None or not converter.is_file():
-        pytest.skip("needs Node.js, `npm ci --prefix plugins/tfjs` and .venv-tfjs (setup.sh)")
+    needs_tfjs_toolchain()
     work = tmp_path / "elsewhere"
     work.mkdir()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(PATH=f"{installed}{os.pathsep}{env['PATH']}", ODPLUG_TFJS_PYTHON=str(converter),
-               ODPLUG_TFJS_NODE_PREFIX=str(node_prefix), TF_CPP_MIN_LOG_LEVEL="2")
+    env = tool_env(installed)
 
     def odplug(*args: str) -> str:
         done = subprocess.run([str(installed / "odplug"), *args], cwd=work, env=env,
