@@ -7,9 +7,10 @@ plugin only writes what its format needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from odplug.errors import OdplugError
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from odplug.data.dataset import Sample
     from odplug.data.labelmap import LabelMap
     from odplug.data.report import Report
+    from odplug.model.contract import TrainedDetector
 
 Verify = Literal["header", "decode"]
 Progress = Callable[[int], None]
@@ -101,7 +103,7 @@ class ExportedModel:
     """One model an exporter wrote: one row of the verification table."""
 
     name: str
-    """Format and variant, e.g. ``tflite-int8`` or ``tfjs-float16``."""
+    """``<exporter>-<variant>``, e.g. ``tflite-int8`` or ``tfjs-float16``."""
     path: Path
     """The model file (``.tflite``) or folder (a TF.js graph model)."""
     manifest: Path
@@ -110,22 +112,34 @@ class ExportedModel:
     size_bytes: int
 
 
-class Exporter(Component):
-    """Converts a trained detector (a run's ``saved_model/``) into one deployment format.
+NO_INPUTS: Mapping[str, Mapping[str, ExportedModel]] = MappingProxyType({})
+"""What an exporter that requires no other exporter receives as `Exporter.export`'s inputs."""
 
-    The SavedModel folder is the whole contract: the ``serving_default`` and ``raw``
-    signatures, ``detector.json`` (input size, classes, box coder), ``anchors.npy`` and
-    ``label_map.pbtxt``, as the trainer writes them. `variants` are the choices of
-    ``--quantize`` (for example float32, float16, dynamic, int8).
+
+class Exporter(Component):
+    """Converts a trained detector into one deployment format.
+
+    What it converts meets the trained-detector contract (docs/hooks.md): the core checks the
+    SavedModel folder once, before any exporter runs, and hands each the loaded result.
+    `variants` are the choices of ``--quantize`` (for example float32, float16, dynamic, int8).
     """
 
     suffix: str = ""
     variants: tuple[str, ...] = ()
     default_variants: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    """Exporters this one builds on, each ``NAME`` or ``NAME:VARIANT`` (edgetpu requires
+    ``tflite:int8``). They run first, write every variant named here even when the user did
+    not ask for it, and `export` receives what they wrote as `inputs`."""
 
-    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
-               records: Path | None = None) -> list[ExportedModel]:
-        """Write each variant under `out`; `records` (a data.import folder) feeds calibration."""
+    def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
+               records: Path | None = None,
+               inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
+               ) -> list[ExportedModel]:
+        """Write one ``<name>-<variant>`` model per variant under `out`.
+
+        `records` (a data.import folder) feeds calibration; `inputs` holds what each required
+        exporter wrote, by exporter name and variant (``inputs["tflite"]["int8"]``)."""
         raise NotImplementedError(f"exporter {self.name!r} does not implement export()")
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:

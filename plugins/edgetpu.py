@@ -1,12 +1,13 @@
 """Built-in exporter ``edgetpu``: a full-integer model for Coral's Edge TPU, compiled when possible.
 
-The model is the ``tflite`` exporter's int8 variant (uint8 pixels in, calibrated on the training
-records), held to what the Edge TPU needs: batch 1, static shapes, and every operator int8
-except ``TFLite_Detection_PostProcess`` and the dequantize ops that feed it, which run on the
-CPU by design. When ``edgetpu_compiler`` is on PATH it compiles the model and its log must show
-every other operator mapped to the Edge TPU; without it, the compiler-ready model is written
-and the manifest says how to compile it. SELECT_TF_OPS are never used: the Edge TPU runtime has
-no TensorFlow kernels.
+The model is the int8 .tflite the ``tflite`` exporter wrote (uint8 pixels in, calibrated on the
+training records), handed over by the core (``requires = ("tflite:int8",)``) and copied here, not
+converted again. It is held to what the Edge TPU needs: batch 1, static shapes, and every
+operator int8 except ``TFLite_Detection_PostProcess`` and the dequantize ops that feed it, which
+run on the CPU by design. When ``edgetpu_compiler`` is on PATH it compiles the model and its log
+must show every other operator mapped to the Edge TPU; without it, the compiler-ready model is
+written and the manifest says how to compile it. SELECT_TF_OPS are never used: the Edge TPU
+runtime has no TensorFlow kernels. Reading the file goes through `odplug.model.litert`.
 """
 
 from __future__ import annotations
@@ -16,26 +17,28 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from odplug import hookimpl
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel, Exporter
+from odplug.components import NO_INPUTS, ExportedModel, Exporter
 from odplug.errors import OdplugError
-from odplug_builtins.tflite import POSTPROCESS_OP, TFLiteExporter, check_variants, tflite_detector
 
 if TYPE_CHECKING:
-    from odplug_builtins.tflite.runtime import Op
+    from odplug.model.contract import TrainedDetector
 
 log = logging.getLogger(__name__)
 
+SOURCE = "tflite"
+"""The exporter whose int8 model this one takes."""
 COMPILER = "edgetpu_compiler"
 COMPILER_TIMEOUT_S = 600
-CPU_BY_DESIGN = frozenset({"CUSTOM", POSTPROCESS_OP, "DEQUANTIZE"})
-"""Operators on the CPU in every Edge TPU detector: the NMS op and the dequantize ops feeding it."""
+CPU_BY_DESIGN = frozenset({"CUSTOM", "TFLite_Detection_PostProcess", "DEQUANTIZE"})
+"""Operators on the CPU in every Edge TPU detector: the NMS op (the compiler lists custom ops
+as CUSTOM) and the dequantize ops feeding it; `odplug.model.litert.float_ops` agrees."""
 MAPPED = "Mapped to Edge TPU"
 
 
@@ -119,68 +122,83 @@ def compile_model(compiler: str, model: Path) -> tuple[Path, CompilerLog]:
     return compiled, parse_compiler_log(text)
 
 
-def require_integer_ops(model: bytes, found: list[Op]) -> None:
+def require_integer_ops(model: Path) -> None:
     """Every operator int8/uint8 except the post-processing and the dequantize ops feeding it;
     batch 1 and no dynamic dimension anywhere."""
-    from odplug_builtins.tflite import runtime
+    from odplug.model import litert
 
-    postprocess_inputs = {i for op in found if op.name == POSTPROCESS_OP for i in op.inputs}
-    floating = [
-        f"{op.name} (op {op.index}: {', '.join(op.types)})" for op in found
-        if op.is_float and op.name != POSTPROCESS_OP
-        and not (op.name == "DEQUANTIZE" and set(op.outputs) <= postprocess_inputs)
-    ]
+    floating = [f"{op.name} (op {op.index}: {', '.join(op.types)})"
+                for op in litert.float_ops(litert.ops(model))]
     if floating:
-        raise OdplugError("the Edge TPU model has float operators before the post-processing: "
-                          + "; ".join(floating))
-    dynamic = [detail["name"] for detail in runtime.interpreter(model).get_tensor_details()
-               if any(int(n) < 0 for n in detail["shape_signature"])]
+        raise OdplugError(f"{model}: the Edge TPU model has float operators before the "
+                          "post-processing: " + "; ".join(floating))
+    dynamic = litert.dynamic_tensors(model)
     if dynamic:
-        raise OdplugError("the Edge TPU model has dynamic shapes: " + ", ".join(dynamic[:5]))
+        raise OdplugError(f"{model}: the Edge TPU model has dynamic shapes: "
+                          + ", ".join(dynamic[:5]))
 
 
 class EdgeTPUExporter(Exporter):
     name = "edgetpu"
-    summary = "Coral Edge TPU: int8 TFLite, compiled with edgetpu_compiler when it is installed"
+    summary = "Coral Edge TPU: tflite's int8 model, compiled with edgetpu_compiler if installed"
     suffix = ".tflite"
     variants = ("int8",)
     default_variants = ("int8",)
-    requires = ("tflite",)
+    requires = (f"{SOURCE}:int8",)
 
     def check(self) -> None:
-        TFLiteExporter().check()
+        from odplug.model import litert
 
-    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
-               records: Path | None = None) -> list[ExportedModel]:
+        litert.require_installed(f"the {self.name} exporter")
+
+    def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
+               records: Path | None = None,
+               inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
+               ) -> list[ExportedModel]:
         """The compiler-ready model (what `detector` runs) and, with the compiler, its
         ``*_edgetpu.tflite`` beside it; the manifest's ``edgetpu`` entry tells which."""
-        check_variants(self, variants)
-        from odplug_builtins.tflite.export import calibration, export_variant
-        from odplug_builtins.tflite.source import load_source
-
-        calibrate = calibration(records)
-        source = load_source(saved_model)
-        exported = export_variant(source, "int8", out, name=f"{self.name}-int8",
-                                  calibrate=calibrate(source.input_size),
-                                  check=require_integer_ops)
+        source = inputs.get(SOURCE, {}).get("int8")
+        if source is None:
+            raise OdplugError(f"the {self.name} exporter builds on the {SOURCE} exporter's int8 "
+                              f"model, which it was not given: export with --to {self.name} "
+                              f"(which runs {SOURCE} first)")
+        require_integer_ops(source.path)
+        name = f"{self.name}-int8"
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}{self.suffix}"
+        shutil.copyfile(source.path, path)
         compiler = shutil.which(COMPILER)
         if compiler is None:
-            message = no_compiler_message(exported.path)
+            message = no_compiler_message(path)
             log.warning(message)
             entry: dict[str, object] = {"compiled": False, "note": message}
         else:
-            compiled, report = compile_model(compiler, exported.path)
-            check_compiler_log(report, exported.path)
+            compiled, report = compile_model(compiler, path)
+            check_compiler_log(report, path)
             entry = {"compiled": True, "model": compiled.name,
                      "size_bytes": compiled.stat().st_size} | asdict(report)
-        manifest = json.loads(exported.manifest.read_text(encoding="utf-8"))
-        manifest["edgetpu"] = entry
-        atomic_write_text(exported.manifest, json.dumps(manifest, indent=2) + "\n")
-        return [exported]
+        manifest = out / f"{name}.json"
+        atomic_write_text(manifest, json.dumps(
+            _manifest(source, name, path) | {"edgetpu": entry}, indent=2) + "\n")
+        return [ExportedModel(name=name, path=path, manifest=manifest,
+                              size_bytes=path.stat().st_size)]
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
         """The compiler-ready model on the CPU: the Edge TPU runs the same int8 arithmetic."""
-        return tflite_detector(exported)
+        from odplug.model import litert
+
+        return litert.detector(exported)
+
+
+def _manifest(source: ExportedModel, name: str, path: Path) -> dict[str, object]:
+    """The source model's manifest, for the same bytes, renamed; its labels file copied too."""
+    from odplug.model import litert
+
+    manifest = litert.read_manifest(source)
+    labels = manifest.get("labels_file")
+    if labels and (source.path.parent / labels).is_file():
+        shutil.copyfile(source.path.parent / labels, path.parent / labels)
+    return manifest | {"name": name, "model": path.name, "built_from": str(source.path)}
 
 
 @hookimpl

@@ -1,6 +1,7 @@
-"""The edgetpu exporter: without the compiler it writes the compiler-ready int8 model and says
-how to compile it; the model is integer up to the NMS op; the compiler's log is parsed and a
-model the compiler could not map fails."""
+"""The edgetpu exporter: it takes the int8 model the tflite exporter wrote (converted once, never
+by importing that plugin); without the compiler it writes the compiler-ready model and says how
+to compile it; the model is integer up to the NMS op; the compiler's log is parsed and a model
+the compiler could not map fails."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import numpy as np
 import pytest
 
 from odplug.errors import OdplugError
+from odplug.export import plan as exporting
+from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.model.litert import POSTPROCESS_OP, Op, float_ops, interpreter, ops
 from odplug_builtins.edgetpu import (
     EdgeTPUExporter,
     check_compiler_log,
@@ -21,7 +25,8 @@ from odplug_builtins.edgetpu import (
     parse_compiler_log,
     require_integer_ops,
 )
-from odplug_builtins.tflite.runtime import Op, interpreter, ops
+from odplug_builtins.tflite import TFLiteExporter
+from tests.conftest import ROOT
 from tests.test_tflite import hide_module, tiny_model
 
 # What edgetpu_compiler 16 prints for the demo detector (91 operators), in Coral's format:
@@ -87,20 +92,90 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: i
     return tiny_model(tmp_path_factory, registry)
 
 
+def export_edgetpu(registry, tiny: dict, out: Path) -> dict:  # type: ignore[no-untyped-def]
+    """``model.export --to edgetpu --quantize int8`` through the core, counting the variants
+    the tflite exporter converts and keeping what edgetpu logs."""
+    import odplug_builtins.tflite.export as tflite_export
+
+    converted: list[str] = []
+    real = tflite_export.convert
+
+    def counting(trained, variant, calibration=None):  # type: ignore[no-untyped-def]
+        converted.append(variant)
+        return real(trained, variant, calibration)
+
+    handler = _Records()
+    logging.getLogger("odplug_builtins.edgetpu").addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tflite_export, "convert", counting)
+            exporters = exporting.plan(registry, ["edgetpu"])
+            variants = exporting.variants_for(exporters, ["int8"])
+            written = exporting.export_all(exporters, tiny["saved"], out, variants,
+                                           tiny["records"])
+    finally:
+        logging.getLogger("odplug_builtins.edgetpu").removeHandler(handler)
+    return {"models": {model.name: model for _, model in written}, "converted": converted,
+            "variants": variants, "messages": handler.messages}
+
+
 @pytest.fixture(scope="module")
-def without_compiler(tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    empty = tmp_path_factory.mktemp("no-compiler-bin")
-    out = tmp_path_factory.mktemp("edgetpu")
+def exported(tiny: dict, tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", str(empty))
-        handler = _Records()
-        logging.getLogger("odplug_builtins.edgetpu").addHandler(handler)
-        try:
-            (model,) = EdgeTPUExporter().export(tiny["saved"], out, variants=["int8"],
-                                                records=tiny["records"])
-        finally:
-            logging.getLogger("odplug_builtins.edgetpu").removeHandler(handler)
-    return {"model": model, "messages": handler.messages}
+        patch.setenv("PATH", str(tmp_path_factory.mktemp("no-compiler-bin")))
+        return export_edgetpu(registry, tiny, tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def without_compiler(exported: dict) -> dict:
+    return {"model": exported["models"]["edgetpu-int8"], "messages": exported["messages"]}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny: dict) -> TrainedDetector:
+    return validate_detector(tiny["saved"])
+
+
+@pytest.fixture(scope="module")
+def float_model(trained: TrainedDetector, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny detector as a float32 .tflite, from the tflite exporter."""
+    out = tmp_path_factory.mktemp("float")
+    (model,) = TFLiteExporter().export(trained, out, variants=["float32"])
+    return model.path
+
+
+def test_int8_is_converted_once_and_the_edgetpu_model_is_tflites(exported: dict) -> None:
+    assert exported["variants"] == {"tflite": ["int8"], "edgetpu": ["int8"]}
+    assert exported["converted"] == ["int8"]
+    models = exported["models"]
+    assert list(models) == ["tflite-int8", "edgetpu-int8"]
+    tflite, edgetpu = models["tflite-int8"], models["edgetpu-int8"]
+    assert edgetpu.path.parent.name == "edgetpu" and tflite.path.parent.name == "tflite"
+    assert edgetpu.path.read_bytes() == tflite.path.read_bytes()
+    assert edgetpu.size_bytes == tflite.size_bytes
+    manifest = json.loads(edgetpu.manifest.read_text())
+    assert manifest["name"] == "edgetpu-int8" and manifest["model"] == edgetpu.path.name
+    assert manifest["built_from"] == str(tflite.path)
+    assert manifest["label_ids"] == [1, 2, 3]
+    assert (edgetpu.path.parent / manifest["labels_file"]).read_text().splitlines() == [
+        "circle", "square", "triangle"]
+
+
+def test_without_tflites_int8_model_edgetpu_says_so(trained: TrainedDetector,
+                                                    tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="builds on the tflite exporter's int8 model, which it "
+                                          "was not given: export with --to edgetpu"):
+        EdgeTPUExporter().export(trained, tmp_path, variants=["int8"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_no_built_in_plugin_imports_another() -> None:
+    """The import-linter contract in pyproject.toml: edgetpu reaches tflite's output through
+    the core, never its modules; the same holds between every two built-ins."""
+    from importlinter.cli import lint_imports
+
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"),
+                        limit_to_contracts=("builtins-independent",), no_cache=True) == 0
 
 
 class _Records(logging.Handler):
@@ -133,17 +208,27 @@ def test_the_model_is_uint8_in_static_and_integer_up_to_the_nms(without_compiler
     assert all(int(n) > 0 for d in runtime.get_tensor_details() for n in d["shape_signature"])
     assert inp["shape"][0] == 1
     found = ops(path)
-    require_integer_ops(path.read_bytes(), found)  # raises on a float op
+    require_integer_ops(path)  # raises on a float op
     assert [op.name for op in found if op.is_float] == [
         "DEQUANTIZE", "DEQUANTIZE", "TFLite_Detection_PostProcess"]
 
 
-def test_a_float_operator_is_named(without_compiler: dict) -> None:
-    path = without_compiler["model"].path
-    found = ops(path)
-    sneaked = Op(999, "CONV_2D", (1, 2), (3,), ("float32", "float32", "float32"))
-    with pytest.raises(OdplugError, match=r"float operators .*CONV_2D \(op 999"):
-        require_integer_ops(path.read_bytes(), [*found, sneaked])
+def test_a_float_model_is_refused_naming_its_float_operators(float_model: Path) -> None:
+    with pytest.raises(OdplugError, match=rf"^{float_model}: the Edge TPU model has float "
+                                          r"operators before the post-processing: \w+ \(op \d+: "
+                                          "float32"):
+        require_integer_ops(float_model)
+
+
+def test_only_the_nms_op_and_the_dequantize_ops_feeding_it_may_be_float() -> None:
+    floats = ("float32", "float32")
+    found = [Op(0, "CONV_2D", (0,), (1,), ("int8", "int8")),
+             Op(1, "DEQUANTIZE", (1,), (2,), ("int8", "float32")),
+             Op(2, "DEQUANTIZE", (1,), (3,), ("int8", "float32")),
+             Op(3, POSTPROCESS_OP, (2, 4), (5,), floats),
+             Op(4, "DEQUANTIZE", (1,), (4,), ("int8", "float32")),
+             Op(5, "ADD", (3, 3), (6,), floats)]
+    assert [op.index for op in float_ops(found)] == [2, 5]
 
 
 def test_the_detector_runs_the_compiler_ready_model(without_compiler: dict, tiny: dict) -> None:
@@ -223,7 +308,7 @@ def test_check_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # type: ignore[no-untyped-def]
     exporter = registry.exporters["edgetpu"]
     assert isinstance(exporter, EdgeTPUExporter)
-    assert exporter.requires == ("tflite",) and "tflite" in registry.exporters
+    assert exporter.requires == ("tflite:int8",) and "tflite" in registry.exporters
     assert registry.owner("exporters", "edgetpu") == "edgetpu"
 
 
@@ -231,9 +316,8 @@ def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # typ
                     reason="edgetpu_compiler is not on PATH: it comes only from Coral's apt "
                     "repository (dockerfiles/edgetpu.Dockerfile); run this test in that image")
 def test_the_real_compiler_maps_everything_before_the_postprocessing(
-        tiny: dict, tmp_path: Path) -> None:
-    (model,) = EdgeTPUExporter().export(tiny["saved"], tmp_path, variants=["int8"],
-                                        records=tiny["records"])
+        tiny: dict, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    model = export_edgetpu(registry, tiny, tmp_path)["models"]["edgetpu-int8"]
     manifest = json.loads(model.manifest.read_text())
     assert manifest["edgetpu"]["compiled"] is True
-    assert list(tmp_path.glob("*_edgetpu.tflite"))
+    assert list((tmp_path / "edgetpu").glob("*_edgetpu.tflite"))

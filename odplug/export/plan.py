@@ -1,20 +1,23 @@
 """``model.export``: which exporters to run, in what order, with which variants.
 
-Exporters declare what they build on (edgetpu requires tflite), so asking for edgetpu runs
-tflite first; every exporter's `check()` runs before any work starts, so a missing package or
-tool is one clear line at once, not a failure half-way through.
+Exporters declare what they build on (edgetpu requires ``tflite:int8``), so asking for edgetpu
+runs tflite first, makes sure tflite writes its int8 model, and hands that model to edgetpu:
+each model is converted once, and no plugin imports another. Every exporter's `check()` runs
+before any work starts, and the SavedModel is checked against the trained-detector contract
+once, so a missing package, a broken model folder or a bad variant is one clear line at once,
+not a failure half-way through.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
+from odplug.suggest import did_you_mean
 
 
 def resolve_model(path: Path) -> tuple[Path, Path | None]:
@@ -31,27 +34,53 @@ def resolve_model(path: Path) -> tuple[Path, Path | None]:
     return saved, records
 
 
-def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
-    """The exporters asked for plus what they require, dependencies first, each once."""
-    ordered: list[Exporter] = []
+def requirements(exporter: Exporter) -> dict[str, list[str]]:
+    """`exporter.requires` read: each required exporter's name -> the variants it must write
+    (empty: whichever it writes anyway)."""
+    needed: dict[str, list[str]] = {}
+    for entry in exporter.requires:
+        name, _, variant = entry.partition(":")
+        needed.setdefault(name, [])
+        if variant and variant not in needed[name]:
+            needed[name].append(variant)
+    return needed
 
-    def add(name: str, wanted_by: str | None) -> None:
-        if any(e.name == name for e in ordered):
+
+def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
+    """The exporters asked for plus what they require, dependencies first, each once.
+
+    A ``requires`` cycle (a -> b -> a, or a -> a) is an error naming it, and so is a required
+    variant the required exporter does not have.
+    """
+    ordered: dict[str, Exporter] = {}
+
+    def add(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            raise OdplugError(f"exporters require each other in a cycle: {cycle}; no order "
+                              "runs them")
+        if name in ordered:
             return
         try:
             exporter = registry.get("exporters", name)
         except OdplugError:
-            if wanted_by is None:
+            if not path:
                 raise
-            raise OdplugError(f"exporter {wanted_by!r} requires {name!r}, which no plugin "
+            raise OdplugError(f"exporter {path[-1]!r} requires {name!r}, which no plugin "
                               "registers") from None
-        for needed in exporter.requires:
-            add(needed, name)
-        ordered.append(exporter)  # type: ignore[arg-type]
+        assert isinstance(exporter, Exporter)
+        for needed, variants in requirements(exporter).items():
+            add(needed, (*path, name))
+            for variant in variants:
+                if variant not in ordered[needed].variants:
+                    raise OdplugError(f"exporter {name!r} requires variant {variant!r} of "
+                                      f"{needed!r}, which has "
+                                      f"{', '.join(ordered[needed].variants) or 'none'}")
+        ordered[name] = exporter
 
     for name in names:
-        add(name, None)
-    return ordered
+        add(name, ())
+    return list(ordered.values())
 
 
 def check(exporters: Sequence[Exporter]) -> None:
@@ -65,31 +94,84 @@ def check(exporters: Sequence[Exporter]) -> None:
         raise OdplugError("cannot export: " + "; ".join(problems))
 
 
+def check_variants(exporter: Exporter, variants: Sequence[str]) -> None:
+    """At least one variant, each one of `exporter`'s: the only check of it, made by the core
+    before `exporter` runs, so no exporter repeats it."""
+    available = ", ".join(exporter.variants) or "none"
+    if not variants:
+        raise OdplugError(f"no variant asked of {exporter.name}; it has {available}")
+    for variant in variants:
+        if variant not in exporter.variants:
+            raise OdplugError(f"{exporter.name} has no variant {variant!r}."
+                              f"{did_you_mean(variant, exporter.variants)} "
+                              f"Available: {available}.")
+
+
 def variants_for(exporters: Sequence[Exporter], quantize: Sequence[str]) -> dict[str, list[str]]:
-    """Each exporter's variants: the requested ones it supports, else its defaults."""
+    """Each exporter's variants: the requested ones it supports, else its defaults, plus every
+    variant an exporter that builds on it requires."""
     known = sorted({v for e in exporters for v in e.variants})
     for value in quantize:
         if value not in known:
-            hint = difflib.get_close_matches(value, known, n=1)
             raise OdplugError(f"--quantize {value!r} is not a variant of "
-                              f"{', '.join(e.name for e in exporters)}"
-                              + (f"; did you mean {hint[0]!r}?" if hint else "")
-                              + f" (choices: {', '.join(known)})")
+                              f"{', '.join(e.name for e in exporters)}."
+                              f"{did_you_mean(value, known)} Available: {', '.join(known)}.")
     chosen = {}
     for exporter in exporters:
-        picked = [v for v in quantize if v in exporter.variants]
+        picked = [v for v in dict.fromkeys(quantize) if v in exporter.variants]
         chosen[exporter.name] = picked or list(exporter.default_variants or exporter.variants)
+    for exporter in exporters:
+        for needed, variants in requirements(exporter).items():
+            chosen[needed] += [v for v in variants if v not in chosen[needed]]
     return chosen
 
 
 def export_all(exporters: Sequence[Exporter], saved_model: Path, out: Path,
-               variants: dict[str, list[str]], records: Path | None,
+               variants: Mapping[str, Sequence[str]], records: Path | None,
                on_done: Callable[[ExportedModel], None] = lambda model: None
                ) -> list[tuple[Exporter, ExportedModel]]:
+    """Check the variants and the SavedModel (the trained-detector contract), then run each
+    exporter in order under ``out/<name>``, handing it what the exporters it requires wrote.
+
+    `exporters` in `plan`'s order. Nothing is converted unless every check passes.
+    """
+    from odplug.model.contract import validate_detector
+
+    ran: set[str] = set()
+    for exporter in exporters:
+        check_variants(exporter, variants.get(exporter.name, ()))
+        for needed, wanted in requirements(exporter).items():
+            if needed not in ran:
+                raise OdplugError(f"exporter {exporter.name!r} requires {needed!r}, which must "
+                                  "run before it: plan() gives the order")
+            missing = [v for v in wanted if v not in variants[needed]]
+            if missing:
+                raise OdplugError(f"exporter {exporter.name!r} requires {needed!r} to write "
+                                  f"{', '.join(missing)}, which is not asked of it")
+        ran.add(exporter.name)
+    trained = validate_detector(saved_model)
+    by_variant: dict[str, dict[str, ExportedModel]] = {}
     written: list[tuple[Exporter, ExportedModel]] = []
     for exporter in exporters:
-        for model in exporter.export(saved_model, out / exporter.name,
-                                     variants=variants[exporter.name], records=records):
+        asked = list(dict.fromkeys(variants[exporter.name]))
+        inputs = {name: by_variant[name] for name in requirements(exporter)}
+        models = exporter.export(trained, out / exporter.name, variants=asked, records=records,
+                                 inputs=inputs)
+        by_variant[exporter.name] = _by_variant(exporter, asked, models)
+        for model in models:
             written.append((exporter, model))
             on_done(model)
     return written
+
+
+def _by_variant(exporter: Exporter, asked: Sequence[str],
+                models: Sequence[ExportedModel]) -> dict[str, ExportedModel]:
+    """`models` by variant, read from their names; every variant asked for, named as the
+    contract says (``<exporter>-<variant>``), so an exporter that builds on them finds them."""
+    expected = {f"{exporter.name}-{variant}": variant for variant in asked}
+    got = {model.name for model in models}
+    if got != set(expected) or len(models) != len(expected):
+        raise OdplugError(f"exporter {exporter.name!r} wrote "
+                          f"{', '.join(m.name for m in models) or 'nothing'} where "
+                          f"{', '.join(expected)} (one model per variant asked) was expected")
+    return {expected[model.name]: model for model in models}

@@ -2,7 +2,8 @@
 
 The trainer writes it beside the SavedModel; every exporter reads it (with ``anchors.npy`` and
 ``label_map.pbtxt``) to rebuild post-processing for its runtime. Reading and writing live here
-together so the two sides cannot disagree about a key.
+together so the two sides cannot disagree about a key. These files are one part of the
+trained-detector contract; `odplug.model.contract` checks them against the SavedModel itself.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class DetectorInfo:
             anchors = np.load(folder / ANCHORS_NAME).astype(np.float32)
             if anchors.ndim != 2 or anchors.shape[1] != 4:
                 raise ValueError(f"{ANCHORS_NAME} has shape {anchors.shape}, expected [A, 4]")
-            return cls(
+            described = cls(
                 input_size=int(info["input_size"]),
                 scale_factors=factors,  # type: ignore[arg-type]
                 iou_threshold=float(nms["iou_threshold"]),
@@ -75,9 +76,15 @@ class DetectorInfo:
                 anchors=anchors,
                 label_map=read_label_map(folder / LABEL_MAP_NAME),
             )
+            if not (0 < described.iou_threshold <= 1 and 0 <= described.score_threshold < 1
+                    and described.max_detections >= 1 and described.input_size >= 1):
+                raise ValueError("needs input_size >= 1, 0 < nms.iou_threshold <= 1, "
+                                 "0 <= nms.score_threshold < 1 and nms.max_detections >= 1")
+            return described
         except FileNotFoundError as error:
             raise OdplugError(f"{folder}: {Path(str(error.filename)).name} is missing; exporters "
-                              "need a SavedModel folder written by odplug's trainer") from None
+                              "need it beside the SavedModel (the trained-detector contract is "
+                              "in docs/hooks.md)") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OdplugError(f"{path}: cannot read the detector description: "
                               f"{type(error).__name__}: {error}") from None

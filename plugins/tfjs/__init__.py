@@ -17,11 +17,15 @@ Setup, as ``.ci/run`` does it::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from odplug import hookimpl
-from odplug.components import ExportedModel, Exporter, require_module
+from odplug.components import NO_INPUTS, ExportedModel, Exporter, require_module
+
+if TYPE_CHECKING:
+    from odplug.model.contract import TrainedDetector
 
 VARIANTS = ("float32", "float16", "uint8")
 
@@ -42,11 +46,13 @@ class TfjsExporter(Exporter):
         converter_python()
         tfjs_dist()
 
-    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
-               records: Path | None = None) -> list[ExportedModel]:
+    def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
+               records: Path | None = None,
+               inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
+               ) -> list[ExportedModel]:
         from odplug_builtins.tfjs.convert import export
 
-        return export(saved_model, out, variants)
+        return export(trained, out, variants)
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
         from odplug_builtins.tfjs.node import NodeDetector

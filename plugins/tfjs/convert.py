@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
-from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
 from odplug_builtins.tfjs.node import tfjs_dist
 
 if TYPE_CHECKING:
+    from odplug.model.contract import TrainedDetector
     from odplug.model.detector_info import DetectorInfo
 
 HERE = Path(__file__).resolve().parent
@@ -78,24 +78,17 @@ def converter_python() -> Path:
     return python
 
 
-def export(saved_model: Path, out: Path, variants: Sequence[str]) -> list[ExportedModel]:
+def export(trained: TrainedDetector, out: Path, variants: Sequence[str]) -> list[ExportedModel]:
     """Build the TF.js-ready SavedModel, convert each variant, write manifests and pages."""
-    from odplug.model.detector_info import DetectorInfo
     from odplug_builtins.tfjs.graph import build_tfjs_saved_model
 
-    variants = list(dict.fromkeys(variants))
-    unknown = [v for v in variants if v not in QUANTIZE]
-    if unknown or not variants:
-        raise OdplugError(f"tfjs variants {unknown or '(none)'}: choose from "
-                          + ", ".join(QUANTIZE))
-    info = DetectorInfo.read(saved_model)
-    label_map = read_label_map(saved_model / "label_map.pbtxt")
+    saved_model, info = trained.path, trained.info
     python = converter_python()
     dist = tfjs_dist()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tfjs-staging-", dir=out) as staging_dir:
         staging = Path(staging_dir)
-        tensors = build_tfjs_saved_model(saved_model, staging / "saved_model")
+        tensors = build_tfjs_saved_model(trained, staging / "saved_model")
         jobs = [(str(staging / "saved_model"), str(staging / variant), QUANTIZE[variant])
                 for variant in variants]
         _run_converter(python, jobs, saved_model)
@@ -103,7 +96,7 @@ def export(saved_model: Path, out: Path, variants: Sequence[str]) -> list[Export
         for variant in variants:
             folder = staging / variant
             manifest = build_manifest(folder, tensors, variant, info, saved_model,
-                                      {str(item.id): item.name for item in label_map.items})
+                                      {str(item.id): item.name for item in info.label_map.items})
             atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=2) + "\n")
             atomic_write_text(folder / "labels.json",
                               json.dumps(manifest["labels"], indent=2) + "\n")

@@ -1,61 +1,43 @@
 """The TF.js-ready SavedModel: the run's ``raw`` signature with decoding and NMS that TF.js runs.
 
-Built in odplug's own TensorFlow from what the run's SavedModel folder holds (the ``raw``
-signature, ``detector.json`` and ``anchors.npy``), so it needs nothing from the trainer plugin.
-NMS is class-agnostic ``non_max_suppression_with_scores`` on each anchor's best class score, the
-one NMS op TF.js both converts and gets right (it is asynchronous there: run with
-``executeAsync``). The input is the uint8 image already resized to the model's square size;
-outputs are padded to ``max_detections`` like the TF Object Detection API's.
+Built in odplug's own TensorFlow from the trained detector the core checked and loaded (its
+``raw`` signature, ``detector.json`` and ``anchors.npy``), so it needs nothing from the trainer
+plugin. NMS is class-agnostic ``non_max_suppression_with_scores`` on each anchor's best class
+score, the one NMS op TF.js both converts and gets right (it is asynchronous there: run with
+``executeAsync``); the class of a box is the label-map id of its best column. The input is the
+uint8 image already resized to the model's square size; outputs are padded to
+``max_detections`` like the TF Object Detection API's.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import tensorflow as tf
 
-from odplug.errors import OdplugError
 from odplug.model.boxcoder import decode
-from odplug.model.detector_info import DetectorInfo
+from odplug.model.contract import TrainedDetector
 
 INPUT_NAME = "images"
 OUTPUTS = {
     "detection_boxes": "normalised (ymin, xmin, ymax, xmax), clipped to [0, 1]",
-    "detection_classes": "label-map ids from 1, as float32 like the TF Object Detection API",
+    "detection_classes": "label-map ids, as float32 like the TF Object Detection API",
     "detection_scores": "the class score of each box, best first",
     "num_detections": "how many of the max_detections rows are real; the rest are zeros",
 }
 
 
-def load_raw(saved_model: Path) -> tuple[Any, Any]:
-    """The loaded SavedModel and its ``raw`` signature, or an error naming the folder."""
-    try:
-        loaded = tf.saved_model.load(str(saved_model))
-        return loaded, loaded.signatures["raw"]
-    except KeyError:
-        raise OdplugError(f"{saved_model}: the SavedModel has no 'raw' signature; the tfjs "
-                          "exporter needs one written by odplug's trainer") from None
-    except (ValueError, OSError, tf.errors.OpError) as error:
-        message = " ".join(str(error).split())[:300]
-        raise OdplugError(f"{saved_model}: not a usable SavedModel: {message}") from None
-
-
-def build_tfjs_saved_model(saved_model: Path, out: Path) -> dict[str, str]:
+def build_tfjs_saved_model(trained: TrainedDetector, out: Path) -> dict[str, str]:
     """Write the TF.js-ready SavedModel to `out`; returns each output's tensor name in it.
 
     The converter keeps a signature's output names only when their shapes and dtypes differ
     (here classes and scores do not), so the names are recorded now, while they are certain:
     the flat outputs follow the sorted keys, and each is the graph tensor the converter keeps.
     """
-    info = DetectorInfo.read(saved_model)
-    loaded, raw = load_raw(saved_model)
+    info, raw = trained.info, trained.raw
     size, count = info.input_size, info.max_detections
     anchors = tf.constant(info.anchors)
-    codes_shape = raw.structured_outputs["box_codes"].shape
-    if codes_shape[1] != info.anchors.shape[0]:
-        raise OdplugError(f"{saved_model}: anchors.npy has {info.anchors.shape[0]} anchors but "
-                          f"the model predicts {codes_shape[1]}")
+    class_ids = tf.constant(trained.class_ids, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.uint8, name=INPUT_NAME)])
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -64,7 +46,7 @@ def build_tfjs_saved_model(saved_model: Path, out: Path) -> dict[str, str]:
                                  0.0, 1.0)
         scores = outputs["class_scores"][0]
         best = tf.reduce_max(scores, axis=-1)
-        classes = tf.argmax(scores, axis=-1, output_type=tf.int32) + 1
+        classes = tf.gather(class_ids, tf.argmax(scores, axis=-1, output_type=tf.int32))
         keep, kept_scores = tf.image.non_max_suppression_with_scores(
             boxes, best, max_output_size=count, iou_threshold=info.iou_threshold,
             score_threshold=info.score_threshold)
@@ -74,15 +56,14 @@ def build_tfjs_saved_model(saved_model: Path, out: Path) -> dict[str, str]:
         return {
             "detection_boxes": tf.reshape(
                 tf.pad(tf.gather(boxes, keep), [[0, padding], [0, 0]]), [1, count, 4]),
-            "detection_classes": tf.reshape(
-                tf.pad(tf.cast(tf.gather(classes, keep), tf.float32), [[0, padding]]),
-                [1, count]),
+            "detection_classes": tf.reshape(tf.pad(tf.gather(classes, keep), [[0, padding]]),
+                                            [1, count]),
             "detection_scores": tf.reshape(tf.pad(kept_scores, [[0, padding]]), [1, count]),
             "num_detections": tf.reshape(tf.cast(found, tf.float32), [1]),
         }
 
     module = tf.Module()
-    module.source = loaded
+    module.source = trained.loaded
     module.serve = serve
     tf.saved_model.save(module, str(out), signatures={"serving_default": serve})
     signature = tf.saved_model.load(str(out)).signatures["serving_default"]

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from odplug_builtins.tflite import POSTPROCESS_OP
-from odplug_builtins.tflite.source import Nms, SourceModel
+from odplug.model.contract import TrainedDetector
+from odplug.model.litert import POSTPROCESS_OP
 
 OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})
@@ -34,17 +34,25 @@ at 0.29x the float32 file instead of 0.39x, because per-channel scales and zero 
 bytes per channel, 23,600 channels) outweigh the int8 weights of a model this small."""
 
 
-def implements_signature(nms: Nms, num_classes: int) -> str:
+USE_REGULAR_NMS = False
+"""Fast NMS: each anchor keeps its best class, then one class-agnostic suppression, with the
+thresholds of the model's own ``detector.json``. The op's regular (per-class) NMS loses a class
+when it runs on more than one but fewer threads than there are classes
+(tensorflow/tensorflow#56058), and a deployed model cannot choose its runtime's thread count."""
+
+
+def implements_signature(trained: TrainedDetector) -> str:
     """The op's NodeDef text that the converter turns into the custom op and its options."""
-    y_scale, x_scale, h_scale, w_scale = nms.scale_factors
+    info = trained.info
+    y_scale, x_scale, h_scale, w_scale = info.scale_factors
     attrs: list[tuple[str, str, object]] = [
-        ("max_detections", "i", nms.max_detections),
+        ("max_detections", "i", info.max_detections),
         ("max_classes_per_detection", "i", 1),
-        ("detections_per_class", "i", nms.max_detections),
-        ("use_regular_nms", "b", str(nms.use_regular_nms).lower()),
-        ("nms_score_threshold", "f", nms.score_threshold),
-        ("nms_iou_threshold", "f", nms.iou_threshold),
-        ("num_classes", "i", num_classes),
+        ("detections_per_class", "i", info.max_detections),
+        ("use_regular_nms", "b", str(USE_REGULAR_NMS).lower()),
+        ("nms_score_threshold", "f", info.score_threshold),
+        ("nms_iou_threshold", "f", info.iou_threshold),
+        ("num_classes", "i", trained.num_classes),
         ("y_scale", "f", y_scale),
         ("x_scale", "f", x_scale),
         ("h_scale", "f", h_scale),
@@ -55,7 +63,7 @@ def implements_signature(nms: Nms, num_classes: int) -> str:
     ])
 
 
-def detection_function(source: SourceModel, *, uint8_input: bool = False) -> Any:
+def detection_function(trained: TrainedDetector, *, uint8_input: bool = False) -> Any:
     """The concrete function to convert: static batch-1 float32 input, four named outputs.
 
     With `uint8_input` the input passes a fake-quant node of exactly 0..255 in 256 steps, so the
@@ -63,31 +71,32 @@ def detection_function(source: SourceModel, *, uint8_input: bool = False) -> Any
     however dark or bright the calibration images are; calibration sets every other range.
     """
 
-    @tf.function(experimental_implements=implements_signature(source.nms, source.num_classes))
+    @tf.function(experimental_implements=implements_signature(trained))
     def postprocess(box_encodings: tf.Tensor, class_predictions: tf.Tensor,
                     anchors: tf.Tensor) -> tuple[tf.Tensor, ...]:
         del box_encodings, class_predictions, anchors  # replaced by the op; never runs in TF
         placeholder = tf.constant(0.0, tf.float32)
         return placeholder, placeholder, placeholder, placeholder
 
-    size = source.input_size
-    anchors = source.anchors
+    size = trained.input_size
+    anchors = trained.anchors
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="images")])
     def detect(images: tf.Tensor) -> dict[str, tf.Tensor]:
         if uint8_input:
             images = tf.quantization.fake_quant_with_min_max_args(images, 0.0, 255.0, num_bits=8)
-        raw = source.raw(images=images)
+        raw = trained.raw(images=images)
         outputs = postprocess(raw["box_codes"], raw["class_scores"], tf.constant(anchors))
         return dict(zip(OUTPUT_NAMES, outputs, strict=True))
 
     return detect.get_concrete_function()
 
 
-def convert(source: SourceModel, variant: str, calibration: Calibration | None = None) -> bytes:
+def convert(trained: TrainedDetector, variant: str,
+            calibration: Calibration | None = None) -> bytes:
     """One variant as .tflite bytes: float32, float16, dynamic (int8 weights) or int8 (all)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [detection_function(source, uint8_input=variant == "int8")], source.loaded)
+        [detection_function(trained, uint8_input=variant == "int8")], trained.loaded)
     converter.allow_custom_ops = True
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -108,7 +117,7 @@ def convert(source: SourceModel, variant: str, calibration: Calibration | None =
         model = converter.convert()
     except Exception as error:  # the converter reports through many exception types
         message = " ".join(str(error).split())[:400]
-        raise OdplugError(f"{source.path}: TFLite conversion ({variant}) failed: "
+        raise OdplugError(f"{trained.path}: TFLite conversion ({variant}) failed: "
                           f"{message}") from None
     return outputs_in_op_order(model)
 

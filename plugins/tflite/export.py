@@ -20,15 +20,15 @@ import tensorflow as tf
 from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.components import ExportedModel
 from odplug.errors import OdplugError
+from odplug.model import litert
+from odplug.model.contract import TrainedDetector
+from odplug.model.litert import POSTPROCESS_OP
 from odplug.model.tfdata import representative_images
-from odplug_builtins.tflite import POSTPROCESS_OP, runtime
-from odplug_builtins.tflite.convert import VARIABLE_OPS, Calibration, convert
-from odplug_builtins.tflite.source import SourceModel
+from odplug_builtins.tflite.convert import USE_REGULAR_NMS, VARIABLE_OPS, Calibration, convert
 
 CALIBRATION_IMAGES = 200
 """Records of the training split used for int8 calibration (fewer when the split is smaller)."""
 LABELS_FILE = "labelmap.txt"
-Check = Callable[[bytes, list[runtime.Op]], None]
 
 
 def calibration(records: Path | None) -> Callable[[int], Calibration]:
@@ -50,25 +50,21 @@ def calibration(records: Path | None) -> Callable[[int], Calibration]:
     return for_size
 
 
-def export_variant(source: SourceModel, variant: str, out: Path, *, name: str,
-                   calibrate: Calibration | None = None,
-                   check: Check | None = None) -> ExportedModel:
+def export_variant(trained: TrainedDetector, variant: str, out: Path, *, name: str,
+                   calibrate: Calibration | None = None) -> ExportedModel:
     """Convert, verify and write `name`.tflite, `name`.json and labelmap.txt under `out`."""
-    model = convert(source, variant, calibrate)
-    found = runtime.ops(model)
-    verify(model, found, variant)
-    if check is not None:
-        check(model, found)
+    model = convert(trained, variant, calibrate)
+    verify(model, litert.ops(model), variant)
     path = out / f"{name}.tflite"
     manifest = out / f"{name}.json"
     atomic_write_bytes(path, model)
-    atomic_write_text(out / LABELS_FILE, "".join(f"{label}\n" for label in source.labels))
+    atomic_write_text(out / LABELS_FILE, "".join(f"{label}\n" for label in trained.labels))
     atomic_write_text(manifest, json.dumps(
-        manifest_for(source, model, name, variant, path), indent=2) + "\n")
+        manifest_for(trained, model, name, variant, path), indent=2) + "\n")
     return ExportedModel(name=name, path=path, manifest=manifest, size_bytes=len(model))
 
 
-def verify(model: bytes, found: list[runtime.Op], variant: str) -> None:
+def verify(model: bytes, found: list[litert.Op], variant: str) -> None:
     variables = sorted({op.name for op in found} & VARIABLE_OPS)
     if variables:
         raise OdplugError(f"the {variant} model reads its weights from variables "
@@ -77,7 +73,7 @@ def verify(model: bytes, found: list[runtime.Op], variant: str) -> None:
     postprocess = [op for op in found if op.name == POSTPROCESS_OP]
     if len(postprocess) != 1:
         raise OdplugError(f"the {variant} model does not end in one {POSTPROCESS_OP} op")
-    interpreter = runtime.interpreter(model, preserve_all_tensors=True)
+    interpreter = litert.interpreter(model, preserve_all_tensors=True)
     (inp,) = interpreter.get_input_details()
     if variant == "int8":
         scale, zero_point = inp["quantization"]
@@ -98,11 +94,12 @@ def verify(model: bytes, found: list[runtime.Op], variant: str) -> None:
                           "gray image; the conversion is broken")
 
 
-def manifest_for(source: SourceModel, model: bytes, name: str, variant: str,
+def manifest_for(trained: TrainedDetector, model: bytes, name: str, variant: str,
                  path: Path) -> dict[str, Any]:
     """What an app needs to run the file, read back from the interpreter."""
-    described = runtime.describe(model)
-    size = source.input_size
+    described = litert.describe(model)
+    size = trained.input_size
+    info = trained.info
     meaning = {
         "detection_boxes": "ymin, xmin, ymax, xmax normalised to the input; not clipped: clip "
                            "to [0, 1]",
@@ -111,14 +108,13 @@ def manifest_for(source: SourceModel, model: bytes, name: str, variant: str,
         "num_detections": "how many rows of the other outputs are detections (the rest are "
                           "undefined)",
     }
-    nms = source.nms
     return {
         "format": "tflite",
         "name": name,
         "variant": variant,
         "model": path.name,
         "size_bytes": len(model),
-        "source": str(source.path),
+        "source": str(trained.path),
         "input": described["input"] | {
             "layout": "NHWC, RGB",
             "preprocessing": f"stretch the whole image to {size} x {size} (bilinear, "
@@ -130,24 +126,15 @@ def manifest_for(source: SourceModel, model: bytes, name: str, variant: str,
                     for output in described["outputs"]],
         "postprocess": {
             "op": POSTPROCESS_OP,
-            "use_regular_nms": nms.use_regular_nms,
-            "max_detections": nms.max_detections,
-            "score_threshold": nms.score_threshold,
-            "iou_threshold": nms.iou_threshold,
-            "scale_factors": list(nms.scale_factors),
-            "num_classes": source.num_classes,
+            "use_regular_nms": USE_REGULAR_NMS,
+            "max_detections": info.max_detections,
+            "score_threshold": info.score_threshold,
+            "iou_threshold": info.iou_threshold,
+            "scale_factors": list(info.scale_factors),
+            "num_classes": trained.num_classes,
         },
-        "labels": source.labels,
-        "label_ids": source.class_ids,
+        "labels": trained.labels,
+        "label_ids": trained.class_ids,
         "labels_file": LABELS_FILE,
     }
 
-
-def read_manifest(exported: ExportedModel) -> dict[str, Any]:
-    try:
-        manifest = json.loads(exported.manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise OdplugError(f"{exported.manifest}: cannot read the manifest ({error})") from None
-    if not isinstance(manifest, dict) or "label_ids" not in manifest:
-        raise OdplugError(f"{exported.manifest}: not an odplug TFLite manifest (no label_ids)")
-    return manifest

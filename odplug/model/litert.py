@@ -1,13 +1,21 @@
-"""Running and inspecting .tflite files with LiteRT's interpreter (``ai_edge_litert``).
+"""Running and inspecting .tflite detectors with LiteRT's interpreter (``ai_edge_litert``).
 
-`TFLiteDetector` is the exported model as an `odplug.model.detector` detector; `ops` and
-`describe` read what a file holds (its operators and their types, its input and outputs) for the
-exporters' checks and manifests. The interpreter's newer CompiledModel API is not used: it
-crashed on ``TFLite_Detection_PostProcess`` here.
+Shared by every exporter that writes or builds on a .tflite file (the built-in tflite and
+edgetpu exporters), so neither imports the other: `TFLiteDetector` runs one as an
+`odplug.model.detector` detector; `ops`, `float_ops`, `dynamic_tensors` and `describe` read
+what a file holds (its operators and their types, its shapes, its input and outputs) for the
+exporters' checks and manifests.
+
+A .tflite detector here ends in TFLite's own `POSTPROCESS_OP` and has its outputs in that op's
+order (boxes, class columns, scores, count); its manifest beside it is JSON with at least
+``label_ids``, the label-map id of each class column. The interpreter's newer CompiledModel API
+is not used: it crashed on ``TFLite_Detection_PostProcess`` here. ``ai_edge_litert`` and
+TensorFlow are imported only when a model is loaded.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from odplug.components import ExportedModel, require_module
 from odplug.errors import OdplugError
 
-FLOAT_TYPES = (np.float32, np.float16, np.float64)
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+INSTALL = "install dockerfiles/requirements/tf.txt (pip install -r dockerfiles/requirements/tf.txt)"
+
+
+def require_installed(what: str) -> None:
+    """TensorFlow and LiteRT, which converting, checking and running a .tflite detector need;
+    an exporter's `check()` calls it, so a missing one is a clear line before any work."""
+    require_module("tensorflow", what=what, install=INSTALL)
+    require_module("ai_edge_litert", what=what, install=INSTALL)
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,21 @@ def ops(model: Path | bytes) -> list[Op]:
     return found
 
 
+def float_ops(found: list[Op]) -> list[Op]:
+    """The float operators before the post-processing: none in a full-integer model.
+
+    `POSTPROCESS_OP` works in float by design, and so do the dequantize ops that feed it."""
+    feeding = {i for op in found if op.name == POSTPROCESS_OP for i in op.inputs}
+    return [op for op in found if op.is_float and op.name != POSTPROCESS_OP
+            and not (op.name == "DEQUANTIZE" and set(op.outputs) <= feeding)]
+
+
+def dynamic_tensors(model: Path | bytes) -> list[str]:
+    """Names of the tensors with a dimension unknown before running (-1 in the signature)."""
+    return [detail["name"] for detail in interpreter(model).get_tensor_details()
+            if any(int(n) < 0 for n in detail["shape_signature"])]
+
+
 def describe(model: Path | bytes) -> dict[str, Any]:
     """Input and outputs as the interpreter sees them, outputs named by the signature."""
     runtime = interpreter(model, delegates=False)
@@ -91,8 +123,24 @@ def _quantization(detail: dict[str, Any]) -> dict[str, float] | None:
     return {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
 
 
+def read_manifest(exported: ExportedModel) -> dict[str, Any]:
+    try:
+        manifest = json.loads(exported.manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise OdplugError(f"{exported.manifest}: cannot read the manifest ({error})") from None
+    if not isinstance(manifest, dict) or "label_ids" not in manifest:
+        raise OdplugError(f"{exported.manifest}: not an odplug TFLite manifest (no label_ids)")
+    return manifest
+
+
+def detector(exported: ExportedModel) -> TFLiteDetector:
+    """The exported file in LiteRT's interpreter, class ids from its manifest."""
+    return TFLiteDetector(exported.path, read_manifest(exported)["label_ids"])
+
+
 class TFLiteDetector:
-    """A .tflite detector from `odplug_builtins.tflite.convert`: uint8 [H, W, 3] -> Detections.
+    """A .tflite detector (see above) as an `odplug.model.detector` detector: uint8 [H, W, 3]
+    -> Detections.
 
     The image is stretched to the model's S x S with ``tf.image.resize`` (bilinear), as the
     SavedModel's serving signature does, and quantized with the input's own scale and zero
