@@ -40,7 +40,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
         "tests/test_convert.py", "tests/test_parallel.py", "tests/test_plugins.py",
         "tests/test_tasks.py", "tests/test_demo.py", "tests/test_bench.py",
         "tests/test_coco.py", "tests/test_hooks_doc.py", "tests/test_noxfile.py",
-        "tests/test_pipeline.py", "tests/test_run.py",
+        "tests/test_pipeline.py", "tests/test_run.py", "tests/test_savedmodel.py",
     ]),
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),

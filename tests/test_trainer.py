@@ -71,7 +71,8 @@ def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
 
 def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None:
     from odplug.model.detector import SavedModelDetector
-    from odplug_builtins.trainer.postprocess import detect
+    from odplug.model.postprocess import detect
+    from odplug_builtins.trainer.evaluation import nms
     from odplug_builtins.trainer.train import load_run_model
 
     model, config, _labels, anchors = load_run_model(trained["run"])
@@ -83,7 +84,7 @@ def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None
         resized = tf.image.resize(tf.cast(image[None], tf.float32), (96, 96))
         outputs = model(resized, training=False)
         expected = detect(outputs["box_codes"], outputs["class_logits"], tf.constant(anchors),
-                          config.eval)
+                          nms(config.eval))
         got = detector(image)
         count = int(expected["num_detections"][0])
         assert len(got.scores) == count

@@ -27,11 +27,11 @@ from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
+from odplug.model.savedmodel import write_detector
 from odplug_builtins.trainer import data
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config, save_config
-from odplug_builtins.trainer.evaluation import evaluate_model
-from odplug_builtins.trainer.export import export_saved_model
+from odplug_builtins.trainer.evaluation import evaluate_model, nms
 from odplug_builtins.trainer.model import DetectionLoss, build_model
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,8 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         result = evaluate_model(model, test_files, label_map, anchors, config)
         write_metrics(result, run.metrics / "test.json")
         plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
-    return export_saved_model(model, anchors, config, label_map, run.saved_model)
+    return write_detector(model, anchors, label_map, config.model.input_size, run.saved_model,
+                          nms=nms(config.eval))
 
 
 def _reseeded(config: Config, start: int) -> Any:
