@@ -8,27 +8,12 @@ tool is one clear line at once, not a failure half-way through.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
-
-
-def resolve_model(path: Path) -> tuple[Path, Path | None]:
-    """A run folder or a SavedModel folder -> (SavedModel folder, records folder if known)."""
-    if (path / "saved_model" / "saved_model.pb").is_file():
-        saved = path / "saved_model"
-    elif (path / "saved_model.pb").is_file():
-        saved = path
-    else:
-        raise OdplugError(f"{path}: no SavedModel (neither {path / 'saved_model'} nor "
-                          f"{path / 'saved_model.pb'}); train first with model.train")
-    info = (saved.parent if saved != path else path) / "run.json"
-    records = Path(json.loads(info.read_text())["records"]) if info.is_file() else None
-    return saved, records
 
 
 def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
