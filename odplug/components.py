@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from odplug.errors import OdplugError
+from odplug.run import Resume, RunInfo
 
 if TYPE_CHECKING:
     from odplug.data.dataset import Sample
@@ -84,14 +85,30 @@ StepCallback = Callable[[int, int, "dict[str, float]"], None]
 class Trainer(Component):
     """Trains a detector from a TFRecord folder (as data.import writes) into a run folder.
 
-    The run folder ends up holding the resolved config, checkpoints, TensorBoard logs, metrics
-    and ``saved_model/`` with the TF OD API serving signature; `train` returns that path.
+    The run folder is the trainer's own: configs, saved states and logs in whatever layout it
+    likes. The core reads only its run description (`odplug.run.RunInfo`): `train` writes and
+    returns it, `describe` reads it back, and whether an existing run is continued or replaced
+    is the trainer's decision, asked for with `resume`.
     """
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
-              overrides: dict[str, object] | None = None, resume: bool = False,
-              on_step: StepCallback | None = None) -> Path:
+              overrides: dict[str, object] | None = None, resume: Resume = "never",
+              on_step: StepCallback | None = None) -> RunInfo:
+        """Train on `records` into `run_dir` and return the complete run.
+
+        `resume` (see `odplug.run.Resume`): ``never`` refuses a folder that holds a run,
+        ``required`` continues one or refuses, ``auto`` continues one when the trainer can with
+        these inputs and otherwise starts over in its place.
+        """
         raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
+
+    def describe(self, run_dir: Path) -> RunInfo | None:
+        """The run in `run_dir` as it stands (unfinished ones included), or None if none.
+
+        The default reads the run description; a trainer overrides it to correct what the file
+        cannot know (a run killed before it noted it can resume, saved states deleted since).
+        """
+        return RunInfo.read(run_dir) if RunInfo.exists(run_dir) else None
 
     def default_config(self) -> str:
         """The full default config as TOML text, every setting explained, for users to edit."""

@@ -1,11 +1,15 @@
-"""``inv pipeline`` end to end on tiny settings, and the reuse of finished stages."""
+"""``inv pipeline`` end to end on tiny settings, the reuse of finished stages, and training
+that the trainer continues or replaces."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from odplug.data.fingerprint import fingerprint
 
 TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
         "train.steps=12,train.warmup_steps=2,train.eval_every=1000,train.checkpoint_every=1000")
@@ -44,25 +48,65 @@ def test_pipeline_runs_every_stage_then_reuses_them(project: Path, tmp_path: Pat
     assert "| tflite-float16 |" in changed.stdout
 
 
-def test_dataset_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:
-    from odplug.workflows.pipeline import dataset_fingerprint
+class Interrupted(Exception):
+    """Stands for a Ctrl-C in the middle of training."""
 
+
+def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
+        project: Path, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    from odplug.workflows.pipeline import PipelineOptions, run_pipeline
+
+    out = tmp_path / "out"
+    overrides = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+                 "train.batch_size": 4, "train.steps": 12, "train.warmup_steps": 2,
+                 "train.eval_every": 1000, "train.checkpoint_every": 5}
+    options = PipelineOptions(source=project, overrides=overrides, to=["tflite"],
+                              quantize=["float32"])
+    steps: list[int] = []
+
+    def interrupt_at_8(step: int, total: int, metrics: dict) -> None:
+        steps.append(step)
+        if step == 8:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_pipeline(out, options, registry, on_step=interrupt_at_8)
+    described = registry.get("trainers", "ssd").describe(out / "run")
+    assert described.resumable and not described.complete
+
+    steps.clear()
+    result = run_pipeline(out, options, registry,
+                          on_step=lambda step, total, metrics: steps.append(step))
+    assert steps == list(range(6, 13)), "continued from the checkpoint of step 5"
+    assert result.reused == ["import"]
+    assert result.run.complete and result.run.metrics["test"]["map50"] >= 0
+    assert [row["name"] for row in result.rows] == ["saved_model", "tflite-float32"]
+
+    steps.clear()
+    changed = replace(options, overrides={**overrides, "train.steps": 6})
+    result = run_pipeline(out, changed, registry,
+                          on_step=lambda step, total, metrics: steps.append(step))
+    assert steps == list(range(1, 7)), "a finished run with other inputs starts over"
+    assert result.run.complete and (result.run.saved_model / "saved_model.pb").is_file()
+
+
+def test_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "img").mkdir(parents=True)
     (data / "img" / "a.jpg").write_bytes(b"a")
     out = data / "output"
     out.mkdir()
-    first = dataset_fingerprint(data, exclude=out)
+    first = fingerprint(data, exclude=out)
     (out / "train.record").write_bytes(b"written by the pipeline")
-    assert dataset_fingerprint(data, exclude=out) == first
+    assert fingerprint(data, exclude=out) == first
     (data / "img" / "a.jpg").write_bytes(b"ab")
-    resized = dataset_fingerprint(data, exclude=out)
+    resized = fingerprint(data, exclude=out)
     assert resized != first
     (data / "img" / "b.jpg").write_bytes(b"b")
-    assert dataset_fingerprint(data, exclude=out) != resized
+    assert fingerprint(data, exclude=out) != resized
     csv = data / "train.csv"
     csv.write_text("filename\n")
-    assert dataset_fingerprint(csv) == dataset_fingerprint(data)
+    assert fingerprint(csv) == fingerprint(data)
 
 
 def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Path  # type: ignore[no-untyped-def]

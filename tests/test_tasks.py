@@ -99,3 +99,47 @@ def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  #
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("odplug: error:"), done.stderr
     assert message in lines[0]
+
+
+def _run_folder(path: Path, **changes: object) -> Path:
+    """A run description of a run that never finished, as the ssd trainer leaves one."""
+    from odplug.run import RunInfo
+
+    info = RunInfo(run_dir=path, trainer="ssd", records=path.parent / "records",
+                   label_map=path / "label_map.pbtxt", saved_model=path / "saved_model",
+                   complete=False, resumable=True)
+    info.write()
+    if changes:
+        document = json.loads(info.path.read_text())
+        info.path.write_text(json.dumps({**document, **changes}))
+    return path
+
+
+@pytest.mark.parametrize("task,model,message", [
+    ("export", "unfinished", "the run is not complete (no final SavedModel yet): continue it "
+     "with model.train --resume"),
+    ("evaluate", "newer schema", "schema 2 is not one this odplug reads (1)"),
+    ("evaluate", "bare", "a SavedModel folder does not say which records it was trained on: "
+     "give --records"),
+    ("export", "bare", "not a run folder, so no test split is known: give --records or "
+     "--no-verify"),
+    ("predict", "empty", "not a run folder (no run.json) and not a SavedModel folder"),
+])
+def test_model_tasks_know_a_run_by_its_description_only(run_inv, tmp_path: Path, task: str,  # type: ignore[no-untyped-def]
+                                                        model: str, message: str) -> None:
+    folders = {"unfinished": lambda p: _run_folder(p),
+               "newer schema": lambda p: _run_folder(p, schema=2),
+               "bare": lambda p: p / "saved_model.pb",
+               "empty": lambda p: p}
+    path = tmp_path / "model"
+    path.mkdir()
+    made = folders[model](path)
+    if made.suffix == ".pb":
+        made.write_bytes(b"")
+    extra = {"export": ["--to", "tflite"], "predict": ["--source", str(path)], "evaluate": []}
+    done = run_inv(f"model.{task}", "--model", str(path), *extra[task])
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("odplug: error:") and message in last, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "nothing written"

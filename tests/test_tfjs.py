@@ -74,7 +74,7 @@ def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     from odplug_builtins.trainer.train import train
 
     run = tmp_path_factory.mktemp("tfjs-run") / "run"
-    trained = train(records, run, overrides=TINY)
+    trained = train(records, run, overrides=TINY).saved_model
     info = json.loads((trained / "detector.json").read_text())
     info["nms"]["score_threshold"] = 0.0
     (trained / "detector.json").write_text(json.dumps(info))

@@ -1,5 +1,6 @@
-"""The ssd trainer on tiny data: the loss falls, a killed run resumes, the SavedModel serves
-exactly what the Keras model computes, and the model tasks work through the command line."""
+"""The ssd trainer on tiny data: the loss falls, a killed run resumes, the trainer decides what
+becomes of a run already in its folder, the SavedModel serves exactly what the Keras model
+computes, and the model tasks work through the command line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,9 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
+from odplug.run import RunInfo
 from odplug_builtins.trainer.config import load_config
+from odplug_builtins.trainer.runfolder import RunFolder, start
 from tests.conftest import BIN, ROOT, assert_same_detections, run_import
 
 TINY = {
@@ -47,9 +51,10 @@ def trained(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     run = tmp_path_factory.mktemp("run") / "run"
     history: list[dict] = []
-    saved = train(records, run, overrides={**TINY, "train.steps": 30},
-                  on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
-    return {"run": run, "saved": saved, "history": history, "records": records}
+    info = train(records, run, overrides={**TINY, "train.steps": 30},
+                 on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
+    return {"run": run, "saved": info.saved_model, "info": info, "history": history,
+            "records": records}
 
 
 def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
@@ -57,9 +62,10 @@ def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
     run: Path = trained["run"]
-    for name in ("config.toml", "label_map.pbtxt", "run.json", "best.json", "best.weights.h5",
-                 "metrics/test.json", "metrics/test-pr.png", "saved_model/saved_model.pb",
-                 "saved_model/label_map.pbtxt", "saved_model/anchors.npy"):
+    for name in ("config.toml", "label_map.pbtxt", "run.json", "inputs.json", "best.json",
+                 "best.weights.h5", "metrics/test.json", "metrics/test-pr.png",
+                 "saved_model/saved_model.pb", "saved_model/label_map.pbtxt",
+                 "saved_model/anchors.npy"):
         assert (run / name).exists(), name
     assert list((run / "logs").glob("events.out.tfevents.*"))
     assert (run / "checkpoints" / "checkpoint").is_file()
@@ -69,9 +75,23 @@ def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
     assert 0.0 <= metrics["map50"] <= 1.0 and metrics["images"] > 0
 
 
+def test_the_run_description_is_what_train_returns(trained: dict) -> None:
+    from odplug_builtins.trainer import SSDTrainer
+
+    info: RunInfo = trained["info"]
+    assert RunInfo.read(trained["run"]) == info == SSDTrainer().describe(trained["run"])
+    assert info.complete and info.resumable and info.trainer == "ssd"
+    assert info.records == trained["records"].resolve()
+    assert info.saved_model == trained["run"] / "saved_model" == trained["saved"]
+    assert info.label_map.is_file() and info.logs == trained["run"] / "logs"
+    written = json.loads((info.metrics_dir / "test.json").read_text())
+    assert info.metrics == {"test": {"map50": written["map50"], "map": written["map"]}}
+
+
 def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None:
     from odplug.model.detector import SavedModelDetector
-    from odplug_builtins.trainer.postprocess import detect
+    from odplug.model.postprocess import detect
+    from odplug_builtins.trainer.evaluation import nms
     from odplug_builtins.trainer.train import load_run_model
 
     model, config, _labels, anchors = load_run_model(trained["run"])
@@ -83,7 +103,7 @@ def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None
         resized = tf.image.resize(tf.cast(image[None], tf.float32), (96, 96))
         outputs = model(resized, training=False)
         expected = detect(outputs["box_codes"], outputs["class_logits"], tf.constant(anchors),
-                          config.eval)
+                          nms(config.eval))
         got = detector(image)
         count = int(expected["num_detections"][0])
         assert len(got.scores) == count
@@ -147,9 +167,12 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
     assert saved is not None
     saved_step = int(saved.rsplit("-", 1)[1])
     assert 10 <= saved_step < 400
+    killed = RunInfo.read(run)
+    assert killed.resumable and not killed.complete
     steps: list[int] = []
-    train(records, run, resume=True, overrides={"train.steps": saved_step + 5},
-          on_step=lambda step, total, metrics: steps.append(step))
+    info = train(records, run, resume="required", overrides={"train.steps": saved_step + 5},
+                 on_step=lambda step, total, metrics: steps.append(step))
+    assert info.complete and RunInfo.read(run) == info
     assert steps == list(range(saved_step + 1, saved_step + 6))
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 5
@@ -163,9 +186,66 @@ def test_starting_over_an_existing_run_or_resuming_nothing_is_refused(records: P
     with pytest.raises(OdplugError, match="already holds a run"):
         train(records, trained["run"], overrides={**TINY, "train.steps": 1})
     with pytest.raises(OdplugError, match="nothing to resume"):
-        train(records, tmp_path / "empty", resume=True)
+        train(records, tmp_path / "empty", resume="required")
     with pytest.raises(OdplugError, match="no label_map.pbtxt"):
         train(tmp_path, tmp_path / "x")
+
+
+def _unfinished_run(records: Path, folder: RunFolder, *, trainer: str = "ssd") -> RunInfo:
+    """What a run killed after its first checkpoint leaves, without training anything."""
+    start(records, folder, None, {**TINY, "train.steps": 5}, "never")
+    folder.checkpoints.mkdir()
+    (folder.checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+    return RunInfo(folder.root, trainer, records.resolve(), folder.label_map,
+                   folder.saved_model, complete=False, resumable=True).write()
+
+
+@pytest.mark.parametrize("change", ["nothing", "config", "records", "finished", "other trainer",
+                                    "unreadable run.json"])
+def test_auto_continues_only_an_unfinished_run_with_the_same_inputs(tmp_path: Path,
+                                                                    change: str) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "train.record-00000-of-00001").write_bytes(b"x")
+    folder = RunFolder(tmp_path / "run")
+    info = _unfinished_run(records, folder, trainer="yolo" if change == "other trainer" else "ssd")
+    overrides = {**TINY, "train.steps": 7 if change == "config" else 5}
+    if change == "records":
+        (records / "train.record-00000-of-00001").write_bytes(b"re-imported")
+    elif change == "finished":
+        (folder.saved_model / "saved_model.pb").parent.mkdir()
+        (folder.saved_model / "saved_model.pb").write_bytes(b"")
+        replace(info, complete=True).write()
+    elif change == "unreadable run.json":
+        info.path.write_text("{")
+    config, resuming = start(records, folder, None, overrides, "auto")
+    assert resuming == (change == "nothing")
+    assert folder.has_checkpoint() == resuming, "a replaced run leaves none of its files"
+    assert load_config(folder.config).to_dict() == config.to_dict()
+    assert config.train.steps == overrides["train.steps"]
+
+
+def test_never_and_required_refuse_what_they_cannot_do(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    folder = RunFolder(tmp_path / "run")
+    info = _unfinished_run(records, folder)
+    with pytest.raises(OdplugError, match="already holds a run: continue it with --resume"):
+        start(records, folder, None, {}, "never")
+    with pytest.raises(OdplugError, match="leave out --config"):
+        start(records, folder, tmp_path / "other.toml", {}, "required")
+    config, resuming = start(records, folder, None, {"train.steps": 9}, "required")
+    assert resuming and config.train.steps == 9 and config.model.input_size == 96
+    replace(info, trainer="yolo").write()
+    with pytest.raises(OdplugError, match="a run of the 'yolo' trainer; the ssd trainer cannot"):
+        start(records, folder, None, {}, "required")
+    (folder.checkpoints / "checkpoint").unlink()
+    replace(info, trainer="ssd").write()
+    from odplug_builtins.trainer.runfolder import describe
+
+    assert describe(folder.root) == replace(info, resumable=False), "checkpoints gone"
+    with pytest.raises(OdplugError, match="nothing to resume"):
+        start(records, folder, None, {}, "required")
 
 
 def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
@@ -208,6 +288,19 @@ def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: 
     done = run_inv("model.evaluate", "--model", str(trained["run"]), "--out", str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "mAP@.5" in done.stdout and (tmp_path / "m" / "test-pr.png").is_file()
+    done = run_inv("model.evaluate", "--model", str(trained["saved"]), "--records",
+                   str(trained["records"]), "--split", "val", "--out", str(tmp_path / "bare"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "bare" / "val.json").is_file(), "a bare SavedModel with --records"
+    run = tmp_path / "cli-run"
+    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(run),
+                   "--set", _set({**TINY, "train.steps": 2}))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"SavedModel: {run / 'saved_model'}" in done.stdout
+    assert f"tensorboard --logdir {run / 'logs'}" in done.stdout
+    test = RunInfo.read(run).metrics["test"]
+    assert (f"Test split: mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f} "
+            f"(details in {run / 'metrics'})") in done.stdout
     done = run_inv("model.config")
     assert done.returncode == 0 and "[train]" in done.stdout and "steps = " in done.stdout
     done = run_inv("model.evaluate", "--model", str(tmp_path))

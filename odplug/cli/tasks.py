@@ -150,7 +150,7 @@ def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
     help={
         "records": "TFRecord folder written by data.import (train split; val for the best "
         "checkpoint; test for the final metrics)",
-        "run": "run folder for config, checkpoints, logs, metrics and the SavedModel "
+        "run": "run folder: the trainer's files, its run description and the SavedModel "
         "(default: runs/<records folder name>)",
         "config": "TOML config with the settings to change (see `model.config` for all)",
         "steps": "number of training steps (overrides train.steps)",
@@ -177,17 +177,16 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
     started = time.perf_counter()
     with progress_bar("training", fields=("status",)) as bar:
         on_step = training_reporter(bar, started)
-        saved = chosen.train(Path(records), run_dir, config=Path(config) if config else None,
-                             overrides=overrides, resume=resume, on_step=on_step)
-    print(f"Run folder: {run_dir} (TensorBoard: tensorboard --logdir {run_dir / 'logs'})")
-    print(f"SavedModel: {saved}")
-    metrics = run_dir / "metrics" / "test.json"
-    if metrics.is_file():
-        import json as json_module
-
-        data = json_module.loads(metrics.read_text())
-        print(f"Test split: mAP@.5 {data['map50']:.3f}, mAP@[.5:.95] {data['map']:.3f} "
-              f"({metrics}, PR plot beside it)")
+        run_info = chosen.train(Path(records), run_dir,
+                                config=Path(config) if config else None, overrides=overrides,
+                                resume="required" if resume else "never", on_step=on_step)
+    board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
+    print(f"Run folder: {run_info.run_dir}{board}")
+    print(f"SavedModel: {run_info.saved_model}")
+    test = run_info.metrics.get("test")
+    if test:
+        where = f" (details in {run_info.metrics_dir})" if run_info.metrics_dir else ""
+        print(f"Test split: mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f}{where}")
 
 
 @task(name="config", help={"out": "write the default config here instead of printing it",
@@ -205,56 +204,32 @@ def model_config(c, out="", trainer="ssd"):
         print(text, end="")
 
 
-def _saved_model(path: Path) -> Path:
-    """A run folder or a SavedModel folder -> the SavedModel folder."""
-    return path / "saved_model" if (path / "saved_model" / "saved_model.pb").is_file() else path
-
-
 @task(
     name="evaluate",
     help={
         "model": "run folder (or a SavedModel folder) to evaluate",
         "records": "TFRecord folder (default: the one the run trained on)",
         "split": "split to evaluate on (default test)",
-        "out": "folder for <split>.json and <split>-pr.png (default: the run's metrics/)",
+        "out": "folder for <split>.json and <split>-pr.png (default: the run's metrics "
+        "folder)",
     },
 )
 @user_errors
 def model_evaluate(c, model=None, records=None, split="test", out=None):
     """COCO metrics (mAP@[.5:.95], mAP@.5, per class) of a SavedModel on a split, + PR plot."""
-    import json as json_module
-
-    from odplug.errors import OdplugError
+    from odplug.workflows.evaluate import evaluate_model
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
-    run = Path(model)
-    if records is None:
-        info = run / "run.json"
-        if not info.is_file():
-            raise OdplugError(f"{run}: not a run folder (no run.json): give --records")
-        records = json_module.loads(info.read_text())["records"]
-    from odplug.data.labelmap import read_label_map
-    from odplug.data.shards import shard_files
-    from odplug.model.coco import plot_precision_recall, write_metrics
-    from odplug.model.detector import SavedModelDetector, evaluate_detector
-
-    files = shard_files(Path(records), split)
-    if not files:
-        raise OdplugError(f"{records}: no {split}.record-* shards")
-    detector = SavedModelDetector(_saved_model(run))
-    label_map = detector.label_map or read_label_map(Path(records) / "label_map.pbtxt")
-    with progress_bar("evaluating", enabled=False):
-        result = evaluate_detector(detector, files, label_map)
-    out_dir = Path(out) if out else (run / "metrics" if (run / "run.json").is_file() else run)
-    write_metrics(result, out_dir / f"{split}.json")
-    plot_precision_recall(result, out_dir / f"{split}-pr.png", title=f"{run.name}: {split}")
+    evaluation = evaluate_model(Path(model), records=Path(records) if records else None,
+                                split=split, out=Path(out) if out else None)
+    result = evaluation.result
     print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
           f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
     for name, values in result.per_class.items():
         print(f"  {name:16} AP@.5 {values['ap50']:.3f}  AP {values['ap']:.3f}  "
               f"({values['instances']} objects)")
-    print(f"Wrote {out_dir / f'{split}.json'} and {out_dir / f'{split}-pr.png'}")
+    print(f"Wrote {evaluation.metrics} and {evaluation.plot}")
 
 
 @task(
@@ -270,10 +245,12 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     """Detect objects in images: PNGs with boxes, classes and scores drawn, and a JSON."""
     from odplug.model.predict import predict_images
+    from odplug.run import resolve_model
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
-    written = predict_images(_saved_model(Path(model)), Path(source), Path(out), threshold)
+    saved_model, _run = resolve_model(Path(model))
+    written = predict_images(saved_model, Path(source), Path(out), threshold)
     print(f"Wrote {written} drawn image(s) and {Path(out) / 'detections.json'}")
 
 
@@ -284,7 +261,8 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
         "to": "comma-separated formats: tflite, edgetpu, tfjs (see `plugins`)",
         "quantize": "comma-separated variants to write, e.g. float32,int8 or float16 (default: "
         "each format's defaults)",
-        "out": "output folder (default: export/ beside the saved_model folder)",
+        "out": "output folder (default: export/ in the run folder, or beside a SavedModel "
+        "folder)",
         "records": "TFRecord folder for int8 calibration and verification (default: the "
         "run's own)",
         "verify": "run every exported model on the test split and print the table "
@@ -296,45 +274,27 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None, records=None,
                  verify=True, limit=0):
     """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
-    from odplug.errors import OdplugError
-    from odplug.export import plan as exporting
+    from odplug.workflows.export import export, plan_export, verify_exports
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
-    registry = load_registry_warning()
-    names = [n.strip() for n in to.split(",") if n.strip()]
-    exporters = exporting.plan(registry, names)
-    variants = exporting.variants_for(exporters, [q.strip() for q in quantize.split(",")
-                                                  if q.strip()])
-    exporting.check(exporters)
-    saved, run_records = exporting.resolve_model(Path(model))
-    records_path = Path(records) if records else run_records
-    out_dir = Path(out) if out else saved.parent / "export"
-    print("Exporting " + ", ".join(f"{e.name} ({', '.join(variants[e.name])})"
-                                   for e in exporters) + f" to {out_dir}")
-    written = exporting.export_all(
-        exporters, saved, out_dir, variants, records_path,
-        on_done=lambda m: print(f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)", flush=True))
-    if not verify:
+    job = plan_export(load_registry_warning(), Path(model),
+                      to=[n.strip() for n in to.split(",") if n.strip()],
+                      quantize=[q.strip() for q in quantize.split(",") if q.strip()],
+                      out=Path(out) if out else None,
+                      records=Path(records) if records else None, verify=verify)
+    print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
+                                   for e in job.exporters) + f" to {job.out}")
+    written = export(job, on_done=lambda m: print(
+        f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)", flush=True))
+    if not verify or job.records is None:
         return
-    if records_path is None:
-        raise OdplugError(f"{model}: not a run folder, so no test split is known: give "
-                          "--records or --no-verify")
-    from odplug.data.labelmap import read_label_map
-    from odplug.data.shards import shard_files
-    from odplug.export.verify import verify as verify_models
-    from odplug.export.verify import write_table
-
-    files = shard_files(records_path, "test")
-    if not files:
-        raise OdplugError(f"{records_path}: no test.record-* shards to verify on")
-    print(f"Verifying on {records_path} (test split) ...", flush=True)
-    rows = verify_models(saved, written, files, read_label_map(records_path / "label_map.pbtxt"),
-                         limit=limit or None,
-                         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
-    markdown, data = write_table(rows, out_dir)
-    print(markdown.read_text(), end="")
-    print(f"Wrote {markdown} and {data}")
+    print(f"Verifying on {job.records} (test split) ...", flush=True)
+    verification = verify_exports(
+        job.saved_model, written, job.records, job.out, limit=limit or None,
+        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
+    print(verification.table.read_text(), end="")
+    print(f"Wrote {verification.table} and {verification.data}")
 
 
 @task(
@@ -421,8 +381,8 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     print()
     print(result.table.read_text() if result.table else "", end="")
     print(f"\nrecords:     {result.records}")
-    print(f"run:         {result.run} (metrics/, logs/, checkpoints/)")
-    print(f"saved model: {result.saved_model}")
+    print(f"run:         {result.run.run_dir}")
+    print(f"saved model: {result.run.saved_model}")
     for model in result.exported:
         print(f"{model.name + ':':12} {model.path}")
     print(f"table:       {result.table}")

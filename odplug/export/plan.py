@@ -10,7 +10,6 @@ not a failure half-way through.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -18,20 +17,6 @@ from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
 from odplug.suggest import did_you_mean
-
-
-def resolve_model(path: Path) -> tuple[Path, Path | None]:
-    """A run folder or a SavedModel folder -> (SavedModel folder, records folder if known)."""
-    if (path / "saved_model" / "saved_model.pb").is_file():
-        saved = path / "saved_model"
-    elif (path / "saved_model.pb").is_file():
-        saved = path
-    else:
-        raise OdplugError(f"{path}: no SavedModel (neither {path / 'saved_model'} nor "
-                          f"{path / 'saved_model.pb'}); train first with model.train")
-    info = (saved.parent if saved != path else path) / "run.json"
-    records = Path(json.loads(info.read_text())["records"]) if info.is_file() else None
-    return saved, records
 
 
 def requirements(exporter: Exporter) -> dict[str, list[str]]:

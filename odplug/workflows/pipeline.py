@@ -3,16 +3,15 @@
 Each stage writes into one output folder and records the inputs it ran with in
 ``pipeline.json``; a second run reuses every stage whose inputs are unchanged and whose output
 is still there (``force`` reruns everything), and a stage that reruns makes every later stage
-rerun. The dataset counts as changed when any of its files is added, removed or rewritten. A
-training run that was interrupted is resumed from its last checkpoint. The stages call the
-same library functions as the single tasks, so this module is only order and bookkeeping.
+rerun. The dataset counts as changed when any of its files is added, removed or rewritten.
+Training asks the trainer to continue its run if it can (``resume="auto"``): the trainer
+decides whether an interrupted run goes on or is replaced. The stages call the same library
+functions as the single tasks, so this module is only order and bookkeeping.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +19,10 @@ from typing import Any, cast
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Trainer
+from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
+from odplug.run import RunInfo
 
 STATE = "pipeline.json"
 STAGES = ("dataset", "import", "train", "export", "verify")
@@ -48,8 +49,7 @@ class PipelineOptions:
 class PipelineResult:
     out: Path
     records: Path
-    run: Path
-    saved_model: Path
+    run: RunInfo
     exported: list[ExportedModel]
     table: Path | None
     rows: list[Any]
@@ -84,30 +84,6 @@ class _State:
         return outputs
 
 
-def dataset_fingerprint(source: Path, *, exclude: Path | None = None) -> str:
-    """A digest of the name, size and modification time of every file of a dataset.
-
-    It tells the pipeline whether an import can be reused without reading a single image: a
-    stat walk costs milliseconds per thousand files. A file source (a CSV) stands for its whole
-    folder, where its images are; `exclude` (the pipeline's own output) is left out.
-    """
-    root = source if source.is_dir() else source.parent
-    skip = os.path.abspath(exclude) if exclude is not None else None
-    digest = hashlib.sha256()
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders
-                               if os.path.abspath(os.path.join(folder, d)) != skip)
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            try:
-                stat = os.stat(path)
-            except OSError:  # a dangling link: the import reports it, the digest notes it
-                stat = None
-            size, mtime = (stat.st_size, stat.st_mtime_ns) if stat else (-1, -1)
-            digest.update(f"{os.path.relpath(path, root)}\0{size}\0{mtime}\n".encode())
-    return digest.hexdigest()
-
-
 def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                  on_stage: StageEvent = lambda stage, event: None,
                  on_step: Callable[[int, int, dict[str, float]], None] | None = None,
@@ -115,6 +91,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                  on_import_progress: Callable[[int], None] = lambda n: None) -> PipelineResult:
     from odplug.data.convert import ImportOptions, import_dataset
     from odplug.export import plan as exporting
+    from odplug.workflows.export import verify_exports
 
     trainer = cast(Trainer, registry.get("trainers", options.trainer))
     exporters = exporting.plan(registry, options.to)
@@ -154,29 +131,32 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
         return {"images": sum(result.report.images.values())}
 
     state.run("import", {"source": source.resolve(), "format": options.format,
-                         "files": dataset_fingerprint(source, exclude=out)},
+                         "files": fingerprint(source, exclude=out)},
               lambda: (records / "label_map.pbtxt").is_file(), do_import, event)
 
-    run = out / "run"
-    saved_model = run / "saved_model"
+    run_dir = out / "run"
 
     def do_train() -> dict[str, Any]:
-        resume = (run / "config.toml").is_file() and (run / "checkpoints").is_dir() \
-            and not (saved_model / "saved_model.pb").is_file() and not options.force
-        if not resume and run.exists():
-            import shutil
+        trainer.train(records, run_dir, config=options.config, overrides=options.overrides,
+                      resume="auto", on_step=on_step)
+        return {"run": str(run_dir)}
 
-            shutil.rmtree(run)
-        trainer.train(records, run, config=options.config, overrides=options.overrides,
-                      resume=resume, on_step=on_step)
-        return {"saved_model": str(saved_model)}
+    def trained() -> bool:
+        try:
+            run = trainer.describe(run_dir)
+        except OdplugError:  # unreadable: train again, and the trainer replaces it
+            return False
+        return run is not None and run.complete
 
     config_text = options.config.read_text() if options.config else ""
     state.run("train", {"trainer": options.trainer, "config": config_text,
-                        "overrides": options.overrides},
-              lambda: (saved_model / "saved_model.pb").is_file(), do_train, event)
-
-    export_dir = run / "export"
+                        "overrides": options.overrides}, trained, do_train, event)
+    run = trainer.describe(run_dir)
+    if run is None or not run.complete:
+        raise OdplugError(f"{run_dir}: the {trainer.name} trainer finished without a complete "
+                          "run description")
+    saved_model = run.saved_model
+    export_dir = run_dir / "export"
 
     def do_export() -> dict[str, Any]:
         written = exporting.export_all(exporters, saved_model, export_dir, variants, records)
@@ -190,20 +170,13 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                for m in exported_state["models"]]
 
     def do_verify() -> dict[str, Any]:
-        from odplug.data.labelmap import read_label_map
-        from odplug.data.shards import shard_files
-        from odplug.export.verify import verify, write_table
-
-        files = shard_files(records, "test")
-        if not files:
-            raise OdplugError(f"{records}: no test split to verify the exports on")
-        rows = verify(saved_model, written, files,  # type: ignore[arg-type]
-                      read_label_map(records / "label_map.pbtxt"))
-        markdown, _data = write_table(rows, export_dir)
-        return {"table": str(markdown), "rows": [asdict(r) for r in rows]}
+        verification = verify_exports(saved_model, written, records,  # type: ignore[arg-type]
+                                      export_dir)
+        return {"table": str(verification.table),
+                "rows": [asdict(r) for r in verification.rows]}
 
     verified = state.run("verify", {}, lambda: (export_dir / "verification.md").is_file(),
                          do_verify, event)
-    return PipelineResult(out=out, records=records, run=run, saved_model=saved_model,
+    return PipelineResult(out=out, records=records, run=run,
                           exported=[m for _e, m in written], table=Path(verified["table"]),
                           rows=verified["rows"], reused=reused)

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from odplug import hookimpl
 from odplug.components import StepCallback, Trainer, require_module
+from odplug.run import Resume, RunInfo
+from odplug_builtins.trainer.runfolder import TRAINER, describe
 
 
 class SSDTrainer(Trainer):
-    name = "ssd"
+    name = TRAINER
     summary = "SSD + MobileNetV2 (optional FPN-lite), focal loss; GPU when present, else CPU"
     requires = ()
 
@@ -29,12 +31,15 @@ class SSDTrainer(Trainer):
         return to_toml(Config())
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
-              overrides: dict[str, object] | None = None, resume: bool = False,
-              on_step: StepCallback | None = None) -> Path:
+              overrides: dict[str, object] | None = None, resume: Resume = "never",
+              on_step: StepCallback | None = None) -> RunInfo:
         from odplug_builtins.trainer.train import train
 
         return train(records, run_dir, config_path=config, overrides=overrides or {},
                      resume=resume, on_step=on_step or (lambda step, total, metrics: None))
+
+    def describe(self, run_dir: Path) -> RunInfo | None:
+        return describe(run_dir)
 
 
 @hookimpl

@@ -1,7 +1,8 @@
 """COCO metrics of the Keras model on a split, for validation during training and evaluation.
 
-The model runs on batches from the evaluation pipeline (no augmentation) and the shared
-`postprocess.detect` turns its outputs into detections; `odplug.model.coco` computes the metrics,
+The model runs on batches from the evaluation pipeline (no augmentation) and the core's
+`odplug.model.postprocess.detect`, the one the SavedModel serves with, turns its outputs into
+detections; `odplug.model.coco` computes the metrics,
 the same function the export verification uses, so the numbers compare.
 """
 
@@ -16,9 +17,15 @@ import tensorflow as tf
 
 from odplug.data.labelmap import LabelMap
 from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug.model.postprocess import Nms, detect
 from odplug_builtins.trainer import data
-from odplug_builtins.trainer.config import Config
-from odplug_builtins.trainer.postprocess import detect
+from odplug_builtins.trainer.config import Config, EvalConfig
+
+
+def nms(config: EvalConfig) -> Nms:
+    """The config's NMS settings, as the core's post-processing and detector.json take them."""
+    return Nms(score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
+               max_detections=config.max_detections)
 
 
 def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anchors: np.ndarray,
@@ -26,13 +33,14 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
     truths: list[ImageTruth] = []
     found: list[ImageDetections] = []
     anchors_t = tf.constant(anchors)
+    settings = nms(config.eval)
     predict = tf.function(lambda images: model(images, training=False), input_signature=[
         tf.TensorSpec([None, config.model.input_size, config.model.input_size, 3], tf.float32)])
     dataset = data.eval_dataset(files, label_map, config.model.input_size,
                                 config.eval.batch_size)
     for batch in dataset:
         outputs = predict(batch["images"])
-        dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, config.eval)
+        dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, settings)
         dets = {k: v.numpy() for k, v in dets.items()}
         classes = batch["classes"].numpy()
         for i, source_id in enumerate(batch["source_id"].numpy()):

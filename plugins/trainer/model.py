@@ -2,9 +2,10 @@
 
 The Keras model maps float32 images with values 0..255 (any batch) to raw outputs: box codes
 [B, A, 4] and class logits [B, A, C], one row per anchor of `anchors.make_anchors`. It owns its
-input normalisation, so what is exported and calibrated is exactly what was trained.
-Decoding and non-maximum suppression live in `postprocess`, outside the trained graph, so each
-exporter can put its runtime's own post-processing there.
+input normalisation, so what is exported and calibrated is exactly what was trained. This is
+the model contract of the core's `odplug.model.savedmodel.write_detector`. Decoding and
+non-maximum suppression live in the core's `odplug.model.postprocess`, outside the trained
+graph, so each exporter can put its runtime's own post-processing there.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,49 +27,18 @@ from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
+from odplug.model.savedmodel import write_detector
+from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import data
 from odplug_builtins.trainer.anchors import make_anchors
-from odplug_builtins.trainer.config import Config, load_config, save_config
-from odplug_builtins.trainer.evaluation import evaluate_model
-from odplug_builtins.trainer.export import export_saved_model
+from odplug_builtins.trainer.config import Config, load_config
+from odplug_builtins.trainer.evaluation import evaluate_model, nms
 from odplug_builtins.trainer.model import DetectionLoss, build_model
+from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.toml"
-RUN_INFO = "run.json"
-BEST_WEIGHTS = "best.weights.h5"
-LAST_WEIGHTS = "last.weights.h5"
 StepCallback = Callable[[int, int, dict[str, float]], None]
-
-
-@dataclass
-class RunPaths:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_NAME
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def saved_model(self) -> Path:
-        return self.root / "saved_model"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def info(self) -> Path:
-        return self.root / RUN_INFO
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -81,30 +50,16 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _prepare_run(records: Path, run: RunPaths, config_path: Path | None,
-                 overrides: dict[str, Any], resume: bool) -> Config:
-    if resume:
-        if not run.config.is_file():
-            raise OdplugError(f"{run.root}: nothing to resume (no {CONFIG_NAME}); "
-                              "start a run without --resume")
-        if config_path is not None:
-            raise OdplugError("--resume continues with the run's own config.toml; "
-                              "leave out --config")
-        return load_config(run.config, overrides)
-    if run.checkpoints.is_dir() and any(run.checkpoints.iterdir()):
-        raise OdplugError(f"{run.root} already holds a run: continue it with --resume, "
-                          "or give a new --run folder")
-    config = load_config(config_path, overrides)
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(config, run.config)
-    return config
-
-
 def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
-          overrides: dict[str, Any] | None = None, resume: bool = False,
-          on_step: StepCallback = lambda step, total, metrics: None) -> Path:
-    """Train on ``records`` (a data.import folder) into ``run_dir``; returns the SavedModel path."""
-    run = RunPaths(run_dir)
+          overrides: dict[str, Any] | None = None, resume: Resume = "never",
+          on_step: StepCallback = lambda step, total, metrics: None) -> RunInfo:
+    """Train on ``records`` (a data.import folder) into ``run_dir``; returns the complete run.
+
+    `resume` says what to do with a run already in `run_dir` (`runfolder.start` decides).
+    ``run.json`` is written when training starts, again once the first checkpoint exists (the
+    run can be resumed from then on) and last when the SavedModel is in place.
+    """
+    run = RunFolder(run_dir)
     label_map_path = records / "label_map.pbtxt"
     if not label_map_path.is_file():
         raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
@@ -117,10 +72,11 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
                     "at the test split, so the last one is used (data.import --split ratio "
                     "makes a val split)", records)
-    config = _prepare_run(records, run, config_path, overrides or {}, resume)
-    write_label_map(label_map, run.root / "label_map.pbtxt")
-    atomic_write_text(run.info, json.dumps({"records": str(records.resolve()),
-                                            "classes": label_map.names}, indent=2) + "\n")
+    config, resuming = start(records, run, config_path, overrides or {}, resume)
+    write_label_map(label_map, run.label_map)
+    info = RunInfo(run_dir=run.root, trainer=TRAINER, records=records.resolve(),
+                   label_map=run.label_map, saved_model=run.saved_model, complete=False,
+                   resumable=resuming, logs=run.logs).write()
 
     strategy = choose_strategy()
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
@@ -135,19 +91,18 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
     best = {"map50": -1.0, "step": 0}
-    if resume:
+    if resuming:
         if manager.latest_checkpoint is None:
             raise OdplugError(f"{run.checkpoints}: no checkpoint to resume from")
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        best_file = run.root / "best.json"
-        if best_file.is_file():
-            best = json.loads(best_file.read_text())
+        if run.best.is_file():
+            best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
-    start = int(step.numpy())
+    start_step = int(step.numpy())
     loss_fn = DetectionLoss(anchors, len(label_map), config.train)
 
-    dataset = data.train_dataset(train_files, label_map, config.model, _reseeded(config, start),
-                                 config.augment)
+    dataset = data.train_dataset(train_files, label_map, config.model,
+                                 _reseeded(config, start_step), config.augment)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     train_step = _make_train_step(model, optimizer, loss_fn, strategy,
                                   jit=on_gpu and config.train.xla)
@@ -156,12 +111,13 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     window_start, window_images = time.perf_counter(), 0
     total = config.train.steps
     metrics: dict[str, float] = {}
-    for current in range(start + 1, total + 1):
+    for current in range(start_step + 1, total + 1):
         images, targets = next(iterator)
         losses = train_step(images, targets)
         step.assign(current)
         window_images += batch
-        if current % config.train.log_every == 0 or current == total or current == start + 1:
+        if (current % config.train.log_every == 0 or current == total
+                or current == start_step + 1):
             elapsed = time.perf_counter() - window_start
             metrics = {k: float(v) for k, v in losses.items()}
             if not np.isfinite(metrics["loss"]):
@@ -176,6 +132,8 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         on_step(current, total, metrics)
         if current % config.train.checkpoint_every == 0 or current == total:
             manager.save(checkpoint_number=current)
+            if not info.resumable:
+                info = replace(info, resumable=True).write()
         if val_files and (current % config.train.eval_every == 0 or current == total):
             result = evaluate_model(model, val_files, label_map, anchors, config)
             with writer.as_default(step=current):
@@ -184,19 +142,23 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
             metrics["val_map50"] = result.map50
             if result.map50 > best["map50"]:
                 best = {"map50": result.map50, "map": result.map, "step": current}
-                model.save_weights(str(run.root / BEST_WEIGHTS))
-                atomic_write_text(run.root / "best.json", json.dumps(best, indent=2) + "\n")
+                model.save_weights(str(run.best_weights))
+                atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
             window_start = time.perf_counter()
     writer.flush()
-    model.save_weights(str(run.root / LAST_WEIGHTS))
-    if (run.root / BEST_WEIGHTS).is_file():
-        model.load_weights(str(run.root / BEST_WEIGHTS))
+    model.save_weights(str(run.last_weights))
+    if run.best_weights.is_file():
+        model.load_weights(str(run.best_weights))
     test_files = shard_files(records, "test")
     if test_files:
         result = evaluate_model(model, test_files, label_map, anchors, config)
         write_metrics(result, run.metrics / "test.json")
         plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
-    return export_saved_model(model, anchors, config, label_map, run.saved_model)
+        info = replace(info, metrics={"test": {"map50": result.map50, "map": result.map}},
+                       metrics_dir=run.metrics)
+    write_detector(model, anchors, label_map, config.model.input_size, run.saved_model,
+                   nms=nms(config.eval))
+    return replace(info, complete=True).write()
 
 
 def _reseeded(config: Config, start: int) -> Any:
@@ -283,15 +245,15 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
 
 def load_run_model(run_dir: Path) -> tuple[keras.Model, Config, LabelMap, np.ndarray]:
     """The run's best (else last) Keras model with its config, label map and anchors."""
-    run = RunPaths(run_dir)
+    run = RunFolder(run_dir)
     if not run.config.is_file():
-        raise OdplugError(f"{run_dir}: not a training run (no {CONFIG_NAME})")
+        raise OdplugError(f"{run_dir}: not a training run (no {run.config.name})")
     config = load_config(run.config)
-    label_map = read_label_map(run.root / "label_map.pbtxt")
+    label_map = read_label_map(run.label_map)
     model = build_model(config.model, len(label_map))
-    for name in (BEST_WEIGHTS, LAST_WEIGHTS):
-        if (run.root / name).is_file():
-            model.load_weights(str(run.root / name))
+    for weights in (run.best_weights, run.last_weights):
+        if weights.is_file():
+            model.load_weights(str(weights))
             return model, config, label_map, make_anchors(config.model)
     raise OdplugError(f"{run_dir}: the run has no trained weights yet (it never finished; "
                       "continue it with --resume)")

@@ -1,0 +1,145 @@
+"""The ssd trainer's run folder: its layout, its description, and whether a run goes on.
+
+The layout is this trainer's own business; the core sees only ``run.json`` (`RunInfo`). Whether
+a run already in the folder is continued, refused or replaced is decided here, from the
+trainer's own files, so the pipeline only says what it wants (`odplug.run.Resume`).
+TensorFlow-free: the pipeline asks `describe` before it knows whether anything will train.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from odplug.atomic import atomic_write_text
+from odplug.data.fingerprint import fingerprint
+from odplug.errors import OdplugError
+from odplug.run import Resume, RunInfo
+from odplug_builtins.trainer.config import Config, load_config, save_config
+
+TRAINER = "ssd"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        """The resolved config: every setting, defaults included."""
+        return self.root / "config.toml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def saved_model(self) -> Path:
+        return self.root / "saved_model"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def label_map(self) -> Path:
+        return self.root / "label_map.pbtxt"
+
+    @property
+    def best(self) -> Path:
+        """The best validation mAP@.5 so far and its step (best.weights.h5 holds the weights)."""
+        return self.root / "best.json"
+
+    @property
+    def best_weights(self) -> Path:
+        return self.root / "best.weights.h5"
+
+    @property
+    def last_weights(self) -> Path:
+        return self.root / "last.weights.h5"
+
+    @property
+    def inputs(self) -> Path:
+        """The records the run was started on and their fingerprint, for ``resume="auto"``."""
+        return self.root / "inputs.json"
+
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint to continue from exists (the CheckpointManager's index)."""
+        return (self.checkpoints / "checkpoint").is_file()
+
+    def holds_a_run(self) -> bool:
+        return RunInfo.exists(self.root) or (self.checkpoints.is_dir()
+                                             and any(self.checkpoints.iterdir()))
+
+
+def describe(root: Path) -> RunInfo | None:
+    """The run in `root` as it stands: ``run.json`` corrected by what is really on disk (a run
+    killed before it noted its first checkpoint is resumable; one whose checkpoints or
+    SavedModel were deleted since is not)."""
+    if not RunInfo.exists(root):
+        return None
+    info = RunInfo.read(root)
+    if info.trainer != TRAINER:
+        return info
+    folder = RunFolder(root)
+    return replace(info, resumable=folder.has_checkpoint() and folder.config.is_file(),
+                   complete=info.complete and (info.saved_model / "saved_model.pb").is_file())
+
+
+def start(records: Path, folder: RunFolder, config_path: Path | None,
+          overrides: dict[str, Any], resume: Resume) -> tuple[Config, bool]:
+    """Decide how training begins in `folder`; returns the config and whether it resumes.
+
+    ``never`` and ``required`` refuse what they cannot do. ``auto`` continues an unfinished run
+    only when it was started on the same records (same fingerprint) with the same resolved
+    config, so that going on gives the run that was asked for; anything else in the folder
+    (a finished run, other inputs, another trainer's run, an unreadable ``run.json``) is
+    deleted and a new run starts in its place.
+    """
+    if resume == "required":
+        info = describe(folder.root)
+        if info is None or not info.resumable:
+            raise OdplugError(f"{folder.root}: nothing to resume (no run with a checkpoint); "
+                              "start a run without --resume")
+        if info.trainer != TRAINER:
+            raise OdplugError(f"{folder.root}: a run of the {info.trainer!r} trainer; the "
+                              f"{TRAINER} trainer cannot continue it")
+        if config_path is not None:
+            raise OdplugError("--resume continues with the run's own config.toml; "
+                              "leave out --config")
+        return load_config(folder.config, overrides), True
+    config = load_config(config_path, overrides)
+    if resume == "auto":
+        if _can_continue(records, folder, config):
+            return config, True
+        if folder.holds_a_run():  # an unreadable run.json included
+            shutil.rmtree(folder.root)
+    elif folder.holds_a_run():
+        raise OdplugError(f"{folder.root} already holds a run: continue it with --resume, "
+                          "or give a new --run folder")
+    folder.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, folder.config)
+    atomic_write_text(folder.inputs, json.dumps(_inputs(records), indent=2) + "\n")
+    return config, False
+
+
+def _can_continue(records: Path, folder: RunFolder, config: Config) -> bool:
+    try:
+        info = describe(folder.root)
+        if info is None or info.trainer != TRAINER or info.complete or not info.resumable:
+            return False
+        same_inputs = json.loads(folder.inputs.read_text()) == _inputs(records)
+        return same_inputs and load_config(folder.config).to_dict() == config.to_dict()
+    except (OdplugError, OSError, json.JSONDecodeError):
+        return False
+
+
+def _inputs(records: Path) -> dict[str, str]:
+    return {"records": str(records.resolve()), "fingerprint": fingerprint(records)}

@@ -1,0 +1,94 @@
+"""The core's SavedModel writer with a Keras model that is not the ssd trainer's: what a
+third-party trainer supplies becomes a SavedModel that serves the shared post-processing, keeps
+the raw outputs, describes itself for the exporters, and a model that breaks the contract is
+refused in one line before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.data.labelmap import LabelMap, LabelMapItem
+from odplug.errors import OdplugError
+from odplug.model.boxcoder import SCALE_FACTORS
+from odplug.model.detector import SavedModelDetector
+from odplug.model.detector_info import DetectorInfo
+from odplug.model.postprocess import Nms, detect
+from odplug.model.savedmodel import write_detector
+from tests.conftest import assert_same_detections
+
+SIZE = 32
+LABELS = LabelMap.from_names(["cat", "dog"])
+ANCHORS = np.array([[y, x, 0.5, 0.5] for y in (0.25, 0.75) for x in (0.25, 0.75)], np.float32)
+
+
+def tiny_detector(anchors: int = len(ANCHORS), classes: int = len(LABELS),
+                  *, names: tuple[str, str] = ("box_codes", "class_logits")) -> keras.Model:
+    """A few weights from pixels to one box code and one logit per anchor and class."""
+    keras.utils.set_random_seed(0)
+    images = keras.Input([SIZE, SIZE, 3])
+    features = keras.layers.Conv2D(8, 3, strides=4, activation="relu")(
+        keras.layers.Rescaling(1 / 255)(images))
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    codes = keras.layers.Reshape([anchors, 4])(keras.layers.Dense(anchors * 4)(pooled))
+    logits = keras.layers.Reshape([anchors, classes])(keras.layers.Dense(
+        anchors * classes, bias_initializer=keras.initializers.Constant(0.5))(pooled))
+    return keras.Model(images, dict(zip(names, (codes, logits), strict=True)))
+
+
+def test_a_third_party_model_becomes_a_conforming_detector(tmp_path: Path) -> None:
+    model = tiny_detector()
+    nms = Nms(score_threshold=0.1, iou_threshold=0.6, max_detections=5)
+    out = tmp_path / "saved_model"
+    assert write_detector(model, ANCHORS, LABELS, SIZE, out, nms=nms) == out
+    assert not list(tmp_path.glob("*.partial")), "the staging folder is renamed into place"
+
+    info = DetectorInfo.read(out)
+    assert (info.input_size, info.scale_factors) == (SIZE, SCALE_FACTORS)
+    assert (info.score_threshold, info.iou_threshold, info.max_detections) == (0.1, 0.6, 5)
+    np.testing.assert_array_equal(info.anchors, ANCHORS)
+    assert info.label_map == LABELS
+
+    detector = SavedModelDetector(out)
+    raw = tf.saved_model.load(str(out)).signatures["raw"]
+    image = np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    resized = tf.image.resize(tf.cast(image[None], tf.float32), (SIZE, SIZE))
+    outputs = model(resized, training=False)
+    expected = detect(outputs["box_codes"], outputs["class_logits"], ANCHORS, nms)
+    count = int(expected["num_detections"][0])
+    got = detector(image)
+    assert len(got.scores) == count > 0
+    assert_same_detections(
+        (got.boxes, got.classes, got.scores),
+        tuple(expected[key][0, :count] for key in ("detection_boxes", "detection_classes",
+                                                   "detection_scores")), score_atol=1e-5)
+    assert set(got.classes) <= {1, 2}
+    served = raw(images=resized)
+    np.testing.assert_allclose(served["box_codes"], outputs["box_codes"], atol=1e-5)
+    np.testing.assert_allclose(served["class_scores"], tf.sigmoid(outputs["class_logits"]),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("model,anchors,labels,message", [
+    (tiny_detector(names=("boxes", "class_logits")), ANCHORS, LABELS,
+     r"returns \['boxes', 'class_logits'\]; a detector returns a dict with 'box_codes'"),
+    (tiny_detector(anchors=3), ANCHORS, LABELS,
+     r"'box_codes' has shape \[1, 3, 4\] for one image, expected \[1, 4, 4\]"),
+    (tiny_detector(classes=3), ANCHORS, LABELS,
+     r"'class_logits' has shape \[1, 4, 3\] for one image, expected \[1, 4, 2\] "
+     r"\(4 anchors, 2 classes\)"),
+    (tiny_detector(), ANCHORS[:, :3], LABELS, r"anchors have shape \[4, 3\], expected \[A, 4\]"),
+    (tiny_detector(), ANCHORS, LabelMap([LabelMapItem(1, "cat"), LabelMapItem(3, "dog")]),
+     r"label map ids \[1, 3\].*without gaps"),
+], ids=["output names", "anchors", "classes", "anchor shape", "label ids"])
+def test_a_model_that_breaks_the_contract_is_refused(tmp_path: Path, model: keras.Model,
+                                                     anchors: np.ndarray, labels: LabelMap,
+                                                     message: str) -> None:
+    with pytest.raises(OdplugError, match=message) as raised:
+        write_detector(model, anchors, labels, SIZE, tmp_path / "saved_model")
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == [], "nothing written"
