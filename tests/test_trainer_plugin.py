@@ -1,0 +1,67 @@
+"""The trainer contract proven from outside: a third-party trainer package (tests/trainer_example,
+registered through the ``odplug`` entry point, importing only odplug's public API) trains on the
+demo records, and its run goes through ``model.export --to tflite,tfjs`` and the verification
+table unchanged, all through the installed ``odplug`` command."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, fresh_venv, needs_tfjs_toolchain, tool_env
+
+PACKAGE = ROOT / "tests" / "trainer_example"
+
+
+def test_the_example_trainer_imports_only_odplug_s_public_api() -> None:
+    imported = set()
+    for source in (PACKAGE / "odplug_gridtrainer").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    odplug_modules = {name for name in imported if name.split(".")[0].startswith("odplug")}
+    assert odplug_modules, "the example should use odplug"
+    private = {name for name in odplug_modules
+               if name.startswith("odplug_builtins") or name == "plugins"
+               or name.startswith("plugins.") or any(part.startswith("_")
+                                                      for part in name.split("."))}
+    assert not private, private
+
+
+@pytest.mark.slow
+def test_a_third_party_trainer_trains_exports_and_verifies(tmp_path: Path) -> None:
+    import subprocess
+
+    needs_tfjs_toolchain()
+    venv = fresh_venv(tmp_path / "env", ROOT, PACKAGE)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = tool_env(venv)
+
+    def odplug(*args: str) -> str:
+        done = subprocess.run([str(venv / "odplug"), *args], cwd=work, env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"odplug {' '.join(args)}:\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    listing = odplug("plugins")
+    assert re.search(r"^gridtrainer 0\.1\.0 .*odplug-gridtrainer", listing, re.M), listing
+    assert re.search(r"trainer\s+grid\b", listing), listing
+    odplug("demo.dataset", "--out", "demo", "--images", "60", "--size", "96")
+    odplug("data.import", "--source", "demo", "--out", "records", "--quiet")
+    trained = odplug("model.train", "--trainer", "grid", "--records", "records", "--run", "run",
+                     "--steps", "80")
+    run = json.loads((work / "run" / "run.json").read_text())
+    assert run["trainer"] == "grid" and run["complete"] is True, run
+    assert "Test split: mAP@.5" in trained, trained
+    table = odplug("model.export", "--model", "run", "--to", "tflite,tfjs",
+                   "--quantize", "float32,int8")
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")}
+    assert {"saved_model", "tflite-float32", "tflite-int8", "tfjs-float32"} <= set(rows), table
