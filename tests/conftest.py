@@ -179,3 +179,16 @@ def needs_tfjs_toolchain() -> None:
             or shutil.which("node") is None \
             or not (ROOT / ".venv-tfjs" / "bin" / "python").is_file():
         pytest.skip("needs Node.js, `npm ci --prefix plugins/tfjs` and .venv-tfjs (setup.sh)")
+
+
+def tool_runner(venv_bin: Path, cwd: Path) -> Callable[..., str]:
+    """``odplug ARGS`` from a fresh venv in `cwd`: returns stdout, fails the test with stderr."""
+    env = tool_env(venv_bin)
+
+    def odplug(*args: str) -> str:
+        done = subprocess.run([str(venv_bin / "odplug"), *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, f"odplug {' '.join(args)}:\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    return odplug

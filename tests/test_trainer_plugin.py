@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, fresh_venv, needs_tfjs_toolchain, tool_env
+from tests.conftest import ROOT, fresh_venv, needs_tfjs_toolchain, tool_runner
 
 PACKAGE = ROOT / "tests" / "trainer_example"
 
@@ -36,19 +36,11 @@ def test_the_example_trainer_imports_only_odplug_s_public_api() -> None:
 
 @pytest.mark.slow
 def test_a_third_party_trainer_trains_exports_and_verifies(tmp_path: Path) -> None:
-    import subprocess
-
     needs_tfjs_toolchain()
     venv = fresh_venv(tmp_path / "env", ROOT, PACKAGE)
     work = tmp_path / "work"
     work.mkdir()
-    env = tool_env(venv)
-
-    def odplug(*args: str) -> str:
-        done = subprocess.run([str(venv / "odplug"), *args], cwd=work, env=env,
-                              capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"odplug {' '.join(args)}:\n{done.stderr[-3000:]}"
-        return done.stdout
+    odplug = tool_runner(venv, work)
 
     listing = odplug("plugins")
     assert re.search(r"^gridtrainer 0\.1\.0 .*odplug-gridtrainer", listing, re.M), listing

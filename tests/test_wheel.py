@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_venv, needs_tfjs_toolchain, tool_env
+from tests.conftest import fresh_venv, needs_tfjs_toolchain, tool_env, tool_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
@@ -58,12 +58,7 @@ def test_installed_wheel_runs_the_whole_job_from_an_unrelated_folder(
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = tool_env(installed)
-
-    def odplug(*args: str) -> str:
-        done = subprocess.run([str(installed / "odplug"), *args], cwd=work, env=env,
-                              capture_output=True, text=True, check=False)
-        assert done.returncode == 0, f"odplug {' '.join(args)}:\n{done.stderr[-3000:]}"
-        return done.stdout
+    odplug = tool_runner(installed, work)
 
     where = subprocess.run(
         [str(installed / "python"), "-c", "import odplug, odplug_builtins.tfjs; "

@@ -21,11 +21,12 @@ from odplug.atomic import TEMP_PREFIX, remove_stale_temporaries
 from odplug.components import Verify, WriteJob
 from odplug.data.dataset import Sample
 from odplug.data.example import encode_example
-from odplug.data.labelmap import LabelMap
+from odplug.data.labelmap import LabelMap, read_label_map
 from odplug.data.parallel import default_workers, run_jobs, tick
 from odplug.data.prepare import prepare
 from odplug.data.report import Report
 from odplug.data.tfrecord import write_record
+from odplug.errors import OdplugError
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)\.record-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 TARGET_SHARD_BYTES = 128 * 1024 * 1024
@@ -44,6 +45,21 @@ def shard_files(folder: Path, split: str | None = None) -> list[Path]:
         if match and (split is None or match["split"] == split):
             found.append(path)
     return sorted(found)
+
+
+def training_inputs(records: Path) -> tuple[LabelMap, list[Path]]:
+    """The label map and train shards of a data.import folder: what every trainer reads first.
+
+    One line naming what is missing when `records` is not such a folder, so each trainer (the
+    built-in one, a third party's) fails the same clear way.
+    """
+    label_map_path = records / "label_map.pbtxt"
+    if not label_map_path.is_file():
+        raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
+    train_files = shard_files(records, "train")
+    if not train_files:
+        raise OdplugError(f"{records}: no train.record-* shards to train on")
+    return read_label_map(label_map_path), train_files
 
 
 def auto_shard_count(samples: Sequence[Sample], workers: int) -> int:

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from odplug.atomic import atomic_write_text
 from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
-from odplug.data.shards import shard_files
+from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
@@ -60,13 +60,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     run can be resumed from then on) and last when the SavedModel is in place.
     """
     run = RunFolder(run_dir)
-    label_map_path = records / "label_map.pbtxt"
-    if not label_map_path.is_file():
-        raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
-    label_map = read_label_map(label_map_path)
-    train_files = shard_files(records, "train")
-    if not train_files:
-        raise OdplugError(f"{records}: no train.record-* shards to train on")
+    label_map, train_files = training_inputs(records)
     val_files = shard_files(records, "val")
     if not val_files:
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "

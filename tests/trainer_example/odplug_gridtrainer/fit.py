@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.components import StepCallback
-from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
-from odplug.data.shards import shard_files
+from odplug.data.labelmap import LabelMap, write_label_map
+from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
 from odplug.model import boxcoder
 from odplug.model.detector import SavedModelDetector, evaluate_detector
@@ -29,13 +29,7 @@ POSITIVE_IOU = 0.5
 
 def fit(records: Path, run_dir: Path, settings: dict[str, Any], trainer: str,
         on_step: StepCallback) -> RunInfo:
-    label_map_path = records / "label_map.pbtxt"
-    if not label_map_path.is_file():
-        raise OdplugError(f"{records}: no label_map.pbtxt; give a folder written by data.import")
-    label_map = read_label_map(label_map_path)
-    train_files = shard_files(records, "train")
-    if not train_files:
-        raise OdplugError(f"{records}: no train.record-* shards to train on")
+    label_map, train_files = training_inputs(records)
     size = settings["model.input_size"]
     anchors = make_anchors(size)
     images, box_targets, class_targets = _load(train_files, label_map, anchors, size)
