@@ -183,6 +183,6 @@ class EdgeTPUExporter(Exporter):
         return tflite_detector(exported)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
     register(EdgeTPUExporter())

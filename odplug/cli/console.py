@@ -9,11 +9,14 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
 from odplug.errors import OdplugError
+
+if TYPE_CHECKING:
+    from odplug.plugins import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,12 +40,12 @@ def warn(message: str) -> None:
     print(f"odplug: warning: {message}", file=sys.stderr)
 
 
-def load_registry_warning() -> Any:
-    """The plugin registry, with one warning line per broken plugin."""
+def load_registry_warning() -> Registry:
+    """The plugin registry, with one warning line per broken plugin or name taken twice."""
     from odplug.plugins import load_registry
 
     registry = load_registry()
-    for line in registry.errors:
+    for line in [*registry.errors, *registry.warnings]:
         warn(line)
     return registry
 

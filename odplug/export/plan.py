@@ -14,7 +14,7 @@ from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
-from odplug.plugins import Registry
+from odplug.plugins import EXPORTERS, Registry
 
 
 def resolve_model(path: Path) -> tuple[Path, Path | None]:
@@ -39,7 +39,7 @@ def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
         if any(e.name == name for e in ordered):
             return
         try:
-            exporter = registry.get("exporters", name)
+            exporter = registry.get(EXPORTERS, name)
         except OdplugError:
             if wanted_by is None:
                 raise
@@ -47,7 +47,7 @@ def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
                               "registers") from None
         for needed in exporter.requires:
             add(needed, name)
-        ordered.append(exporter)  # type: ignore[arg-type]
+        ordered.append(exporter)
 
     for name in names:
         add(name, None)

@@ -69,6 +69,6 @@ def tflite_detector(exported: ExportedModel) -> Callable[..., object]:
     return TFLiteDetector(exported.path, read_manifest(exported)["label_ids"])
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
     register(TFLiteExporter())

@@ -37,6 +37,6 @@ class SSDTrainer(Trainer):
                      resume=resume, on_step=on_step or (lambda step, total, metrics: None))
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_trainers(register):  # type: ignore[no-untyped-def]
     register(SSDTrainer())
