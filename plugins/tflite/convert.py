@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.errors import OdplugError
+from odplug.quiet import native_output_hidden
 from odplug_builtins.tflite import POSTPROCESS_OP
 from odplug_builtins.tflite.source import Nms, SourceModel
 
@@ -105,7 +106,8 @@ def convert(source: SourceModel, variant: str, calibration: Calibration | None =
     elif variant != "float32":
         raise OdplugError(f"unknown TFLite variant {variant!r}")
     try:
-        model = converter.convert()
+        with native_output_hidden():  # int8 calibration prints its settings
+            model = converter.convert()
     except Exception as error:  # the converter reports through many exception types
         message = " ".join(str(error).split())[:400]
         raise OdplugError(f"{source.path}: TFLite conversion ({variant}) failed: "
