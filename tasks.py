@@ -2,14 +2,19 @@
 
 The odplug tasks themselves live in `odplug.cli.tasks` so the installed ``odplug`` command has
 them too; the benchmarks need this checkout, so they are added here only.
+
+``inv`` is invoke's own program, which has no ``--verbose``: ``ODPLUG_VERBOSE=1 inv ...`` shows
+everything TensorFlow prints, as ``odplug --verbose`` does.
 """
 
 from pathlib import Path
 
 from invoke import Collection, task
 
-from odplug.cli.console import user_errors
+from odplug.cli.console import quiet_console, user_errors
 from odplug.cli.tasks import build_namespace
+
+quiet_console()
 
 
 @task(

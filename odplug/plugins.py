@@ -2,29 +2,40 @@
 
 Load order, as in tox: the hook specs, then the built-in plugins of `DEFAULT_PLUGINS`, then
 third-party plugins from the ``odplug`` entry-point group, then ``check_pending()`` so a
-misspelled hook fails loudly. A third-party plugin that fails to import, implements an unknown
-hook, raises while registering, or registers a name already taken is reported as one error line
-naming it and is left out; every other plugin keeps working. Built-ins register first, so their
-names cannot be taken over by accident.
+misspelled hook fails loudly.
+
+Registration hooks run through pluggy's own call loop, one plugin at a time
+(``pm.subset_hook_caller``), so each plugin gets a `Registrar` that knows whose call it is:
+what a plugin registers is credited to it, and a plugin that raises is withdrawn whole while
+the others keep working. The plugins are called in pluggy's order (``tryfirst`` first,
+``trylast`` last, otherwise the plugin registered last first) and every hook wrapper runs
+around each plugin's call. The built-ins are ``trylast``, so a third-party plugin that
+registers a built-in's name is called first and wins on purpose; when two plugins register one
+name the first called keeps it and the other is warned about, its other registrations kept.
+
+A third-party plugin that fails to import, implements an unknown hook or raises while
+registering is reported as one error line naming it and left out.
 
 Disable plugins by name with ``ODPLUG_DISABLE=name,other`` (or ``disabled=`` here).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from types import FrameType
+from typing import Any, Generic, TypeVar, cast
 
 import pluggy
 
 from odplug import __version__, hookspecs
 from odplug.components import Component, DatasetWriter, Exporter, Importer, Trainer
 from odplug.errors import OdplugError
+from odplug.suggest import unknown
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "odplug_builtins.supervisely",
@@ -49,13 +60,16 @@ class Kind(Generic[C]):
     base: type[C]
     option: str
 
+    @property
+    def noun(self) -> str:
+        return self.key[:-1]
 
-KINDS: tuple[Kind[Any], ...] = (
-    Kind("importers", "odplug_register_importers", Importer, "--format"),
-    Kind("writers", "odplug_register_writers", DatasetWriter, "--to"),
-    Kind("trainers", "odplug_register_trainers", Trainer, "--trainer"),
-    Kind("exporters", "odplug_register_exporters", Exporter, "--to"),
-)
+
+IMPORTERS: Kind[Importer] = Kind("importers", "odplug_register_importers", Importer, "--format")
+WRITERS: Kind[DatasetWriter] = Kind("writers", "odplug_register_writers", DatasetWriter, "--to")
+TRAINERS: Kind[Trainer] = Kind("trainers", "odplug_register_trainers", Trainer, "--trainer")
+EXPORTERS: Kind[Exporter] = Kind("exporters", "odplug_register_exporters", Exporter, "--to")
+KINDS: tuple[Kind[Any], ...] = (IMPORTERS, WRITERS, TRAINERS, EXPORTERS)
 
 
 @dataclass
@@ -69,6 +83,30 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     disabled: bool = False
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Registrar(Generic[C]):
+    """The `register` callable one plugin's registration hook receives.
+
+    It knows whose call it is (`plugin`, which a hook wrapper can read too) and holds what the
+    plugin registers until every hook has run (`collect`): a plugin that raises in any of its
+    hooks leaves nothing behind.
+    """
+
+    def __init__(self, kind: Kind[C], plugin: str) -> None:
+        self.kind = kind
+        self.plugin = plugin
+        self.components: list[C] = []
+
+    def __call__(self, component: object) -> None:
+        base = self.kind.base
+        if not isinstance(component, base):
+            raise OdplugError(f"register() takes {base.__module__}.{base.__name__} objects, "
+                              f"got {type(component).__name__}")
+        if not component.name:
+            raise OdplugError(f"{base.__name__} was registered without a name")
+        self.components.append(component)
 
 
 @dataclass
@@ -83,37 +121,62 @@ class Registry:
 
     @property
     def errors(self) -> list[str]:
+        """One line per plugin left out: it failed to load, to validate or to register."""
         return [info.error for info in self.plugins.values() if info.error]
 
     @property
+    def warnings(self) -> list[str]:
+        """One line per registration not used because another plugin took the name first."""
+        return [line for info in self.plugins.values() for line in info.warnings]
+
+    def table(self, kind: Kind[C]) -> dict[str, C]:
+        """The components of one kind by name."""
+        # Only a Registrar fills the tables, and it refuses anything that is not a `kind.base`.
+        return cast("dict[str, C]", self.components[kind.key])
+
+    @property
     def importers(self) -> dict[str, Importer]:
-        return self.components["importers"]  # type: ignore[return-value]
+        return self.table(IMPORTERS)
 
     @property
     def writers(self) -> dict[str, DatasetWriter]:
-        return self.components["writers"]  # type: ignore[return-value]
+        return self.table(WRITERS)
 
     @property
     def trainers(self) -> dict[str, Trainer]:
-        return self.components["trainers"]  # type: ignore[return-value]
+        return self.table(TRAINERS)
 
     @property
     def exporters(self) -> dict[str, Exporter]:
-        return self.components["exporters"]  # type: ignore[return-value]
+        return self.table(EXPORTERS)
 
-    def get(self, kind: str, name: str) -> Component:
+    def get(self, kind: Kind[C], name: str) -> C:
         """The component called `name`, or an error listing the choices and a likely typo."""
-        table = self.components[kind]
+        table = self.table(kind)
         if name in table:
             return table[name]
-        singular = kind.rstrip("s")
-        choices = ", ".join(sorted(table)) or "none registered"
-        hint = difflib.get_close_matches(name, list(table), n=1)
-        did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise OdplugError(f"unknown {singular} {name!r}.{did_you_mean} Available: {choices}.")
+        raise OdplugError(unknown(kind.noun, name, table))
 
     def owner(self, kind: str, name: str) -> str:
+        """The name of the plugin whose `kind` component (``"importers"``...) `name` is."""
         return self.owners[(kind, name)]
+
+    def add(self, registrar: Registrar[Any]) -> None:
+        """Keep what one plugin's hook registered; a name already taken stays with its owner."""
+        info = self.plugins[registrar.plugin]
+        kind = registrar.kind
+        table = self.components[kind.key]
+        for component in registrar.components:
+            name = component.name
+            if name in table:
+                info.warnings.append(
+                    f"{kind.noun} {name!r} of plugin {info.name!r} is not used: plugin "
+                    f"{self.owner(kind.key, name)!r} registered that name first"
+                )
+                continue
+            table[name] = component
+            self.owners[(kind.key, name)] = info.name
+            info.registered.setdefault(kind.key, []).append(name)
 
 
 def _disabled_from_env() -> set[str]:
@@ -189,60 +252,80 @@ def _short(error: BaseException) -> str:
 
 
 def collect(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> Registry:
-    """Call every registration hook, one plugin at a time, so each is isolated and credited."""
+    """Call every registration hook through pluggy, one plugin at a time, in pluggy's order.
+
+    What the plugins register is kept only once every hook has been called, so a plugin that
+    fails in a later hook leaves nothing behind and the names it would have taken go to the
+    next plugin that registered them.
+    """
     registry = Registry(plugins=infos)
     for plugin_name, plugin in pm.list_name_plugin():
         if plugin_name not in infos:  # registered inline, e.g. by a test or an embedding program
             version = str(getattr(plugin, "__version__", "?"))
             infos[plugin_name] = PluginInfo(plugin_name, version, "registered inline", False)
+    calls: list[Registrar[Any]] = []
     for kind in KINDS:
-        impls = list(reversed(getattr(pm.hook, kind.hook).get_hookimpls()))
-        impls.sort(key=lambda impl: not infos[impl.plugin_name].builtin)
-        for impl in impls:
-            info = infos[impl.plugin_name]
-            if info.error:
-                continue
-            register = _registrar(registry, kind, info)
-            try:
-                impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
-            except Exception as error:
-                info.error = f"plugin {info.name!r} from {info.source} failed in {kind.hook}: " + (
-                    str(error) if isinstance(error, OdplugError) else _short(error)
-                )
-                _withdraw(registry, info)
+        impls = getattr(pm.hook, kind.hook).get_hookimpls()
+        # pluggy's call loop runs its list from the end: tryfirst last in the list, trylast first.
+        for impl in reversed([impl for impl in impls if not _is_wrapper(impl)]):
+            calls.append(_call_one(pm, registry, kind, impl))
+    for registrar in calls:
+        if not infos[registrar.plugin].error:
+            registry.add(registrar)
     return registry
 
 
-def _registrar(registry: Registry, kind: Kind[Any], info: PluginInfo) -> Callable[[Any], None]:
-    def register(component: Any) -> None:
-        if not isinstance(component, kind.base):
-            raise OdplugError(
-                f"register() takes {kind.base.__module__}.{kind.base.__name__} objects, "
-                f"got {type(component).__name__}"
-            )
-        name = component.name
-        if not name:
-            raise OdplugError(f"{kind.base.__name__} was registered without a name")
-        table = registry.components[kind.key]
-        if name in table:
-            owner = registry.owner(kind.key, name)
-            raise OdplugError(
-                f"{kind.key[:-1]} name {name!r} is already registered by plugin {owner!r}"
-            )
-        table[name] = component
-        registry.owners[(kind.key, name)] = info.name
-        info.registered.setdefault(kind.key, []).append(name)
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
+    return bool(impl.wrapper or impl.hookwrapper)
 
+
+def _call_one(pm: pluggy.PluginManager, registry: Registry, kind: Kind[Any],
+              impl: pluggy.HookImpl) -> Registrar[Any]:
+    """Call one plugin's hook, with every healthy wrapper around it; what it registered.
+
+    If the call raises, the implementation whose code raised is to blame and gets the error
+    line: the plugin, or a wrapper, which is then left out and the plugin called again.
+    """
+    info = registry.plugins[impl.plugin_name]
+    register = Registrar(kind, info.name)
+    while not info.error:
+        wrappers = [w for w in getattr(pm.hook, kind.hook).get_hookimpls()
+                    if _is_wrapper(w) and not registry.plugins[w.plugin_name].error]
+        taking_part = {impl.plugin, *(w.plugin for w in wrappers)}
+        caller = pm.subset_hook_caller(
+            kind.hook, remove_plugins=[p for p in pm.get_plugins() if p not in taking_part])
+        register = Registrar(kind, info.name)
+        try:
+            caller(register=register)
+            break
+        except Exception as error:
+            culprit = registry.plugins[_culprit(error, [impl, *wrappers]).plugin_name]
+            reason = str(error) if isinstance(error, OdplugError) else _short(error)
+            culprit.error = (f"plugin {culprit.name!r} from {culprit.source} failed in "
+                             f"{kind.hook}: {reason}")
     return register
 
 
-def _withdraw(registry: Registry, info: PluginInfo) -> None:
-    """Remove what a failing plugin registered before it failed: all of it or nothing."""
-    for kind_key, names in info.registered.items():
-        for name in names:
-            registry.components[kind_key].pop(name, None)
-            registry.owners.pop((kind_key, name), None)
-    info.registered.clear()
+def _culprit(error: BaseException, impls: Sequence[pluggy.HookImpl]) -> pluggy.HookImpl:
+    """The implementation whose frame is innermost in the traceback; the first one if none is.
+
+    A plugin's own frame is inner to the wrappers around it, so a wrapper that only passes a
+    plugin's exception on is not blamed for it.
+    """
+    culprit = impls[0]
+    for frame, _line in traceback.walk_tb(error.__traceback__):
+        culprit = next((impl for impl in impls if _runs(frame, impl)), culprit)
+    return culprit
+
+
+def _runs(frame: FrameType, impl: pluggy.HookImpl) -> bool:
+    """Whether `frame` runs `impl`: its code, and for a method, its plugin object as `self`."""
+    function = impl.function
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    if code is None or frame.f_code is not code:
+        return False
+    owner = getattr(function, "__self__", None)
+    return owner is None or frame.f_locals.get(code.co_varnames[0]) is owner
 
 
 _cache: dict[tuple[frozenset[str], bool], Registry] = {}

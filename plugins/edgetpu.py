@@ -201,6 +201,6 @@ def _manifest(source: ExportedModel, name: str, path: Path) -> dict[str, object]
     return manifest | {"name": name, "model": path.name, "built_from": str(source.path)}
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
     register(EdgeTPUExporter())

@@ -67,7 +67,7 @@ class SuperviselyImporter(Importer):
             )
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_importers(register: Callable[[Importer], None]) -> None:
     register(SuperviselyImporter())
 

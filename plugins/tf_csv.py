@@ -249,11 +249,11 @@ class TFCsvWriter(DatasetWriter):
         return report
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_importers(register):  # type: ignore[no-untyped-def]
     register(TFCsvImporter())
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_writers(register):  # type: ignore[no-untyped-def]
     register(TFCsvWriter())

@@ -16,6 +16,6 @@ class TFRecordWriter(DatasetWriter):
         return write_tfrecords(job)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_writers(register):  # type: ignore[no-untyped-def]
     register(TFRecordWriter())

@@ -42,7 +42,10 @@ from odplug.errors import OdplugError
 from odplug.plugins import (
     DEFAULT_PLUGINS,
     DISABLE_ENV,
+    EXPORTERS,
+    TRAINERS,
     PluginInfo,
+    Registrar,
     Registry,
     collect,
     get_plugin_manager,
@@ -114,6 +117,20 @@ class ImporterPlugin:
             register(FakeImporter(name))
         if self.fail is not None:
             raise self.fail
+
+
+def importer_plugin(*names: str, calls: list[str] | None = None, **order: bool) -> object:
+    """A plugin whose importers hook has the given pluggy options (``tryfirst=True``...)."""
+
+    class Ordered:
+        @hookimpl(**order)
+        def odplug_register_importers(self, register: Registrar[Importer]) -> None:
+            if calls is not None:
+                calls.append(register.plugin)
+            for name in names:
+                register(FakeImporter(name))
+
+    return Ordered()
 
 
 class ToolsPlugin:
@@ -280,8 +297,8 @@ def test_fake_plugin_components_are_usable_from_the_registry(
         "writers": ["fake_writer"], "trainers": ["fake_trainer"], "exporters": ["fake_export"],
     }
     assert registry.owner("trainers", "fake_trainer") == "tools"
-    trainer = registry.get("trainers", "fake_trainer")
-    assert isinstance(trainer, Trainer)
+    trainer = registry.get(TRAINERS, "fake_trainer")
+    assert isinstance(trainer, FakeTrainer)
     assert trainer.train(tmp_path / "records", tmp_path / "run") == tmp_path / "run" / "model"
     exporter = registry.exporters["fake_export"]
     written = exporter.export(tmp_path / "run", tmp_path, variants=["plain"])
@@ -289,7 +306,7 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     assert exporter.requires == ("tflite",)
     assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
     with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
-        registry.get("exporters", "fake_exprt")
+        registry.get(EXPORTERS, "fake_exprt")
 
 
 def test_fake_importer_is_removed_with_its_plugin(plugins: Plugins) -> None:
@@ -336,23 +353,162 @@ def test_raise_in_a_later_hook_withdraws_earlier_kinds_too(plugins: Plugins) -> 
     assert registry.plugins["late"].registered == {}
 
 
-def test_duplicate_component_name_names_plugin_and_owner(plugins: Plugins) -> None:
-    plugins.add(ImporterPlugin("own_format", "tf_csv"), "copycat")
+def test_builtins_are_trylast(pm: pluggy.PluginManager) -> None:
+    impls = [impl for hook in HOOKS for impl in getattr(pm.hook, hook).get_hookimpls()]
+    assert {impl.plugin_name for impl in impls} == BUILTINS
+    assert all(impl.trylast for impl in impls)
+
+
+def test_third_party_plugin_overrides_a_builtin_name_on_purpose(plugins: Plugins) -> None:
+    plugins.add(ImporterPlugin("own_format", "tf_csv"), "fancy")
     registry = plugins.collect()
-    assert registry.errors == [
-        "plugin 'copycat' from tests failed in odplug_register_importers: "
-        "importer name 'tf_csv' is already registered by plugin 'tf_csv'"
+    assert registry.errors == []
+    assert registry.owner("importers", "tf_csv") == "fancy"
+    assert isinstance(registry.importers["tf_csv"], FakeImporter)
+    assert registry.plugins["fancy"].registered == {"importers": ["own_format", "tf_csv"]}
+    assert registry.warnings == [
+        "importer 'tf_csv' of plugin 'tf_csv' is not used: plugin 'fancy' registered that "
+        "name first"
     ]
+    assert registry.plugins["tf_csv"].registered == {"writers": ["tf_csv"]}, (
+        "the loser keeps its other registrations"
+    )
+
+
+def test_entry_point_plugin_overrides_a_builtin_name(site: FakeSite) -> None:
+    site.add("fancy", importer_source("supervisely"))
+    _pm, registry = site.load()
+    assert registry.errors == []
+    assert registry.owner("importers", "supervisely") == "fancy"
+    assert type(registry.importers["supervisely"]).__module__ == "odplug_fake_fancy"
+    assert registry.plugins["supervisely"].registered == {}
+    assert registry.plugins["supervisely"].warnings == [
+        "importer 'supervisely' of plugin 'supervisely' is not used: plugin 'fancy' registered "
+        "that name first"
+    ]
+
+
+def test_override_that_fails_later_gives_the_name_back(plugins: Plugins) -> None:
+    class OverrideThenFail:
+        @hookimpl
+        def odplug_register_importers(self, register: Registrar[Importer]) -> None:
+            register(FakeImporter("tf_csv"))
+
+        @hookimpl
+        def odplug_register_exporters(self, register: Registrar[Exporter]) -> None:
+            raise ValueError("no exporter today")
+
+    plugins.add(OverrideThenFail(), "flaky")
+    registry = plugins.collect()
+    assert len(registry.errors) == 1 and "plugin 'flaky'" in registry.errors[0]
     assert registry.owner("importers", "tf_csv") == "tf_csv"
     assert type(registry.importers["tf_csv"]).__module__ == "odplug_builtins.tf_csv"
-    assert "own_format" not in registry.importers, "all of a failing plugin or nothing"
+    assert registry.warnings == []
 
 
-def test_builtins_keep_their_names_whatever_the_order(plugins: Plugins) -> None:
-    plugins.add(ImporterPlugin("supervisely"), "first")
+@pytest.mark.parametrize(
+    ("first", "second", "order"),
+    [
+        ({}, {}, ["second", "first"]),
+        ({"tryfirst": True}, {}, ["first", "second"]),
+        ({}, {"trylast": True}, ["first", "second"]),
+        ({"trylast": True}, {"tryfirst": True}, ["second", "first"]),
+        ({"tryfirst": True}, {"tryfirst": True}, ["second", "first"]),
+    ],
+    ids=["registered-last-first", "tryfirst", "trylast", "both", "both-tryfirst"],
+)
+def test_tryfirst_and_trylast_decide_who_registers_a_name_first(
+    plugins: Plugins, first: dict[str, bool], second: dict[str, bool], order: list[str]
+) -> None:
+    calls: list[str] = []
+    plugins.add(importer_plugin("shared_format", "first_format", calls=calls, **first), "first")
+    plugins.add(importer_plugin("shared_format", "second_format", calls=calls, **second),
+                "second")
+    registry = plugins.collect()
+    assert calls == order
+    winner, loser = order
+    assert registry.owner("importers", "shared_format") == winner
+    assert registry.warnings == [
+        f"importer 'shared_format' of plugin {loser!r} is not used: plugin {winner!r} "
+        "registered that name first"
+    ]
+    assert {"first_format", "second_format", "supervisely", "tf_csv"} <= set(registry.importers)
+    assert registry.errors == []
+
+
+def test_a_trylast_third_party_plugin_is_a_fallback_behind_the_builtins(
+    plugins: Plugins,
+) -> None:
+    plugins.add(importer_plugin("supervisely", "fallback_format", trylast=True), "fallback")
     registry = plugins.collect()
     assert registry.owner("importers", "supervisely") == "supervisely"
-    assert "plugin 'first'" in registry.errors[0]
+    assert registry.owner("importers", "fallback_format") == "fallback"
+    assert registry.plugins["fallback"].warnings == [
+        "importer 'supervisely' of plugin 'fallback' is not used: plugin 'supervisely' "
+        "registered that name first"
+    ]
+
+
+class Wrapper:
+    """A hook wrapper: it sees each plugin's call and adds an alias for every importer."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, list[str]]] = []
+
+    @hookimpl(wrapper=True)
+    def odplug_register_importers(self, register: Registrar[Importer]) -> Any:
+        result = yield
+        names = [importer.name for importer in register.components]
+        self.seen.append((register.plugin, names))
+        for name in names:
+            register(FakeImporter(f"{name}_alias"))
+        return result
+
+
+def test_wrapper_sees_and_extends_every_plugins_call(plugins: Plugins) -> None:
+    wrapper = Wrapper()
+    plugins.add(wrapper, "aliases")
+    plugins.add(ImporterPlugin("fake_format"), "fake")
+    registry = plugins.collect()
+    assert registry.errors == []
+    assert wrapper.seen[0] == ("fake", ["fake_format"]), "the plugin registered last goes first"
+    assert sorted(wrapper.seen) == [
+        ("fake", ["fake_format"]), ("supervisely", ["supervisely"]), ("tf_csv", ["tf_csv"]),
+    ]
+    assert registry.plugins["fake"].registered == {
+        "importers": ["fake_format", "fake_format_alias"]
+    }
+    assert registry.owner("importers", "tf_csv_alias") == "tf_csv"
+    assert registry.plugins["aliases"].registered == {}
+
+
+def test_wrapper_passing_an_error_on_is_not_blamed(plugins: Plugins) -> None:
+    plugins.add(Wrapper(), "aliases")
+    plugins.add(ImporterPlugin("half_done", fail=RuntimeError("disk on fire")), "explodes")
+    registry = plugins.collect()
+    assert registry.errors == [
+        "plugin 'explodes' from tests failed in odplug_register_importers: "
+        "RuntimeError: disk on fire"
+    ]
+    assert "half_done" not in registry.importers and "half_done_alias" not in registry.importers
+    assert registry.owner("importers", "supervisely_alias") == "supervisely"
+
+
+def test_failing_wrapper_is_left_out_and_the_plugins_called_again(plugins: Plugins) -> None:
+    class Broken:
+        @hookimpl(wrapper=True)
+        def odplug_register_importers(self, register: Registrar[Importer]) -> Any:
+            yield
+            raise KeyError("wrapped wrong")
+
+    plugins.add(ImporterPlugin("fake_format"), "fake")
+    plugins.add(Broken(), "broken")
+    registry = plugins.collect()
+    assert registry.errors == [
+        "plugin 'broken' from tests failed in odplug_register_importers: KeyError: 'wrapped wrong'"
+    ]
+    assert {"fake_format", "supervisely", "tf_csv"} <= set(registry.importers)
+    assert registry.owner("importers", "fake_format") == "fake"
 
 
 @pytest.mark.parametrize(
@@ -495,14 +651,17 @@ def test_misspelled_hook_drops_that_plugin_only(
 
 
 def test_two_third_party_plugins_with_one_component_name(site: FakeSite) -> None:
-    site.add("alpha", importer_source("shared_format"))
+    site.add("alpha", importer_source("alpha_format", "shared_format"))
     site.add("beta", importer_source("beta_format", "shared_format"))
     _pm, registry = site.load()
-    assert len(registry.errors) == 1
+    assert registry.errors == []
     owner = registry.owner("importers", "shared_format")
     loser = "beta" if owner == "alpha" else "alpha"
-    assert f"plugin {loser!r}" in registry.errors[0]
-    assert f"already registered by plugin {owner!r}" in registry.errors[0]
+    assert registry.warnings == [
+        f"importer 'shared_format' of plugin {loser!r} is not used: plugin {owner!r} "
+        "registered that name first"
+    ]
+    assert {"alpha_format", "beta_format"} <= set(registry.importers)
 
 
 def test_broken_plugin_warns_once_and_import_still_works(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from odplug.quiet import VERBOSE_ENV, native_output_hidden
+from tests.conftest import ROOT, Run
 
 NO_TENSORFLOW = """
 import sys
@@ -143,3 +145,107 @@ def test_model_tasks_know_a_run_by_its_description_only(run_inv, tmp_path: Path,
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("odplug: error:") and message in last, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "nothing written"
+
+
+# A quiet console: TensorFlow's own output hidden unless asked for, odplug's warnings kept.
+
+# The console as a command sets it up, then what a task does: import TensorFlow, run an op (the
+# first op sets up the devices: cuInit), and log a warning of odplug's own.
+AFTER_THE_COMMAND_LINE = """
+import logging, os, sys
+from {module} import program
+program.run({argv!r}, exit=False)
+import tensorflow as tf
+total = float(tf.reduce_sum(tf.constant([1.0, 2.0])))
+logging.getLogger("odplug_builtins.trainer.train").warning("records have no val split")
+logging.getLogger("tensorflow").warning("5 out of the last 5 calls triggered retracing")
+print("TOTAL", total, os.environ.get("TF_CPP_MIN_LOG_LEVEL"), os.environ.get({verbose!r}))
+"""
+
+
+def _fresh_env(**extra: str) -> dict[str, str]:
+    """This environment without the console settings this test process may have picked up."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", VERBOSE_ENV)}
+    return {**env, **extra}
+
+
+def _after_the_command_line(module: str, argv: list[str], **env: str
+                            ) -> subprocess.CompletedProcess[str]:
+    code = AFTER_THE_COMMAND_LINE.format(module=module, argv=argv, verbose=VERBOSE_ENV)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=_fresh_env(**env))
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("odplug.cli", ["odplug", "--list"]),
+    ("invoke.main", ["inv", "--list"]),
+])
+def test_tensorflow_is_quiet_after_the_command_line(module: str, argv: list[str]) -> None:
+    done = _after_the_command_line(module, argv)
+    assert done.returncode == 0, done.stderr
+    assert "TOTAL 3.0 3 None" in done.stdout
+    assert done.stderr == "odplug: warning: records have no val split\n", done.stderr
+
+
+@pytest.mark.parametrize("module,argv,env", [
+    ("odplug.cli", ["odplug", "--verbose", "--list"], {}),
+    ("odplug.cli", ["odplug", "--list"], {VERBOSE_ENV: "1"}),
+    ("invoke.main", ["inv", "--list"], {VERBOSE_ENV: "1"}),
+], ids=["odplug-flag", "odplug-env", "inv-env"])
+def test_verbose_shows_what_tensorflow_prints(module: str, argv: list[str],
+                                              env: dict[str, str]) -> None:
+    done = _after_the_command_line(module, argv, **env)
+    assert done.returncode == 0, done.stderr
+    assert "TOTAL 3.0 None 1" in done.stdout, "TensorFlow's own log level is left alone"
+    assert "odplug: warning: records have no val split\n" in done.stderr
+    assert "tensorflow: warning: 5 out of the last 5 calls" in done.stderr
+
+
+def test_a_users_own_tensorflow_log_level_wins() -> None:
+    done = _after_the_command_line("odplug.cli", ["odplug", "--list"], TF_CPP_MIN_LOG_LEVEL="1")
+    assert done.returncode == 0, done.stderr
+    assert "TOTAL 3.0 1 None" in done.stdout
+
+
+def test_native_output_is_hidden_unless_verbose(capfd: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    with native_output_hidden():
+        os.write(2, b"from C++\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    with native_output_hidden():
+        os.write(2, b"from C++\n")
+    assert capfd.readouterr().err == "from C++\n"
+
+
+@pytest.mark.slow
+def test_readme_pipeline_prints_only_odplugs_words(raccoon: Path, tmp_path: Path, run_inv: Run,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's pipeline, tiny, on a dataset without a val split, int8 included.
+
+    On stderr, only odplug's own lines: no TensorFlow, absl or converter output (C++ log
+    lines, the oneDNN and CUDA notices, LiteRT's delegate notice, the calibrator's print).
+    Then the verification loop again with everything shown: TensorFlow does not retrace.
+    """
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    tiny = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
+            "train.steps=2,train.warmup_steps=1,train.xla=false,train.mixed_precision=false")
+    out = tmp_path / "out"
+    done = run_inv("pipeline", "--source", str(raccoon), "--out", str(out), "--set", tiny,
+                   "--to", "tflite", "--quantize", "float32,int8", program="odplug")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "verify: done" in done.stdout
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if not line.startswith("odplug: ")] == [], done.stderr
+    assert any("has no val split" in line for line in lines), done.stderr
+    assert "retracing" not in done.stdout + done.stderr
+
+    verbose = run_inv("--verbose", "model.export", "--model", str(out / "run"), "--to", "tflite",
+                      "--quantize", "float32", "--out", str(tmp_path / "again"),
+                      program="odplug")
+    assert verbose.returncode == 0, verbose.stderr[-3000:]
+    assert "retracing" not in verbose.stdout + verbose.stderr, "the verification loop retraces"

@@ -257,7 +257,7 @@ def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("text,message", [
-    ("[train]\nstepz = 3\n", "unknown setting 'stepz'; did you mean 'steps'"),
+    ("[train]\nstepz = 3\n", "unknown setting 'stepz'. Did you mean 'steps'?"),
     ("[train]\nsteps = 'many'\n", "should be a int"),
     ("[model]\ninput_size = 100\n", "multiple of 32"),
     ("[train\n", "not valid TOML"),

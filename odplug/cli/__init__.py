@@ -1,11 +1,29 @@
 """The ``odplug`` command: the same tasks as ``inv``, usable from any folder once installed."""
 
-from invoke import Program
+from __future__ import annotations
+
+from invoke import Argument, Program
 
 from odplug import __version__
+from odplug.cli.console import quiet_console
 from odplug.cli.tasks import ns
 
-program = Program(namespace=ns, version=__version__, name="odplug", binary="odplug")
+
+class OdplugProgram(Program):
+    """invoke's Program with one more core flag, ``--verbose``, read before any task runs."""
+
+    def core_args(self) -> list[Argument]:
+        return [*super().core_args(), Argument(
+            names=("verbose",), kind=bool, default=False,
+            help="Show everything TensorFlow and its converters print (hidden by default; "
+            "ODPLUG_VERBOSE=1 does the same).")]
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        super().parse_core(argv)
+        quiet_console(verbose=self.args.verbose.value)
+
+
+program = OdplugProgram(namespace=ns, version=__version__, name="odplug", binary="odplug")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""How tasks talk to the user: one-line errors, plugin warnings, a progress bar.
+"""How tasks talk to the user: a quiet console, one-line errors, warnings, a progress bar.
 
 Kept apart from the tasks so each task stays a thin wrapper: parse, call the library, show.
 """
@@ -6,16 +6,119 @@ Kept apart from the tasks so each task stays a thin wrapper: parse, call the lib
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
+from odplug import quiet
 from odplug.errors import OdplugError
 
+if TYPE_CHECKING:
+    from odplug.plugins import Registry
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Loggers whose records are odplug's own words: the core's and the built-in plugins'.
+OWN_LOGGERS = ("odplug", "odplug_builtins")
+# Libraries whose Python-side logging is noise to a user of the command line.
+NOISY_LOGGERS = ("tensorflow", "absl")
+
+
+def quiet_console(*, verbose: bool = False) -> None:
+    """Set up the console of a command-line run; call it before TensorFlow is imported.
+
+    Log records from any logger print as one line, ``odplug: warning: ...`` for odplug's own
+    (``NAME: warning: ...`` for another library's), so the warnings that matter to the user
+    read as odplug's. Unless `verbose` (or ``ODPLUG_VERBOSE``) asks to see everything:
+
+    - ``TF_CPP_MIN_LOG_LEVEL=3``, set with ``os.environ.setdefault`` so a user's own setting
+      wins, hides TensorFlow's C++ log lines, the cuInit error of a machine without a GPU
+      included;
+    - the notices TensorFlow prints while it is imported, before that setting is read (oneDNN,
+      CUDA), are hidden by importing it with native stderr pointed away (`_QuietImport`);
+    - the ``tensorflow`` and ``absl`` Python loggers keep only errors.
+
+    ``TF_ENABLE_ONEDNN_OPTS`` is left alone: it changes numerics, not only what is printed.
+    """
+    if verbose:
+        os.environ[quiet.VERBOSE_ENV] = "1"
+    root = logging.getLogger()
+    if not any(isinstance(handler, _ConsoleHandler) for handler in root.handlers):
+        root.addHandler(_ConsoleHandler())
+    if quiet.verbose():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport("tensorflow"))
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as one line in odplug's words, on whatever ``sys.stderr`` is at the time."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            own = record.name.split(".", 1)[0] in OWN_LOGGERS
+            source = "odplug" if own else record.name
+            print(f"{source}: {record.levelname.lower()}: {record.getMessage()}",
+                  file=sys.stderr)
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Has one package imported with native stderr hidden.
+
+    It finds nothing itself: it asks the finders after it for the package and wraps the loader
+    they return, so the package is loaded exactly once, the usual way. It stays in place, as a
+    probe like ``importlib.util.find_spec`` (which plugins' ``check()`` use) loads nothing.
+    """
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.package:
+            return None
+        for finder in sys.meta_path[sys.meta_path.index(self) + 1:]:
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _QuietLoader(spec.loader)
+                return spec
+        return None
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Another loader, with its module's code run under `quiet.native_output_hidden`."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        if module.__spec__ is not None:  # the package keeps its own loader, as if unwrapped
+            module.__spec__.loader = self.loader
+        module.__loader__ = self.loader
+        with quiet.native_output_hidden():
+            self.loader.exec_module(module)
 
 
 def user_errors(body: F) -> F:
@@ -37,12 +140,12 @@ def warn(message: str) -> None:
     print(f"odplug: warning: {message}", file=sys.stderr)
 
 
-def load_registry_warning() -> Any:
-    """The plugin registry, with one warning line per broken plugin."""
+def load_registry_warning() -> Registry:
+    """The plugin registry, with one warning line per broken plugin or name taken twice."""
     from odplug.plugins import load_registry
 
     registry = load_registry()
-    for line in registry.errors:
+    for line in [*registry.errors, *registry.warnings]:
         warn(line)
     return registry
 

@@ -121,6 +121,8 @@ def plugins_(c, json=False):
             components = registry.components[kind]
             for name in names:
                 print(f"    {kind[:-1]:9} {name:12} {components[name].summary}")
+        for line in info.warnings:
+            print(f"    warning: {line}")
         if info.error:
             print(f"    error: {info.error}")
 
@@ -165,10 +167,12 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
     """Train a detector on a TFRecord folder; resumable, GPU when present."""
     import time
 
+    from odplug.plugins import TRAINERS
+
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
     registry = load_registry_warning()
-    chosen = registry.get("trainers", trainer)
+    chosen = registry.get(TRAINERS, trainer)
     chosen.check()
     overrides = parse_overrides(set)
     if steps:
@@ -194,8 +198,9 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
 def model_config(c, out="", trainer="ssd"):
     """Print (or write) a trainer's full default config, to copy and edit for --config."""
     from odplug.atomic import atomic_write_text
+    from odplug.plugins import TRAINERS
 
-    chosen = load_registry_warning().get("trainers", trainer)
+    chosen = load_registry_warning().get(TRAINERS, trainer)
     text = chosen.default_config()
     if out:
         atomic_write_text(Path(out), text)

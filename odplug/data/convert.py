@@ -20,7 +20,7 @@ from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.data.report import Report
 from odplug.data.splits import SplitMode, assign_splits
 from odplug.errors import OdplugError
-from odplug.plugins import Registry
+from odplug.plugins import IMPORTERS, WRITERS, Registry
 
 REPORT_NAME = "report.json"
 LABEL_MAP_NAME = "label_map.pbtxt"
@@ -63,7 +63,7 @@ def parse_rename(text: str) -> dict[str, str]:
 
 def choose_importer(registry: Registry, source: Path, name: str | None) -> Importer:
     if name:
-        return registry.get("importers", name)  # type: ignore[return-value]
+        return registry.get(IMPORTERS, name)
     if not source.exists():
         raise OdplugError(f"{source}: no such file or folder")
     found = [imp for imp in registry.importers.values() if imp.detect(source)]
@@ -73,8 +73,8 @@ def choose_importer(registry: Registry, source: Path, name: str | None) -> Impor
     if not found:
         raise OdplugError(f"{source}: not a dataset format odplug recognises; "
                           f"give --format (one of: {names})")
-    raise OdplugError(f"{source}: looks like several formats ({', '.join(i.name for i in found)}); "
-                      "give --format")
+    several = ", ".join(sorted(importer.name for importer in found))
+    raise OdplugError(f"{source}: looks like several formats ({several}); give --format")
 
 
 def import_dataset(
@@ -86,7 +86,7 @@ def import_dataset(
     on_total: Callable[[int], None] = lambda total: None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> ImportResult:
-    writer = registry.get("writers", options.to)
+    writer = registry.get(WRITERS, options.to)
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
         component.check()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
 from odplug.errors import OdplugError
-from odplug.plugins import Registry
+from odplug.plugins import EXPORTERS, Registry
 from odplug.suggest import did_you_mean
 
 
@@ -47,7 +47,7 @@ def plan(registry: Registry, names: Sequence[str]) -> list[Exporter]:
         if name in ordered:
             return
         try:
-            exporter = registry.get("exporters", name)
+            exporter = registry.get(EXPORTERS, name)
         except OdplugError:
             if not path:
                 raise

@@ -25,6 +25,7 @@ import numpy as np
 
 from odplug.components import ExportedModel, require_module
 from odplug.errors import OdplugError
+from odplug.quiet import native_output_hidden
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"
 INSTALL = "install dockerfiles/requirements/tf.txt (pip install -r dockerfiles/requirements/tf.txt)"
@@ -65,7 +66,8 @@ def interpreter(model: Path | bytes, *, delegates: bool = True, num_threads: int
             result = Interpreter(**source, num_threads=num_threads,
                                  experimental_op_resolver_type=resolver,
                                  experimental_preserve_all_tensors=preserve_all_tensors)
-        result.allocate_tensors()
+        with native_output_hidden():  # LiteRT announces its XNNPACK delegate here
+            result.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         where = model if isinstance(model, Path) else "the converted model"
         message = " ".join(str(error).split())

@@ -15,13 +15,13 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel, Trainer
+from odplug.components import ExportedModel
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError
-from odplug.plugins import Registry
+from odplug.plugins import EXPORTERS, TRAINERS, Registry
 from odplug.run import RunInfo
 
 STATE = "pipeline.json"
@@ -93,7 +93,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     from odplug.export import plan as exporting
     from odplug.workflows.export import verify_exports
 
-    trainer = cast(Trainer, registry.get("trainers", options.trainer))
+    trainer = registry.get(TRAINERS, options.trainer)
     exporters = exporting.plan(registry, options.to)
     variants = exporting.variants_for(exporters, options.quantize)
     for component in (trainer, *exporters):
@@ -165,7 +165,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     exported_state = state.run(
         "export", {"to": options.to, "variants": variants},
         lambda: export_dir.is_dir(), do_export, event)
-    written = [(registry.get("exporters", m["exporter"]),
+    written = [(registry.get(EXPORTERS, m["exporter"]),
                 ExportedModel(m["name"], Path(m["path"]), Path(m["manifest"]), m["size_bytes"]))
                for m in exported_state["models"]]
 

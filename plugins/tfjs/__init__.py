@@ -60,6 +60,6 @@ class TfjsExporter(Exporter):
         return NodeDetector(exported.path)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
     register(TfjsExporter())

@@ -49,6 +49,6 @@ class TFLiteExporter(Exporter):
         return litert.detector(exported)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]
     register(TFLiteExporter())

@@ -23,6 +23,7 @@ import tensorflow as tf
 from odplug.errors import OdplugError
 from odplug.model.contract import TrainedDetector
 from odplug.model.litert import POSTPROCESS_OP
+from odplug.quiet import native_output_hidden
 
 OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})
@@ -114,7 +115,8 @@ def convert(trained: TrainedDetector, variant: str,
     elif variant != "float32":
         raise OdplugError(f"unknown TFLite variant {variant!r}")
     try:
-        model = converter.convert()
+        with native_output_hidden():  # int8 calibration prints its settings
+            model = converter.convert()
     except Exception as error:  # the converter reports through many exception types
         message = " ".join(str(error).split())[:400]
         raise OdplugError(f"{trained.path}: TFLite conversion ({variant}) failed: "

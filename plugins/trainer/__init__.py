@@ -42,6 +42,6 @@ class SSDTrainer(Trainer):
         return describe(run_dir)
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def odplug_register_trainers(register):  # type: ignore[no-untyped-def]
     register(SSDTrainer())

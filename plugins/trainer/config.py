@@ -8,7 +8,6 @@ resolved config (``config.toml``) so a run can always be reproduced or resumed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from odplug.atomic import atomic_write_text
 from odplug.errors import OdplugError
+from odplug.suggest import unknown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,9 +121,7 @@ def _apply(target: Any, values: dict[str, Any], where: str) -> None:
     known = {f.name: f for f in fields(target)}
     for key, value in values.items():
         if key not in known:
-            hint = difflib.get_close_matches(key, list(known), n=1)
-            raise OdplugError(f"{where}: unknown setting {key!r}"
-                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise OdplugError(f"{where}: {unknown('setting', key, known)}")
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
