@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from odplug.data.fingerprint import fingerprint
+from odplug.plugins import TRAINERS
 
 TINY = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
         "train.steps=12,train.warmup_steps=2,train.eval_every=1000,train.checkpoint_every=1000")
@@ -71,7 +72,7 @@ def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
 
     with pytest.raises(Interrupted):
         run_pipeline(out, options, registry, on_step=interrupt_at_8)
-    described = registry.get("trainers", "ssd").describe(out / "run")
+    described = registry.get(TRAINERS, "ssd").describe(out / "run")
     assert described.resumable and not described.complete
 
     steps.clear()

@@ -20,9 +20,9 @@ import sys
 import textwrap
 import types
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import pytest
@@ -30,6 +30,7 @@ import pytest
 import odplug.plugins
 from odplug import __version__, hookimpl, hookspecs
 from odplug.components import (
+    NO_INPUTS,
     DatasetWriter,
     ExportedModel,
     Exporter,
@@ -51,7 +52,11 @@ from odplug.plugins import (
     get_plugin_manager,
     load_registry,
 )
+from odplug.run import RunInfo
 from tests.conftest import ROOT, Run, read_records
+
+if TYPE_CHECKING:
+    from odplug.model.contract import TrainedDetector
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
 BUILTINS = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}
@@ -87,8 +92,9 @@ class FakeTrainer(Trainer):
     name = "fake_trainer"
     summary = "trains nothing, quickly"
 
-    def train(self, records: Path, run_dir: Path, **options: object) -> Path:
-        return run_dir / "model"
+    def train(self, records: Path, run_dir: Path, **options: object) -> RunInfo:
+        return RunInfo(run_dir=run_dir, trainer=self.name, records=records,
+                       label_map=run_dir / "label_map.pbtxt", saved_model=run_dir / "model")
 
 
 class FakeExporter(Exporter):
@@ -98,10 +104,13 @@ class FakeExporter(Exporter):
     requires = ("tflite",)
     variants = ("plain",)
 
-    def export(self, saved_model: Path, out: Path, *, variants: Sequence[str],
-               records: Path | None = None) -> list[ExportedModel]:
+    def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
+               records: Path | None = None,
+               inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
+               ) -> list[ExportedModel]:
         path = out / f"model{self.suffix}"
-        return [ExportedModel(f"fake-{v}", path, out / "manifest.json", 0) for v in variants]
+        return [ExportedModel(f"{self.name}-{v}", path, out / "manifest.json", 0)
+                for v in variants]
 
 
 class ImporterPlugin:
@@ -299,9 +308,10 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     assert registry.owner("trainers", "fake_trainer") == "tools"
     trainer = registry.get(TRAINERS, "fake_trainer")
     assert isinstance(trainer, FakeTrainer)
-    assert trainer.train(tmp_path / "records", tmp_path / "run") == tmp_path / "run" / "model"
+    run = trainer.train(tmp_path / "records", tmp_path / "run")
+    assert run.saved_model == tmp_path / "run" / "model" and run.trainer == "fake_trainer"
     exporter = registry.exporters["fake_export"]
-    written = exporter.export(tmp_path / "run", tmp_path, variants=["plain"])
+    written = exporter.export(None, tmp_path, variants=["plain"])  # type: ignore[arg-type]
     assert [m.path for m in written] == [tmp_path / "model.fake"]
     assert exporter.requires == ("tflite",)
     assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
