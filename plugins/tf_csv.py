@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odplug import hookimpl
-from odplug.atomic import atomic_write_bytes, atomic_writer
 from odplug.components import DatasetWriter, Importer, WriteJob
 from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import LabelMap, read_label_map
@@ -202,10 +201,11 @@ class _SplitJob:
 
 
 def _write_split(job: _SplitJob) -> Report:
+    """One split's CSV and image copies, straight under their final names: `job.out` is the
+    staging folder the core swaps in whole once the import has succeeded."""
     report = Report()
     images = job.out / "images" / job.split
-    with atomic_writer(job.out / f"{job.split}.csv") as raw:
-        handle = _TextSink(raw)
+    with (job.out / f"{job.split}.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for sample in job.samples:
@@ -214,7 +214,9 @@ def _write_split(job: _SplitJob) -> Report:
                 name = _relative_name(sample)
                 if prepared.image.reencoded and not name.lower().endswith(prepared.image.format):
                     name = f"{name}.{prepared.image.format}"
-                atomic_write_bytes(images / name, prepared.image.data)
+                path = images / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(prepared.image.data)
                 size = [prepared.image.width, prepared.image.height]
                 for box in prepared.boxes:
                     writer.writerow([name, *size, box.label,
@@ -226,21 +228,12 @@ def _write_split(job: _SplitJob) -> Report:
     return report
 
 
-class _TextSink:
-    """Lets `csv.writer` write UTF-8 into the binary handle `atomic_writer` gives."""
-
-    def __init__(self, raw) -> None:  # type: ignore[no-untyped-def]
-        self.raw = raw
-
-    def write(self, text: str) -> int:
-        return self.raw.write(text.encode("utf-8"))
-
-
 class TFCsvWriter(DatasetWriter):
     name = "tf_csv"
     summary = "tf_csv: <split>.csv + images/<split>/ copies, as the original workflow wrote"
 
     def write(self, job: WriteJob) -> Report:
+        job.out.mkdir(parents=True, exist_ok=True)
         jobs = [_SplitJob(job.out, split, samples, job.verify)
                 for split, samples in job.splits.items() if samples]
         report = Report()

@@ -260,8 +260,9 @@ def test_empty_and_unknown_datasets_are_clear_errors(tmp_path: Path, registry,
         ann.unlink()
     with pytest.raises(OdplugError, match="every image was skipped") as caught:
         run(demo_copy, tmp_path / "out", registry)
-    assert "report.json" in str(caught.value)
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["skipped"]["images"]
+    failed = tmp_path / "out.failed-report.json"
+    assert str(failed) in str(caught.value) and not (tmp_path / "out").exists()
+    assert json.loads(failed.read_text())["skipped"]["images"]
 
 
 def test_untagged_images_are_reported_when_others_are_tagged(demo_copy: Path, tmp_path: Path,

@@ -3,8 +3,12 @@
 Two phases. First the importer streams sample metadata (no pixels) through the checks that
 need no image: class rename and filter, the label map, file names that escape the dataset
 folder, duplicate images; then the split is decided. Second, the writer reads, checks and
-writes the images in parallel. The label map and the JSON report are written last, atomically,
-beside the output.
+writes the images in parallel, and the label map and the JSON report are written beside them.
+
+The output folder is one unit: everything is written into a fresh staging folder beside it,
+which replaces the folder whole only once every file is written and at least one image made
+it (`odplug.atomic.replace_folder`, under a lock that refuses a second import into the same
+folder). A failed, interrupted or killed import leaves the previous output byte-identical.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from odplug.components import Importer, Verify, WriteJob
+from odplug.atomic import folder_lock, recover_folder, replace_folder
+from odplug.components import DatasetWriter, Importer, Verify, WriteJob
 from odplug.data.dataset import Sample
 from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
 from odplug.data.report import Report
@@ -24,6 +29,8 @@ from odplug.plugins import IMPORTERS, WRITERS, Registry
 
 REPORT_NAME = "report.json"
 LABEL_MAP_NAME = "label_map.pbtxt"
+FAILED_REPORT_SUFFIX = ".failed-report.json"
+"""A failed import's report goes beside its output folder, as ``<out>.failed-report.json``."""
 
 
 @dataclass
@@ -90,33 +97,91 @@ def import_dataset(
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
         component.check()
-    report = Report()
-    label_map = _label_map(importer, source, options)
-    samples = list(_checked(importer.read(source, report), source, label_map, options, report))
-    splits = assign_splits(samples, options.split, options.ratios, options.seed, report)
-    total = sum(len(items) for items in splits.values())
-    if label_map is None:
-        label_map = LabelMap.from_names(
-            sorted({b.label for items in splits.values() for s in items for b in s.boxes})
-        )
-    if total == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        report.write_json(out / REPORT_NAME)
-        why = f"all were skipped, see {out / REPORT_NAME}" if report.problems else "none found"
-        raise OdplugError(f"{source}: no images to import ({why})")
-    if not len(label_map):
-        raise OdplugError(f"{source}: no boxes in any image, so there are no classes to learn")
-    on_total(total)
-    written = writer.write(WriteJob(  # type: ignore[attr-defined]
-        splits=splits, label_map=label_map, out=out, shards=options.shards,
-        workers=options.workers, verify=options.verify, progress=progress,
-    ))
-    report.merge(written)
-    write_label_map(label_map, out / LABEL_MAP_NAME)
-    report.write_json(out / REPORT_NAME)
-    if not report.images:
-        raise OdplugError(f"{source}: every image was skipped; see {out / REPORT_NAME}")
+    target = _output_folder(source, out)
+    with folder_lock(target):
+        recover_folder(target)
+        _refuse_foreign(target)
+        report = Report()
+        label_map = _label_map(importer, source, options)
+        samples = list(_checked(importer.read(source, report), source, label_map, options,
+                                report))
+        splits = assign_splits(samples, options.split, options.ratios, options.seed, report)
+        total = sum(len(items) for items in splits.values())
+        if label_map is None:
+            label_map = LabelMap.from_names(
+                sorted({b.label for items in splits.values() for s in items for b in s.boxes})
+            )
+        failed = target.with_name(target.name + FAILED_REPORT_SUFFIX)
+        if total == 0:
+            report.write_json(failed)
+            why = f"all were skipped, see {failed}" if report.problems else "none found"
+            raise OdplugError(f"{source}: no images to import ({why})")
+        if not len(label_map):
+            raise OdplugError(f"{source}: no boxes in any image, so there are no classes to "
+                              "learn")
+        on_total(total)
+        job = WriteJob(splits=splits, label_map=label_map, out=target, shards=options.shards,
+                       workers=options.workers, verify=options.verify, progress=progress)
+        _write_whole(writer, job, report, failed)
+        failed.unlink(missing_ok=True)
     return ImportResult(report, label_map, out, importer.name, writer.name)
+
+
+def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: Path) -> None:
+    """Everything into a staging folder, swapped in for `job.out` once complete and non-empty.
+
+    A file system error (a full disk, say) is one line naming the output, which is unchanged.
+    """
+    target = job.out
+    try:
+        with replace_folder(target) as staging:
+            report.merge(writer.write(replace(job, out=staging)))
+            if not report.images:
+                report.write_json(failed)
+                why = ("every image was skipped" if report.problems
+                       else f"writer {writer.name!r} wrote no image")
+                raise OdplugError(f"{target}: nothing imported, the folder is unchanged: "
+                                  f"{why}; see {failed}")
+            write_label_map(job.label_map, staging / LABEL_MAP_NAME)
+            report.write_json(staging / REPORT_NAME)
+    except OSError as error:
+        raise OdplugError(f"{target}: the import failed and the folder is unchanged: "
+                          f"{error}") from None
+
+
+def _output_folder(source: Path, out: Path) -> Path:
+    """`out` resolved, once it is known to be a folder that an import may replace whole.
+
+    Refused before anything is written: the dataset folder itself, a folder inside it (the
+    output would change the dataset, and be read as part of it next time), a folder that holds
+    the dataset, the current folder or one that holds it, and a file.
+    """
+    target = out.resolve()
+    root = (source if source.is_dir() else source.parent).resolve()
+    if target == root or root in target.parents:
+        where = "is the dataset folder" if target == root else "is inside the dataset folder"
+        raise OdplugError(f"{out}: {where} {root}; give an output folder outside the dataset, "
+                          "which an import never changes")
+    if target in root.parents:
+        raise OdplugError(f"{out}: holds the dataset {root}, and an import replaces its output "
+                          "folder whole; give a folder of its own")
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise OdplugError(f"{out}: is the current folder or holds it, and an import replaces "
+                          "its output folder whole; give a folder of its own")
+    if target.exists() and not target.is_dir():
+        raise OdplugError(f"{out}: is a file, not a folder; give an output folder")
+    return target
+
+
+def _refuse_foreign(target: Path) -> None:
+    """An import replaces its output folder whole: refuse one that holds something else."""
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if not any((target / name).is_file() for name in (REPORT_NAME, LABEL_MAP_NAME)):
+        raise OdplugError(f"{target}: not empty and not an odplug import (no {REPORT_NAME} or "
+                          f"{LABEL_MAP_NAME}), and an import replaces its output folder whole; "
+                          "give a new or empty folder")
 
 
 def _label_map(importer: Importer, source: Path, options: ImportOptions) -> LabelMap | None:

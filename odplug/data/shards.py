@@ -1,9 +1,9 @@
 """Sharded TFRecord output: ``train.record-00000-of-00004`` and friends, written in parallel.
 
-Each shard is one job for one worker. Workers write under temporary names; only when every
-shard has succeeded does the parent rename them all into place and remove shards of an
-earlier run that this run does not replace, so a crash or Ctrl-C leaves the previous output
-whole and no partial file under a final name.
+Each shard is one job for one worker, written straight under its final name: the folder is a
+fresh staging folder that the core swaps in whole once the import has succeeded
+(`odplug.data.convert`), so a crash or Ctrl-C leaves the previous output whole and no reader
+ever sees a partial shard.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import contextlib
 import math
 import os
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from odplug.atomic import TEMP_PREFIX, remove_stale_temporaries
 from odplug.components import Verify, WriteJob
 from odplug.data.dataset import Sample
 from odplug.data.example import encode_example
@@ -75,8 +73,7 @@ def auto_shard_count(samples: Sequence[Sample], workers: int) -> int:
 
 @dataclass
 class ShardJob:
-    final: Path
-    temporary: Path
+    path: Path
     split: str
     samples: list[Sample]
     label_map: LabelMap
@@ -85,34 +82,27 @@ class ShardJob:
 
 def write_shard(job: ShardJob) -> Report:
     report = Report()
-    try:
-        with job.temporary.open("wb") as handle:
-            for sample in job.samples:
-                prepared = prepare(sample, job.verify, report)
-                if prepared is not None:
-                    parts = encode_example(
-                        prepared.image,
-                        filename=sample.image.name,
-                        source_id=sample.key,
-                        boxes=prepared.boxes,
-                        label_map=job.label_map,
-                    )
-                    write_record(handle, *parts)
-                    report.count_image(job.split, [box.label for box in prepared.boxes])
-                tick()
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            job.temporary.unlink()
-        raise
+    with job.path.open("wb") as handle:
+        for sample in job.samples:
+            prepared = prepare(sample, job.verify, report)
+            if prepared is not None:
+                parts = encode_example(
+                    prepared.image,
+                    filename=sample.image.name,
+                    source_id=sample.key,
+                    boxes=prepared.boxes,
+                    label_map=job.label_map,
+                )
+                write_record(handle, *parts)
+                report.count_image(job.split, [box.label for box in prepared.boxes])
+            tick()
     return report
 
 
 def write_tfrecords(job: WriteJob) -> Report:
-    """Write every split of `job` as shards under `job.out`; returns what was written."""
+    """Write every split of `job` as shards into `job.out`; returns what was written."""
     job.out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(job.out)
     workers = job.workers or default_workers()
-    run = uuid.uuid4().hex[:8]
     jobs: list[ShardJob] = []
     for split, samples in job.splits.items():
         if not samples:
@@ -120,30 +110,15 @@ def write_tfrecords(job: WriteJob) -> Report:
         count = job.shards or auto_shard_count(samples, workers)
         count = min(count, len(samples))
         for index in range(count):
-            final = job.out / shard_name(split, index, count)
             jobs.append(ShardJob(
-                final=final,
-                temporary=final.with_name(f"{TEMP_PREFIX}{final.name}.{run}"),
+                path=job.out / shard_name(split, index, count),
                 split=split,
                 samples=samples[index::count],
                 label_map=job.label_map,
                 verify=job.verify,
             ))
     jobs.sort(key=lambda shard: len(shard.samples), reverse=True)
-    try:
-        reports = run_jobs(write_shard, jobs, workers=workers, progress=job.progress)
-    except BaseException:
-        for shard in jobs:
-            with contextlib.suppress(FileNotFoundError):
-                shard.temporary.unlink()
-        raise
-    written = {shard.final for shard in jobs}
-    for shard in jobs:
-        os.replace(shard.temporary, shard.final)
-    for stale in shard_files(job.out):
-        if stale not in written:
-            stale.unlink()
     report = Report()
-    for part in reports:
+    for part in run_jobs(write_shard, jobs, workers=workers, progress=job.progress):
         report.merge(part)
     return report
