@@ -91,8 +91,11 @@ def folder_lock(target: Path) -> Iterator[None]:
                        "for it to finish or give another output folder")
     if path in _held:
         raise busy
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise OdplugError(f"{target}: cannot write beside it: {error}") from None
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,10 +131,9 @@ def recover_folder(target: Path) -> None:
     """
     staged = _leftovers(target, STAGE_PREFIX)
     aside = _leftovers(target, ASIDE_PREFIX)
-    if not os.path.lexists(target):
-        for run in [run for run in aside if run in staged]:
-            os.rename(aside.pop(run), target)
-            break
+    cut = next((run for run in aside if run in staged), None)
+    if cut is not None and not os.path.lexists(target):
+        os.rename(aside.pop(cut), target)
     for leftover in [*staged.values(), *aside.values()]:
         shutil.rmtree(leftover, ignore_errors=True)
 

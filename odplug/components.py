@@ -65,6 +65,10 @@ class WriteJob:
     splits: dict[str, list[Sample]]
     label_map: LabelMap
     out: Path
+    """A fresh, empty staging folder beside the user's output folder, not that folder itself:
+    write every file straight under its final name here. The core adds the label map and
+    ``report.json`` and swaps the folder in whole only if `write` returns having written at
+    least one image; on any failure it is deleted and the previous output stays as it was."""
     shards: int = 0
     workers: int = 0
     verify: Verify = "header"

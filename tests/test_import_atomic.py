@@ -329,6 +329,18 @@ def test_a_second_import_into_the_same_folder_is_refused(
     assert leftovers(good) == []
 
 
+def test_the_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) -> None:
+    """POSIX locks never conflict within a process; the lock still refuses there."""
+    with atomic.folder_lock(tmp_path / "out"):
+        with pytest.raises(OdplugError, match="another odplug import"):
+            with atomic.folder_lock(tmp_path / "out"):
+                pass
+        with atomic.folder_lock(tmp_path / "other"):
+            pass
+    with atomic.folder_lock(tmp_path / "out"):
+        pass
+
+
 def test_the_lock_is_per_folder(good: Path, project: Path, tmp_path: Path, registry,
                                 slow_import) -> None:  # type: ignore[no-untyped-def]
     first = slow_import(project, good, 4)
