@@ -217,6 +217,10 @@ def test_a_folder_that_is_not_an_import_is_not_replaced(project: Path, tmp_path:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run(project, empty, registry).report.images
+    killed = tmp_path / "killed"  # an earlier version's first import, killed mid-write
+    killed.mkdir()
+    (killed / f"{atomic.TEMP_PREFIX}train.record-00000-of-00001.1a2b3c4d").write_bytes(b"x")
+    assert run(project, killed, registry).report.images
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(OdplugError, match="not a folder"):

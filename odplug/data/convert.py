@@ -93,6 +93,12 @@ def import_dataset(
     on_total: Callable[[int], None] = lambda total: None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> ImportResult:
+    """Import `source` into the folder `out`, which is replaced whole or not at all.
+
+    Raises `OdplugError` (and leaves `out` as it was) when `out` overlaps the dataset, is not a
+    folder an import may replace, is being written by another import, or when no image could be
+    imported; the report of an import that imported nothing is ``<out>.failed-report.json``.
+    """
     writer = registry.get(WRITERS, options.to)
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
@@ -175,8 +181,12 @@ def _output_folder(source: Path, out: Path) -> Path:
 
 
 def _refuse_foreign(target: Path) -> None:
-    """An import replaces its output folder whole: refuse one that holds something else."""
-    if not target.is_dir() or not any(target.iterdir()):
+    """An import replaces its output folder whole: refuse one that holds something else.
+
+    Hidden ``.odplug-*`` temporaries do not count: earlier versions left them in a folder
+    whose first import was killed.
+    """
+    if not target.is_dir() or all(p.name.startswith(".odplug-") for p in target.iterdir()):
         return
     if not any((target / name).is_file() for name in (REPORT_NAME, LABEL_MAP_NAME)):
         raise OdplugError(f"{target}: not empty and not an odplug import (no {REPORT_NAME} or "
