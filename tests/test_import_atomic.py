@@ -79,10 +79,14 @@ def test_every_image_skipped_keeps_the_previous_output(good: Path, project: Path
 def test_negative_shard_count_keeps_the_previous_output(good: Path, project: Path,
                                                         registry) -> None:
     before = snapshot(good)
-    with pytest.raises(OdplugError, match="no image"):
+    with pytest.raises(OdplugError, match="wrote no image"):
         run(project, good, registry, shards=-1)
     assert snapshot(good) == before
     assert leftovers(good) == []
+    failed = good.parent / "out.failed-report.json"
+    assert failed.is_file()
+    run(project, good, registry)
+    assert not failed.exists(), "a successful import removes the failed one's report"
 
 
 def test_a_csv_with_only_a_header_keeps_the_previous_output(good: Path, tmp_path: Path,
