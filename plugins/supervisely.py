@@ -6,8 +6,15 @@ needs each object's box. Annotations are read one file at a time and yielded at 
 of any size streams through with only the file names in memory; masks are decoded only for
 bitmap objects.
 
-This importer yields boxes exactly as annotated. Clipping to the image, dropping zero-area boxes,
-class filters, the label map, duplicate keys and the real image size are the core's job.
+Boxes follow the SDK's pixel semantics. A point names a pixel, and a geometry covers the pixels
+of its points: the SDK's ``Rectangle.width`` is ``right - left + 1``, and ``to_bbox()`` of a
+polygon, line or bitmap is the rectangle of its extreme pixels, both ends included. Fractional
+coordinates are rounded first, as the SDK's ``PointLocation`` does. odplug's boxes are pixel
+edges (a box ends where its last pixel ends), so the right and bottom edge is the last pixel
+plus one: corners (2, 3) and (5, 7) become the box [2, 3, 6, 8].
+
+Beyond that the importer yields boxes as annotated. Clipping to the image, dropping zero-area
+boxes, class filters, the label map, duplicate keys and the real image size are the core's job.
 """
 
 from __future__ import annotations
@@ -276,7 +283,8 @@ def _box(obj: object, index: int) -> Box:
 
 
 def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
-    """The smallest box around ``points.exterior``; holes and swapped corners do not matter."""
+    """The pixel-edge box around ``points.exterior`` (its extreme pixels included, as in the
+    SDK); holes and swapped corners do not matter."""
     points = obj.get("points")
     exterior = points.get("exterior") if isinstance(points, dict) else None
     if not isinstance(exterior, list) or not exterior:
@@ -300,7 +308,7 @@ def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
             "malformed-geometry",
             f"{where}: point {reprlib.repr(bad)} is not a pair of numbers [x, y]",
         )
-    return min(xs), min(ys), max(xs), max(ys)
+    return round(min(xs)), round(min(ys)), round(max(xs)) + 1, round(max(ys)) + 1
 
 
 def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
@@ -326,7 +334,7 @@ def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
         ) from None
     if bounds is None:
         raise _Skip("empty-mask", f"{where}: the {geometry} mask has no pixels set")
-    x, y = origin
+    x, y = round(origin[0]), round(origin[1])
     left, top, right, bottom = bounds
     return x + left, y + top, x + right, y + bottom
 

@@ -179,10 +179,10 @@ def test_point_geometries_become_boxes(project: Path) -> None:
             image=project / "ds" / "img" / "one.jpg",
             key="ds/one.jpg",
             boxes=[
-                Box("car", 10, 5, 40, 30),
-                Box("person", 3, 2, 20, 30),
-                Box("car", 1, 2, 7, 2),
-                Box("car", 3, 1, 8, 9),
+                Box("car", 10, 5, 41, 31),  # pixels 10..40 and 5..30
+                Box("person", 3, 2, 21, 31),
+                Box("car", 1, 2, 8, 3),  # a line one pixel high
+                Box("car", 3, 1, 9, 10),
             ],
             width=64,
             height=48,
@@ -212,7 +212,7 @@ def test_empty_mask_is_reported(project: Path) -> None:
         project, "ds", "m.png", [bitmap("person", empty, [0, 0]), rect("car", 1, 1, 2, 2)]
     )
     samples, report = read(project)
-    assert samples[0].boxes == [Box("car", 1, 1, 2, 2)]
+    assert samples[0].boxes == [Box("car", 1, 1, 3, 3)]
     assert report.problems == [
         Problem(
             "box skipped",
@@ -265,7 +265,7 @@ def test_real_world_variations(tmp_path: Path) -> None:
     [sample] = samples
     assert sample.key == "my data/a.b (77).jpeg"
     assert sample.image == project / "my data" / "img" / "a.b (77).jpeg"
-    assert sample.boxes == [Box("car", 3114.0004175999998, 12.5, 3200.25, 99)]
+    assert sample.boxes == [Box("car", 3114, 12, 3201, 100)]  # rounded as the SDK does
     assert (sample.width, sample.height, sample.split) == (6000, 4000, None)
 
 
@@ -421,7 +421,7 @@ def test_malformed_object_skips_only_that_box(project: Path, obj: Any, reason: s
         project, "ds", "a.jpg", [rect("car", 0, 0, 5, 5), obj, rect("person", 1, 1, 2, 2)]
     )
     samples, report = read(project)
-    assert samples[0].boxes == [Box("car", 0, 0, 5, 5), Box("person", 1, 1, 2, 2)]
+    assert samples[0].boxes == [Box("car", 0, 0, 6, 6), Box("person", 1, 1, 3, 3)]
     [problem] = report.problems
     assert (problem.kind, problem.file, problem.code) == (
         "box skipped",
@@ -543,3 +543,33 @@ def test_registered_through_the_hook() -> None:
 def test_sdk_is_not_used() -> None:
     source = Path(supervisely.__file__).read_text()
     assert "import supervisely" not in source and "from supervisely" not in source
+
+
+def test_rectangle_corners_are_inclusive_pixels_as_in_the_sdk(tmp_path: Path, registry) -> None:
+    """The SDK's rule (Rectangle.width = right - left + 1): on a 10x10 image the rectangle with
+    corners (2, 3) and (5, 7) covers pixels x 2..5 and y 3..7, so its record box runs from the
+    left edge of pixel 2 to the right edge of pixel 5: xmin 0.2, xmax 0.6, ymin 0.3, ymax 0.8."""
+    from conftest import read_records, run_import
+
+    project = tmp_path / "project"
+    write_meta(project)
+    write_ann(project, "ds", "a.png", [rect("car", 2, 3, 5, 7)], size=(10, 10))
+    Image.new("RGB", (10, 10)).save(project / "ds" / "img" / "a.png")  # replaces the 64x48 one
+    assert read(project)[0][0].boxes == [Box("car", 2, 3, 6, 8)]
+    run_import(project, tmp_path / "out", registry)
+    [record] = read_records(tmp_path / "out")
+    assert record["boxes"] == [pytest.approx([0.3, 0.2, 0.8, 0.6])]  # ymin, xmin, ymax, xmax
+
+
+def test_polygon_and_line_boxes_include_their_last_pixel(project: Path) -> None:
+    """Polygons and lines follow the same rule (the SDK's to_bbox), and fractional coordinates
+    are rounded as the SDK's PointLocation rounds them."""
+    write_ann(project, "ds", "a.jpg", [
+        shape("person", "polygon", [[5, 9], [20, 2], [12, 30], [3, 14]]),
+        shape("car", "line", [[1, 2], [7, 2]]),
+        rect("car", 3.4, 2.6, 9.5, 10.5),
+    ])
+    samples, report = read(project)
+    assert samples[0].boxes == [
+        Box("person", 3, 2, 21, 31), Box("car", 1, 2, 8, 3), Box("car", 3, 3, 11, 11)]
+    assert report.problems == []
