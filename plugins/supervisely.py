@@ -26,6 +26,7 @@ import json
 import math
 import os
 import reprlib
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,16 +94,16 @@ def _read_classes(project: Path) -> list[str]:
     """The class titles of meta.json, checked: every later step relies on them."""
     path = project / META
     try:
-        meta = json.loads(path.read_bytes())
+        meta = _load_json(path.read_bytes())
     except FileNotFoundError:
         raise OdplugError(
             f"{path}: not found; is {project} a Supervisely project? Export it with its "
             "annotations, which writes meta.json at the top"
         ) from None
-    except json.JSONDecodeError as error:
-        raise OdplugError(f"{path}: not valid JSON: {_json_error(error)}") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise OdplugError(f"{path}: cannot read it: {error}") from None
+    except _BadJson as error:
+        raise OdplugError(f"{path}: {error}") from None
     classes = meta.get("classes") if isinstance(meta, dict) else None
     if not isinstance(classes, list):
         raise OdplugError(f"{path}: expected an object with a 'classes' list")
@@ -189,12 +190,9 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
     """The sample of one annotation file, or None when the whole image is skipped."""
     try:
         with open(path, "rb") as file:
-            data = json.loads(file.read())
-    except json.JSONDecodeError as error:
-        report.skip_image(path, "malformed-annotation", f"not valid JSON: {_json_error(error)}")
-        return None
-    except UnicodeDecodeError as error:
-        report.skip_image(path, "malformed-annotation", f"not UTF-8 text: {error}")
+            data = _load_json(file.read())
+    except _BadJson as error:
+        report.skip_image(path, "malformed-annotation", str(error))
         return None
     except OSError as error:
         report.skip_image(path, "unreadable-annotation", f"cannot read it: {error}")
@@ -298,16 +296,17 @@ def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     try:  # C-level passes over the coordinates: this runs for every object of every file
         xs = [x for x, _ in exterior]
         ys = [y for _, y in exterior]
-    except (TypeError, ValueError):
-        xs = ys = []
-    numbers = {*map(type, xs), *map(type, ys)} <= _NUMBER_TYPES
-    valid = bool(xs) and numbers and math.isfinite(sum(xs) + sum(ys))
-    if not valid:
-        bad = next((p for p in exterior if not _is_point(p)), exterior)
-        raise _Skip(
-            "malformed-geometry",
-            f"{where}: point {reprlib.repr(bad)} is not a pair of numbers [x, y]",
-        )
+        numbers = {*map(type, xs), *map(type, ys)} <= _NUMBER_TYPES
+        valid = numbers and math.isfinite(sum(xs) + sum(ys))
+    except (TypeError, ValueError, OverflowError):  # not pairs; an int no float can hold
+        valid = False
+    if not valid:  # the slow pass names the bad point; a sum can overflow where no point does
+        bad = next((p for p in exterior if not _is_point(p)), None)
+        if bad is not None:
+            raise _Skip(
+                "malformed-geometry",
+                f"{where}: point {reprlib.repr(bad)} is not a pair of finite numbers [x, y]",
+            )
     return round(min(xs)), round(min(ys)), round(max(xs)) + 1, round(max(ys)) + 1
 
 
@@ -384,8 +383,36 @@ def _is_point(value: object) -> TypeGuard[list[float]]:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return type(value) in _NUMBER_TYPES and math.isfinite(value)  # type: ignore[arg-type]
+    """An int or float (not a bool) that is a finite float: JSON allows NaN, Infinity, 1e400
+    and integers of any length, none of which is a coordinate."""
+    if type(value) not in _NUMBER_TYPES:
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
-def _json_error(error: json.JSONDecodeError) -> str:
-    return f"{error.msg} at line {error.lineno} column {error.colno}"
+class _BadJson(Exception):
+    """A file that is not JSON odplug can read; the message says why, in one line."""
+
+
+def _load_json(data: bytes) -> Any:
+    """`json.loads`, with every way hostile input can make it fail turned into `_BadJson`:
+    syntax errors, bytes that are not UTF-8, nesting deeper than the interpreter's recursion
+    limit, and integers longer than Python converts (``sys.get_int_max_str_digits()``)."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise _BadJson(
+            f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise _BadJson(f"not UTF-8 text: {error}") from None
+    except RecursionError:
+        raise _BadJson("not JSON odplug can read: arrays or objects nested too deeply") from None
+    except ValueError:
+        raise _BadJson(
+            f"not JSON odplug can read: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None

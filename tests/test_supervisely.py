@@ -573,3 +573,53 @@ def test_polygon_and_line_boxes_include_their_last_pixel(project: Path) -> None:
     assert samples[0].boxes == [
         Box("person", 3, 2, 21, 31), Box("car", 1, 2, 8, 3), Box("car", 3, 3, 11, 11)]
     assert report.problems == []
+
+
+HUGE = int("9" * 400)  # a JSON integer no float can hold
+
+
+@pytest.mark.parametrize("exterior", [
+    [[0, 0], [HUGE, 5]],
+    [[0, 0.5], [HUGE, 5]],  # ints and floats mixed
+    [[-HUGE, 0], [3, 5]],
+], ids=["huge", "huge-mixed", "huge-negative"])
+def test_coordinates_too_large_for_a_float_skip_the_box(project: Path, exterior: Any) -> None:
+    objects = [shape("car", "rectangle", exterior), rect("car", 1, 1, 2, 2)]
+    ann = write_ann(project, "ds", "a.jpg", objects)
+    samples, report = read(project)
+    assert samples[0].boxes == [Box("car", 1, 1, 3, 3)]
+    [problem] = report.problems
+    assert (problem.kind, problem.file) == ("box skipped", str(ann))
+    assert problem.code == "malformed-geometry"
+    assert "object 0 (car)" in problem.reason and len(problem.reason) < 200
+
+
+@pytest.mark.parametrize("raw, kind, reason", [
+    ('{"objects": [{"classTitle": "car", "geometryType": "rectangle", "points": {"exterior": '
+     '[[0, 0], [1e400, 5]]}}]}', "box skipped", "not a pair of finite numbers"),
+    ('{"objects": [{"classTitle": "car", "geometryType": "bitmap", "bitmap": {"data": "", '
+     f'"origin": [{HUGE}, 0]}}}}]}}', "box skipped", "bitmap.origin"),
+    ('{"objects": [{"classTitle": "car", "geometryType": "bitmap", "bitmap": {"data": "", '
+     '"origin": [true, 0]}}]}', "box skipped", "bitmap.origin"),
+    (f'{{"objects": [], "size": {{"height": 10, "width": {HUGE}}}}}', "image skipped", "'size'"),
+    ('{"objects": [], "size": {"height": 10, "width": 1e400}}', "image skipped", "'size'"),
+    ('{"objects": [], "size": {"height": true, "width": 5}}', "image skipped", "'size'"),
+    ('{"objects": [[0, ' + "1" * 5000 + ']]}', "image skipped", "more than 4300 digits"),
+    ('{"objects": ' + "[" * 100_000 + "]" * 100_000 + "}", "image skipped", "nested too deeply"),
+], ids=["1e400", "huge-origin", "bool-origin", "huge-size", "inf-size", "bool-size",
+        "5000-digits", "deep-nesting"])
+def test_numbers_json_cannot_hold_are_reported_not_raised(
+    project: Path, raw: str, kind: str, reason: str
+) -> None:
+    ann = write_ann(project, "ds", "a.jpg", raw=raw)
+    _, report = read(project)
+    [problem] = report.problems
+    assert (problem.kind, problem.file) == (kind, str(ann))
+    assert reason in problem.reason and len(problem.reason) < 300
+
+
+def test_meta_json_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    meta_text('{"classes": ' + "[" * 100_000 + "]" * 100_000 + "}")(project)
+    with pytest.raises(OdplugError, match="meta.json: .*nested too deeply"):
+        read(project)
