@@ -202,7 +202,14 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
             path, "malformed-annotation", f"expected a JSON object, got {type(data).__name__}"
         )
         return None
-    objects = data.get("objects", [])
+    if "objects" not in data:  # Supervisely writes [] for an image without objects
+        report.skip_image(
+            path, "missing-objects",
+            "no 'objects' list: not a Supervisely annotation, or its objects were lost; "
+            "skipped rather than trained on as an image with nothing in it",
+        )
+        return None
+    objects = data["objects"]
     if not isinstance(objects, list):
         report.skip_image(path, "malformed-annotation", "'objects' is not a list")
         return None
@@ -218,7 +225,8 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
             boxes.append(_box(obj, index))
         except _Skip as skip:
             report.skip_box(path, skip.code, skip.reason)
-    return Sample(image, key, boxes, width=width, height=height, split=split, origin=path)
+    return Sample(image, key, boxes, width=width, height=height, split=split, origin=path,
+                  skipped_boxes=len(objects) - len(boxes))
 
 
 class _Skip(Exception):

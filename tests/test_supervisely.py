@@ -623,3 +623,57 @@ def test_meta_json_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
     meta_text('{"classes": ' + "[" * 100_000 + "]" * 100_000 + "}")(project)
     with pytest.raises(OdplugError, match="meta.json: .*nested too deeply"):
         read(project)
+
+
+def test_annotation_without_objects_is_reported_not_a_background(project: Path) -> None:
+    """Supervisely always writes 'objects' (empty for a background image); a file without it
+    is something else, and training on its image as a background would teach wrong negatives."""
+    ann = write_ann(project, "ds", "a.jpg", raw='{"description": "", "size": '
+                                               '{"height": 48, "width": 64}, "tags": []}')
+    write_ann(project, "ds", "b.jpg")  # "objects": [] is a background image: nothing to say
+    samples, report = read(project)
+    assert [s.key for s in samples] == ["ds/b.jpg"]
+    [problem] = report.problems
+    assert (problem.kind, problem.file, problem.code) == ("image skipped", str(ann),
+                                                          "missing-objects")
+    assert "no 'objects'" in problem.reason
+
+
+def test_an_image_whose_every_box_was_skipped_is_reported_as_kept_background(
+    project: Path, tmp_path: Path, registry
+) -> None:
+    from conftest import run_import
+
+    ann = write_ann(project, "ds", "a.jpg", [
+        shape("car", "polygon", [[1, "x"]]),  # skipped by the importer
+        rect("car", 500, 500, 600, 600),  # skipped by the core: outside the 64x48 image
+    ])
+    write_ann(project, "ds", "b.jpg", [rect("person", 1, 1, 5, 5)])
+    write_ann(project, "ds", "c.jpg", [rect("car", 500, 500, 600, 600), rect("car", 1, 1, 5, 5)])
+    result = run_import(project, tmp_path / "out", registry, split="ratio", ratios=(1, 0, 0))
+    assert sum(result.report.images.values()) == 3
+    notes = [p for p in result.report.problems if p.kind == "image note"]
+    assert [(n.file, n.code, n.reason) for n in notes] == [
+        (str(ann), "all-boxes-skipped", "kept as background: all 2 boxes skipped")]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["notes"] == {"all-boxes-skipped": 1}
+
+
+def test_a_link_to_an_image_outside_the_project_is_followed_and_said(
+    project: Path, tmp_path: Path, registry
+) -> None:
+    """Followed, because DVC caches and shared image pools store images that way on purpose;
+    said, because the records then hold a file the dataset folder does not."""
+    from conftest import run_import
+
+    elsewhere = tmp_path / "pool" / "a.jpg"
+    write_image(elsewhere)
+    write_ann(project, "ds", "a.jpg", [rect("car", 1, 1, 5, 5)], with_image=False)
+    (project / "ds" / "img").mkdir()
+    (project / "ds" / "img" / "a.jpg").symlink_to(elsewhere)
+    write_ann(project, "ds", "b.jpg", [rect("car", 1, 1, 5, 5)])
+    result = run_import(project, tmp_path / "out", registry, split="ratio", ratios=(1, 0, 0))
+    assert sum(result.report.images.values()) == 2
+    [note] = [p for p in result.report.problems if p.kind == "image note"]
+    assert note.code == "link-outside-dataset"
+    assert str(elsewhere) in note.reason and "followed" in note.reason
