@@ -149,16 +149,22 @@ def test_16_bit_png_is_scaled_to_8_bits_not_clipped(tmp_path: Path, channels: in
     assert np.array_equal(decoded, np.dstack([expected] * 3) if channels == 1 else expected)
 
 
+def _bad_crc(png: bytes) -> bytes:
+    """`png` with the CRC of its first image data chunk wrong, the data itself intact."""
+    damaged = bytearray(png)
+    start = damaged.index(b"IDAT")
+    length = struct.unpack(">I", damaged[start - 4:start])[0]
+    damaged[start + 4 + length] ^= 0xFF
+    return bytes(damaged)
+
+
 def test_decode_catches_a_png_chunk_that_fails_its_crc(tmp_path: Path) -> None:
     """Pillow's load() skips the CRC of image data; TensorFlow's libpng refuses the file."""
-    good = bytearray(_save(tmp_path / "g.png", _photo(64, 48), "PNG").read_bytes())
-    start = good.index(b"IDAT")
-    length = struct.unpack(">I", good[start - 4:start])[0]
-    good[start + 4 + length] ^= 0xFF  # the chunk's CRC
+    damaged = _bad_crc(_save(tmp_path / "g.png", _photo(64, 48), "PNG").read_bytes())
     broken = tmp_path / "crc.png"
-    broken.write_bytes(bytes(good))
+    broken.write_bytes(damaged)
     with pytest.raises(tf.errors.InvalidArgumentError):
-        tf.io.decode_image(bytes(good)).numpy()
+        tf.io.decode_image(damaged).numpy()
     with pytest.raises(ImageProblem, match="crc.png") as caught:
         load_image(broken, "decode")
     assert caught.value.code == "corrupt-image"
@@ -266,3 +272,56 @@ def test_prepare_reports_the_notes_of_a_kept_image(
     assert (note.kind, note.file, note.code) == ("image note", str(path), "large-image")
     assert report.to_dict()["notes"] == {"large-image": 1}
     assert "Notes on kept images: 1 (1 large-image)" in render_summary(report)
+
+
+def test_every_tricky_image_decodes_in_tensorflow_to_its_declared_size(
+    tmp_path: Path, registry
+) -> None:
+    """The records of a project of awkward inputs, read back by odplug's TensorFlow reader:
+    every image decodes, to the height and width its record declares, and the one image
+    TensorFlow cannot decode (a PNG chunk failing its CRC) never reaches them."""
+    import json
+
+    from conftest import read_records, run_import
+
+    project = tmp_path / "project"
+    images = project / "ds" / "img"
+    images.mkdir(parents=True)
+    photo = _photo(40, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    grey16 = (np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    sizes = {}
+    for name, make in {
+        "grey16.png": lambda p: p.write_bytes(_png16(grey16)),
+        "rgb16.png": lambda p: p.write_bytes(_png16(np.asarray(photo).astype(np.uint16) * 257)),
+        "palette.png": lambda p: photo.convert("P").save(p),
+        "palette-alpha.png": lambda p: photo.convert("P").save(p, transparency=0),
+        "grey.png": lambda p: photo.convert("L").save(p),
+        "rgba.png": lambda p: photo.convert("RGBA").save(p),
+        "cmyk.jpg": lambda p: photo.convert("CMYK").save(p, "JPEG"),
+        "rotated.jpg": lambda p: photo.save(p, "JPEG", exif=exif.tobytes()),
+        "progressive.jpg": lambda p: photo.save(p, "JPEG", progressive=True),
+        "grey.jpg": lambda p: photo.convert("L").save(p, "JPEG"),
+        "picture.bmp": lambda p: photo.save(p, "BMP"),
+        "crc.png": lambda p: p.write_bytes(_bad_crc(_png16(grey16))),
+    }.items():
+        make(images / name)
+        sizes[name] = (24, 40) if name == "rotated.jpg" else (40, 24)
+    (project / "meta.json").write_text(json.dumps({"classes": [{"title": "thing"}]}))
+    (project / "ds" / "ann").mkdir()
+    for name, (width, height) in sizes.items():
+        box = {"classTitle": "thing", "geometryType": "rectangle",
+               "points": {"exterior": [[2, 2], [10, 10]], "interior": []}}
+        (project / "ds" / "ann" / f"{name}.json").write_text(json.dumps(
+            {"size": {"width": width, "height": height}, "objects": [box], "tags": []}))
+    result = run_import(project, tmp_path / "out", registry, split="ratio", ratios=(1, 0, 0),
+                        verify="decode")
+    assert [(Path(p.file).name, p.code) for p in result.report.problems] == [
+        ("crc.png", "corrupt-image")]
+    rows = read_records(tmp_path / "out")
+    assert len(rows) == len(sizes) - 1
+    for row in rows:
+        name = row["source_id"].removeprefix("ds/")
+        assert row["image_shape"] == (row["height"], row["width"], 3), name
+        assert (row["width"], row["height"]) == sizes[name], name
