@@ -333,12 +333,14 @@ def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     if not isinstance(data, str):
         raise _Skip("malformed-geometry", f"{where}: bitmap.data is not a string")
     try:
-        bounds = _pixel_bounds(zlib.decompress(base64.b64decode(data)))
+        bounds = _pixel_bounds(_inflate(base64.b64decode(data)))
     except (binascii.Error, zlib.error, _BadMask) as error:
         raise _Skip(
             "malformed-geometry",
             f"{where}: bitmap.data is not base64 of a zlib-compressed PNG: {error}",
         ) from None
+    except _MaskTooLarge as error:
+        raise _Skip("too-large", f"{where}: the {geometry} mask is too large: {error}") from None
     if bounds is None:
         raise _Skip("empty-mask", f"{where}: the {geometry} mask has no pixels set")
     x, y = round(origin[0]), round(origin[1])
@@ -350,18 +352,45 @@ class _BadMask(Exception):
     """The mask PNG cannot be decoded."""
 
 
+class _MaskTooLarge(Exception):
+    """The mask is larger than odplug decodes: the message says how large, and the limit."""
+
+
+_MAX_MASK_BYTES = 256 * 1024 * 1024
+"""The most a mask's PNG may inflate to: far beyond any real mask (one of the largest image
+Pillow opens is about 23 MB as 1-bit rows, uncompressed), and a bound on what a zlib bomb in
+``bitmap.data`` can take."""
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    png = inflater.decompress(data, _MAX_MASK_BYTES)
+    if inflater.unconsumed_tail:
+        raise _MaskTooLarge(f"its PNG inflates to more than {_MAX_MASK_BYTES} bytes")
+    if not inflater.eof:
+        raise zlib.error("the zlib stream is truncated")
+    return png
+
+
 def _pixel_bounds(png: bytes) -> tuple[int, int, int, int] | None:
     """Columns and rows (end exclusive) of the set pixels of a mask PNG; None when none is set.
 
     Set means alpha > 0 where the PNG has transparency (an alpha channel, or a transparent
     palette entry as Supervisely writes it), and non-zero otherwise. numpy and Pillow are
-    imported here, on the first mask, so listing plugins stays fast.
+    imported here, on the first mask, so listing plugins stays fast. Pillow's decompression-bomb
+    warning is not printed (the image the mask belongs to gets that note); over its error limit
+    the mask is too large.
     """
+    import warnings
+
     import numpy as np
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(png)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(png))
+        with image:
             if image.mode in ("P", "PA"):
                 alpha = image.mode == "PA" or "transparency" in image.info
                 image = image.convert("RGBA" if alpha else "RGB")
@@ -370,7 +399,13 @@ def _pixel_bounds(png: bytes) -> tuple[int, int, int, int] | None:
             if "A" in image.getbands():
                 image = image.getchannel("A")
             pixels = np.asarray(image) != 0
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        raise _MaskTooLarge(
+            f"{width}x{height} pixels, limit {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels "
+            "(Pillow's decompression-bomb guard)"
+        ) from None
+    except (OSError, ValueError) as error:
         raise _BadMask(str(error)) from None
     if pixels.ndim == 3:
         pixels = pixels.any(axis=2)

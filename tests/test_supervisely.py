@@ -677,3 +677,30 @@ def test_a_link_to_an_image_outside_the_project_is_followed_and_said(
     [note] = [p for p in result.report.problems if p.kind == "image note"]
     assert note.code == "link-outside-dataset"
     assert str(elsewhere) in note.reason and "followed" in note.reason
+
+
+def test_large_masks_give_a_reason_and_no_raw_warning(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over Pillow's warning limit a mask still gives its box (the warning is not printed);
+    over its decompression-bomb limit, or inflating past any plausible mask, the box is
+    skipped as too large."""
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    bomb = zlib.compress(bytes(64 * 1024 * 1024))  # 64 KiB that inflate to 64 MiB
+    monkeypatch.setattr(supervisely, "_MAX_MASK_BYTES", 1024 * 1024)
+    ann = write_ann(project, "ds", "m.png", [
+        bitmap("person", _mask_l(), [30, 20]),  # 80 pixels: over 50, under 100
+        bitmap("person", png_bytes(Image.new("L", (20, 20), 1)), [0, 0]),  # 400 pixels
+        {"classTitle": "car", "geometryType": "bitmap",
+         "bitmap": {"data": base64.b64encode(bomb).decode(), "origin": [0, 0]}},
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        samples, report = read(project)
+    assert samples[0].boxes == [Box("person", 32, 21, 37, 25)]
+    assert [(p.kind, p.file, p.code) for p in report.problems] == [
+        ("box skipped", str(ann), "too-large"), ("box skipped", str(ann), "too-large")]
+    assert "20x20" in report.problems[0].reason
+    assert "1048576 bytes" in report.problems[1].reason
