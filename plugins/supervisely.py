@@ -389,7 +389,7 @@ def _pixel_bounds(png: bytes) -> tuple[int, int, int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(png))
+            image: Image.Image = Image.open(io.BytesIO(png))
         with image:
             if image.mode in ("P", "PA"):
                 alpha = image.mode == "PA" or "transparency" in image.info

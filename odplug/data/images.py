@@ -151,7 +151,7 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
         if accept is not None and not accept(data[:16]):
             continue
         try:
-            return factory(io.BytesIO(data)).size
+            return factory(io.BytesIO(data), "").size
         except (*_DECODE_ERRORS, IndexError, TypeError):
             continue
     return None
