@@ -6,8 +6,15 @@ needs each object's box. Annotations are read one file at a time and yielded at 
 of any size streams through with only the file names in memory; masks are decoded only for
 bitmap objects.
 
-This importer yields boxes exactly as annotated. Clipping to the image, dropping zero-area boxes,
-class filters, the label map, duplicate keys and the real image size are the core's job.
+Boxes follow the SDK's pixel semantics. A point names a pixel, and a geometry covers the pixels
+of its points: the SDK's ``Rectangle.width`` is ``right - left + 1``, and ``to_bbox()`` of a
+polygon, line or bitmap is the rectangle of its extreme pixels, both ends included. Fractional
+coordinates are rounded first, as the SDK's ``PointLocation`` does. odplug's boxes are pixel
+edges (a box ends where its last pixel ends), so the right and bottom edge is the last pixel
+plus one: corners (2, 3) and (5, 7) become the box [2, 3, 6, 8].
+
+Beyond that the importer yields boxes as annotated. Clipping to the image, dropping zero-area
+boxes, class filters, the label map, duplicate keys and the real image size are the core's job.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import math
 import os
 import reprlib
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,16 +94,16 @@ def _read_classes(project: Path) -> list[str]:
     """The class titles of meta.json, checked: every later step relies on them."""
     path = project / META
     try:
-        meta = json.loads(path.read_bytes())
+        meta = _load_json(path.read_bytes())
     except FileNotFoundError:
         raise OdplugError(
             f"{path}: not found; is {project} a Supervisely project? Export it with its "
             "annotations, which writes meta.json at the top"
         ) from None
-    except json.JSONDecodeError as error:
-        raise OdplugError(f"{path}: not valid JSON: {_json_error(error)}") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise OdplugError(f"{path}: cannot read it: {error}") from None
+    except _BadJson as error:
+        raise OdplugError(f"{path}: {error}") from None
     classes = meta.get("classes") if isinstance(meta, dict) else None
     if not isinstance(classes, list):
         raise OdplugError(f"{path}: expected an object with a 'classes' list")
@@ -182,12 +190,9 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
     """The sample of one annotation file, or None when the whole image is skipped."""
     try:
         with open(path, "rb") as file:
-            data = json.loads(file.read())
-    except json.JSONDecodeError as error:
-        report.skip_image(path, "malformed-annotation", f"not valid JSON: {_json_error(error)}")
-        return None
-    except UnicodeDecodeError as error:
-        report.skip_image(path, "malformed-annotation", f"not UTF-8 text: {error}")
+            data = _load_json(file.read())
+    except _BadJson as error:
+        report.skip_image(path, "malformed-annotation", str(error))
         return None
     except OSError as error:
         report.skip_image(path, "unreadable-annotation", f"cannot read it: {error}")
@@ -197,7 +202,14 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
             path, "malformed-annotation", f"expected a JSON object, got {type(data).__name__}"
         )
         return None
-    objects = data.get("objects", [])
+    if "objects" not in data:  # Supervisely writes [] for an image without objects
+        report.skip_image(
+            path, "missing-objects",
+            "no 'objects' list: not a Supervisely annotation, or its objects were lost; "
+            "skipped rather than trained on as an image with nothing in it",
+        )
+        return None
+    objects = data["objects"]
     if not isinstance(objects, list):
         report.skip_image(path, "malformed-annotation", "'objects' is not a list")
         return None
@@ -213,7 +225,8 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
             boxes.append(_box(obj, index))
         except _Skip as skip:
             report.skip_box(path, skip.code, skip.reason)
-    return Sample(image, key, boxes, width=width, height=height, split=split, origin=path)
+    return Sample(image, key, boxes, width=width, height=height, split=split, origin=path,
+                  skipped_boxes=len(objects) - len(boxes))
 
 
 class _Skip(Exception):
@@ -276,7 +289,8 @@ def _box(obj: object, index: int) -> Box:
 
 
 def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
-    """The smallest box around ``points.exterior``; holes and swapped corners do not matter."""
+    """The pixel-edge box around ``points.exterior`` (its extreme pixels included, as in the
+    SDK); holes and swapped corners do not matter."""
     points = obj.get("points")
     exterior = points.get("exterior") if isinstance(points, dict) else None
     if not isinstance(exterior, list) or not exterior:
@@ -290,17 +304,18 @@ def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     try:  # C-level passes over the coordinates: this runs for every object of every file
         xs = [x for x, _ in exterior]
         ys = [y for _, y in exterior]
-    except (TypeError, ValueError):
-        xs = ys = []
-    numbers = {*map(type, xs), *map(type, ys)} <= _NUMBER_TYPES
-    valid = bool(xs) and numbers and math.isfinite(sum(xs) + sum(ys))
-    if not valid:
-        bad = next((p for p in exterior if not _is_point(p)), exterior)
-        raise _Skip(
-            "malformed-geometry",
-            f"{where}: point {reprlib.repr(bad)} is not a pair of numbers [x, y]",
-        )
-    return min(xs), min(ys), max(xs), max(ys)
+        numbers = {*map(type, xs), *map(type, ys)} <= _NUMBER_TYPES
+        valid = numbers and math.isfinite(sum(xs) + sum(ys))
+    except (TypeError, ValueError, OverflowError):  # not pairs; an int no float can hold
+        valid = False
+    if not valid:  # the slow pass names the bad point; a sum can overflow where no point does
+        bad = next((p for p in exterior if not _is_point(p)), None)
+        if bad is not None:
+            raise _Skip(
+                "malformed-geometry",
+                f"{where}: point {reprlib.repr(bad)} is not a pair of finite numbers [x, y]",
+            )
+    return round(min(xs)), round(min(ys)), round(max(xs)) + 1, round(max(ys)) + 1
 
 
 def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
@@ -318,15 +333,17 @@ def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     if not isinstance(data, str):
         raise _Skip("malformed-geometry", f"{where}: bitmap.data is not a string")
     try:
-        bounds = _pixel_bounds(zlib.decompress(base64.b64decode(data)))
+        bounds = _pixel_bounds(_inflate(base64.b64decode(data)))
     except (binascii.Error, zlib.error, _BadMask) as error:
         raise _Skip(
             "malformed-geometry",
             f"{where}: bitmap.data is not base64 of a zlib-compressed PNG: {error}",
         ) from None
+    except _MaskTooLarge as error:
+        raise _Skip("too-large", f"{where}: the {geometry} mask is too large: {error}") from None
     if bounds is None:
         raise _Skip("empty-mask", f"{where}: the {geometry} mask has no pixels set")
-    x, y = origin
+    x, y = round(origin[0]), round(origin[1])
     left, top, right, bottom = bounds
     return x + left, y + top, x + right, y + bottom
 
@@ -335,18 +352,45 @@ class _BadMask(Exception):
     """The mask PNG cannot be decoded."""
 
 
+class _MaskTooLarge(Exception):
+    """The mask is larger than odplug decodes: the message says how large, and the limit."""
+
+
+_MAX_MASK_BYTES = 256 * 1024 * 1024
+"""The most a mask's PNG may inflate to: far beyond any real mask (one of the largest image
+Pillow opens is about 23 MB as 1-bit rows, uncompressed), and a bound on what a zlib bomb in
+``bitmap.data`` can take."""
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    png = inflater.decompress(data, _MAX_MASK_BYTES)
+    if inflater.unconsumed_tail:
+        raise _MaskTooLarge(f"its PNG inflates to more than {_MAX_MASK_BYTES} bytes")
+    if not inflater.eof:
+        raise zlib.error("the zlib stream is truncated")
+    return png
+
+
 def _pixel_bounds(png: bytes) -> tuple[int, int, int, int] | None:
     """Columns and rows (end exclusive) of the set pixels of a mask PNG; None when none is set.
 
     Set means alpha > 0 where the PNG has transparency (an alpha channel, or a transparent
     palette entry as Supervisely writes it), and non-zero otherwise. numpy and Pillow are
-    imported here, on the first mask, so listing plugins stays fast.
+    imported here, on the first mask, so listing plugins stays fast. Pillow's decompression-bomb
+    warning is not printed (the image the mask belongs to gets that note); over its error limit
+    the mask is too large.
     """
+    import warnings
+
     import numpy as np
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(png)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image: Image.Image = Image.open(io.BytesIO(png))
+        with image:
             if image.mode in ("P", "PA"):
                 alpha = image.mode == "PA" or "transparency" in image.info
                 image = image.convert("RGBA" if alpha else "RGB")
@@ -355,7 +399,13 @@ def _pixel_bounds(png: bytes) -> tuple[int, int, int, int] | None:
             if "A" in image.getbands():
                 image = image.getchannel("A")
             pixels = np.asarray(image) != 0
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        raise _MaskTooLarge(
+            f"{width}x{height} pixels, limit {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels "
+            "(Pillow's decompression-bomb guard)"
+        ) from None
+    except (OSError, ValueError) as error:
         raise _BadMask(str(error)) from None
     if pixels.ndim == 3:
         pixels = pixels.any(axis=2)
@@ -376,8 +426,36 @@ def _is_point(value: object) -> TypeGuard[list[float]]:
 
 
 def _is_number(value: object) -> TypeGuard[float]:
-    return type(value) in _NUMBER_TYPES and math.isfinite(value)  # type: ignore[arg-type]
+    """An int or float (not a bool) that is a finite float: JSON allows NaN, Infinity, 1e400
+    and integers of any length, none of which is a coordinate."""
+    if type(value) not in _NUMBER_TYPES:
+        return False
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond the float range
+        return False
 
 
-def _json_error(error: json.JSONDecodeError) -> str:
-    return f"{error.msg} at line {error.lineno} column {error.colno}"
+class _BadJson(Exception):
+    """A file that is not JSON odplug can read; the message says why, in one line."""
+
+
+def _load_json(data: bytes) -> Any:
+    """`json.loads`, with every way hostile input can make it fail turned into `_BadJson`:
+    syntax errors, bytes that are not UTF-8, nesting deeper than the interpreter's recursion
+    limit, and integers longer than Python converts (``sys.get_int_max_str_digits()``)."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise _BadJson(
+            f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise _BadJson(f"not UTF-8 text: {error}") from None
+    except RecursionError:
+        raise _BadJson("not JSON odplug can read: arrays or objects nested too deeply") from None
+    except ValueError:
+        raise _BadJson(
+            f"not JSON odplug can read: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits"
+        ) from None

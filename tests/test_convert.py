@@ -64,7 +64,7 @@ def _expected_demo_boxes(project: Path) -> dict[str, list[tuple[str, float, floa
                 box = (ox + cols.min(), oy + rows.min(), ox + cols.max() + 1, oy + rows.max() + 1)
             else:
                 points = np.array(obj["points"]["exterior"], dtype=float)
-                box = (*points.min(axis=0), *points.max(axis=0))
+                box = (*points.min(axis=0), *points.max(axis=0) + 1)  # inclusive corners
             boxes.append((obj["classTitle"], *map(float, box)))
         expected[f"{ann.parent.parent.name}/{ann.name[:-5]}"] = boxes
     return expected
@@ -202,7 +202,7 @@ def test_every_supervisely_problem_is_reported_and_the_rest_imported(
 
     def flatten(data: dict) -> None:
         data["objects"] = [{"classTitle": "square", "geometryType": "rectangle",
-                            "points": {"exterior": [[5, 10], [5, 50]], "interior": []}},
+                            "points": {"exterior": [[500, 10], [510, 50]], "interior": []}},
                            {"classTitle": "circle", "geometryType": "rectangle",
                             "points": {"exterior": [[5, 10], [30, 50]], "interior": []}}]
 
@@ -226,14 +226,14 @@ def test_every_supervisely_problem_is_reported_and_the_rest_imported(
     assert skipped["malformed-annotation"] == [str(bad_ann)]
     assert skipped["size-mismatch"] == [str(resized_ann)]
     assert codes(result, "box changed")["clipped"] == [str(clipped_ann)]
-    assert codes(result, "box skipped")["zero-area"] == [str(zero_ann)]
+    assert codes(result, "box skipped")["outside-image"] == [str(zero_ann)]
     assert codes(result, "box skipped")["no-box-geometry"] == [str(point_ann)]
     assert sum(result.report.images.values()) == 30 - 5
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["skipped"]["images"]["corrupt-image"] == 2
     assert report["total"]["images"] == 25
     clipped_row = next(r for r in read_records(tmp_path / "out") if r["filename"] == clipped)
-    assert clipped_row["boxes"][0] == pytest.approx([10 / 96, 0.0, 1.0, 50 / 96])
+    assert clipped_row["boxes"][0] == pytest.approx([10 / 96, 0.0, 1.0, 51 / 96])  # x -5..50
 
 
 def test_class_not_in_the_given_label_map(demo_project: Path, tmp_path: Path, registry) -> None:

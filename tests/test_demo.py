@@ -108,7 +108,7 @@ def test_rectangles_and_polygons_are_inside_the_image(tmp_path: Path) -> None:
             if obj["geometryType"] == "bitmap":
                 continue
             exterior = obj["points"]["exterior"]
-            assert all(0 <= v <= 64 and isinstance(v, int) for point in exterior for v in point)
+            assert all(0 <= v < 64 and isinstance(v, int) for point in exterior for v in point)
             if obj["geometryType"] == "rectangle":
                 [left, top], [right, bottom] = exterior
                 assert obj["classTitle"] == "square" and right - left == bottom - top > 0
@@ -149,3 +149,20 @@ def test_overwrites_an_earlier_demo_project(tmp_path: Path) -> None:
     write_demo_project(tmp_path / "demo", images=8, size=32, seed=1)
     project = write_demo_project(tmp_path / "demo", images=4, size=32)
     assert _files(project) == _files(write_demo_project(tmp_path / "fresh", images=4, size=32))
+
+
+def test_rectangle_corners_are_the_first_and_last_painted_pixel(tmp_path: Path) -> None:
+    """Supervisely's rectangle corners are inclusive pixels (the SDK: width = right - left + 1),
+    so the demo writes a square painted on pixels 10..19 as [[10, ...], [19, ...]]. JPEG moves
+    a saturated edge by a pixel now and then, so the typical offset is what must be zero."""
+    project = write_demo_project(tmp_path / "demo", images=300, size=64)
+    offsets = []
+    for path, ann in _annotations(project).items():
+        if [obj["geometryType"] for obj in ann["objects"]] != ["rectangle"]:
+            continue
+        rgb = np.asarray(Image.open(path.parent.parent / "img" / path.name[:-5]), dtype=int)
+        rows, cols = np.nonzero(rgb.max(axis=2) - rgb.min(axis=2) > 80)
+        drawn = (cols.min(), rows.min(), cols.max(), rows.max())
+        offsets.append(np.subtract(drawn, _box(ann["objects"][0])))
+    assert len(offsets) >= 10
+    assert np.median(offsets, axis=0).tolist() == [0, 0, 0, 0]

@@ -179,10 +179,10 @@ def test_point_geometries_become_boxes(project: Path) -> None:
             image=project / "ds" / "img" / "one.jpg",
             key="ds/one.jpg",
             boxes=[
-                Box("car", 10, 5, 40, 30),
-                Box("person", 3, 2, 20, 30),
-                Box("car", 1, 2, 7, 2),
-                Box("car", 3, 1, 8, 9),
+                Box("car", 10, 5, 41, 31),  # pixels 10..40 and 5..30
+                Box("person", 3, 2, 21, 31),
+                Box("car", 1, 2, 8, 3),  # a line one pixel high
+                Box("car", 3, 1, 9, 10),
             ],
             width=64,
             height=48,
@@ -212,7 +212,7 @@ def test_empty_mask_is_reported(project: Path) -> None:
         project, "ds", "m.png", [bitmap("person", empty, [0, 0]), rect("car", 1, 1, 2, 2)]
     )
     samples, report = read(project)
-    assert samples[0].boxes == [Box("car", 1, 1, 2, 2)]
+    assert samples[0].boxes == [Box("car", 1, 1, 3, 3)]
     assert report.problems == [
         Problem(
             "box skipped",
@@ -265,7 +265,7 @@ def test_real_world_variations(tmp_path: Path) -> None:
     [sample] = samples
     assert sample.key == "my data/a.b (77).jpeg"
     assert sample.image == project / "my data" / "img" / "a.b (77).jpeg"
-    assert sample.boxes == [Box("car", 3114.0004175999998, 12.5, 3200.25, 99)]
+    assert sample.boxes == [Box("car", 3114, 12, 3201, 100)]  # rounded as the SDK does
     assert (sample.width, sample.height, sample.split) == (6000, 4000, None)
 
 
@@ -421,7 +421,7 @@ def test_malformed_object_skips_only_that_box(project: Path, obj: Any, reason: s
         project, "ds", "a.jpg", [rect("car", 0, 0, 5, 5), obj, rect("person", 1, 1, 2, 2)]
     )
     samples, report = read(project)
-    assert samples[0].boxes == [Box("car", 0, 0, 5, 5), Box("person", 1, 1, 2, 2)]
+    assert samples[0].boxes == [Box("car", 0, 0, 6, 6), Box("person", 1, 1, 3, 3)]
     [problem] = report.problems
     assert (problem.kind, problem.file, problem.code) == (
         "box skipped",
@@ -543,3 +543,164 @@ def test_registered_through_the_hook() -> None:
 def test_sdk_is_not_used() -> None:
     source = Path(supervisely.__file__).read_text()
     assert "import supervisely" not in source and "from supervisely" not in source
+
+
+def test_rectangle_corners_are_inclusive_pixels_as_in_the_sdk(tmp_path: Path, registry) -> None:
+    """The SDK's rule (Rectangle.width = right - left + 1): on a 10x10 image the rectangle with
+    corners (2, 3) and (5, 7) covers pixels x 2..5 and y 3..7, so its record box runs from the
+    left edge of pixel 2 to the right edge of pixel 5: xmin 0.2, xmax 0.6, ymin 0.3, ymax 0.8."""
+    from conftest import read_records, run_import
+
+    project = tmp_path / "project"
+    write_meta(project)
+    write_ann(project, "ds", "a.png", [rect("car", 2, 3, 5, 7)], size=(10, 10))
+    Image.new("RGB", (10, 10)).save(project / "ds" / "img" / "a.png")  # replaces the 64x48 one
+    assert read(project)[0][0].boxes == [Box("car", 2, 3, 6, 8)]
+    run_import(project, tmp_path / "out", registry)
+    [record] = read_records(tmp_path / "out")
+    assert record["boxes"] == [pytest.approx([0.3, 0.2, 0.8, 0.6])]  # ymin, xmin, ymax, xmax
+
+
+def test_polygon_and_line_boxes_include_their_last_pixel(project: Path) -> None:
+    """Polygons and lines follow the same rule (the SDK's to_bbox), and fractional coordinates
+    are rounded as the SDK's PointLocation rounds them."""
+    write_ann(project, "ds", "a.jpg", [
+        shape("person", "polygon", [[5, 9], [20, 2], [12, 30], [3, 14]]),
+        shape("car", "line", [[1, 2], [7, 2]]),
+        rect("car", 3.4, 2.6, 9.5, 10.5),
+    ])
+    samples, report = read(project)
+    assert samples[0].boxes == [
+        Box("person", 3, 2, 21, 31), Box("car", 1, 2, 8, 3), Box("car", 3, 3, 11, 11)]
+    assert report.problems == []
+
+
+HUGE = int("9" * 400)  # a JSON integer no float can hold
+
+
+@pytest.mark.parametrize("exterior", [
+    [[0, 0], [HUGE, 5]],
+    [[0, 0.5], [HUGE, 5]],  # ints and floats mixed
+    [[-HUGE, 0], [3, 5]],
+], ids=["huge", "huge-mixed", "huge-negative"])
+def test_coordinates_too_large_for_a_float_skip_the_box(project: Path, exterior: Any) -> None:
+    objects = [shape("car", "rectangle", exterior), rect("car", 1, 1, 2, 2)]
+    ann = write_ann(project, "ds", "a.jpg", objects)
+    samples, report = read(project)
+    assert samples[0].boxes == [Box("car", 1, 1, 3, 3)]
+    [problem] = report.problems
+    assert (problem.kind, problem.file) == ("box skipped", str(ann))
+    assert problem.code == "malformed-geometry"
+    assert "object 0 (car)" in problem.reason and len(problem.reason) < 200
+
+
+@pytest.mark.parametrize("raw, kind, reason", [
+    ('{"objects": [{"classTitle": "car", "geometryType": "rectangle", "points": {"exterior": '
+     '[[0, 0], [1e400, 5]]}}]}', "box skipped", "not a pair of finite numbers"),
+    ('{"objects": [{"classTitle": "car", "geometryType": "bitmap", "bitmap": {"data": "", '
+     f'"origin": [{HUGE}, 0]}}}}]}}', "box skipped", "bitmap.origin"),
+    ('{"objects": [{"classTitle": "car", "geometryType": "bitmap", "bitmap": {"data": "", '
+     '"origin": [true, 0]}}]}', "box skipped", "bitmap.origin"),
+    (f'{{"objects": [], "size": {{"height": 10, "width": {HUGE}}}}}', "image skipped", "'size'"),
+    ('{"objects": [], "size": {"height": 10, "width": 1e400}}', "image skipped", "'size'"),
+    ('{"objects": [], "size": {"height": true, "width": 5}}', "image skipped", "'size'"),
+    ('{"objects": [[0, ' + "1" * 5000 + ']]}', "image skipped", "more than 4300 digits"),
+    ('{"objects": ' + "[" * 100_000 + "]" * 100_000 + "}", "image skipped", "nested too deeply"),
+], ids=["1e400", "huge-origin", "bool-origin", "huge-size", "inf-size", "bool-size",
+        "5000-digits", "deep-nesting"])
+def test_numbers_json_cannot_hold_are_reported_not_raised(
+    project: Path, raw: str, kind: str, reason: str
+) -> None:
+    ann = write_ann(project, "ds", "a.jpg", raw=raw)
+    _, report = read(project)
+    [problem] = report.problems
+    assert (problem.kind, problem.file) == (kind, str(ann))
+    assert reason in problem.reason and len(problem.reason) < 300
+
+
+def test_meta_json_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    meta_text('{"classes": ' + "[" * 100_000 + "]" * 100_000 + "}")(project)
+    with pytest.raises(OdplugError, match="meta.json: .*nested too deeply"):
+        read(project)
+
+
+def test_annotation_without_objects_is_reported_not_a_background(project: Path) -> None:
+    """Supervisely always writes 'objects' (empty for a background image); a file without it
+    is something else, and training on its image as a background would teach wrong negatives."""
+    ann = write_ann(project, "ds", "a.jpg", raw='{"description": "", "size": '
+                                               '{"height": 48, "width": 64}, "tags": []}')
+    write_ann(project, "ds", "b.jpg")  # "objects": [] is a background image: nothing to say
+    samples, report = read(project)
+    assert [s.key for s in samples] == ["ds/b.jpg"]
+    [problem] = report.problems
+    assert (problem.kind, problem.file, problem.code) == ("image skipped", str(ann),
+                                                          "missing-objects")
+    assert "no 'objects'" in problem.reason
+
+
+def test_an_image_whose_every_box_was_skipped_is_reported_as_kept_background(
+    project: Path, tmp_path: Path, registry
+) -> None:
+    from conftest import run_import
+
+    ann = write_ann(project, "ds", "a.jpg", [
+        shape("car", "polygon", [[1, "x"]]),  # skipped by the importer
+        rect("car", 500, 500, 600, 600),  # skipped by the core: outside the 64x48 image
+    ])
+    write_ann(project, "ds", "b.jpg", [rect("person", 1, 1, 5, 5)])
+    write_ann(project, "ds", "c.jpg", [rect("car", 500, 500, 600, 600), rect("car", 1, 1, 5, 5)])
+    result = run_import(project, tmp_path / "out", registry, split="ratio", ratios=(1, 0, 0))
+    assert sum(result.report.images.values()) == 3
+    notes = [p for p in result.report.problems if p.kind == "image note"]
+    assert [(n.file, n.code, n.reason) for n in notes] == [
+        (str(ann), "all-boxes-skipped", "kept as background: all 2 boxes skipped")]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["notes"] == {"all-boxes-skipped": 1}
+
+
+def test_a_link_to_an_image_outside_the_project_is_followed_and_said(
+    project: Path, tmp_path: Path, registry
+) -> None:
+    """Followed, because DVC caches and shared image pools store images that way on purpose;
+    said, because the records then hold a file the dataset folder does not."""
+    from conftest import run_import
+
+    elsewhere = tmp_path / "pool" / "a.jpg"
+    write_image(elsewhere)
+    write_ann(project, "ds", "a.jpg", [rect("car", 1, 1, 5, 5)], with_image=False)
+    (project / "ds" / "img").mkdir()
+    (project / "ds" / "img" / "a.jpg").symlink_to(elsewhere)
+    write_ann(project, "ds", "b.jpg", [rect("car", 1, 1, 5, 5)])
+    result = run_import(project, tmp_path / "out", registry, split="ratio", ratios=(1, 0, 0))
+    assert sum(result.report.images.values()) == 2
+    [note] = [p for p in result.report.problems if p.kind == "image note"]
+    assert note.code == "link-outside-dataset"
+    assert str(elsewhere) in note.reason and "followed" in note.reason
+
+
+def test_large_masks_give_a_reason_and_no_raw_warning(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over Pillow's warning limit a mask still gives its box (the warning is not printed);
+    over its decompression-bomb limit, or inflating past any plausible mask, the box is
+    skipped as too large."""
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    bomb = zlib.compress(bytes(64 * 1024 * 1024))  # 64 KiB that inflate to 64 MiB
+    monkeypatch.setattr(supervisely, "_MAX_MASK_BYTES", 1024 * 1024)
+    ann = write_ann(project, "ds", "m.png", [
+        bitmap("person", _mask_l(), [30, 20]),  # 80 pixels: over 50, under 100
+        bitmap("person", png_bytes(Image.new("L", (20, 20), 1)), [0, 0]),  # 400 pixels
+        {"classTitle": "car", "geometryType": "bitmap",
+         "bitmap": {"data": base64.b64encode(bomb).decode(), "origin": [0, 0]}},
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        samples, report = read(project)
+    assert samples[0].boxes == [Box("person", 32, 21, 37, 25)]
+    assert [(p.kind, p.file, p.code) for p in report.problems] == [
+        ("box skipped", str(ann), "too-large"), ("box skipped", str(ann), "too-large")]
+    assert "20x20" in report.problems[0].reason
+    assert "1048576 bytes" in report.problems[1].reason

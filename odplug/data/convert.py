@@ -217,6 +217,7 @@ def _checked(
 ) -> Iterable[Sample]:
     """Apply rename and filter, and drop what cannot be right whatever the image holds."""
     root = os.path.join(os.path.abspath(source if source.is_dir() else source.parent), "")
+    real_root = os.path.join(os.path.realpath(root), "")
     seen: dict[str, str] = {}
     for sample in samples:
         where = sample.origin or str(sample.image)
@@ -224,6 +225,10 @@ def _checked(
             report.skip_image(where, "escapes-dataset",
                               f"image path {sample.image} points outside {source}")
             continue
+        real = os.path.realpath(sample.image)  # links are followed (DVC, shared image pools)
+        if not real.startswith(real_root):
+            report.note_image(where, "link-outside-dataset", f"image {sample.image} is a link "
+                              f"to {real}, outside {source}; followed")
         if sample.key in seen:
             report.skip_image(where, "duplicate-image",
                               f"image {sample.key!r} was already imported from {seen[sample.key]}")
@@ -236,6 +241,7 @@ def _checked(
                 report.filter_box(label)
                 continue
             if label_map is not None and label not in label_map:
+                sample.skipped_boxes += 1
                 report.skip_box(where, "unknown-class",
                                 f"box {index}: class {label!r} is not in the label map "
                                 f"({', '.join(label_map.names)})")

@@ -34,7 +34,9 @@ class Sample:
     COCO evaluation uses), so it must be unique; `origin` is the file a user should open to fix
     a problem with this sample (the annotation file, or the CSV file and row).
     `width`/`height` are the size the annotation claims, checked against the real image when it
-    is read; `None` where the format does not record a size.
+    is read; `None` where the format does not record a size. `skipped_boxes` counts the boxes
+    of the annotation already left out with a reason in the report, so an image that ends up
+    with no box at all can be reported as such rather than pass for a background image.
     """
 
     image: Path
@@ -44,3 +46,4 @@ class Sample:
     height: int | None = None
     split: str | None = None
     origin: str = ""
+    skipped_boxes: int = 0

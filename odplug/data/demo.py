@@ -100,7 +100,8 @@ def supervisely_annotation(split: str, width: int, height: int, objects: list[di
 
 
 def supervisely_points(title: str, shape: str, exterior: list[list[int]]) -> dict:
-    """A rectangle (two corners) or polygon (its vertices) object, in image pixels."""
+    """A rectangle (its first and last pixel) or polygon (its vertices) object, in image
+    pixels. Supervisely's corners are inclusive: a 3x2 rectangle at (0, 0) is [[0, 0], [2, 1]]."""
     return {"classTitle": title, "geometryType": shape, "tags": [],
             "points": {"exterior": exterior, "interior": []}}
 
@@ -189,9 +190,9 @@ def _geometry(title: str, shape: str, mask: Image.Image, points: np.ndarray,
         return {"classTitle": title, "geometryType": shape, "tags": [],
                 "bitmap": {"data": data, "origin": [left, top]}}
     if shape == "rectangle":
-        # Pixel-edge corners: the square covers pixels left .. left + width - 1.
-        return supervisely_points(title, shape,
-                                  [[left, top], [left + mask.width, top + mask.height]])
+        # Inclusive corners, as the Supervisely SDK reads them: the first and the last pixel.
+        return supervisely_points(title, shape, [[left, top],
+                                                 [left + mask.width - 1, top + mask.height - 1]])
     return supervisely_points(title, shape, [[int(px) + left, int(py) + top] for px, py in points])
 
 

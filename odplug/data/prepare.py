@@ -1,7 +1,9 @@
 """Turning one `Sample` into what a writer stores: checked image bytes and fitted boxes.
 
 Runs inside the writer's worker processes, one image at a time, so only one image per worker
-is ever in memory. Every reason a sample or box is dropped goes into the worker's report.
+is ever in memory. Every reason a sample or box is dropped goes into the worker's report, and
+so does the consequence when every box of an image was dropped: the image is still written,
+as a background image, and the report says so.
 """
 
 from __future__ import annotations
@@ -40,5 +42,13 @@ def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
         return None
     if image.reencoded:
         report.reencoded[image.reencoded] += 1
+    for code, reason in image.notes:
+        report.note_image(sample.image, code, reason)
     boxes = fit_boxes(sample.boxes, image.width, image.height, where, report)
+    skipped = sample.skipped_boxes + len(sample.boxes) - len(boxes)
+    if skipped and not boxes:
+        report.note_image(
+            where, "all-boxes-skipped",
+            f"kept as background: all {skipped} box{'es' if skipped > 1 else ''} skipped",
+        )
     return Prepared(sample, image, boxes)

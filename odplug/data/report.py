@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 from odplug.atomic import atomic_write_text
 
-ProblemKind = Literal["image skipped", "box skipped", "box changed"]
+ProblemKind = Literal["image skipped", "box skipped", "box changed", "image note"]
+"""An image note is about an image that was kept: what the user should know about it anyway
+(left without a box because all of its boxes were skipped, read through a link to outside the
+dataset, larger than Pillow's warning limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class Report:
 
     def change_box(self, file: str | Path, code: str, reason: str) -> None:
         self.problems.append(Problem("box changed", str(file), code, reason))
+
+    def note_image(self, file: str | Path, code: str, reason: str) -> None:
+        self.problems.append(Problem("image note", str(file), code, reason))
 
     def filter_box(self, label: str) -> None:
         """Count a box left out on purpose (class not asked for): not a problem, still told."""
@@ -87,6 +93,7 @@ class Report:
                 "boxes": dict(self.count_problems("box skipped")),
                 "changed_boxes": dict(self.count_problems("box changed")),
             },
+            "notes": dict(self.count_problems("image note")),
             "problems": [asdict(p) for p in self.problems],
         }
 
@@ -126,6 +133,7 @@ def render_summary(report: Report, *, max_problems: int = 10) -> str:
         ("image skipped", "Skipped images"),
         ("box skipped", "Skipped boxes"),
         ("box changed", "Changed boxes"),
+        ("image note", "Notes on kept images"),
     ):
         counts = report.count_problems(kind)  # type: ignore[arg-type]
         if counts:
