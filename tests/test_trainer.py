@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from odplug.errors import OdplugError
 from odplug.run import RunInfo
-from odplug_builtins.trainer.config import load_config
+from odplug_builtins.trainer.config import RANGES, Config, load_config
 from odplug_builtins.trainer.runfolder import RunFolder, start
 from tests.conftest import BIN, ROOT, assert_same_detections, run_import
 
@@ -267,6 +267,43 @@ def test_bad_configs_are_clear_errors(tmp_path: Path, text: str, message: str) -
     path.write_text(text)
     with pytest.raises(OdplugError, match=message):
         load_config(path)
+
+
+def test_a_config_that_is_a_folder_or_nests_too_deep_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="is a folder"):
+        load_config(tmp_path)
+    path = tmp_path / "deep.toml"
+    path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(OdplugError, match="nested too deeply"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("model.alpha", float("nan"), "0 < value <= 1.4"),
+    ("train.learning_rate", -0.001, "0 < value <= 1"),
+    ("train.learning_rate", float("inf"), "0 < value <= 1"),
+    ("eval.iou_threshold", 5.0, "0 < value <= 1"),
+    ("train.batch_size", 10**30, "1 <= value <= 4096"),
+    ("model.anchor_scales", [1.0, -2.0], "0 < value <= 16"),
+    ("train.seed", -1, "0 <= value <= 2147483647"),
+])
+def test_out_of_range_settings_name_the_key_and_the_range(key: str, value: object,
+                                                           allowed: str) -> None:
+    with pytest.raises(OdplugError) as caught:
+        load_config(overrides={key: value})
+    message = str(caught.value)
+    assert message.startswith(f"{key} = ") and message.endswith(f"the allowed range is {allowed}")
+    assert "\n" not in message
+
+
+def test_every_numeric_setting_has_a_range_the_default_is_in() -> None:
+    numeric = {f"{section}.{key}" for section, table in Config().to_dict().items()
+               for key, value in table.items()
+               if not isinstance(value, (bool, str)) and (
+                   isinstance(value, (int, float)) or all(isinstance(v, (int, float))
+                                                          for v in value))}
+    assert numeric == set(RANGES)
+    load_config()  # every default within its range
 
 
 def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: Path) -> None:
