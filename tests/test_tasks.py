@@ -337,3 +337,44 @@ def test_a_file_system_error_anywhere_in_a_task_names_the_path() -> None:
     with pytest.raises(Exit) as caught:
         body()
     assert caught.value.message == "odplug: error: /proc/version/below: Not a directory"
+
+
+def _example(encoded: bytes, width: int, height: int) -> bytes:
+    from odplug.data.protos import Example
+
+    example = Example()
+    feature = example.features.feature
+    feature["image/encoded"].bytes_list.value.append(encoded)
+    feature["image/width"].int64_list.value.append(width)
+    feature["image/height"].int64_list.value.append(height)
+    return example.SerializeToString()
+
+
+def test_stats_names_each_record_whose_image_a_trainer_cannot_use(tmp_path: Path,
+                                                                  run_inv: Run) -> None:
+    import io
+
+    from PIL import Image
+
+    from odplug.data.stats import folder_stats
+    from odplug.data.tfrecord import write_record
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    path = tmp_path / "bad.record"
+    with path.open("wb") as handle:
+        for record in (_example(png, 8, 6), _example(b"", 8, 6),
+                       _example(b"\x89PNG garbage" * 3, 8, 6), _example(png, 16, 6)):
+            write_record(handle, record)
+    problems = folder_stats(tmp_path)["problems"]
+    assert [(p["file"], p["record"]) for p in problems] == [(str(path), n) for n in (1, 2, 3)]
+    reasons = [p["reason"] for p in problems]
+    assert reasons[0] == "image/encoded is empty"
+    assert reasons[1].startswith("image/encoded is not a readable image")
+    assert reasons[2] == "image/encoded is a 8x6 PNG but the record declares 16x6"
+    done = run_inv("data.stats", "--folder", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{path} record 1: image/encoded is empty" in done.stdout
+    assert done.stderr.strip() == (f"odplug: error: 3 record(s) with an unusable image, the "
+                                   f"first {path} record 1: image/encoded is empty")

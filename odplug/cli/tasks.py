@@ -186,7 +186,7 @@ def import_(
 )
 @user_errors
 def stats(c, folder=None, json=False):
-    """Summarise a TFRecord folder: records, boxes and classes per split; checks every CRC."""
+    """Summarise a TFRecord folder: records, boxes and classes per split; checks every record."""
     if not folder:
         raise Exit("odplug: error: give the TFRecord folder with --folder (see --help)", code=2)
     import json as json_module
@@ -195,6 +195,11 @@ def stats(c, folder=None, json=False):
 
     summary = folder_stats(Path(folder))
     print(json_module.dumps(summary, indent=2) if json else render_stats(summary), end="\n")
+    problems = summary["problems"]
+    if problems:
+        first = problems[0]
+        raise Exit(f"odplug: error: {len(problems)} record(s) with an unusable image, the first "
+                   f"{first['file']} record {first['record']}: {first['reason']}", code=1)
 
 
 @task(name="plugins", help={"json": "print the list as JSON"})
