@@ -371,7 +371,7 @@ def test_stats_names_each_record_whose_image_a_trainer_cannot_use(tmp_path: Path
     assert [(p["file"], p["record"]) for p in problems] == [(str(path), n) for n in (1, 2, 3)]
     reasons = [p["reason"] for p in problems]
     assert reasons[0] == "image/encoded is empty"
-    assert reasons[1].startswith("image/encoded is not a readable image")
+    assert reasons[1] == "image/encoded is not an image (no format Pillow knows)"
     assert reasons[2] == "image/encoded is a 8x6 PNG but the record declares 16x6"
     done = run_inv("data.stats", "--folder", str(tmp_path))
     assert done.returncode == 1

@@ -128,14 +128,16 @@ def image_problem(encoded: bytes, width: int | None, height: int | None) -> str 
     """
     if not encoded:
         return "image/encoded is empty"
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a huge image is not this check's concern
             with Image.open(io.BytesIO(encoded)) as image:
                 size, kind = image.size, image.format
-    except Exception as error:  # Pillow raises UnidentifiedImageError, SyntaxError, ...
+    except UnidentifiedImageError:
+        return "image/encoded is not an image (no format Pillow knows)"
+    except Exception as error:  # a known format with a broken header: SyntaxError, OSError...
         text = " ".join(str(error).split())[:120]
         return f"image/encoded is not a readable image ({type(error).__name__}: {text})"
     if width is not None and height is not None and size != (width, height):
