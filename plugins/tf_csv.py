@@ -158,6 +158,10 @@ class TFCsvImporter(Importer):
         if not filename:
             report.skip_box(where, "malformed-row", "row has no filename")
             return
+        if "\x00" in filename:
+            report.skip_image(where, "malformed-row",
+                              f"filename {filename!r} holds a NUL character, as no file name can")
+            return
         width, height = _whole(row.get("width")), _whole(row.get("height"))
         if width is None or height is None:
             width = height = None

@@ -104,10 +104,12 @@ def test_numbers_that_cannot_be_pixels_are_reported_not_raised(tmp_path: Path, r
         f"a.jpg,64,48,cat,1.{huge},2,30,40",
         f"b.jpg,{huge},48,cat,1,2,30,40",
         f"c.jpg,1e{huge},nan,cat,1,2,30,40",
+        "c\x00.jpg,64,48,cat,1,2,30,40",
     ]}, ["a.jpg", "b.jpg", "c.jpg"])
     result = run(source, tmp_path / "out", registry)
     train = source / "train.csv"
     assert codes(result, "box skipped")["malformed-row"] == [f"{train}:{n}" for n in (3, 4, 5, 6)]
+    assert codes(result, "image skipped")["malformed-row"] == [f"{train}:9"]
     assert dict(result.report.images) == {"train": 3}
     messages = [p.reason for p in result.report.problems if p.code == "malformed-row"]
     assert all(len(message) < 200 for message in messages), messages
