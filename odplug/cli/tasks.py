@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Task
+from invoke import Argument, Collection, Task
 from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
@@ -32,20 +32,28 @@ from odplug.cli.overrides import parse_overrides
 atexit.register(gc.freeze)
 
 
+class _Uncast(Argument):  # type: ignore[misc]
+    """An argument whose value stays the text typed; its kind still shows in ``--help``."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        super().set_value(value, cast=False)
+
+
 class CheckedTask(Task):  # type: ignore[misc]
     """A task whose numeric arguments reach it as the text the user typed.
 
     invoke casts an argument to the type of its default while parsing, so ``--shards abc``
     would end in a ValueError traceback before any task code runs. Here such arguments keep
-    their numeric default but are parsed as text, and each task checks them with `_whole` and
-    `_fraction`, whose errors name the flag.
+    their numeric default and kind, but a value given is passed on uncast, and each task checks
+    it with `_whole` or `_fraction`, whose errors name the flag.
     """
 
-    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
-        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
-        if opts.get("kind") in (int, float):
-            opts["kind"] = str
-        return opts
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
+        return [_Uncast(names=a.names, kind=a.kind, default=a.default, help=a.help,
+                        positional=a.positional, optional=a.optional,
+                        incrementable=a.incrementable, attr_name=a.attr_name)
+                if a.kind in (int, float) else a for a in arguments]
 
 
 task = functools.partial(invoke_task, klass=CheckedTask)
