@@ -174,14 +174,14 @@ class TFCsvImporter(Importer):
         coords = [row.get(c) for c in ("xmin", "ymin", "xmax", "ymax")]
         if not label and not any((c or "").strip() for c in coords):
             return
-        numbers = [_finite(c) for c in coords]
-        if None in numbers:
+        numbers = [n for n in map(_finite, coords) if n is not None]
+        if len(numbers) < len(coords):
             shown = [c if c is None or len(c) <= _MAX_NUMBER_CHARS
                      else c[:_MAX_NUMBER_CHARS] + "..." for c in coords]
             report.skip_box(where, "malformed-row",
                             f"{filename}: coordinates {shown} are not all finite numbers")
             return
-        xmin, ymin, xmax, ymax = numbers  # type: ignore[misc]
+        xmin, ymin, xmax, ymax = numbers
         if not label:
             report.skip_box(where, "malformed-row", f"{filename}: box has no class")
             return
