@@ -13,8 +13,9 @@ around each plugin's call. The built-ins are ``trylast``, so a third-party plugi
 registers a built-in's name is called first and wins on purpose; when two plugins register one
 name the first called keeps it and the other is warned about, its other registrations kept.
 
-A third-party plugin that fails to import, implements an unknown hook or raises while
-registering is reported as one error line naming it and left out.
+A third-party plugin that fails to import (``sys.exit()`` included), implements an unknown
+hook, raises while registering or registers a component that lacks its kind's working method
+(an importer without ``read()``...) is reported as one error line naming it and left out.
 
 Disable plugins by name with ``ODPLUG_DISABLE=name,other`` (or ``disabled=`` here).
 """
@@ -59,16 +60,22 @@ class Kind(Generic[C]):
     hook: str
     base: type[C]
     option: str
+    required: str
+    """The method a component of this kind must implement: the base class's only raises."""
 
     @property
     def noun(self) -> str:
         return self.key[:-1]
 
 
-IMPORTERS: Kind[Importer] = Kind("importers", "odplug_register_importers", Importer, "--format")
-WRITERS: Kind[DatasetWriter] = Kind("writers", "odplug_register_writers", DatasetWriter, "--to")
-TRAINERS: Kind[Trainer] = Kind("trainers", "odplug_register_trainers", Trainer, "--trainer")
-EXPORTERS: Kind[Exporter] = Kind("exporters", "odplug_register_exporters", Exporter, "--to")
+IMPORTERS: Kind[Importer] = Kind("importers", "odplug_register_importers", Importer, "--format",
+                                 "read")
+WRITERS: Kind[DatasetWriter] = Kind("writers", "odplug_register_writers", DatasetWriter, "--to",
+                                    "write")
+TRAINERS: Kind[Trainer] = Kind("trainers", "odplug_register_trainers", Trainer, "--trainer",
+                               "train")
+EXPORTERS: Kind[Exporter] = Kind("exporters", "odplug_register_exporters", Exporter, "--to",
+                                 "export")
 KINDS: tuple[Kind[Any], ...] = (IMPORTERS, WRITERS, TRAINERS, EXPORTERS)
 
 
@@ -106,6 +113,10 @@ class Registrar(Generic[C]):
                               f"got {type(component).__name__}")
         if not component.name:
             raise OdplugError(f"{base.__name__} was registered without a name")
+        method = self.kind.required
+        if getattr(type(component), method, None) is getattr(base, method):
+            raise OdplugError(f"{self.kind.noun} {component.name!r} does not implement "
+                              f"{method}()")
         self.components.append(component)
 
 
@@ -224,7 +235,9 @@ def get_plugin_manager(
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-            except Exception as error:  # a broken plugin must not take the others down
+            # A broken plugin must not take the others down, nor end the process: SystemExit
+            # is not an Exception, and a sys.exit() at import would exit with status 0.
+            except (Exception, SystemExit) as error:
                 info.error = f"plugin {ep.name!r} from {source} failed to load: " + _short(error)
 
     _check_pending(pm, infos)
@@ -298,7 +311,7 @@ def _call_one(pm: pluggy.PluginManager, registry: Registry, kind: Kind[Any],
         try:
             caller(register=register)
             break
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             culprit = registry.plugins[_culprit(error, [impl, *wrappers]).plugin_name]
             reason = str(error) if isinstance(error, OdplugError) else _short(error)
             culprit.error = (f"plugin {culprit.name!r} from {culprit.source} failed in "

@@ -11,6 +11,7 @@ writer emits such rows so negatives survive a round trip.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from odplug.data.report import Report
 from odplug.errors import OdplugError
 
 COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+# No pixel count or coordinate needs more characters; longer text is refused unparsed, so a
+# number with hundreds of digits costs nothing and cannot overflow on the way to an int.
+_MAX_NUMBER_CHARS = 32
 _SPLIT_FILE = re.compile(r"^(train|val|validation|test)(?:[_-]labels)?$", re.IGNORECASE)
 
 
@@ -153,11 +157,12 @@ class TFCsvImporter(Importer):
         if not filename:
             report.skip_box(where, "malformed-row", "row has no filename")
             return
-        width: int | None
-        height: int | None
-        try:
-            width, height = int(float(row["width"] or "")), int(float(row["height"] or ""))
-        except (TypeError, ValueError):
+        if "\x00" in filename:
+            report.skip_image(where, "malformed-row",
+                              f"filename {filename!r} holds a NUL character, as no file name can")
+            return
+        width, height = _whole(row.get("width")), _whole(row.get("height"))
+        if width is None or height is None:
             width = height = None
         image = images.get(filename)
         if image is None:
@@ -168,16 +173,36 @@ class TFCsvImporter(Importer):
         coords = [row.get(c) for c in ("xmin", "ymin", "xmax", "ymax")]
         if not label and not any((c or "").strip() for c in coords):
             return
-        try:
-            xmin, ymin, xmax, ymax = (float(c) for c in coords)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        numbers = [n for n in map(_finite, coords) if n is not None]
+        if len(numbers) < len(coords):
+            shown = [c if c is None or len(c) <= _MAX_NUMBER_CHARS
+                     else c[:_MAX_NUMBER_CHARS] + "..." for c in coords]
             report.skip_box(where, "malformed-row",
-                            f"{filename}: coordinates {coords} are not all numbers")
+                            f"{filename}: coordinates {shown} are not all finite numbers")
             return
+        xmin, ymin, xmax, ymax = numbers
         if not label:
             report.skip_box(where, "malformed-row", f"{filename}: box has no class")
             return
         image.boxes.append(Box(label, xmin, ymin, xmax, ymax))
+
+
+def _finite(text: str | None) -> float | None:
+    """A CSV cell as a finite number; None for anything else (empty, words, nan, inf, huge)."""
+    text = (text or "").strip()
+    if len(text) > _MAX_NUMBER_CHARS:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _whole(text: str | None) -> int | None:
+    """A width or height cell as an int (``64.0`` reads as 64), None when it is not a number."""
+    value = _finite(text)
+    return None if value is None else int(value)
 
 
 def _number(value: float) -> str:

@@ -38,6 +38,8 @@ from odplug.components import (
     Trainer,
     WriteJob,
 )
+from odplug.data.convert import choose_importer
+from odplug.data.dataset import Sample
 from odplug.data.report import Report
 from odplug.errors import OdplugError
 from odplug.plugins import (
@@ -78,6 +80,9 @@ class FakeImporter(Importer):
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    def read(self, source: Path, report: Report) -> Iterator[Sample]:
+        return iter(())
 
 
 class FakeWriter(DatasetWriter):
@@ -245,6 +250,8 @@ def importer_source(*names: str) -> str:
         "    summary = 'fake'\n\n"
         "    def __init__(self, name):\n"
         "        self.name = name\n\n"
+        "    def read(self, source, report):\n"
+        "        return iter(())\n\n"
         "@hookimpl\n"
         "def odplug_register_importers(register):\n" + registers
     )
@@ -341,6 +348,72 @@ def test_raise_inside_register_withdraws_that_plugin_only(plugins: Plugins) -> N
     assert registry.plugins["explodes"].registered == {}
     assert registry.owner("importers", "good_format") == "good"
     assert {"supervisely", "tf_csv"} <= set(registry.importers)
+
+
+class Incomplete:
+    """Registers one component of `kind` whose class lacks the kind's working method."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    @hookimpl
+    def odplug_register_importers(self, register: Callable[[Importer], None]) -> None:
+        if self.kind == "importers":
+            register(type("NoRead", (Importer,), {"name": "no_read"})())
+
+    @hookimpl
+    def odplug_register_writers(self, register: Callable[[DatasetWriter], None]) -> None:
+        if self.kind == "writers":
+            register(type("NoWrite", (DatasetWriter,), {"name": "no_write"})())
+
+    @hookimpl
+    def odplug_register_trainers(self, register: Callable[[Trainer], None]) -> None:
+        if self.kind == "trainers":
+            register(type("NoTrain", (Trainer,), {"name": "no_train"})())
+
+    @hookimpl
+    def odplug_register_exporters(self, register: Callable[[Exporter], None]) -> None:
+        if self.kind == "exporters":
+            register(type("NoExport", (Exporter,), {"name": "no_export"})())
+
+
+@pytest.mark.parametrize("kind,name,method", [
+    ("importers", "no_read", "read"), ("writers", "no_write", "write"),
+    ("trainers", "no_train", "train"), ("exporters", "no_export", "export"),
+])
+def test_a_component_without_its_working_method_is_broken_and_left_out(
+        plugins: Plugins, kind: str, name: str, method: str) -> None:
+    plugins.add(Incomplete(kind), "incomplete")
+    registry = plugins.collect()
+    assert registry.errors == [
+        f"plugin 'incomplete' from tests failed in odplug_register_{kind}: "
+        f"{kind[:-1]} {name!r} does not implement {method}()"
+    ]
+    assert name not in registry.components[kind]
+    assert {"supervisely", "tf_csv"} <= set(registry.importers)
+
+
+class DetectRaises(FakeImporter):
+    def detect(self, source: Path) -> bool:
+        raise RuntimeError("cannot cope")
+
+
+class DetectRaisesPlugin:
+    @hookimpl
+    def odplug_register_importers(self, register: Callable[[Importer], None]) -> None:
+        register(DetectRaises("fragile"))
+
+
+def test_an_importer_whose_detect_raises_is_named_and_left_out(
+        plugins: Plugins, demo_project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    plugins.add(DetectRaisesPlugin(), "fragile_plugin")
+    registry = plugins.collect()
+    assert choose_importer(registry, demo_project, None).name == "supervisely"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"importer 'fragile' of plugin 'fragile_plugin' failed to detect {demo_project} "
+        "(RuntimeError: cannot cope); it is left out of format detection (give --format "
+        "fragile to use it)"
+    ]
 
 
 def test_raise_in_a_later_hook_withdraws_earlier_kinds_too(plugins: Plugins) -> None:
@@ -693,6 +766,35 @@ def test_broken_plugin_warns_once_and_import_still_works(
     assert listing.returncode == 0, listing.stderr
     assert re.search(r"^broken 1\.0 \[.*\] \(BROKEN\)$", listing.stdout, re.MULTILINE)
     assert "    error: plugin 'broken'" in listing.stdout
+
+
+@pytest.mark.parametrize("status", ["", "0", "3"])
+def test_a_plugin_that_exits_at_import_is_named_and_the_others_go_on(
+        site: FakeSite, status: str) -> None:
+    site.add("quitter", f"import sys\nsys.exit({status})\n")
+    site.add("extra", importer_source("extra_format"))
+    _pm, registry = site.load()
+    reason = f"SystemExit: {status}" if status else "SystemExit"
+    assert registry.errors == [
+        "plugin 'quitter' from odplug-fake-quitter (entry point odplug_fake_quitter) failed "
+        f"to load: {reason}"
+    ]
+    assert set(registry.importers) == site.installed | {"extra_format"}
+
+
+def test_a_plugin_exiting_at_import_does_not_decide_the_exit_status(
+    site: FakeSite, run_inv: Run, demo_project: Path, tmp_path: Path
+) -> None:
+    site.add("quitter", "import sys\nsys.exit(0)\n")
+    failed = run_inv("data.import", "--source", str(tmp_path / "missing"), "--out",
+                     str(tmp_path / "nothing"), env=site.env)
+    assert failed.returncode == 1, failed.stderr
+    assert "odplug: warning: plugin 'quitter'" in failed.stderr
+    assert failed.stderr.strip().endswith(f"{tmp_path / 'missing'}: no such file or folder")
+    done = run_inv("data.import", "--source", str(demo_project), "--out", str(tmp_path / "out"),
+                   "--quiet", env=site.env)
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "out").glob("train.record-*"))
 
 
 # The example package, installed with pip and used through the real command line.

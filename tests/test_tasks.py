@@ -92,6 +92,28 @@ def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # ty
     (["data.import", "--source", ".", "--ratios", "a,b"], "--ratios 'a,b'"),
     (["data.import", "--source", ".", "--to", "tfrecods"], "Did you mean 'tfrecord'"),
     (["data.stats", "--folder", "/no/such/folder"], "no such folder"),
+    (["data.import", "--source", ".", "--ratios", "nan,1,1"], "--ratios 'nan,1,1'"),
+    (["data.import", "--source", ".", "--ratios", "inf,1"], "--ratios 'inf,1'"),
+    (["data.import", "--source", ".", "--shards", "abc"], "--shards 'abc': give a whole number"),
+    (["data.import", "--source", ".", "--shards", "-1"], "--shards '-1': give a whole number"),
+    (["data.import", "--source", ".", "--workers", "-3"], "--workers '-3'"),
+    (["data.import", "--source", ".", "--seed", "1.5"], "--seed '1.5'"),
+    (["data.import", "--source", ".", "--out", "README.md"], "README.md is a file, not a folder"),
+    (["data.import", "--source", ".", "--out", "README.md/x"], "README.md is a file"),
+    (["data.import", "--source", ".", "--label-map", "odplug"], "--label-map 'odplug': is a fo"),
+    (["demo.dataset", "--images", "many"], "--images 'many'"),
+    (["demo.dataset", "--size", "8"], "--size '8': give a whole number from 32"),
+    (["demo.dataset", "--out", "README.md"], "--out 'README.md'"),
+    (["model.train", "--records", ".", "--steps", "-5"], "--steps '-5'"),
+    (["model.train", "--records", ".", "--config", "odplug"], "--config 'odplug': is a folder"),
+    (["model.train", "--records", ".", "--set", "train.steps=" + "[" * 3000],
+     "nested too deeply"),
+    (["model.predict", "--model", ".", "--source", ".", "--threshold", "nan"],
+     "--threshold 'nan'"),
+    (["model.export", "--model", ".", "--limit", "x"], "--limit 'x'"),
+    (["model.config", "--out", "odplug"], "--out 'odplug': is a folder"),
+    (["pipeline", "--steps", "1e3"], "--steps '1e3'"),
+    (["pipeline", "--config", "odplug"], "--config 'odplug'"),
 ])
 def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  # type: ignore[no-untyped-def]
                                                     message: str) -> None:
@@ -249,3 +271,110 @@ def test_readme_pipeline_prints_only_odplugs_words(raccoon: Path, tmp_path: Path
                       program="odplug")
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert "retracing" not in verbose.stdout + verbose.stderr, "the verification loop retraces"
+
+
+def _unreadable(path: Path):  # type: ignore[no-untyped-def]
+    """A stand-in for a folder that cannot be read (the tests run as root, where chmod 000
+    does not bite): os.scandir raises PermissionError for `path` and anything below it."""
+    real = os.scandir
+
+    def scandir(target=".", *args):  # type: ignore[no-untyped-def]
+        if str(target).startswith(str(path)):
+            raise PermissionError(13, "Permission denied", str(target))
+        return real(target, *args)
+
+    return scandir
+
+
+def _task_error(task_name: str, **arguments: object) -> str:
+    """The one line a task body exits with, called in this process (so monkeypatch reaches it)."""
+    from invoke import Context
+    from invoke.exceptions import Exit
+
+    from odplug.cli.tasks import ns
+
+    with pytest.raises(Exit) as caught:
+        ns[task_name](Context(), **arguments)
+    assert caught.value.code != 0
+    message = str(caught.value.message)
+    assert "\n" not in message and message.startswith("odplug: error: ")
+    return message
+
+
+@pytest.mark.parametrize("format", [None, "supervisely"])
+def test_an_unreadable_dataset_folder_is_one_line_naming_it(
+        demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        format: str | None) -> None:
+    monkeypatch.setattr(os, "scandir", _unreadable(demo_copy))
+    message = _task_error("data.import", source=str(demo_copy), out=str(tmp_path / "out"),
+                          quiet=True, workers=1, format=format)
+    assert message.startswith(f"odplug: error: {demo_copy}") and "Permission denied" in message
+
+
+def test_a_full_disk_is_one_line_naming_the_output(demo_copy: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    out = tmp_path / "out"
+    message = _task_error("data.import", source=str(demo_copy), out=str(out), quiet=True,
+                          workers=1)
+    assert message == f"odplug: error: {out}: No space left on device"
+
+
+def test_a_file_system_error_anywhere_in_a_task_names_the_path() -> None:
+    from odplug.cli.console import user_errors
+
+    @user_errors
+    def body() -> None:
+        Path("/proc/version/below").read_text()
+
+    from invoke.exceptions import Exit
+
+    with pytest.raises(Exit) as caught:
+        body()
+    assert caught.value.message == "odplug: error: /proc/version/below: Not a directory"
+
+
+def _example(encoded: bytes, width: int, height: int) -> bytes:
+    from odplug.data.protos import Example
+
+    example = Example()
+    feature = example.features.feature
+    feature["image/encoded"].bytes_list.value.append(encoded)
+    feature["image/width"].int64_list.value.append(width)
+    feature["image/height"].int64_list.value.append(height)
+    return example.SerializeToString()
+
+
+def test_stats_names_each_record_whose_image_a_trainer_cannot_use(tmp_path: Path,
+                                                                  run_inv: Run) -> None:
+    import io
+
+    from PIL import Image
+
+    from odplug.data.stats import folder_stats
+    from odplug.data.tfrecord import write_record
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 6), (10, 200, 30)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    path = tmp_path / "bad.record"
+    with path.open("wb") as handle:
+        for record in (_example(png, 8, 6), _example(b"", 8, 6),
+                       _example(b"\x89PNG garbage" * 3, 8, 6), _example(png, 16, 6)):
+            write_record(handle, record)
+    problems = folder_stats(tmp_path)["problems"]
+    assert [(p["file"], p["record"]) for p in problems] == [(str(path), n) for n in (1, 2, 3)]
+    reasons = [p["reason"] for p in problems]
+    assert reasons[0] == "image/encoded is empty"
+    assert reasons[1] == "image/encoded is not an image (no format Pillow knows)"
+    assert reasons[2] == "image/encoded is a 8x6 PNG but the record declares 16x6"
+    done = run_inv("data.stats", "--folder", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{path} record 1: image/encoded is empty" in done.stdout
+    assert done.stderr.strip() == (f"odplug: error: 3 record(s) with an unusable image, the "
+                                   f"first {path} record 1: image/encoded is empty")

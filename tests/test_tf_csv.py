@@ -92,3 +92,26 @@ def test_writer_keeps_negatives_and_exact_coordinates(tmp_path: Path, registry) 
                      "a.jpg,64,48,cat,1.25,2,30,40.5", "c.jpg,64,48,,,,,"]
     assert (tmp_path / "csv" / "images" / "train" / "a.jpg").read_bytes() == (
         source / "images" / "a.jpg").read_bytes()
+
+
+def test_numbers_that_cannot_be_pixels_are_reported_not_raised(tmp_path: Path, registry) -> None:
+    huge = "9" * 400
+    source = _csv_dataset(tmp_path / "ds", {"train": [
+        "a.jpg,64,48,cat,1,2,30,40",
+        f"a.jpg,64,48,cat,{huge},2,30,40",
+        "a.jpg,64,48,cat,nan,2,30,40",
+        "a.jpg,64,48,cat,1,-inf,30,40",
+        f"a.jpg,64,48,cat,1.{huge},2,30,40",
+        f"b.jpg,{huge},48,cat,1,2,30,40",
+        f"c.jpg,1e{huge},nan,cat,1,2,30,40",
+        "c\x00.jpg,64,48,cat,1,2,30,40",
+    ]}, ["a.jpg", "b.jpg", "c.jpg"])
+    result = run(source, tmp_path / "out", registry)
+    train = source / "train.csv"
+    assert codes(result, "box skipped")["malformed-row"] == [f"{train}:{n}" for n in (3, 4, 5, 6)]
+    assert codes(result, "image skipped")["malformed-row"] == [f"{train}:9"]
+    assert dict(result.report.images) == {"train": 3}
+    messages = [p.reason for p in result.report.problems if p.code == "malformed-row"]
+    assert all(len(message) < 200 for message in messages), messages
+    boxes = {r["filename"]: len(r["boxes"]) for r in read_records(tmp_path / "out", "train")}
+    assert boxes == {"a.jpg": 1, "b.jpg": 1, "c.jpg": 1}

@@ -4,8 +4,10 @@ computes, and the model tasks work through the command line."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -18,7 +20,7 @@ import tensorflow as tf
 
 from odplug.errors import OdplugError
 from odplug.run import RunInfo
-from odplug_builtins.trainer.config import load_config
+from odplug_builtins.trainer.config import RANGES, Config, load_config
 from odplug_builtins.trainer.runfolder import RunFolder, start
 from tests.conftest import BIN, ROOT, assert_same_detections, run_import
 
@@ -267,6 +269,114 @@ def test_bad_configs_are_clear_errors(tmp_path: Path, text: str, message: str) -
     path.write_text(text)
     with pytest.raises(OdplugError, match=message):
         load_config(path)
+
+
+def _with_bad_record(records: Path, folder: Path, split: str, encoded: bytes) -> tuple[Path, int]:
+    """A copy of `records` whose first `split` shard ends with one record holding `encoded`;
+    the shard and the index of that record."""
+    import shutil
+
+    from odplug.data.protos import Example
+    from odplug.data.tfrecord import iter_records, write_record
+
+    shutil.copytree(records, folder)
+    shard = sorted(folder.glob(f"{split}.record-*"))[0]
+    last = list(iter_records(shard))[-1]
+    example = Example()
+    example.ParseFromString(last)
+    feature = example.features.feature["image/encoded"].bytes_list
+    del feature.value[:]
+    feature.value.append(encoded)
+    with shard.open("ab") as handle:
+        write_record(handle, example.SerializeToString())
+    return shard, len(list(iter_records(shard))) - 1
+
+
+def _corrupt_jpeg(records: Path) -> bytes:
+    """A JPEG whose header reads (so data.stats passes it) but whose scan header is broken."""
+    from odplug.data.protos import Example
+    from odplug.data.tfrecord import iter_records
+
+    example = Example()
+    example.ParseFromString(next(iter_records(sorted(records.glob("train.record-*"))[0])))
+    jpeg = bytes(example.features.feature["image/encoded"].bytes_list.value[0])
+    scan = jpeg.index(b"\xff\xda")
+    return jpeg[:scan + 2] + b"\x00\x01" + jpeg[scan + 4:]
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "corrupt"])
+def test_the_training_reader_names_the_file_and_record_it_cannot_read(
+        records: Path, tmp_path: Path, kind: str) -> None:
+    from odplug.data.labelmap import read_label_map
+    from odplug_builtins.trainer import data
+
+    encoded = {"empty": b"", "garbage": b"no image at all" * 10,
+               "corrupt": _corrupt_jpeg(records)}[kind]
+    folder = tmp_path / "records"
+    shard, index = _with_bad_record(records, folder, "train", encoded)
+    config = load_config(overrides=TINY)
+    label_map = read_label_map(folder / "label_map.pbtxt")
+    files = sorted(folder.glob("train.record-*"))
+    batches = data.train_dataset(files, label_map, config.model, config.train, config.augment)
+    with pytest.raises(OdplugError) as caught:
+        for _batch in itertools.islice(data.checked(batches, files), 50):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"{shard} record {index}: ") and "\n" not in message, message
+    assert "{{" not in message and "0x" not in message
+    expected = {"empty": "image/encoded is empty", "garbage": "no format Pillow knows",
+                "corrupt": "TensorFlow cannot decode image/encoded"}[kind]
+    assert expected in message
+    evaluation = data.eval_dataset(files, label_map, 96, 8)
+    with pytest.raises(OdplugError, match=f"^{re.escape(str(shard))} record {index}: "):
+        list(data.checked(evaluation, files))
+
+
+def test_a_bad_validation_record_stops_training_with_one_line(records: Path,
+                                                              tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    shard, index = _with_bad_record(records, tmp_path / "records", "val", b"")
+    with pytest.raises(OdplugError, match=f"^{re.escape(str(shard))} record {index}: image/enc"):
+        train(tmp_path / "records", tmp_path / "run",
+              overrides={**TINY, "train.steps": 1, "train.eval_every": 1})
+
+
+def test_a_config_that_is_a_folder_or_nests_too_deep_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="is a folder"):
+        load_config(tmp_path)
+    path = tmp_path / "deep.toml"
+    path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(OdplugError, match="nested too deeply"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("model.alpha", float("nan"), "0 < value <= 1.4"),
+    ("train.learning_rate", -0.001, "0 < value <= 1"),
+    ("train.learning_rate", float("inf"), "0 < value <= 1"),
+    ("eval.iou_threshold", 5.0, "0 < value <= 1"),
+    ("train.batch_size", 10**30, "1 <= value <= 4096"),
+    ("model.anchor_scales", [1.0, -2.0], "0 < value <= 16"),
+    ("train.seed", -1, "0 <= value <= 2147483647"),
+])
+def test_out_of_range_settings_name_the_key_and_the_range(key: str, value: object,
+                                                           allowed: str) -> None:
+    with pytest.raises(OdplugError) as caught:
+        load_config(overrides={key: value})
+    message = str(caught.value)
+    assert message.startswith(f"{key} = ") and message.endswith(f"the allowed range is {allowed}")
+    assert "\n" not in message
+
+
+def test_every_numeric_setting_has_a_range_the_default_is_in() -> None:
+    numeric = {f"{section}.{key}" for section, table in Config().to_dict().items()
+               for key, value in table.items()
+               if not isinstance(value, (bool, str)) and (
+                   isinstance(value, (int, float)) or all(isinstance(v, (int, float))
+                                                          for v in value))}
+    assert numeric == set(RANGES)
+    load_config()  # every default within its range
 
 
 def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: Path) -> None:

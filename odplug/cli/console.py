@@ -122,7 +122,12 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 def user_errors(body: F) -> F:
-    """Turn `OdplugError` into ``odplug: error: ...`` and exit status 1, with no traceback."""
+    """Turn `OdplugError` into ``odplug: error: ...`` and exit status 1, with no traceback.
+
+    An `OSError` that reaches a task is the environment's, not odplug's: a folder that cannot
+    be read, a path that is a file, a full disk. It becomes the same one line, naming the path
+    (`os_error_line`).
+    """
 
     @functools.wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -130,10 +135,23 @@ def user_errors(body: F) -> F:
             return body(*args, **kwargs)
         except OdplugError as error:
             raise Exit(f"odplug: error: {error}", code=1) from None
+        except OSError as error:
+            raise Exit(f"odplug: error: {os_error_line(error)}", code=1) from None
         except KeyboardInterrupt:
             raise Exit("odplug: interrupted; nothing was left half-written", code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_line(error: OSError) -> str:
+    """``<path>: <reason>`` for a file-system error, in the system's words."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.filename is None:
+        return reason
+    where = os.fsdecode(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {os.fsdecode(error.filename2)}"
+    return f"{where}: {reason}"
 
 
 def warn(message: str) -> None:

@@ -29,6 +29,8 @@ def parse_overrides(text: str) -> dict[str, object]:
             values[key] = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             values[key] = raw.strip()
+        except RecursionError:
+            raise OdplugError(f"--set {part!r}: the value is nested too deeply") from None
     return values
 
 

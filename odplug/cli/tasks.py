@@ -9,10 +9,17 @@ Tasks are thin: parse arguments, call the library, show progress and results. He
 from __future__ import annotations
 
 import atexit
+import errno
+import functools
 import gc
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from invoke import Collection, task
+from invoke import Argument, Collection, Task
+from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
 from odplug.cli.console import load_registry_warning, progress_bar, training_reporter, user_errors
@@ -23,6 +30,99 @@ from odplug.cli.overrides import parse_overrides
 # tenth of the whole run; freezing every object at exit skips them. atexit handlers still run
 # and files are still flushed and closed.
 atexit.register(gc.freeze)
+
+
+class _Uncast(Argument):  # type: ignore[misc]
+    """An argument whose value stays the text typed; its kind still shows in ``--help``."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        super().set_value(value, cast=False)
+
+
+class CheckedTask(Task):  # type: ignore[misc]
+    """A task whose numeric arguments reach it as the text the user typed.
+
+    invoke casts an argument to the type of its default while parsing, so ``--shards abc``
+    would end in a ValueError traceback before any task code runs. Here such arguments keep
+    their numeric default and kind, but a value given is passed on uncast, and each task checks
+    it with `_whole` or `_fraction`, whose errors name the flag.
+    """
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
+        return [_Uncast(names=a.names, kind=a.kind, default=a.default, help=a.help,
+                        positional=a.positional, optional=a.optional,
+                        incrementable=a.incrementable, attr_name=a.attr_name)
+                if a.kind in (int, float) else a for a in arguments]
+
+
+task = functools.partial(invoke_task, klass=CheckedTask)
+
+
+def _usage(flag: str, value: object, fix: str) -> Exit:
+    return Exit(f"odplug: error: --{flag} {str(value)!r}: {fix}", code=2)
+
+
+def _whole(flag: str, value: int | str, low: int, high: int, note: str = "") -> int:
+    """`value` as a whole number from `low` to `high`, or a one-line error naming `--flag`."""
+    fix = f"give a whole number from {low} to {high}{note}"
+    try:
+        number = int(value)
+    except ValueError:
+        raise _usage(flag, value, fix) from None
+    if not low <= number <= high:
+        raise _usage(flag, value, fix)
+    return number
+
+
+def _fraction(flag: str, value: float | str, low: float, high: float) -> float:
+    """`value` as a finite number from `low` to `high`, or a one-line error naming `--flag`."""
+    fix = f"give a number from {low} to {high}"
+    try:
+        number = float(value)
+    except ValueError:
+        raise _usage(flag, value, fix) from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise _usage(flag, value, fix)
+    return number
+
+
+def _out_folder(flag: str, value: str | None) -> Path | None:
+    """An output folder to create or reuse: refused up front when a file is in the way."""
+    if value is None:
+        return None
+    path = Path(value)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise _usage(flag, value, f"{part} is a file, not a folder; give a folder")
+    return path
+
+
+def _in_file(flag: str, value: str | None) -> Path | None:
+    """An input file: refused up front when it is a folder or missing."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise _usage(flag, value, "is a folder; give a file")
+    if not path.exists():
+        raise _usage(flag, value, "no such file")
+    return path
+
+
+@contextmanager
+def _writing_to(out: Path) -> Iterator[None]:
+    """Name `out` in a full-disk error: ``write()`` reports ENOSPC without a file name."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            error.filename = str(out)
+        raise
+
+
+def _steps(value: int | str) -> int:
+    return _whole("steps", value, 0, 10**9, " (0: the trainer's default)")
 
 
 @task(
@@ -65,16 +165,19 @@ def import_(
         raise Exit(f"odplug: error: --verify {verify!r}: use header or decode", code=2)
     if not source:
         raise Exit("odplug: error: give the dataset with --source (see --help)", code=2)
-    registry = load_registry_warning()
-    source_path = Path(source)
-    out_path = Path(out) if out else Path("output") / f"{source_path.resolve().name}-{to}"
     options = ImportOptions(
-        format=format, to=to, split=split, ratios=parse_ratios(ratios), seed=seed,
+        format=format, to=to, split=split, ratios=parse_ratios(ratios),
+        seed=_whole("seed", seed, 0, 2**63 - 1),
         classes=[n.strip() for n in (classes or "").split(",") if n.strip()],
-        rename=parse_rename(rename or ""), label_map=Path(label_map) if label_map else None,
-        shards=shards, workers=workers, verify=verify,
+        rename=parse_rename(rename or ""), label_map=_in_file("label-map", label_map),
+        shards=_whole("shards", shards, 0, 100_000, " (0: auto)"),
+        workers=_whole("workers", workers, 0, 1024, " (0: one per core)"), verify=verify,
     )
-    with progress_bar("importing", enabled=not quiet) as bar:
+    source_path = Path(source)
+    out_path = (_out_folder("out", out)
+                or Path("output") / f"{source_path.resolve().name}-{to}")
+    registry = load_registry_warning()
+    with _writing_to(out_path), progress_bar("importing", enabled=not quiet) as bar:
         result = import_dataset(source_path, out_path, options, registry,
                                 on_total=bar.start, progress=bar.advance)
     if not quiet:
@@ -91,7 +194,7 @@ def import_(
 )
 @user_errors
 def stats(c, folder=None, json=False):
-    """Summarise a TFRecord folder: records, boxes and classes per split; checks every CRC."""
+    """Summarise a TFRecord folder: records, boxes and classes per split; checks every record."""
     if not folder:
         raise Exit("odplug: error: give the TFRecord folder with --folder (see --help)", code=2)
     import json as json_module
@@ -100,6 +203,11 @@ def stats(c, folder=None, json=False):
 
     summary = folder_stats(Path(folder))
     print(json_module.dumps(summary, indent=2) if json else render_stats(summary), end="\n")
+    problems = summary["problems"]
+    if problems:
+        first = problems[0]
+        raise Exit(f"odplug: error: {len(problems)} record(s) with an unusable image, the first "
+                   f"{first['file']} record {first['record']}: {first['reason']}", code=1)
 
 
 @task(name="plugins", help={"json": "print the list as JSON"})
@@ -141,7 +249,11 @@ def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
     """Write a synthetic Supervisely project (shapes on textures, 3 classes) to try odplug on."""
     from odplug.data.demo import write_demo_project
 
-    with progress_bar("drawing") as bar:
+    images = _whole("images", images, 0, 1_000_000)
+    size = _whole("size", size, 32, 4096)
+    seed = _whole("seed", seed, 0, 2**63 - 1)
+    _out_folder("out", out)
+    with _writing_to(Path(out)), progress_bar("drawing") as bar:
         bar.start(images)
         write_demo_project(Path(out), images=images, size=size, seed=seed, progress=bar.advance)
     print(f"Wrote {images} images to {out}")
@@ -171,18 +283,19 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
 
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
-    registry = load_registry_warning()
-    chosen = registry.get(TRAINERS, trainer)
-    chosen.check()
+    steps = _steps(steps)
+    config_path = _in_file("config", config)
+    run_dir = _out_folder("run", run) or Path("runs") / Path(records).resolve().name
     overrides = parse_overrides(set)
     if steps:
         overrides["train.steps"] = steps
-    run_dir = Path(run) if run else Path("runs") / Path(records).resolve().name
+    registry = load_registry_warning()
+    chosen = registry.get(TRAINERS, trainer)
+    chosen.check()
     started = time.perf_counter()
-    with progress_bar("training", fields=("status",)) as bar:
+    with _writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
         on_step = training_reporter(bar, started)
-        run_info = chosen.train(Path(records), run_dir,
-                                config=Path(config) if config else None, overrides=overrides,
+        run_info = chosen.train(Path(records), run_dir, config=config_path, overrides=overrides,
                                 resume="required" if resume else "never", on_step=on_step)
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
     print(f"Run folder: {run_info.run_dir}{board}")
@@ -195,15 +308,19 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
 
 @task(name="config", help={"out": "write the default config here instead of printing it",
                            "trainer": "trainer plugin (default ssd)"})
+@user_errors
 def model_config(c, out="", trainer="ssd"):
     """Print (or write) a trainer's full default config, to copy and edit for --config."""
     from odplug.atomic import atomic_write_text
     from odplug.plugins import TRAINERS
 
+    if out and Path(out).is_dir():
+        raise _usage("out", out, "is a folder; give the name of the TOML file to write")
     chosen = load_registry_warning().get(TRAINERS, trainer)
     text = chosen.default_config()
     if out:
-        atomic_write_text(Path(out), text)
+        with _writing_to(Path(out)):
+            atomic_write_text(Path(out), text)
         print(f"Wrote {out}")
     else:
         print(text, end="")
@@ -227,7 +344,7 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
     evaluation = evaluate_model(Path(model), records=Path(records) if records else None,
-                                split=split, out=Path(out) if out else None)
+                                split=split, out=_out_folder("out", out))
     result = evaluation.result
     print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
           f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
@@ -254,9 +371,11 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
+    threshold = _fraction("threshold", threshold, 0.0, 1.0)
+    out_path = _out_folder("out", out) or Path("predictions")
     saved_model, _run = resolve_model(Path(model))
-    written = predict_images(saved_model, Path(source), Path(out), threshold)
-    print(f"Wrote {written} drawn image(s) and {Path(out) / 'detections.json'}")
+    written = predict_images(saved_model, Path(source), out_path, threshold)
+    print(f"Wrote {written} drawn image(s) and {out_path / 'detections.json'}")
 
 
 @task(
@@ -283,10 +402,11 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
+    limit = _whole("limit", limit, 0, 10**9, " (0: all)")
     job = plan_export(load_registry_warning(), Path(model),
                       to=[n.strip() for n in to.split(",") if n.strip()],
                       quantize=[q.strip() for q in quantize.split(",") if q.strip()],
-                      out=Path(out) if out else None,
+                      out=_out_folder("out", out),
                       records=Path(records) if records else None, verify=verify)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
@@ -365,13 +485,16 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
 
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
-    registry = load_registry_warning()
+    steps = _steps(steps)
+    out_path = _out_folder("out", out) or Path("output/pipeline")
+    config_path = _in_file("config", config)
     overrides = parse_overrides(set)
     if steps:
         overrides["train.steps"] = steps
+    registry = load_registry_warning()
     options = PipelineOptions(
         source=Path(source) if source else None, format=format,
-        config=Path(config) if config else None, overrides=overrides,
+        config=config_path, overrides=overrides,
         to=[n.strip() for n in to.split(",") if n.strip()],
         quantize=[q.strip() for q in quantize.split(",") if q.strip()], force=force)
     started = time.perf_counter()
@@ -380,8 +503,8 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
         elapsed = time.perf_counter() - started
         print(f"[{elapsed:6.0f} s] {stage}: {event}", flush=True)
 
-    with progress_bar("training", fields=("status",)) as bar:
-        result = run_pipeline(Path(out), options, registry, on_stage=on_stage,
+    with _writing_to(out_path), progress_bar("training", fields=("status",)) as bar:
+        result = run_pipeline(out_path, options, registry, on_stage=on_stage,
                               on_step=training_reporter(bar, started, lines=10))
     print()
     print(result.table.read_text() if result.table else "", end="")

@@ -13,6 +13,7 @@ folder). A failed, interrupted or killed import leaves the previous output byte-
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from odplug.data.report import Report
 from odplug.data.splits import SplitMode, assign_splits
 from odplug.errors import OdplugError
 from odplug.plugins import IMPORTERS, WRITERS, Registry
+
+log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.json"
 LABEL_MAP_NAME = "label_map.pbtxt"
@@ -69,11 +72,14 @@ def parse_rename(text: str) -> dict[str, str]:
 
 
 def choose_importer(registry: Registry, source: Path, name: str | None) -> Importer:
+    if source.is_dir():  # an unreadable folder is said as such, not as "not a dataset"
+        with os.scandir(source):
+            pass
     if name:
         return registry.get(IMPORTERS, name)
     if not source.exists():
         raise OdplugError(f"{source}: no such file or folder")
-    found = [imp for imp in registry.importers.values() if imp.detect(source)]
+    found = [imp for imp in registry.importers.values() if _detects(registry, imp, source)]
     if len(found) == 1:
         return found[0]
     names = ", ".join(sorted(registry.importers))
@@ -82,6 +88,20 @@ def choose_importer(registry: Registry, source: Path, name: str | None) -> Impor
                           f"give --format (one of: {names})")
     several = ", ".join(sorted(importer.name for importer in found))
     raise OdplugError(f"{source}: looks like several formats ({several}); give --format")
+
+
+def _detects(registry: Registry, importer: Importer, source: Path) -> bool:
+    """Whether `importer` claims `source`. One that raises is named in a warning and left out
+    of this detection, so one plugin's bug cannot break the detection of every format."""
+    try:
+        return bool(importer.detect(source))
+    except (Exception, SystemExit) as error:
+        plugin = registry.owner(IMPORTERS.key, importer.name)
+        text = " ".join(str(error).split())
+        log.warning("importer %r of plugin %r failed to detect %s (%s%s); it is left out of "
+                    "format detection (give --format %s to use it)", importer.name, plugin,
+                    source, type(error).__name__, f": {text}" if text else "", importer.name)
+        return False
 
 
 def import_dataset(

@@ -6,6 +6,7 @@ and seed always give the same split, whatever order the files were listed in.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from typing import Literal
@@ -24,9 +25,10 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     except ValueError:
         raise OdplugError(f"--ratios {text!r}: give numbers separated by commas, "
                           "e.g. 0.8,0.1,0.1") from None
-    if len(values) not in (2, 3) or any(v < 0 for v in values) or sum(values) <= 0:
+    if (len(values) not in (2, 3) or not all(math.isfinite(v) and v >= 0 for v in values)
+            or not 0 < sum(values) < math.inf):
         raise OdplugError(f"--ratios {text!r}: give 2 (train,test) or 3 (train,val,test) "
-                          "non-negative numbers")
+                          "finite, non-negative numbers")
     total = sum(values)
     return tuple(v / total for v in values)
 

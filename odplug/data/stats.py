@@ -1,7 +1,9 @@
 """``data.stats``: what a TFRecord folder holds, read without TensorFlow.
 
-Every record's CRCs are checked and every Example parsed with the same keys the Object
-Detection API decoder reads, so a folder that passes here has no damaged record.
+Every record's CRCs are checked, every Example parsed with the same keys the Object
+Detection API decoder reads and every image's header read, so a folder that passes here has no
+damaged record. Records whose image is empty, unreadable or not the declared size are listed
+in ``problems`` (file and record index) and make ``data.stats`` fail.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def folder_stats(folder: Path) -> dict[str, Any]:
     if (folder / "label_map.pbtxt").is_file():
         label_map = read_label_map(folder / "label_map.pbtxt")
     splits: dict[str, dict[str, Any]] = {}
+    problems: list[dict[str, Any]] = []
     for path in files:
         match = SHARD_PATTERN.match(path.name)
         split = match["split"] if match else path.stem
@@ -40,6 +43,9 @@ def folder_stats(folder: Path) -> dict[str, Any]:
         info["megabytes"] += path.stat().st_size / 1e6
         for index, record in enumerate(iter_records(path)):
             summary = summarize(record, origin=f"{path} record {index}")
+            if summary.image_problem:
+                problems.append({"file": str(path), "record": index,
+                                 "reason": summary.image_problem})
             info["records"] += 1
             count = max(len(summary.labels), len(summary.texts))
             info["boxes"] += count
@@ -53,7 +59,7 @@ def folder_stats(folder: Path) -> dict[str, Any]:
         info["megabytes"] = round(info["megabytes"], 2)
     splits = dict(sorted(splits.items(), key=lambda item: split_order(item[0])))
     return {"folder": str(folder), "splits": splits,
-            "label_map": label_map.names if label_map else None}
+            "label_map": label_map.names if label_map else None, "problems": problems}
 
 
 def _name(label_map: Any, label: int) -> str:
@@ -74,4 +80,8 @@ def render_stats(summary: dict[str, Any]) -> str:
         )
         for name, count in info["classes"].items():
             lines.append(f"    {name}: {count}")
+    problems = summary.get("problems", [])
+    if problems:
+        lines.append(f"  {len(problems)} record(s) a trainer cannot use:")
+        lines += [f"    {p['file']} record {p['record']}: {p['reason']}" for p in problems]
     return "\n".join(lines)

@@ -7,7 +7,9 @@ free of the seconds-long TensorFlow import.
 
 from __future__ import annotations
 
+import io
 import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,8 @@ class RecordSummary:
     labels: tuple[int, ...]
     texts: tuple[str, ...]
     image_bytes: int
+    image_problem: str | None
+    """Why ``image/encoded`` cannot be the declared image, from its header; None when it can."""
 
 
 def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
@@ -99,14 +103,44 @@ def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
         return values[0] if values else default
 
     encoded = first("image/encoded", "bytes_list", b"")
+    width, height = first("image/width", "int64_list", None), first("image/height", "int64_list",
+                                                                    None)
     return RecordSummary(
         filename=bytes(first("image/filename", "bytes_list", b"")).decode(errors="replace"),
         source_id=bytes(first("image/source_id", "bytes_list", b"")).decode(errors="replace"),
-        width=int(first("image/width", "int64_list", 1)),
-        height=int(first("image/height", "int64_list", 1)),
+        width=1 if width is None else int(width),
+        height=1 if height is None else int(height),
         labels=tuple(feature["image/object/class/label"].int64_list.value)
         if "image/object/class/label" in feature else (),
         texts=tuple(v.decode(errors="replace") for v in feature["image/object/class/text"]
                     .bytes_list.value) if "image/object/class/text" in feature else (),
         image_bytes=len(encoded),
+        image_problem=image_problem(encoded, width, height),
     )
+
+
+def image_problem(encoded: bytes, width: int | None, height: int | None) -> str | None:
+    """What is wrong with a record's image, read from its header only (fast: no pixels).
+
+    Pillow identifies the format and size from the first bytes; an empty field, bytes that are
+    no image format, or a size other than the record's ``image/width`` and ``image/height``
+    (when it has them) would each fail, or silently mislead, the training reader.
+    """
+    if not encoded:
+        return "image/encoded is empty"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge image is not this check's concern
+            with Image.open(io.BytesIO(encoded)) as image:
+                size, kind = image.size, image.format
+    except UnidentifiedImageError:
+        return "image/encoded is not an image (no format Pillow knows)"
+    except Exception as error:  # a known format with a broken header: SyntaxError, OSError...
+        text = " ".join(str(error).split())[:120]
+        return f"image/encoded is not a readable image ({type(error).__name__}: {text})"
+    if width is not None and height is not None and size != (width, height):
+        return (f"image/encoded is a {size[0]}x{size[1]} {kind} but the record declares "
+                f"{width}x{height}")
+    return None

@@ -8,6 +8,7 @@ resolved config (``config.toml``) so a run can always be reproduced or resumed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -117,6 +118,75 @@ class Config:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts; NaN and infinities never are."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        left = "<" if self.low_open else "<="
+        right = "<" if self.high_open else "<="
+        return f"{_plain(self.low)} {left} value {right} {_plain(self.high)}"
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+_MANY = 10**9  # a count no run reaches: the bound is there to refuse overflow, not to advise
+_OPEN_UNIT = Range(0, 1, low_open=True)
+_UNIT = Range(0, 1)
+RANGES: dict[str, Range] = {
+    "model.input_size": Range(96, 1024),
+    "model.alpha": Range(0, 1.4, low_open=True),
+    "model.levels": Range(3, 7),
+    "model.head_channels": Range(1, 1024),
+    "model.anchor_size": Range(0, 16, low_open=True),
+    "model.anchor_scales": Range(0, 16, low_open=True),
+    "model.aspect_ratios": Range(0, 16, low_open=True),
+    "model.batchnorm_momentum": Range(0, 1, high_open=True),
+    "train.batch_size": Range(1, 4096),
+    "train.steps": Range(1, _MANY),
+    "train.learning_rate": Range(0, 1, low_open=True),
+    "train.warmup_steps": Range(0, _MANY),
+    "train.weight_decay": _UNIT,
+    "train.clip_norm": Range(0, 1e6, low_open=True),
+    "train.focal_alpha": _UNIT,
+    "train.focal_gamma": Range(0, 10),
+    "train.box_loss_weight": Range(0, 1000),
+    "train.match_iou": _OPEN_UNIT,
+    "train.seed": Range(0, 2**31 - 1),
+    "train.checkpoint_every": Range(1, _MANY),
+    "train.eval_every": Range(1, _MANY),
+    "train.log_every": Range(1, _MANY),
+    "train.shuffle_buffer": Range(1, 10**7),
+    "augment.scale_min": _OPEN_UNIT,
+    "augment.scale_max": _OPEN_UNIT,
+    "augment.crop_probability": _UNIT,
+    "augment.min_box_visible": _UNIT,
+    "augment.brightness": _UNIT,
+    "augment.contrast": _UNIT,
+    "augment.saturation": _UNIT,
+    "augment.hue": Range(0, 0.5),
+    "eval.score_threshold": _UNIT,
+    "eval.iou_threshold": _OPEN_UNIT,
+    "eval.max_detections": Range(1, 10000),
+    "eval.batch_size": Range(1, 4096),
+}
+"""The allowed range of every numeric setting (of each element, for a list of numbers)."""
+
+
 def _apply(target: Any, values: dict[str, Any], where: str) -> None:
     known = {f.name: f for f in fields(target)}
     for key, value in values.items():
@@ -144,8 +214,16 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise OdplugError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise OdplugError(f"{path}: is a folder; give the config TOML file") from None
+        except OSError as error:
+            raise OdplugError(f"{path}: cannot read the config: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise OdplugError(f"{path}: not a text file; give the config TOML file") from None
         except tomllib.TOMLDecodeError as error:
             raise OdplugError(f"{path}: not valid TOML: {error}") from None
+        except RecursionError:
+            raise OdplugError(f"{path}: not valid TOML: nested too deeply") from None
         _apply(config, values, str(path))
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
@@ -155,6 +233,14 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 def validate(config: Config) -> None:
+    """Every numeric setting within its `RANGES`, then the rules that tie settings together."""
+    values = config.to_dict()
+    for dotted, allowed in RANGES.items():
+        section, key = dotted.split(".")
+        value = values[section][key]
+        for number in value if isinstance(value, list) else [value]:
+            if number not in allowed:
+                raise OdplugError(f"{dotted} = {value!r}: the allowed range is {allowed}")
     model = config.model
     if not 96 <= model.input_size <= 1024 or model.input_size % 32:
         raise OdplugError(f"model.input_size = {model.input_size}: use a multiple of 32 "

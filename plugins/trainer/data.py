@@ -17,14 +17,18 @@ random state is involved. A different seed gives a different order and different
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import tensorflow as tf
 
 from odplug.data.labelmap import LabelMap
+from odplug.data.protos import Example as ExampleProto
+from odplug.data.tfrecord import iter_records, summarize
 from odplug.errors import OdplugError
 from odplug.model.tfdata import make_decoder
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
@@ -32,6 +36,7 @@ from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConf
 log = logging.getLogger(__name__)
 
 Example = dict[str, tf.Tensor]
+T = TypeVar("T")
 
 
 def train_dataset(files: Sequence[Path], label_map: LabelMap, model: ModelConfig,
@@ -95,6 +100,63 @@ def eval_dataset(files: Sequence[Path], label_map: LabelMap, input_size: int, ba
     dataset = tf.data.TFRecordDataset(_names(files))
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def checked(batches: Iterable[T], files: Sequence[Path]) -> Iterator[T]:
+    """`batches` (of `train_dataset` or `eval_dataset` over `files`), failing as an `OdplugError`
+    that names the file and the record TensorFlow could not read.
+
+    tf.data fails inside its own threads, with a message that names neither the file nor the
+    record ("Unknown image file format", "Invalid JPEG data"), and the shuffled, parallel
+    pipeline cannot tell which element it was working on. So the fast path is left exactly as it
+    is, and only once it has failed are the files read again, one record at a time, to find the
+    first record at fault (`_diagnose`).
+    """
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            raise OdplugError(_diagnose(files, error)) from None
+        yield batch
+
+
+def _diagnose(files: Sequence[Path], error: tf.errors.OpError) -> str:
+    """The first record of `files` that TensorFlow cannot read, and why, in one line.
+
+    Damaged framing and records that are no tf.train.Example raise their own error naming the
+    file; an image is checked from its header (empty, unknown format, wrong size) and then
+    decoded in full the way the pipeline does. When every record reads, the failure was
+    something else (a class id outside the label map, a file removed meanwhile) and
+    TensorFlow's own message is kept, on one line.
+    """
+    said = _one_line(error.message)
+    for path in files:
+        for index, record in enumerate(iter_records(path)):
+            origin = f"{path} record {index}"
+            problem = summarize(record, origin=origin).image_problem or _decode_problem(record)
+            if problem:
+                return f"{origin}: {problem}; the trainer cannot read it (TensorFlow: {said})"
+    return f"reading {', '.join(str(f) for f in files)}: {said}"
+
+
+def _decode_problem(record: bytes) -> str | None:
+    """Why TensorFlow cannot decode this record's image as the pipeline does; None if it can."""
+    example = ExampleProto()
+    example.ParseFromString(record)
+    encoded = example.features.feature["image/encoded"].bytes_list.value
+    try:
+        tf.io.decode_image(encoded[0] if encoded else b"", channels=3, expand_animations=False)
+    except tf.errors.OpError as error:
+        return f"TensorFlow cannot decode image/encoded: {_one_line(error.message)}"
+    return None
+
+
+def _one_line(message: str) -> str:
+    """A TensorFlow error message without its graph locations (``{{...}}``, ``[[...]]``)."""
+    return " ".join(re.sub(r"\{\{.*?\}\}|\[\[.*?\]\]", " ", message, flags=re.DOTALL).split())
 
 
 def measure_throughput(dataset: tf.data.Dataset, batches: int) -> float:

@@ -38,7 +38,7 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
         tf.TensorSpec([None, config.model.input_size, config.model.input_size, 3], tf.float32)])
     dataset = data.eval_dataset(files, label_map, config.model.input_size,
                                 config.eval.batch_size)
-    for batch in dataset:
+    for batch in data.checked(dataset, files):
         outputs = predict(batch["images"])
         dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, settings)
         dets = {k: v.numpy() for k, v in dets.items()}

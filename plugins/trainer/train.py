@@ -97,7 +97,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
 
     dataset = data.train_dataset(train_files, label_map, config.model,
                                  _reseeded(config, start_step), config.augment)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
     train_step = _make_train_step(model, optimizer, loss_fn, strategy,
                                   jit=on_gpu and config.train.xla)
     writer = tf.summary.create_file_writer(str(run.logs))
