@@ -173,12 +173,11 @@ def test_tf_csv_import_survives_any_csv(data: st.DataObject) -> None:
 
 
 # -- Supervisely ------------------------------------------------------------------------------
-# Numbers stay within 64 bits, floats finite and nesting shallow: overflow and deep nesting are
-# the Supervisely importer's own issue-10 work (see the report of this change); widen
-# `json_numbers` and `json_values` to them once it is merged.
+# Numbers include integers of hundreds of digits and NaN/infinity (json.dumps writes them as
+# NaN/Infinity literals, which Python's reader accepts), and a few files nest thousands deep.
 
-json_numbers = st.one_of(st.integers(-10**6, 10**6),
-                         st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))
+json_numbers = st.one_of(st.integers(-10**6, 10**6), st.integers(-10**400, 10**400),
+                         st.floats(allow_nan=True, allow_infinity=True))
 json_leaves = st.one_of(st.none(), st.booleans(), json_numbers,
                         st.text(st.characters(blacklist_categories=("Cs",)), max_size=5))
 json_values = st.recursive(
@@ -243,7 +242,9 @@ broken_annotations = st.one_of(
 )
 broken_annotation_files = st.one_of(
     broken_annotations.map(lambda value: json.dumps(value).encode()),
-    st.sampled_from([b"", b"{", b"not json", b"\xff\xfe{}", b'{"objects": [}']),
+    st.sampled_from([b"", b"{", b"not json", b"\xff\xfe{}", b'{"objects": [}',
+                     b'{"objects": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+                     b'{"size": {"height": 1' + b"0" * 5000 + b', "width": 4}, "objects": []}']),
 )
 
 
