@@ -169,7 +169,12 @@ class TFCsvImporter(Importer):
             image = images[filename] = _Image(filename, where, width, height, [])
         elif (width, height) != (image.width, image.height):
             image.bad_size = True
-        label = (row.get("class") or "").strip()
+        # The class cell is taken exactly as written, outer spaces included: the original
+        # generate_tfrecord.py compared it to the label map as is, and odplug's own tf_csv
+        # writer writes names such as ' car ' unquoted, so stripping would lose their boxes.
+        label = row.get("class") or ""
+        if not label.strip():
+            label = ""
         coords = [row.get(c) for c in ("xmin", "ymin", "xmax", "ymax")]
         if not label and not any((c or "").strip() for c in coords):
             return

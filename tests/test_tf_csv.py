@@ -115,3 +115,33 @@ def test_numbers_that_cannot_be_pixels_are_reported_not_raised(tmp_path: Path, r
     assert all(len(message) < 200 for message in messages), messages
     boxes = {r["filename"]: len(r["boxes"]) for r in read_records(tmp_path / "out", "train")}
     assert boxes == {"a.jpg": 1, "b.jpg": 1, "c.jpg": 1}
+
+
+def test_class_names_with_outer_spaces_survive_a_round_trip(tmp_path: Path, registry) -> None:
+    """Supervisely -> tf_csv -> records keeps ' car ' as written: a CSV cell is exact, as the
+    original generate_tfrecord.py read it (its label map has the same name, spaces included)."""
+    import json
+
+    from odplug.data.demo import supervisely_annotation, supervisely_meta, supervisely_points
+
+    project = tmp_path / "project"
+    (project / "ds" / "img").mkdir(parents=True)
+    (project / "ds" / "ann").mkdir(parents=True)
+    (project / "meta.json").write_text(json.dumps(
+        supervisely_meta([(" car ", "rectangle", "#FF0000"), ("van", "rectangle", "#00FF00")],
+                         ["train"])))
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 30)).save(project / "ds" / "img" / name)
+        objects = [supervisely_points(" car ", "rectangle", [[2, 3], [20, 25]]),
+                   supervisely_points("van", "rectangle", [[5, 5], [9, 9]])]
+        (project / "ds" / "ann" / f"{name}.json").write_text(
+            json.dumps(supervisely_annotation("train", 40, 30, objects)))
+    run(project, tmp_path / "csv", registry, to="tf_csv")
+    result = run(tmp_path / "csv", tmp_path / "records", registry)
+    assert not codes(result, "box skipped"), result.report
+    from odplug.data.labelmap import read_label_map
+
+    names = {item.id: item.name for item in
+             read_label_map(tmp_path / "records" / "label_map.pbtxt").items}
+    classes = sorted(names[c] for r in read_records(tmp_path / "records") for c in r["classes"])
+    assert classes == [" car ", " car ", "van", "van"]
