@@ -9,10 +9,10 @@ everything TensorFlow prints, as ``odplug --verbose`` does.
 
 from pathlib import Path
 
-from invoke import Collection, task
+from invoke import Collection
 
 from odplug.cli.console import quiet_console, user_errors
-from odplug.cli.tasks import build_namespace
+from odplug.cli.tasks import build_namespace, task, whole_number
 
 quiet_console()
 
@@ -30,7 +30,8 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
     """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them."""
     from bench.convert import run
 
-    run(images=images, runs=runs, workdir=Path(workdir))
+    run(images=whole_number("images", images, 1, 1_000_000),
+        runs=whole_number("runs", runs, 1, 1000), workdir=Path(workdir))
 
 
 @task(
@@ -47,7 +48,7 @@ def bench_train(c, workdir="bench/work/train", steps=20, full=True):
     """Input pipeline vs training step images/s, and demo mAP@.5 after the default training."""
     from bench.train import run
 
-    run(workdir=Path(workdir), steps=steps, full=full)
+    run(workdir=Path(workdir), steps=whole_number("steps", steps, 1, 1_000_000), full=full)
 
 
 ns = build_namespace()

@@ -114,6 +114,8 @@ def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # ty
     (["model.config", "--out", "odplug"], "--out 'odplug': is a folder"),
     (["pipeline", "--steps", "1e3"], "--steps '1e3'"),
     (["pipeline", "--config", "odplug"], "--config 'odplug'"),
+    (["bench.convert", "--images", "abc"], "--images 'abc': give a whole number"),
+    (["bench.train", "--steps", "0"], "--steps '0': give a whole number from 1"),
 ])
 def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  # type: ignore[no-untyped-def]
                                                     message: str) -> None:

@@ -63,7 +63,7 @@ def _usage(flag: str, value: object, fix: str) -> Exit:
     return Exit(f"odplug: error: --{flag} {str(value)!r}: {fix}", code=2)
 
 
-def _whole(flag: str, value: int | str, low: int, high: int, note: str = "") -> int:
+def whole_number(flag: str, value: int | str, low: int, high: int, note: str = "") -> int:
     """`value` as a whole number from `low` to `high`, or a one-line error naming `--flag`."""
     fix = f"give a whole number from {low} to {high}{note}"
     try:
@@ -122,7 +122,7 @@ def _writing_to(out: Path) -> Iterator[None]:
 
 
 def _steps(value: int | str) -> int:
-    return _whole("steps", value, 0, 10**9, " (0: the trainer's default)")
+    return whole_number("steps", value, 0, 10**9, " (0: the trainer's default)")
 
 
 @task(
@@ -167,11 +167,11 @@ def import_(
         raise Exit("odplug: error: give the dataset with --source (see --help)", code=2)
     options = ImportOptions(
         format=format, to=to, split=split, ratios=parse_ratios(ratios),
-        seed=_whole("seed", seed, 0, 2**63 - 1),
+        seed=whole_number("seed", seed, 0, 2**63 - 1),
         classes=[n.strip() for n in (classes or "").split(",") if n.strip()],
         rename=parse_rename(rename or ""), label_map=_in_file("label-map", label_map),
-        shards=_whole("shards", shards, 0, 100_000, " (0: auto)"),
-        workers=_whole("workers", workers, 0, 1024, " (0: one per core)"), verify=verify,
+        shards=whole_number("shards", shards, 0, 100_000, " (0: auto)"),
+        workers=whole_number("workers", workers, 0, 1024, " (0: one per core)"), verify=verify,
     )
     source_path = Path(source)
     out_path = (_out_folder("out", out)
@@ -249,9 +249,9 @@ def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
     """Write a synthetic Supervisely project (shapes on textures, 3 classes) to try odplug on."""
     from odplug.data.demo import write_demo_project
 
-    images = _whole("images", images, 0, 1_000_000)
-    size = _whole("size", size, 32, 4096)
-    seed = _whole("seed", seed, 0, 2**63 - 1)
+    images = whole_number("images", images, 0, 1_000_000)
+    size = whole_number("size", size, 32, 4096)
+    seed = whole_number("seed", seed, 0, 2**63 - 1)
     _out_folder("out", out)
     with _writing_to(Path(out)), progress_bar("drawing") as bar:
         bar.start(images)
@@ -402,7 +402,7 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
-    limit = _whole("limit", limit, 0, 10**9, " (0: all)")
+    limit = whole_number("limit", limit, 0, 10**9, " (0: all)")
     job = plan_export(load_registry_warning(), Path(model),
                       to=[n.strip() for n in to.split(",") if n.strip()],
                       quantize=[q.strip() for q in quantize.split(",") if q.strip()],
