@@ -87,9 +87,9 @@ def validate_detector(saved_model: Path) -> TrainedDetector:
         raise OdplugError(f"{saved_model}: no such folder; give the saved_model folder of a "
                           "trained run")
     info = DetectorInfo.read(saved_model)
-    loaded = _load(saved_model)
-    serving = _signature(loaded, SERVING, saved_model)
-    raw = _signature(loaded, RAW, saved_model)
+    loaded = load_saved_model(saved_model)
+    serving = signature_of(loaded, SERVING, saved_model)
+    raw = signature_of(loaded, RAW, saved_model)
 
     _check(saved_model, SERVING, f"input {INPUT!r}", _input(serving, SERVING, saved_model),
            tf.uint8, (None, None, None, 3), "[1, H, W, 3]")
@@ -130,7 +130,9 @@ def validate_detector(saved_model: Path) -> TrainedDetector:
     return TrainedDetector(path=saved_model, info=info, loaded=loaded, serving=serving, raw=raw)
 
 
-def _load(path: Path) -> Any:
+def load_saved_model(path: Path) -> Any:
+    """``tf.saved_model.load`` with one clear line for a damaged or incomplete folder: the one
+    place odplug loads a SavedModel, for the contract check and for running one alike."""
     try:
         return tf.saved_model.load(str(path))
     except Exception as error:  # TensorFlow raises many unrelated types for a damaged folder
@@ -139,7 +141,8 @@ def _load(path: Path) -> Any:
                           "damaged or incomplete: export the run again") from None
 
 
-def _signature(loaded: Any, name: str, path: Path) -> Any:
+def signature_of(loaded: Any, name: str, path: Path) -> Any:
+    """The loaded SavedModel's signature `name`, or one line listing the ones it has."""
     found = loaded.signatures.get(name)
     if found is None:
         raise OdplugError(f"{path}: the SavedModel has no {name!r} signature (it has "

@@ -19,6 +19,7 @@ import tensorflow as tf
 from odplug.data.labelmap import LabelMap, read_label_map
 from odplug.errors import OdplugError
 from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
+from odplug.model.contract import load_saved_model, signature_of
 from odplug.model.tfdata import record_dataset
 
 
@@ -43,13 +44,8 @@ class SavedModelDetector:
         if not (path / "saved_model.pb").is_file():
             raise OdplugError(f"{path}: no SavedModel here (no saved_model.pb); train a model "
                               "first (model.train) or give the saved_model folder of a run")
-        try:
-            loaded = tf.saved_model.load(str(path))
-            self._serve = loaded.signatures["serving_default"]
-        except (KeyError, ValueError, OSError, tf.errors.OpError) as error:
-            message = " ".join(str(error).split())[:300]
-            raise OdplugError(f"{path}: not a usable SavedModel with a serving_default "
-                              f"signature: {message}") from None
+        loaded = load_saved_model(path)
+        self._serve = signature_of(loaded, "serving_default", path)
         self._loaded = loaded
         self.path = path
         self.label_map = (read_label_map(path / "label_map.pbtxt")
