@@ -58,3 +58,18 @@ def test_bad_label_maps_are_clear_errors(tmp_path: Path, text: str, message: str
 def test_missing_label_map_file(tmp_path: Path) -> None:
     with pytest.raises(OdplugError, match="not found"):
         read_label_map(tmp_path / "nope.pbtxt")
+
+
+def test_class_columns_are_the_items_in_ascending_id_order() -> None:
+    """The one rule: column i is the i-th item by id, whatever gaps the ids have and whatever
+    order the file lists them in."""
+    label_map = parse_label_map("item { id: 7 name: 'triangle' } item { id: 1 name: 'circle' }"
+                                " item { id: 3 name: 'square' }")
+    assert label_map.ids == [1, 3, 7]
+    assert label_map.names == ["circle", "square", "triangle"]
+    assert [label_map.column_of(id_) for id_ in (1, 3, 7)] == [0, 1, 2]
+    assert [label_map.id_at(column) for column in range(3)] == [1, 3, 7]
+    with pytest.raises(KeyError):
+        label_map.column_of(2)
+    with pytest.raises(IndexError, match="column 3 of a label map with 3 items"):
+        label_map.id_at(3)

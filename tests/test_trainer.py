@@ -96,7 +96,7 @@ def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None
     from odplug_builtins.trainer.evaluation import nms
     from odplug_builtins.trainer.train import load_run_model
 
-    model, config, _labels, anchors = load_run_model(trained["run"])
+    model, config, labels, anchors = load_run_model(trained["run"])
     detector = SavedModelDetector(trained["saved"])
     rng = np.random.default_rng(0)
     loaded = tf.saved_model.load(str(trained["saved"]))
@@ -105,7 +105,7 @@ def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None
         resized = tf.image.resize(tf.cast(image[None], tf.float32), (96, 96))
         outputs = model(resized, training=False)
         expected = detect(outputs["box_codes"], outputs["class_logits"], tf.constant(anchors),
-                          nms(config.eval))
+                          nms(config.eval), class_ids=labels.ids)
         got = detector(image)
         count = int(expected["num_detections"][0])
         assert len(got.scores) == count
@@ -415,6 +415,92 @@ def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: 
     assert done.returncode == 0 and "[train]" in done.stdout and "steps = " in done.stdout
     done = run_inv("model.evaluate", "--model", str(tmp_path))
     assert done.returncode == 1 and "not a run folder" in done.stderr
+
+
+GAPPED_MAP = """
+item { id: 1 name: 'circle' }
+item { id: 3 name: 'square' }
+item { id: 7 name: 'triangle' }
+"""
+
+
+@pytest.fixture(scope="module")
+def gapped(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type: ignore[no-untyped-def]
+    """Demo records imported with a COCO-like label map: ids 1, 3 and 7."""
+    from odplug.data.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("gapped")
+    (base / "label_map.pbtxt").write_text(GAPPED_MAP)
+    project = write_demo_project(base / "demo", images=24, size=96, seed=5)
+    run_import(project, base / "records", registry, label_map=base / "label_map.pbtxt")
+    return base / "records"
+
+
+def _record_classes(records: Path, split: str) -> list[list[int]]:
+    from odplug.model.tfdata import record_dataset
+
+    files = sorted(records.glob(f"{split}.record-*"))
+    return [item["classes"].tolist() for item in record_dataset(files).as_numpy_iterator()]
+
+
+def test_the_input_pipeline_trains_gapped_ids_in_their_own_columns(gapped: Path) -> None:
+    """Ids 1, 3, 7 become class columns 0, 1, 2 (the label map's ascending order): none falls
+    outside the C columns, where it would train as background."""
+    from odplug.data.labelmap import read_label_map
+    from odplug_builtins.trainer import data
+
+    label_map = read_label_map(gapped / "label_map.pbtxt")
+    recorded = _record_classes(gapped, "train")
+    assert {id_ for classes in recorded for id_ in classes} == {1, 3, 7}
+    files = sorted(gapped.glob("train.record-*"))
+    evaluated = [row[row >= 0].tolist() for batch in data.eval_dataset(files, label_map, 96, 8)
+                 for row in batch["classes"].numpy()]
+    assert evaluated == [[label_map.column_of(id_) for id_ in classes] for classes in recorded]
+    config = load_config(None, overrides={**TINY, "train.steps": 1})
+    batch = next(iter(data.train_dataset(files, label_map, config.model, config.train,
+                                         config.augment)))
+    columns = set(batch[1]["classes"].numpy().ravel().tolist())
+    assert columns <= {-1, 0, 1, 2} and columns & {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_gapped_label_ids_survive_training_export_and_tflite(gapped: Path, tmp_path: Path
+                                                             ) -> None:
+    """A map with ids 1, 3, 7 through training, the SavedModel and a float32 TFLite file: every
+    detection carries one of those ids, and the two runtimes give a box the same id."""
+    from odplug.model.contract import validate_detector
+    from odplug.model.detector import SavedModelDetector
+    from odplug.model.litert import detector as tflite_detector
+    from odplug.model.tfdata import record_dataset
+    from odplug_builtins.tflite import TFLiteExporter
+    from odplug_builtins.trainer.train import train
+
+    assert {id_ for classes in _record_classes(gapped, "test") for id_ in classes} <= {1, 3, 7}
+    info = train(gapped, tmp_path / "run", overrides={
+        **TINY, "train.steps": 40, "train.eval_every": 1000, "eval.score_threshold": 0.001})
+    saved = SavedModelDetector(info.saved_model)
+    (exported,) = TFLiteExporter().export(validate_detector(info.saved_model), tmp_path / "out",
+                                          variants=["float32"])
+    assert json.loads(exported.manifest.read_text())["label_ids"] == [1, 3, 7]
+    lite = tflite_detector(exported)
+    files = sorted(gapped.glob("test.record-*"))
+    seen: set[int] = set()
+    compared = 0
+    for item in record_dataset(files).take(4).as_numpy_iterator():
+        reference, found = saved(item["image"]), lite(item["image"])
+        assert set(reference.classes.tolist()) <= {1, 3, 7}
+        assert set(found.classes.tolist()) <= {1, 3, 7}
+        seen |= set(reference.classes.tolist())
+        for i in range(min(3, len(found.scores))):  # the top detections of the TFLite file
+            same = [j for j in range(len(reference.scores))
+                    if abs(reference.scores[j] - found.scores[i]) <= 1e-4
+                    and np.allclose(reference.boxes[j], found.boxes[i], atol=1e-3)]
+            assert same, f"TFLite detection {i} has no SavedModel counterpart"
+            assert found.classes[i] in reference.classes[same], (
+                f"TFLite says id {found.classes[i]}, the SavedModel "
+                f"{reference.classes[same].tolist()} for the same box")
+            compared += 1
+    assert compared >= 6 and seen & {3, 7}
 
 
 @pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),

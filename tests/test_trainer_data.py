@@ -131,7 +131,7 @@ def test_the_box_still_encloses_the_rectangle_after_any_augmentation() -> None:
             assert ys.size == 0, f"sample {index}: the box was dropped but the rectangle shows"
             dropped += 1
             continue
-        assert classes.numpy().tolist() == [1]
+        assert classes.numpy().tolist() == [2]  # the box's class goes with it, as given
         extent = (boxes.numpy()[0, 2:] - boxes.numpy()[0, :2]) * size
         if ys.size == 0:  # a sliver the crop left may be too thin to survive the resize
             assert extent.min() < 2, f"sample {index}: the rectangle vanished"

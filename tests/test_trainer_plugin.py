@@ -1,7 +1,8 @@
 """The trainer contract proven from outside: a third-party trainer package (tests/trainer_example,
 registered through the ``odplug`` entry point, importing only odplug's public API) trains on the
-demo records, and its run goes through ``model.export --to tflite,tfjs`` and the verification
-table unchanged, all through the installed ``odplug`` command."""
+demo records (imported with label ids 1, 3, 7), and its run goes through ``model.export --to
+tflite,tfjs`` and the verification table unchanged, all through the installed ``odplug``
+command."""
 
 from __future__ import annotations
 
@@ -46,7 +47,11 @@ def test_a_third_party_trainer_trains_exports_and_verifies(tmp_path: Path) -> No
     assert re.search(r"^gridtrainer 0\.1\.0 .*odplug-gridtrainer", listing, re.M), listing
     assert re.search(r"trainer\s+grid\b", listing), listing
     odplug("demo.dataset", "--out", "demo", "--images", "60", "--size", "96")
-    odplug("data.import", "--source", "demo", "--out", "records", "--quiet")
+    (work / "label_map.pbtxt").write_text(  # COCO-like ids with gaps
+        "item { id: 1 name: 'circle' } item { id: 3 name: 'square' } "
+        "item { id: 7 name: 'triangle' }")
+    odplug("data.import", "--source", "demo", "--out", "records", "--label-map",
+           "label_map.pbtxt", "--quiet")
     trained = odplug("model.train", "--trainer", "grid", "--records", "records", "--run", "run",
                      "--steps", "80")
     run = json.loads((work / "run" / "run.json").read_text())
@@ -57,3 +62,8 @@ def test_a_third_party_trainer_trains_exports_and_verifies(tmp_path: Path) -> No
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()
             if line.startswith("| ") and not line.startswith("| model")}
     assert {"saved_model", "tflite-float32", "tflite-int8", "tfjs-float32"} <= set(rows), table
+    scores = {row["name"]: row["map50"] for row in
+              json.loads((work / "run" / "export" / "verification.json").read_text())}
+    assert scores["saved_model"] > 0, scores
+    for name in ("tflite-float32", "tfjs-float32"):  # a column read as the wrong id scores less
+        assert abs(scores[name] - scores["saved_model"]) <= 0.05, scores

@@ -1,5 +1,11 @@
 """Label maps: class names to the ids (from 1; 0 is background) the detector predicts.
 
+Ids are any unique positive numbers, gaps allowed (COCO-derived maps use 1, 3, 7, ...). A
+detector has one class column per item, and the rule every part of odplug follows, from the
+trainer's targets to the exporters' manifests, is **column i is the i-th item in ascending id
+order**: `LabelMap.ids` is that order, `LabelMap.column_of` and `LabelMap.id_at` convert one
+way and the other, and nothing else computes a column from an id.
+
 Read and written in the Object Detection API's ``label_map.pbtxt`` text format through
 protobuf's own text parser, so comments, either quote style and fields we do not use
 (keypoints, frequency) are handled the way the API handles them.
@@ -26,7 +32,11 @@ class LabelMapItem:
 
 
 class LabelMap:
-    """An ordered set of classes with unique names and unique positive ids."""
+    """An ordered set of classes with unique names and unique positive ids.
+
+    Items are kept in ascending id order, which is also the order of a detector's class
+    columns (see the module docstring).
+    """
 
     def __init__(self, items: Iterable[LabelMapItem], *, origin: str = "label map") -> None:
         self.items = sorted(items, key=lambda item: item.id)
@@ -43,6 +53,7 @@ class LabelMap:
                 raise OdplugError(f"{origin}: name {item.name!r} is used twice")
             seen_ids.add(item.id)
             self._ids[item.name] = item.id
+        self._columns = {item.id: column for column, item in enumerate(self.items)}
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> LabelMap:
@@ -51,7 +62,23 @@ class LabelMap:
 
     @property
     def names(self) -> list[str]:
+        """Class names in column order."""
         return [item.name for item in self.items]
+
+    @property
+    def ids(self) -> list[int]:
+        """Label ids in ascending order: ``ids[i]`` is the id of class column i."""
+        return [item.id for item in self.items]
+
+    def column_of(self, id_: int) -> int:
+        """The class column of label id `id_`; a `KeyError` for an id not in the map."""
+        return self._columns[id_]
+
+    def id_at(self, column: int) -> int:
+        """The label id of class column `column` (0 .. len - 1)."""
+        if not 0 <= column < len(self.items):
+            raise IndexError(f"class column {column} of a label map with {len(self)} items")
+        return self.items[column].id
 
     def __contains__(self, name: object) -> bool:
         return name in self._ids

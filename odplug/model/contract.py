@@ -71,8 +71,9 @@ class TrainedDetector:
 
     @property
     def class_ids(self) -> list[int]:
-        """The label-map id of each class column of ``class_scores``: column i is item i."""
-        return [item.id for item in self.info.label_map.items]
+        """The label-map id of each class column of ``class_scores``: column i is the i-th item
+        in ascending id order (`odplug.data.labelmap.LabelMap.ids`)."""
+        return self.info.label_map.ids
 
     @property
     def labels(self) -> list[str]:

@@ -2,8 +2,11 @@
 
 The trainer writes it beside the SavedModel; every exporter reads it (with ``anchors.npy`` and
 ``label_map.pbtxt``) to rebuild post-processing for its runtime. Reading and writing live here
-together so the two sides cannot disagree about a key. These files are one part of the
-trained-detector contract; `odplug.model.contract` checks them against the SavedModel itself.
+together so the two sides cannot disagree about a key. ``class_columns`` lists the label id of
+each class column of the ``raw`` signature's ``class_scores`` (the label map's ids ascending,
+as `odplug.data.labelmap` defines), for a reader that does not parse ``label_map.pbtxt``.
+These files are one part of the trained-detector contract; `odplug.model.contract` checks them
+against the SavedModel itself.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class DetectorInfo:
             "input_size": self.input_size,
             "input": "uint8 RGB for serving_default; float32 0..255 for raw (normalised inside)",
             "classes": {str(item.id): item.name for item in self.label_map.items},
+            "class_columns": self.label_map.ids,
             "scale_factors": list(self.scale_factors),
             "anchors": f"{ANCHORS_NAME}: (ycenter, xcenter, height, width), normalised",
             "nms": {"iou_threshold": self.iou_threshold,

@@ -10,7 +10,9 @@ inside the model) and returns a dict of two float tensors:
 - ``box_codes`` ``[B, A, 4]``: (ty, tx, th, tw) of each anchor, encoded against `anchors` by
   `odplug.model.boxcoder` (the TF OD API's Faster R-CNN coder, `scale_factors` 10, 10, 5, 5);
 - ``class_logits`` ``[B, A, C]``: one logit per class, scored with a sigmoid (no background
-  column); column k is the class of label-map id k + 1, so the label map's ids must be 1..C.
+  column); C is the number of label-map items and column i is the i-th item in ascending id
+  order (``label_map.ids[i]``; `odplug.data.labelmap` states the rule), so ids may have gaps
+  (1, 3, 7 gives columns 0, 1, 2).
 
 `anchors` is float32 ``[A, 4]`` (ycenter, xcenter, height, width), normalised to the image, in
 the order of the model's output rows.
@@ -19,11 +21,13 @@ The SavedModel then has two signatures:
 
 - ``serving_default``: uint8 ``[1, H, W, 3]`` of any size, resized to S inside, returning
   ``detection_boxes`` (normalised ymin, xmin, ymax, xmax), ``detection_classes`` (label-map
-  ids), ``detection_scores`` and ``num_detections``, like the TF Object Detection API's
-  exported models, decoded and NMSed by `odplug.model.postprocess.detect`;
+  ids: each detection's column turned into its id), ``detection_scores`` and
+  ``num_detections``, like the TF Object Detection API's exported models, decoded and NMSed by
+  `odplug.model.postprocess.detect`;
 - ``raw``: float32 ``[1, S, S, 3]`` (0..255, already resized), returning ``box_codes`` and
-  ``class_scores`` (sigmoid of the logits) before decoding and NMS: the graph the TFLite and
-  Edge TPU exporters quantize to int8 and finish with their runtime's own post-processing op.
+  ``class_scores`` (sigmoid of the logits, columns as above) before decoding and NMS: the
+  graph the TFLite and Edge TPU exporters quantize to int8 and finish with their runtime's own
+  post-processing op.
 
 Beside them, `odplug.model.detector_info.DetectorInfo` writes ``detector.json`` (input size,
 classes, box coder, NMS settings), ``anchors.npy`` and ``label_map.pbtxt``. Exported through
@@ -70,7 +74,8 @@ def write_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         resized = tf.image.resize(tf.cast(images, tf.float32), (input_size, input_size))
         outputs = model(resized, training=False)
-        return detect(outputs["box_codes"], outputs["class_logits"], anchors_t, nms, factors)
+        return detect(outputs["box_codes"], outputs["class_logits"], anchors_t, nms, factors,
+                      class_ids=label_map.ids)
 
     def raw(images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = model(images, training=False)
@@ -103,10 +108,6 @@ def check_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
     if anchors.ndim != 2 or anchors.shape[1] != 4:
         raise OdplugError(f"anchors have shape {list(anchors.shape)}, expected [A, 4] "
                           "(ycenter, xcenter, height, width)")
-    ids = [item.id for item in label_map.items]
-    if ids != list(range(1, len(ids) + 1)):
-        raise OdplugError(f"label map ids {ids}: a detector's class columns map to ids 1..C, "
-                          "so the ids must be 1, 2, ... without gaps")
     if input_size < 1:
         raise OdplugError(f"input_size {input_size}: must be a positive number of pixels")
     outputs = model(tf.zeros([1, input_size, input_size, 3], tf.float32), training=False)
@@ -114,9 +115,10 @@ def check_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
         found = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         raise OdplugError(f"the model returns {found}; a detector returns a dict with "
                           "'box_codes' [B, A, 4] and 'class_logits' [B, A, C]")
-    expected = {"box_codes": [1, len(anchors), 4], "class_logits": [1, len(anchors), len(ids)]}
+    classes = len(label_map)
+    expected = {"box_codes": [1, len(anchors), 4], "class_logits": [1, len(anchors), classes]}
     for name, shape in expected.items():
         got = list(outputs[name].shape)
         if got != shape:
             raise OdplugError(f"the model's {name!r} has shape {got} for one image, expected "
-                              f"{shape} ({len(anchors)} anchors, {len(ids)} classes)")
+                              f"{shape} ({len(anchors)} anchors, {classes} classes)")

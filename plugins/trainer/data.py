@@ -45,10 +45,12 @@ def train_dataset(files: Sequence[Path], label_map: LabelMap, model: ModelConfig
     """Endless shuffled, augmented batches of ``(images, {"boxes", "classes"})``.
 
     ``images`` float32 [B, S, S, 3] in 0..255; ``boxes`` float32 [B, max_boxes, 4] normalised
-    (ymin, xmin, ymax, xmax), zero-padded; ``classes`` int32 [B, max_boxes], label id - 1, -1
-    for padding. The last partial batch of the stream is never produced (drop_remainder).
+    (ymin, xmin, ymax, xmax), zero-padded; ``classes`` int32 [B, max_boxes], the class column
+    of each box (``label_map.column_of(id)``), -1 for padding. The last partial batch of the
+    stream is never produced (drop_remainder).
     """
     decode = _checked_decoder(label_map)
+    columns = _class_columns(label_map)
     pad = _padder(max_boxes)
     size = model.input_size
 
@@ -56,7 +58,7 @@ def train_dataset(files: Sequence[Path], label_map: LabelMap, model: ModelConfig
         example = decode(serialized)
         seed = tf.stack([tf.constant(train.seed, tf.int64), index])
         image, boxes, classes = augment_example(example["image"], example["boxes"],
-                                                example["classes"], seed, size, augment)
+                                                columns(example["classes"]), seed, size, augment)
         boxes, classes, _ = pad(boxes, classes, tf.zeros_like(classes), example["source_id"])
         return image, {"boxes": boxes, "classes": classes}
 
@@ -79,12 +81,13 @@ def eval_dataset(files: Sequence[Path], label_map: LabelMap, input_size: int, ba
     recorded, zero-area boxes included, so evaluation scores against the dataset itself.
     """
     decode = _checked_decoder(label_map)
+    columns = _class_columns(label_map)
     pad = _padder(max_boxes)
 
     def prepare(serialized: tf.Tensor) -> Example:
         example = decode(serialized)
         shape = tf.shape(example["image"])
-        boxes, classes, difficult = pad(example["boxes"], _class_index(example["classes"]),
+        boxes, classes, difficult = pad(example["boxes"], columns(example["classes"]),
                                         tf.cast(example["difficult"], tf.int32),
                                         example["source_id"])
         return {
@@ -181,17 +184,17 @@ def augment_example(image: tf.Tensor, boxes: tf.Tensor, classes: tf.Tensor, seed
                     size: int, augment: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Crop, resize, flip and colour-jitter one decoded image, its boxes following.
 
-    `image` uint8 [H, W, 3], `boxes` normalised [N, 4], `classes` label ids [N]; `seed` int64
-    [2] decides every random choice. Returns the float32 [size, size, 3] image in 0..255 and
-    the boxes and 0-based int32 class indices that survived the crop (boxes of zero area never
-    survive, crop or not).
+    `image` uint8 [H, W, 3], `boxes` normalised [N, 4], `classes` [N] (the pipeline gives class
+    columns); `seed` int64 [2] decides every random choice. Returns the float32
+    [size, size, 3] image in 0..255 and the boxes and classes that survived the crop (boxes of
+    zero area never survive, crop or not).
     """
     seeds = tf.random.experimental.stateless_split(seed, num=6)
     window = _random_window(tf.shape(image), seeds[0], augment)
     height, width = window[2] - window[0], window[3] - window[1]
     image = resize(tf.slice(image, [window[0], window[1], 0], [height, width, -1]), size)
     boxes, keep = crop_boxes(boxes, window[:4], window[4:], augment.min_box_visible)
-    classes = tf.boolean_mask(_class_index(classes), keep)
+    classes = tf.boolean_mask(classes, keep)
     if augment.flip:
         flipped = tf.random.stateless_uniform([], seeds[1]) < 0.5
         image = tf.cond(flipped, lambda: tf.reverse(image, axis=[1]), lambda: image)
@@ -270,8 +273,15 @@ def _jitter_colour(image: tf.Tensor, seeds: tf.Tensor, augment: AugmentConfig) -
     return image * 255.0
 
 
-def _class_index(label_ids: tf.Tensor) -> tf.Tensor:
-    return tf.cast(label_ids, tf.int32) - 1
+def _class_columns(label_map: LabelMap) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Label ids [N] -> int32 class columns [N] by `LabelMap.column_of`'s rule (ids in ascending
+    order), as a lookup table, so ids with gaps get columns 0..C-1; -1 for an unknown id, which
+    `_checked_decoder` has already refused."""
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(label_map.ids, tf.int64),
+        tf.constant([label_map.column_of(id_) for id_ in label_map.ids], tf.int32)),
+        default_value=-1)
+    return lambda label_ids: table.lookup(tf.cast(label_ids, tf.int64))
 
 
 def _checked_decoder(label_map: LabelMap) -> Callable[[tf.Tensor], Example]:

@@ -34,13 +34,15 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
     found: list[ImageDetections] = []
     anchors_t = tf.constant(anchors)
     settings = nms(config.eval)
+    ids = np.asarray(label_map.ids, np.int64)
     predict = tf.function(lambda images: model(images, training=False), input_signature=[
         tf.TensorSpec([None, config.model.input_size, config.model.input_size, 3], tf.float32)])
     dataset = data.eval_dataset(files, label_map, config.model.input_size,
                                 config.eval.batch_size)
     for batch in data.checked(dataset, files):
         outputs = predict(batch["images"])
-        dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, settings)
+        dets = detect(outputs["box_codes"], outputs["class_logits"], anchors_t, settings,
+                      class_ids=label_map.ids)
         dets = {k: v.numpy() for k, v in dets.items()}
         classes = batch["classes"].numpy()
         for i, source_id in enumerate(batch["source_id"].numpy()):
@@ -48,7 +50,7 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
             keep = classes[i] >= 0
             truths.append(ImageTruth(
                 image_id=image_id, width=int(batch["width"][i]), height=int(batch["height"][i]),
-                boxes=batch["boxes"][i].numpy()[keep], classes=classes[i][keep] + 1,
+                boxes=batch["boxes"][i].numpy()[keep], classes=ids[classes[i][keep]],
                 difficult=batch["difficult"][i].numpy()[keep]))
             n = int(dets["num_detections"][i])
             found.append(ImageDetections(

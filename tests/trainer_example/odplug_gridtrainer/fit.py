@@ -88,24 +88,25 @@ def build_model(size: int, num_classes: int) -> keras.Model:
 
 def _load(files: list[Path], label_map: LabelMap, anchors: np.ndarray,
           size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every training image resized to S, with its per-anchor targets (the demo is small)."""
-    ids = [item.id for item in label_map.items]
-    if ids != list(range(1, len(ids) + 1)):
-        raise OdplugError(f"grid trainer: label ids must be 1..{len(ids)}, found {ids}")
+    """Every training image resized to S, with its per-anchor targets (the demo is small).
+
+    A box's class target is the column `LabelMap.column_of` gives its label id, the column
+    `write_detector` maps back to that id, so any positive ids train (1, 3, 7 included)."""
     corners = boxcoder.to_corners(tf.constant(anchors)).numpy()
     images, box_targets, class_targets = [], [], []
     for item in record_dataset(files, label_map).as_numpy_iterator():
         images.append(tf.image.resize(item["image"], (size, size)).numpy())
         boxes = item["boxes"].astype(np.float32)
         codes = np.zeros((len(anchors), 4), np.float32)
-        classes = np.zeros((len(anchors), len(ids)), np.float32)
+        classes = np.zeros((len(anchors), len(label_map)), np.float32)
         if len(boxes):
             overlap = boxcoder.iou(tf.constant(corners), tf.constant(boxes)).numpy()
             best = overlap.argmax(axis=1)
             positive = overlap.max(axis=1) >= POSITIVE_IOU
             positive[overlap.argmax(axis=0)] = True  # every object gets its closest anchor
             codes = boxcoder.encode(tf.constant(boxes[best]), tf.constant(anchors)).numpy()
-            classes[positive, item["classes"][best[positive]] - 1] = 1.0
+            columns = np.array([label_map.column_of(int(id_)) for id_ in item["classes"]], int)
+            classes[positive, columns[best[positive]]] = 1.0
             codes[~positive] = 0.0
         box_targets.append(codes)
         class_targets.append(classes)
