@@ -324,7 +324,8 @@ def test_a_full_disk_is_one_line_naming_the_output(demo_copy: Path, tmp_path: Pa
     out = tmp_path / "out"
     message = _task_error("data.import", source=str(demo_copy), out=str(out), quiet=True,
                           workers=1)
-    assert message == f"odplug: error: {out}: No space left on device"
+    assert message == (f"odplug: error: {out}: No space left on device; the import failed and "
+                       "the folder is unchanged")
 
 
 def test_a_file_system_error_anywhere_in_a_task_names_the_path() -> None:

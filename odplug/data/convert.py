@@ -171,8 +171,10 @@ def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: P
             write_label_map(job.label_map, staging / LABEL_MAP_NAME)
             report.write_json(staging / REPORT_NAME)
     except OSError as error:
-        raise OdplugError(f"{target}: the import failed and the folder is unchanged: "
-                          f"{error}") from None
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename else ""
+        raise OdplugError(f"{target}: {reason}{where}; the import failed and the folder is "
+                          "unchanged") from None
 
 
 def _output_folder(source: Path, out: Path) -> Path:
