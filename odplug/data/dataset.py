@@ -15,7 +15,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True, slots=True)
 class Box:
-    """One object: class name and corners in pixels of the image as annotated (x right, y down)."""
+    """One object: class name and corners in pixels of the image as annotated (x right, y down).
+
+    `difficult` (Pascal VOC) and `crowd` (COCO's ``iscrowd``, a region of many objects) are
+    both kept in the records and both ignored by evaluation: a detection on one is neither a
+    hit nor a false positive, as pycocotools treats crowd regions.
+    """
 
     label: str
     xmin: float
@@ -24,6 +29,7 @@ class Box:
     ymax: float
     difficult: bool = False
     truncated: bool = False
+    crowd: bool = False
 
 
 @dataclass(slots=True)
