@@ -9,6 +9,7 @@ as a background image, and the report says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from odplug.components import Verify
 from odplug.data.boxes import fit_boxes
@@ -52,3 +53,16 @@ def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
             f"kept as background: all {skipped} box{'es' if skipped > 1 else ''} skipped",
         )
     return Prepared(sample, image, boxes)
+
+
+def copy_image(prepared: Prepared, folder: Path, name: str) -> str:
+    """Write the checked image bytes as `folder`/`name` for a writer that keeps image files;
+    returns the name used: a re-encoded image gets its new format's suffix added, so its file
+    name never claims a format its bytes are not."""
+    image = prepared.image
+    if image.reencoded and not name.lower().endswith(image.format):
+        name = f"{name}.{image.format}"
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image.data)
+    return name
