@@ -154,8 +154,8 @@ def _is_coco(value: Any) -> bool:
 
 class CocoImporter(Importer):
     name = "coco"
-    summary = "COCO detection JSON: annotations/instances_<split>.json, or any file with " \
-              "images/annotations/categories (Roboflow's <split>/_annotations.coco.json too)"
+    summary = "COCO JSON: annotations/instances_<split>.json, any images+annotations+categories " \
+              "file, Roboflow's <split>/_annotations.coco.json"
 
     def __init__(self) -> None:
         self._cache = _Cache()
@@ -248,7 +248,7 @@ class CocoImporter(Importer):
                     raise OdplugError(f"{item.path}: category id {id_} is {name!r} here but "
                                       f"{names[id_][0]!r} in {names[id_][1]}; give each class "
                                       "one id in every split file")
-                ids[name] = (id_, ids.get(name, (id_, item.path))[1])
+                ids.setdefault(name, (id_, item.path))
                 names.setdefault(id_, (name, item.path))
         classes = _Classes({id_: name for id_, (name, _) in names.items()})
         if 0 in names:
@@ -365,8 +365,8 @@ def _read_file(item: _Source, data: dict[str, Any], root: Path, classes: _Classe
                 raise Skip("unknown-category", f"category_id {reprlib.repr(category)} is not "
                             "the id of a category")
             if category == 0 and classes.background is not None:
-                raise Skip("background-class", f"category 0 {name!r} marks no object (TF "
-                            "Object Detection API label maps keep id 0 for the background)")
+                raise Skip("background-class", f"category 0 {name!r}: id 0 is the "
+                           "background, not a class")
             xmin, ymin, xmax, ymax = _bounds(ann)
         except Skip as skip:
             report.skip_box(where, skip.code, f"{image.file_name}: {skip.reason}")
@@ -527,13 +527,19 @@ class _SplitJob:
     categories: list[tuple[int, str]]
 
 
-def _file_name(sample: Sample, names: Counter[str]) -> str:
-    """The image's name in ``images/<split>/``: its own name, or its key where two share it."""
-    parts = Path(sample.key).parts
-    if names[sample.image.name] > 1 and parts and not Path(sample.key).is_absolute() \
-            and ".." not in parts:
-        return sample.key
-    return sample.image.name
+def _file_name(sample: Sample, names: Counter[str], used: set[str]) -> str:
+    """The image's name in ``images/<split>/``: its own name, or its key where two images of
+    the split share a name, or, where even that is taken or unsafe, a numbered name."""
+    name = sample.image.name
+    if names[name] > 1:
+        parts = Path(sample.key).parts
+        if parts and not Path(sample.key).is_absolute() and ".." not in parts:
+            name = sample.key
+    number = len(used)
+    while name in used:
+        name, number = f"{number}_{sample.image.name}", number + 1
+    used.add(name)
+    return name
 
 
 def _write_split(job: _SplitJob) -> Report:
@@ -543,12 +549,13 @@ def _write_split(job: _SplitJob) -> Report:
     ids = {name: id_ for id_, name in job.categories}
     folder = job.out / "images" / job.split
     names = Counter(sample.image.name for sample in job.samples)
+    used: set[str] = set()
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for sample in job.samples:
         prepared = prepare(sample, job.verify, report)  # type: ignore[arg-type]
         if prepared is not None:
-            name = copy_image(prepared, folder, _file_name(sample, names))
+            name = copy_image(prepared, folder, _file_name(sample, names, used))
             image_id = len(images) + 1
             images.append({"id": image_id, "file_name": name, "width": prepared.image.width,
                            "height": prepared.image.height})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,23 @@ def test_written_coco_loads_in_pycocotools(tmp_path: Path, registry) -> None:
     assert coco.dataset["images"][0].keys() >= {"id", "file_name", "width", "height"}
 
 
+def test_writer_keeps_images_that_share_a_name_apart(tmp_path: Path, registry) -> None:
+    names = ["x/a.png", "y/a.png", "b.png"]
+    for number, name in enumerate(names):
+        _image(tmp_path / "ds" / "images" / name, colour=number * 50)
+    _write(tmp_path / "ds" / "coco.json", [{"id": i, "file_name": n} for i, n in
+                                           enumerate(names)], [_ann(1, 3, [1, 1, 5, 5])])
+    run(tmp_path / "ds", tmp_path / "coco", registry, to="coco", split="ratio", ratios=(1, 0))
+    written = json.loads((tmp_path / "coco" / "annotations" / "instances_train.json").read_text())
+    assert sorted(i["file_name"] for i in written["images"]) == [
+        "b.png", "images/x/a.png", "images/y/a.png"]
+    again = run(tmp_path / "coco", tmp_path / "records", registry)
+    assert dict(again.report.images) == {"train": 3} and not again.report.problems
+    boxes = {r["source_id"]: len(r["boxes"]) for r in read_records(tmp_path / "records")}
+    assert boxes == {"images/train/b.png": 0, "images/train/images/x/a.png": 0,
+                     "images/train/images/y/a.png": 1}
+
+
 def test_evaluation_ignores_crowd_regions(tmp_path: Path, registry) -> None:
     """A crowd box is neither required nor a false positive, as pycocotools treats it."""
     from odplug.data.shards import shard_files
@@ -250,6 +268,18 @@ def test_annotation_problems_are_reported_with_file_and_index(tmp_path: Path, re
     assert records["a.png"]["boxes"][0] == pytest.approx([2 / 48, 1 / 64, 6 / 48, 4 / 64])
     # the RLE mask covers rows 5..7 of columns 10 and 11 (column-major runs)
     assert records["b.png"]["boxes"][0] == pytest.approx([5 / 48, 10 / 64, 8 / 48, 12 / 64])
+
+
+def test_rle_without_pycocotools_is_a_reported_skip(tmp_path: Path, registry,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pycocotools", None)
+    _image(tmp_path / "ds" / "a.png")
+    path = _write(tmp_path / "ds" / "coco.json", [{"id": 1, "file_name": "a.png"}], [
+        _ann(1, 1, [1, 1, 5, 5]),
+        _ann(1, 1, None, segmentation={"size": [48, 64], "counts": [5, 3, 48 * 64 - 8]})])
+    result = run(tmp_path / "ds", tmp_path / "out", registry, split="ratio", ratios=(1, 0))
+    assert codes(result, "box skipped") == {"rle-needs-pycocotools": [f"{path}:annotations[1]"]}
+    assert "pip install odplug[tf]" in result.report.problems[0].reason
 
 
 @pytest.mark.parametrize("content,message", [
