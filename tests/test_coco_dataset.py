@@ -412,3 +412,16 @@ def test_coco_import_survives_malformed_structures(data: st.DataObject) -> None:
         _assert_accounted(result, out, origins, origins)
         assert all(math.isfinite(v) for row in read_records(out) for box in row["boxes"]
                    for v in box)
+
+
+def test_rename_and_class_filter_keep_the_dataset_ids(tmp_path: Path, registry) -> None:
+    """Filtering or renaming classes keeps COCO's ids (a model trained on COCO ids stays
+    comparable); classes merged by --rename take the lowest id of those merged."""
+    source = _dataset(tmp_path / "ds")
+    kept = run(source, tmp_path / "kept", registry, classes=["dog", "fox"])
+    assert [(i.id, i.name) for i in kept.label_map.items] == [(3, "dog"), (7, "fox")]
+    assert {c for r in read_records(tmp_path / "kept") for c in r["classes"]} == {3, 7}
+    merged = run(source, tmp_path / "merged", registry, rename={"fox": "animal",
+                                                                "dog": "animal"})
+    assert [(i.id, i.name) for i in merged.label_map.items] == [(1, "cat"), (3, "animal")]
+    assert {c for r in read_records(tmp_path / "merged") for c in r["classes"]} == {1, 3}

@@ -133,7 +133,10 @@ def test_rename_merges_and_classes_filter(demo_project: Path, tmp_path: Path, re
     assert result.label_map.names == ["polygon"]
     assert result.report.filtered_boxes["circle"] > 0
     rows = read_records(tmp_path / "out")
-    assert {c for r in rows for c in r["classes"]} == {1}
+    # the project's ids are kept: merged classes take the lowest id of those merged (square's)
+    square = run(demo_project, tmp_path / "plain", registry).label_map.id_of("square")
+    assert result.label_map.ids == [square]
+    assert {c for r in rows for c in r["classes"]} == {square}
     assert len(rows) == 30  # images left with no box stay, as negatives
 
 

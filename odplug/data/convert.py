@@ -22,7 +22,7 @@ from pathlib import Path
 from odplug.atomic import folder_lock, recover_folder, replace_folder
 from odplug.components import DatasetWriter, Importer, Verify, WriteJob
 from odplug.data.dataset import Sample
-from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
+from odplug.data.labelmap import LabelMap, LabelMapItem, read_label_map, write_label_map
 from odplug.data.report import Report
 from odplug.data.splits import SplitMode, assign_splits
 from odplug.errors import OdplugError
@@ -218,7 +218,12 @@ def _refuse_foreign(target: Path) -> None:
 
 def _label_map(importer: Importer, source: Path, options: ImportOptions) -> LabelMap | None:
     """The user's label map, else the dataset's own with rename and filter applied, else None
-    (then the classes found decide, sorted by name)."""
+    (then the classes found decide, sorted by name).
+
+    Rename and filter keep the dataset's ids (a COCO-derived model keeps COCO's category ids,
+    and its predictions stay comparable with the dataset's); classes merged into one by a
+    rename take the lowest id among them.
+    """
     if options.label_map is not None:
         return read_label_map(options.label_map)
     shipped = importer.label_map(source)
@@ -226,11 +231,13 @@ def _label_map(importer: Importer, source: Path, options: ImportOptions) -> Labe
         return None
     if not options.rename and not options.classes:
         return shipped
-    names: list[str] = []
-    for name in (options.rename.get(n, n) for n in shipped.names):
-        if name not in names and (not options.classes or name in options.classes):
-            names.append(name)
-    return LabelMap.from_names(names)
+    items: dict[str, LabelMapItem] = {}
+    for item in shipped.items:  # ascending ids: the first of merged classes has the lowest
+        name = options.rename.get(item.name, item.name)
+        if name not in items and (not options.classes or name in options.classes):
+            display = item.display_name if name == item.name else ""
+            items[name] = LabelMapItem(item.id, name, display)
+    return LabelMap(items.values(), origin=f"{source} (after --rename/--classes)")
 
 
 def _checked(
