@@ -42,6 +42,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "odplug_builtins.supervisely",
     "odplug_builtins.tf_csv",
     "odplug_builtins.coco",
+    "odplug_builtins.voc",
     "odplug_builtins.tfrecord",
     "odplug_builtins.tfjs",
     "odplug_builtins.trainer",

@@ -25,7 +25,7 @@ from tests.conftest import run_import as run
 # -- real datasets ----------------------------------------------------------------------------
 
 def test_raccoon_boxes_equal_the_csv(raccoon: Path, tmp_path: Path, registry) -> None:
-    result = run(raccoon, tmp_path / "out", registry)
+    result = run(raccoon, tmp_path / "out", registry, format="tf_csv")
     assert result.importer == "tf_csv" and not result.report.problems
     assert dict(result.report.images) == {"train": 160, "test": 40}
     assert dict(result.report.boxes) == {"train": 173, "test": 44}

@@ -116,3 +116,26 @@ def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Pat
     assert done.returncode == 1
     assert "unknown exporter 'tfjz'. Did you mean 'tfjs'" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_pipeline_runs_a_coco_dataset_to_the_verification_table(
+    project: Path, tmp_path: Path, run_inv, registry  # type: ignore[no-untyped-def]
+) -> None:
+    """A COCO dataset (here the demo written by the coco writer, instances_<split>.json and
+    images/<split>/) goes through every stage without --format; its category ids are kept."""
+    from odplug.data.convert import ImportOptions, import_dataset
+    from odplug.data.labelmap import read_label_map
+
+    coco = tmp_path / "coco"
+    import_dataset(project, coco, ImportOptions(to="coco"), registry)
+    assert sorted(p.name for p in (coco / "annotations").iterdir()) == [
+        "instances_test.json", "instances_train.json", "instances_val.json"]
+    out = tmp_path / "out"
+    done = run_inv("pipeline", "--source", str(coco), "--out", str(out), "--set", TINY,
+                   "--to", "tflite", "--quantize", "float32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| saved_model |" in done.stdout and "| tflite-float32 |" in done.stdout
+    categories = json.loads((coco / "annotations" / "instances_train.json").read_text())
+    records = read_label_map(out / "records" / "label_map.pbtxt")
+    assert [(c["id"], c["name"]) for c in categories["categories"]] == [
+        (item.id, item.name) for item in records.items]

@@ -259,7 +259,8 @@ def test_readme_pipeline_prints_only_odplugs_words(raccoon: Path, tmp_path: Path
     tiny = ("model.input_size=96,model.levels=[4,5],model.head_channels=32,train.batch_size=4,"
             "train.steps=2,train.warmup_steps=1,train.xla=false,train.mixed_precision=false")
     out = tmp_path / "out"
-    done = run_inv("pipeline", "--source", str(raccoon), "--out", str(out), "--set", tiny,
+    done = run_inv("pipeline", "--source", str(raccoon), "--format", "tf_csv", "--out", str(out),
+                   "--set", tiny,
                    "--to", "tflite", "--quantize", "float32,int8", program="odplug")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "verify: done" in done.stdout
