@@ -558,9 +558,8 @@ def test_wrapper_sees_and_extends_every_plugins_call(plugins: Plugins) -> None:
     registry = plugins.collect()
     assert registry.errors == []
     assert wrapper.seen[0] == ("fake", ["fake_format"]), "the plugin registered last goes first"
-    assert sorted(wrapper.seen) == [
-        ("fake", ["fake_format"]), *sorted((name, [name]) for name in BUILTIN_IMPORTERS),
-    ]
+    assert sorted(wrapper.seen) == sorted(
+        [("fake", ["fake_format"]), *((name, [name]) for name in BUILTIN_IMPORTERS)])
     assert registry.plugins["fake"].registered == {
         "importers": ["fake_format", "fake_format_alias"]
     }
