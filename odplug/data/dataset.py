@@ -3,6 +3,12 @@
 A `Sample` holds where an image is and what is annotated on it, never the pixels: an
 importer can stream a 100,000-image project through the converter with only this metadata in
 memory, and the image bytes are read later, one at a time, inside the worker that writes them.
+
+An image is either a file of its own (`Sample.image`) or held inside a TFRecord file: then
+`Sample.image` is the record file and `Sample.record` (a `RecordRef`) says which record of it
+holds the image as ``image/encoded``. The record is found again by its byte offset, so the worker
+reads that one record and nothing else; code that reports on a sample uses `Sample.location`
+and `Sample.file_name`, which say the right thing for both.
 """
 
 from __future__ import annotations
@@ -26,6 +32,23 @@ class Box:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Which record of a TFRecord file holds a sample's image (``image/encoded``).
+
+    `offset` is the byte where the record's framing starts (what `odplug.data.tfrecord.
+    read_record` seeks to), `index` its position in the file (for messages), `size` the bytes
+    of the record (for sizing output shards) and `filename` the record's ``image/filename``.
+    A few numbers and a name: samples cross process boundaries to the writer's workers, and
+    100,000 of them must fit in memory without any image bytes.
+    """
+
+    offset: int
+    index: int
+    size: int
+    filename: str = ""
+
+
 @dataclass(slots=True)
 class Sample:
     """One image of a dataset and its boxes.
@@ -37,6 +60,7 @@ class Sample:
     is read; `None` where the format does not record a size. `skipped_boxes` counts the boxes
     of the annotation already left out with a reason in the report, so an image that ends up
     with no box at all can be reported as such rather than pass for a background image.
+    `record` is set when `image` is a TFRecord file whose record at that offset holds the image.
     """
 
     image: Path
@@ -47,3 +71,19 @@ class Sample:
     split: str | None = None
     origin: str = ""
     skipped_boxes: int = 0
+    record: RecordRef | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the image is, for messages: its path, or ``<file>: record N (byte offset M)``."""
+        if self.record is None:
+            return str(self.image)
+        return f"{self.image}: record {self.record.index} (byte offset {self.record.offset})"
+
+    @property
+    def file_name(self) -> str:
+        """The image's own file name (what ``image/filename`` records): for a record-held
+        image the record's ``image/filename``, else the last part of the key."""
+        if self.record is None:
+            return self.image.name
+        return self.record.filename or self.key.replace("\\", "/").rsplit("/", 1)[-1]
