@@ -25,8 +25,10 @@ core splits by ratio.
 The class is ``image/object/class/text``, else the label map's name for
 ``image/object/class/label``. ``difficult``, ``truncated`` (and ``is_crowd`` where `Box` has a
 ``crowd`` field) are kept. The label map is ``label_map.pbtxt`` beside the records or one folder
-up, else the ``*.pbtxt`` found there (Roboflow's ``*_label_map.pbtxt``, one per split, must
-agree); without one it is built from the (label, text) pairs of the records, keeping their ids.
+up, else a ``*label_map*.pbtxt`` there (Roboflow's, one per split folder, which must agree),
+else a ``*.pbtxt`` beside them; without one it is built from the (label, text) pairs of the
+records, keeping their ids (a scan of every record). A label-only record (no class text) needs
+a label map file beside it: ``--label-map`` names the output's classes, not the records' ids.
 The key is ``image/source_id``, else ``image/filename``, else ``<file>#<index>``.
 """
 
@@ -127,7 +129,7 @@ def _records(path: Path, report: Report | None) -> Iterator[tuple[int, int, byte
                 if damage.resume_at is not None:
                     report.skip_image(where, "corrupt-record", f"{damage.why}; skipped alone")
                 else:
-                    rest = _size(path) - damage.offset
+                    rest = _stamp(path)[0] - damage.offset
                     report.skip_image(where, "damaged-file",
                                       f"{damage.why}: the rest of the file ({rest} bytes) "
                                       "cannot be read and is skipped")
@@ -138,13 +140,6 @@ def _records(path: Path, report: Report | None) -> Iterator[tuple[int, int, byte
             if report is not None:
                 report.skip_image(path, "unreadable-record-file", str(error))
             return
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _values(feature: Any, key: str, kind: str) -> list[Any]:
@@ -171,7 +166,7 @@ class TFRecordImporter(Importer):
                "(*.tfrecord, *.record, *.record-00000-of-00010)")
 
     def __init__(self) -> None:
-        self._derived: tuple[tuple[tuple[str, int, int], ...], LabelMap | None] | None = None
+        self._derived: tuple[tuple[tuple[Any, ...], ...], LabelMap | None] | None = None
 
     def detect(self, source: Path) -> bool:
         """Cheap: the first record of the first non-empty file, framing and Example parsed."""
@@ -196,7 +191,7 @@ class TFRecordImporter(Importer):
         found = _label_map_file(files)
         if found is not None:
             return found
-        key = tuple((str(p), _size(p), _mtime(p)) for p in files)
+        key = tuple((str(p), *_stamp(p)) for p in files)
         if self._derived is None or self._derived[0] != key:
             self._derived = (key, _label_map_from_records(files))
         return self._derived[1]
@@ -221,11 +216,13 @@ class TFRecordImporter(Importer):
                     report.skip_image(_location(path, index, offset), skip.code, skip.reason)
 
 
-def _mtime(path: Path) -> int:
+def _stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time: a derived label map is remembered while these hold."""
     try:
-        return path.stat().st_mtime_ns
+        stat = path.stat()
     except OSError:
-        return 0
+        return 0, 0
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _sample(record: bytes, path: Path, place: RecordRef, fallback_key: str, split: str | None,
@@ -291,10 +288,13 @@ def _box(index: int, corners: list[float], texts: list[str], labels: list[int],
         return "no-class", f"box {index}: neither class text nor label"
     elif label in names:
         name = names[label]
-    else:
-        known = ", ".join(map(str, sorted(names))) or "none"
+    elif names:
+        known = ", ".join(map(str, sorted(names)))
         return "unknown-label", (f"box {index}: label {label} is not in the label map (ids "
                                  f"{known}) and the record has no class text")
+    else:
+        return "unknown-label", (f"box {index}: label {label} has no class text and no "
+                                 "label_map.pbtxt is beside the records to name it")
     extra = {field: bool(flags[key][index]) for key, field in _FLAGS.items()
              if flags[key] and field in _BOX_FIELDS}
     xmin, ymin, xmax, ymax = corners
@@ -332,13 +332,14 @@ def _header_size(encoded: bytes) -> tuple[int, int]:
 
 
 def _label_map_file(files: list[Path]) -> LabelMap | None:
-    """``label_map.pbtxt`` beside the records or one folder up, else the other ``*.pbtxt``
-    there; several must all hold the same map (Roboflow writes one per split folder)."""
-    folders: list[Path] = []
-    for folder in [p.parent for p in files] + [p.parent.parent for p in files]:
-        if folder not in folders:
-            folders.append(folder)
-    for pattern in ("label_map.pbtxt", "*.pbtxt"):
+    """The label map file of these records: ``label_map.pbtxt`` beside them, else one folder up,
+    else a ``*label_map*.pbtxt`` at either level, else any ``*.pbtxt`` beside them. The nearest
+    kind found wins; several of one kind must hold the same map (Roboflow writes one per split
+    folder), or the user is asked to choose."""
+    beside = list(dict.fromkeys(p.parent for p in files))
+    above = list(dict.fromkeys(folder.parent for folder in beside))
+    for pattern, folders in (("label_map.pbtxt", beside), ("label_map.pbtxt", above),
+                             ("*label_map*.pbtxt", beside + above), ("*.pbtxt", beside)):
         found = sorted({p for folder in folders for p in folder.glob(pattern) if p.is_file()})
         if not found:
             continue

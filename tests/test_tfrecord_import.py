@@ -218,6 +218,14 @@ def test_label_only_records_use_the_label_map_and_header_size(tmp_path: Path, re
         del features[key]
     _write(source / "data.tfrecord", [features])
     (source / "label_map.pbtxt").write_text("item { id: 2 name: 'cat' }\n")
+    (source / "label_map.pbtxt").rename(tmp_path / "elsewhere.pbtxt")
+    report = Report()
+    [sample] = TFRecordImporter().read(source, report)
+    assert sample.boxes == [] and sample.skipped_boxes == 1
+    assert [p.reason for p in report.problems] == [
+        "box 0: label 2 has no class text and no label_map.pbtxt is beside the records to name "
+        "it"]
+    (tmp_path / "elsewhere.pbtxt").rename(source / "label_map.pbtxt")
     result = run(source, tmp_path / "out", registry)
     assert not result.report.problems
     [row] = read_records(tmp_path / "out")
