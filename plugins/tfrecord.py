@@ -136,9 +136,11 @@ def _records(path: Path, report: Report | None) -> Iterator[tuple[int, int, byte
             if damage.resume_at is None:
                 return
             index, start = index + 1, damage.resume_at
-        except OdplugError as error:  # the file cannot be opened at all
+        except (OdplugError, OSError) as error:  # cannot be opened, or a disk error
             if report is not None:
-                report.skip_image(path, "unreadable-record-file", str(error))
+                reason = str(error) if isinstance(error, OdplugError) else \
+                    f"{path}: cannot read at record {index}: {error.strerror or error}"
+                report.skip_image(path, "unreadable-record-file", reason)
             return
 
 
@@ -173,7 +175,7 @@ class TFRecordImporter(Importer):
         for path in record_files(source):
             try:
                 first = next(iter_framed(path), None)
-            except OdplugError:
+            except (OdplugError, OSError):
                 return False
             if first is not None:
                 try:

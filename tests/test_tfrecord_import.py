@@ -182,6 +182,7 @@ def test_samples_hold_no_image_bytes(tmp_path: Path) -> None:
     assert len(samples) == 3
     for sample in samples:
         assert len(pickle.dumps(sample)) < 1000
+        assert pickle.loads(pickle.dumps(sample)) == sample  # it crosses to the workers
         assert not any(isinstance(getattr(sample, name), bytes | bytearray | memoryview)
                        for name in Sample.__slots__)
         assert isinstance(sample.record, RecordRef)
@@ -455,3 +456,21 @@ def test_fuzz_every_record_is_written_or_reported(records: list[tuple[str, Any]]
         for index, offset in enumerate(offsets):
             told = any(p.file == _where(path, index, offset) for p in skipped)
             assert f"r{index}" in written or told or index >= lost_from, (index, records)
+
+
+def test_a_disk_error_mid_file_is_a_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import odplug_builtins.tfrecord as plugin
+
+    path = tmp_path / "a.tfrecord"
+    _write(path, [_legacy("a.jpg", [("cat", 1, 1, 1, 9, 9)]), _legacy("b.jpg", [])])
+
+    def failing(file: Path, start: int = 0):  # type: ignore[no-untyped-def]
+        yield next(iter_framed(file, start))
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(plugin, "iter_framed", failing)
+    report = Report()
+    assert [s.key for s in TFRecordImporter().read(path, report)] == ["a.jpg"]
+    assert [(p.file, p.code, p.reason) for p in report.problems] == [
+        (str(path), "unreadable-record-file",
+         f"{path}: cannot read at record 1: Input/output error")]
