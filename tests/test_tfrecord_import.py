@@ -31,6 +31,7 @@ from odplug.data.tfrecord import (
     DamagedRecord,
     iter_framed,
     iter_records,
+    masked_crc,
     read_record,
     summarize,
     write_record,
@@ -121,6 +122,10 @@ def test_offsets_find_each_record_again(tmp_path: Path) -> None:
     assert read_record(tmp_path / "x.tfrecord", offsets[2]) == payloads[2]
     with pytest.raises(DamagedRecord, match="corrupt record length at byte 3"):
         read_record(tmp_path / "x.tfrecord", 3)
+    huge = (2**62).to_bytes(8, "little")  # a whole header claiming 4 EiB: nothing allocated
+    (tmp_path / "huge.tfrecord").write_bytes(huge + masked_crc(huge).to_bytes(4, "little"))
+    with pytest.raises(DamagedRecord, match="truncated record at byte 0"):
+        list(iter_framed(tmp_path / "huge.tfrecord"))
 
 
 # -- odplug's own output, back in ---------------------------------------------------------------

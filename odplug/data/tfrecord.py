@@ -3,11 +3,16 @@
 Framing per record (little endian): uint64 length, masked CRC32C of the length, the bytes,
 masked CRC32C of the bytes. Writing this needs only `crc32c`, which keeps the conversion path
 free of the seconds-long TensorFlow import.
+
+`iter_framed` gives each record with its byte offset, and `read_record` reads one record back
+by that offset: the tfrecord importer keeps offsets, not images, and the writer's workers read
+each image's record again when they write it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 from collections.abc import Iterator
@@ -82,6 +87,8 @@ def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:
     (crc,) = _CRC.unpack_from(header, 8)
     if crc != masked_crc(header[:8]):
         raise DamagedRecord(path, offset, "corrupt record length", None)
+    if offset + 16 + length > os.fstat(handle.fileno()).st_size:  # never allocate past the end
+        raise DamagedRecord(path, offset, "truncated record", None)
     record = handle.read(length)
     footer = handle.read(4)
     if len(record) < length or len(footer) < 4:
