@@ -46,6 +46,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     ]),
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
+    "coco": ("tf.txt", "train", ["tests/test_coco_dataset.py"]),
     "tfrecord": ("tf.txt", "train", ["tests/test_tfrecord_import.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py"]),

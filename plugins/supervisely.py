@@ -36,7 +36,7 @@ from odplug import hookimpl
 from odplug.components import Importer
 from odplug.data.dataset import SPLITS, Box, Sample
 from odplug.data.labelmap import LabelMap
-from odplug.data.report import Report
+from odplug.data.report import Report, Skip
 from odplug.errors import OdplugError
 
 META = "meta.json"
@@ -216,26 +216,17 @@ def _read_annotation(path: str, image: Path, key: str, report: Report) -> Sample
     try:
         width, height = _size(data)
         split = _split(data)
-    except _Skip as skip:
+    except Skip as skip:
         report.skip_image(path, skip.code, skip.reason)
         return None
     boxes: list[Box] = []
     for index, obj in enumerate(objects):
         try:
             boxes.append(_box(obj, index))
-        except _Skip as skip:
+        except Skip as skip:
             report.skip_box(path, skip.code, skip.reason)
     return Sample(image, key, boxes, width=width, height=height, split=split, origin=path,
                   skipped_boxes=len(objects) - len(boxes))
-
-
-class _Skip(Exception):
-    """An image or object that cannot be used: the report code and the reason to show."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def _size(data: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -247,7 +238,7 @@ def _size(data: dict[str, Any]) -> tuple[int | None, int | None]:
         if _is_number(width) and _is_number(height) and width > 0 and height > 0:
             if width == int(width) and height == int(height):
                 return int(width), int(height)
-    raise _Skip(
+    raise Skip(
         "malformed-annotation",
         f'\'size\' is {reprlib.repr(size)}; expected {{"height": H, "width": W}} in pixels',
     )
@@ -257,7 +248,7 @@ def _split(data: dict[str, Any]) -> str | None:
     """The split named by the image's ``train``/``val``/``test`` tag, if any."""
     tags = data.get("tags") or []
     if not isinstance(tags, list):
-        raise _Skip("malformed-annotation", "'tags' is not a list")
+        raise Skip("malformed-annotation", "'tags' is not a list")
     splits: set[str] = set()
     for tag in tags:
         name = tag.get("name") if isinstance(tag, dict) else tag
@@ -265,26 +256,26 @@ def _split(data: dict[str, Any]) -> str | None:
             splits.add(name.strip().lower())
     if len(splits) > 1:
         found = " and ".join(repr(s) for s in sorted(splits, key=SPLITS.index))
-        raise _Skip("conflicting-split-tags", f"tags {found} both mark a split; keep one of them")
+        raise Skip("conflicting-split-tags", f"tags {found} both mark a split; keep one of them")
     return splits.pop() if splits else None
 
 
 def _box(obj: object, index: int) -> Box:
     if not isinstance(obj, dict):
-        raise _Skip("malformed-geometry", f"object {index}: not a JSON object")
+        raise Skip("malformed-geometry", f"object {index}: not a JSON object")
     title = obj.get("classTitle")
     if not isinstance(title, str) or not title:
-        raise _Skip("malformed-geometry", f"object {index}: no classTitle")
+        raise Skip("malformed-geometry", f"object {index}: no classTitle")
     where = f"object {index} ({title})"
     geometry = obj.get("geometryType")
     if not isinstance(geometry, str) or not geometry:
-        raise _Skip("malformed-geometry", f"{where}: no geometryType")
+        raise Skip("malformed-geometry", f"{where}: no geometryType")
     if geometry in POINT_GEOMETRIES:
         xmin, ymin, xmax, ymax = _points_bounds(obj, geometry, where)
     elif geometry in MASK_GEOMETRIES:
         xmin, ymin, xmax, ymax = _mask_bounds(obj, geometry, where)
     else:
-        raise _Skip("no-box-geometry", f"{where}: geometry {geometry!r} has no box")
+        raise Skip("no-box-geometry", f"{where}: geometry {geometry!r} has no box")
     return Box(title, xmin, ymin, xmax, ymax)
 
 
@@ -294,9 +285,9 @@ def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     points = obj.get("points")
     exterior = points.get("exterior") if isinstance(points, dict) else None
     if not isinstance(exterior, list) or not exterior:
-        raise _Skip("malformed-geometry", f"{where}: {geometry} has no points.exterior")
+        raise Skip("malformed-geometry", f"{where}: {geometry} has no points.exterior")
     if geometry == "rectangle" and len(exterior) != 2:
-        raise _Skip(
+        raise Skip(
             "malformed-geometry",
             f"{where}: rectangle needs 2 points [[left, top], [right, bottom]], "
             f"got {len(exterior)}",
@@ -311,7 +302,7 @@ def _points_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     if not valid:  # the slow pass names the bad point; a sum can overflow where no point does
         bad = next((p for p in exterior if not _is_point(p)), None)
         if bad is not None:
-            raise _Skip(
+            raise Skip(
                 "malformed-geometry",
                 f"{where}: point {reprlib.repr(bad)} is not a pair of finite numbers [x, y]",
             )
@@ -322,27 +313,27 @@ def _mask_bounds(obj: dict[str, Any], geometry: str, where: str) -> Bounds:
     """The box covering exactly the mask's pixels, placed at ``bitmap.origin``."""
     bitmap = obj.get("bitmap")
     if not isinstance(bitmap, dict):
-        raise _Skip("malformed-geometry", f"{where}: {geometry} has no 'bitmap' object")
+        raise Skip("malformed-geometry", f"{where}: {geometry} has no 'bitmap' object")
     origin = bitmap.get("origin")
     if not _is_point(origin):
-        raise _Skip(
+        raise Skip(
             "malformed-geometry",
             f"{where}: bitmap.origin {reprlib.repr(origin)} is not a pair of numbers [x, y]",
         )
     data = bitmap.get("data")
     if not isinstance(data, str):
-        raise _Skip("malformed-geometry", f"{where}: bitmap.data is not a string")
+        raise Skip("malformed-geometry", f"{where}: bitmap.data is not a string")
     try:
         bounds = _pixel_bounds(_inflate(base64.b64decode(data)))
     except (binascii.Error, zlib.error, _BadMask) as error:
-        raise _Skip(
+        raise Skip(
             "malformed-geometry",
             f"{where}: bitmap.data is not base64 of a zlib-compressed PNG: {error}",
         ) from None
     except _MaskTooLarge as error:
-        raise _Skip("too-large", f"{where}: the {geometry} mask is too large: {error}") from None
+        raise Skip("too-large", f"{where}: the {geometry} mask is too large: {error}") from None
     if bounds is None:
-        raise _Skip("empty-mask", f"{where}: the {geometry} mask has no pixels set")
+        raise Skip("empty-mask", f"{where}: the {geometry} mask has no pixels set")
     x, y = round(origin[0]), round(origin[1])
     left, top, right, bottom = bounds
     return x + left, y + top, x + right, y + bottom

@@ -22,7 +22,7 @@ from odplug.components import DatasetWriter, Importer, WriteJob
 from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import LabelMap, read_label_map
 from odplug.data.parallel import run_jobs, tick
-from odplug.data.prepare import prepare
+from odplug.data.prepare import copy_image, prepare
 from odplug.data.report import Report
 from odplug.errors import OdplugError
 
@@ -241,12 +241,7 @@ def _write_split(job: _SplitJob) -> Report:
         for sample in job.samples:
             prepared = prepare(sample, job.verify, report)  # type: ignore[arg-type]
             if prepared is not None:
-                name = _relative_name(sample)
-                if prepared.image.reencoded and not name.lower().endswith(prepared.image.format):
-                    name = f"{name}.{prepared.image.format}"
-                path = images / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(prepared.image.data)
+                name = copy_image(prepared, images, _relative_name(sample))
                 size = [prepared.image.width, prepared.image.height]
                 for box in prepared.boxes:
                     writer.writerow([name, *size, box.label,

@@ -23,12 +23,13 @@ core splits by ratio.
 **Boxes and classes.** Normalised ``image/object/bbox/*`` times ``image/width``/``height``
 (from the image header where the record leaves them out or at their default of 1) give pixels.
 The class is ``image/object/class/text``, else the label map's name for
-``image/object/class/label``. ``difficult``, ``truncated`` (and ``is_crowd`` where `Box` has a
-``crowd`` field) are kept. The label map is ``label_map.pbtxt`` beside the records or one folder
-up, else a ``*label_map*.pbtxt`` there (Roboflow's, one per split folder, which must agree),
-else a ``*.pbtxt`` beside them; without one it is built from the (label, text) pairs of the
-records, keeping their ids (a scan of every record). A label-only record (no class text) needs
-a label map file beside it: ``--label-map`` names the output's classes, not the records' ids.
+``image/object/class/label``. ``difficult``, ``truncated`` and ``is_crowd`` are kept.
+
+**Label map.** ``label_map.pbtxt`` beside the records or one folder up, else a
+``*label_map*.pbtxt`` there (Roboflow's, one per split folder, which must agree), else a
+``*.pbtxt`` beside them; without one it is built from the (label, text) pairs of the records,
+keeping their ids (a scan of every record). A label-only record (no class text) needs a label
+map file beside it: ``--label-map`` names the output's classes, not the records' ids.
 The key is ``image/source_id``, else ``image/filename``, else ``<file>#<index>``.
 """
 
@@ -39,7 +40,6 @@ import math
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
 from odplug.data.dataset import Box, RecordRef, Sample
 from odplug.data.labelmap import LabelMap, LabelMapItem, read_label_map
-from odplug.data.report import Report
+from odplug.data.report import Report, Skip
 from odplug.data.shards import write_tfrecords
 from odplug.data.tfrecord import DamagedRecord, iter_framed, parse_example
 from odplug.errors import OdplugError
@@ -58,7 +58,7 @@ _SPLIT_WORD = re.compile(r"(?<![a-z])(train|val|valid|validation|test)(?![a-z])"
 _SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _BBOX = ("xmin", "ymin", "xmax", "ymax")
 _FLAGS = {"difficult": "difficult", "truncated": "truncated", "is_crowd": "crowd"}
-_BOX_FIELDS = {f.name for f in fields(Box)}
+"""Per-object int64 flags of the record and the `Box` field each becomes."""
 
 
 class TFRecordWriter(DatasetWriter):
@@ -153,15 +153,6 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", errors="replace")
 
 
-class _Skip(Exception):
-    """A record that cannot become a sample: the report code and the reason."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
 class TFRecordImporter(Importer):
     name = "tfrecord"
     summary = ("TFRecords of tf.train.Example in the TF Object Detection API schema "
@@ -214,7 +205,7 @@ class TFRecordImporter(Importer):
                 try:
                     yield _sample(record, path, place, f"{relative}#{index}", split, label_map,
                                   names, report)
-                except _Skip as skip:
+                except Skip as skip:
                     report.skip_image(_location(path, index, offset), skip.code, skip.reason)
 
 
@@ -229,16 +220,16 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _sample(record: bytes, path: Path, place: RecordRef, fallback_key: str, split: str | None,
             label_map: LabelMap | None, names: dict[int, str], report: Report) -> Sample:
-    """The sample of the record at `place` of `path`; raises `_Skip` for one to leave out."""
+    """The sample of the record at `place` of `path`; raises `Skip` for one to leave out."""
     where = _location(path, place.index, place.offset)
     try:
         example = parse_example(record)
     except OdplugError as error:
-        raise _Skip("not-an-example", str(error).removeprefix("record: ")) from None
+        raise Skip("not-an-example", str(error).removeprefix("record: ")) from None
     feature = example.features.feature
     encoded = _values(feature, "image/encoded", "bytes_list")
     if not encoded or not encoded[0]:
-        raise _Skip("missing-image", "the record has no image/encoded bytes")
+        raise Skip("missing-image", "the record has no image/encoded bytes")
     width, height = _declared_size(feature)
     if width is None or height is None:
         width, height = _header_size(encoded[0])
@@ -253,7 +244,7 @@ def _sample(record: bytes, path: Path, place: RecordRef, fallback_key: str, spli
               if len(v) != count and (v or key.startswith("bbox/"))}
     if uneven:
         shown = ", ".join(f"{key} {n}" for key, n in {"bbox/xmin": count, **uneven}.items())
-        raise _Skip("malformed-record", f"object lists of different lengths ({shown}); which "
+        raise Skip("malformed-record", f"object lists of different lengths ({shown}); which "
                     "value belongs to which box cannot be told")
     source_id = _first_text(feature, "image/source_id")
     filename = _first_text(feature, "image/filename")
@@ -297,8 +288,7 @@ def _box(index: int, corners: list[float], texts: list[str], labels: list[int],
     else:
         return "unknown-label", (f"box {index}: label {label} has no class text and no "
                                  "label_map.pbtxt is beside the records to name it")
-    extra = {field: bool(flags[key][index]) for key, field in _FLAGS.items()
-             if flags[key] and field in _BOX_FIELDS}
+    extra = {field: bool(flags[key][index]) for key, field in _FLAGS.items() if flags[key]}
     xmin, ymin, xmax, ymax = corners
     return Box(name, xmin * width, ymin * height, xmax * width, ymax * height, **extra)
 
@@ -329,7 +319,7 @@ def _header_size(encoded: bytes) -> tuple[int, int]:
                 return image.size
     except Exception as error:  # no format Pillow knows, a broken header: many types
         text = " ".join(str(error).split())[:120]
-        raise _Skip("corrupt-image", "the record gives no image size and image/encoded is not "
+        raise Skip("corrupt-image", "the record gives no image size and image/encoded is not "
                     f"a readable image ({type(error).__name__}: {text})") from None
 
 

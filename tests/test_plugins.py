@@ -270,8 +270,8 @@ def test_builtins_register_through_the_same_hooks(pm: pluggy.PluginManager) -> N
     writers: list[DatasetWriter] = []
     pm.hook.odplug_register_importers(register=importers.append)
     pm.hook.odplug_register_writers(register=writers.append)
-    assert sorted(i.name for i in importers) == ["supervisely", "tf_csv", "tfrecord"]
-    assert sorted(w.name for w in writers) == ["tf_csv", "tfrecord"]
+    assert sorted(i.name for i in importers) == ["coco", "supervisely", "tf_csv", "tfrecord"]
+    assert sorted(w.name for w in writers) == ["coco", "tf_csv", "tfrecord"]
     assert all(c.summary for c in [*importers, *writers])
 
 
@@ -321,7 +321,7 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     written = exporter.export(None, tmp_path, variants=["plain"])  # type: ignore[arg-type]
     assert [m.path for m in written] == [tmp_path / "model.fake"]
     assert exporter.requires == ("tflite",)
-    assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
+    assert set(registry.writers) == {"coco", "tf_csv", "tfrecord", "fake_writer"}
     with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
         registry.get(EXPORTERS, "fake_exprt")
 
@@ -330,7 +330,8 @@ def test_fake_importer_is_removed_with_its_plugin(plugins: Plugins) -> None:
     plugins.add(ImporterPlugin("fake_format"), "fake")
     registry = plugins.collect()
     assert registry.owner("importers", "fake_format") == "fake"
-    assert set(registry.importers) == {"supervisely", "tf_csv", "tfrecord", "fake_format"}
+    assert set(registry.importers) == {"coco", "supervisely", "tf_csv", "tfrecord",
+                                        "fake_format"}
 
     plugins.pm.unregister(name="fake")
     assert "fake_format" not in plugins.collect().importers
@@ -556,8 +557,8 @@ def test_wrapper_sees_and_extends_every_plugins_call(plugins: Plugins) -> None:
     assert registry.errors == []
     assert wrapper.seen[0] == ("fake", ["fake_format"]), "the plugin registered last goes first"
     assert sorted(wrapper.seen) == [
-        ("fake", ["fake_format"]), ("supervisely", ["supervisely"]), ("tf_csv", ["tf_csv"]),
-        ("tfrecord", ["tfrecord"]),
+        ("coco", ["coco"]), ("fake", ["fake_format"]), ("supervisely", ["supervisely"]),
+        ("tf_csv", ["tf_csv"]), ("tfrecord", ["tfrecord"]),
     ]
     assert registry.plugins["fake"].registered == {
         "importers": ["fake_format", "fake_format_alias"]
@@ -617,7 +618,7 @@ def test_registering_a_non_component_is_refused(
     assert len(registry.errors) == 1
     assert registry.errors[0].startswith("plugin 'odd' from tests failed in ")
     assert re.search(message, registry.errors[0])
-    assert set(registry.importers) == {"supervisely", "tf_csv", "tfrecord"}
+    assert set(registry.importers) == {"coco", "supervisely", "tf_csv", "tfrecord"}
 
 
 def test_misspelled_hook_in_a_builtin_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -641,8 +642,8 @@ def test_disable_builtin_by_argument() -> None:
     pm, infos = get_plugin_manager(entry_points=False, disabled=["tf_csv"])
     registry = collect(pm, infos)
     assert registry.plugins["tf_csv"].disabled
-    assert set(registry.importers) == {"supervisely", "tfrecord"}
-    assert set(registry.writers) == {"tfrecord"}
+    assert set(registry.importers) == {"coco", "supervisely", "tfrecord"}
+    assert set(registry.writers) == {"coco", "tfrecord"}
     assert registry.errors == []
 
 

@@ -163,6 +163,6 @@ def test_example_parts_are_the_example_protobuf_would_write(size: int) -> None:
     assert feature["image/object/class/label"].int64_list.value == [2]
     assert feature["image/object/difficult"].int64_list.value == [1]
     assert feature["image/source_id"].bytes_list.value == [b"s/a.png"]
-    assert len(feature) == 15
+    assert len(feature) == 16
     assert tf.train.Example.FromString(b"".join(parts)) == tf.train.Example.FromString(
         parsed.SerializeToString())

@@ -479,3 +479,37 @@ def test_a_disk_error_mid_file_is_a_skip(tmp_path: Path, monkeypatch: pytest.Mon
     assert [(p.file, p.code, p.reason) for p in report.problems] == [
         (str(path), "unreadable-record-file",
          f"{path}: cannot read at record 1: Input/output error")]
+
+
+def test_flags_are_kept(tmp_path: Path, registry) -> None:
+    source = tmp_path / "ds"
+    _write(source / "a.tfrecord", [
+        _legacy("a.jpg", [("cat", 1, 1, 1, 9, 9), ("cat", 1, 5, 5, 30, 30)],
+                **{"image/object/difficult": [1, 0], "image/object/truncated": [0, 1],
+                   "image/object/is_crowd": [1, 0]})])
+    [sample] = TFRecordImporter().read(source, Report())
+    assert [(b.difficult, b.truncated, b.crowd) for b in sample.boxes] == [
+        (True, False, True), (False, True, False)]
+    run(source, tmp_path / "out", registry)
+    [again] = TFRecordImporter().read(tmp_path / "out", Report())
+    assert [(b.difficult, b.truncated, b.crowd) for b in again.boxes] == [
+        (True, False, True), (False, True, False)]
+
+
+def test_record_file_names_stay_inside_a_writers_folder(tmp_path: Path, registry) -> None:
+    """image/filename and source_id are whatever a tool wrote: a writer that copies images
+    (tf_csv) gets only a last part that names a file."""
+    source = tmp_path / "ds"
+    _write(source / "a.tfrecord", [
+        _legacy("..\\..\\evil.jpg", [("cat", 1, 1, 1, 9, 9)],
+                **{"image/source_id": b"../../one"}),
+        _legacy("..", [("cat", 1, 1, 1, 9, 9)], **{"image/source_id": b"/abs/two.jpg"}),
+        _legacy("", [("cat", 1, 1, 1, 9, 9)], **{"image/source_id": b".."}),
+    ])
+    samples = list(TFRecordImporter().read(source, Report()))
+    assert [s.file_name for s in samples] == ["evil.jpg", "two.jpg", "record-2"]
+    run(source, tmp_path / "out" / "csv", registry, to="tf_csv")
+    images = tmp_path / "out" / "csv" / "images"
+    copies = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith(".odplug")
+              and p.suffix not in (".csv", ".json", ".pbtxt", ".tfrecord")]
+    assert len(copies) == 3 and all(images in p.parents for p in copies), copies

@@ -21,7 +21,12 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True, slots=True)
 class Box:
-    """One object: class name and corners in pixels of the image as annotated (x right, y down)."""
+    """One object: class name and corners in pixels of the image as annotated (x right, y down).
+
+    `difficult` (Pascal VOC) and `crowd` (COCO's ``iscrowd``, a region of many objects) are
+    both kept in the records and both ignored by evaluation: a detection on one is neither a
+    hit nor a false positive, as pycocotools treats crowd regions.
+    """
 
     label: str
     xmin: float
@@ -30,6 +35,7 @@ class Box:
     ymax: float
     difficult: bool = False
     truncated: bool = False
+    crowd: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,20 @@ class Sample:
 
     @property
     def file_name(self) -> str:
-        """The image's own file name (what ``image/filename`` records): for a record-held
-        image the record's ``image/filename``, else the last part of the key."""
+        """The image's own file name, for ``image/filename`` and for writers that copy images.
+
+        For a record-held image: the last part of the record's ``image/filename``, else of the
+        key, else ``record-<index>``. Only a last part that names a file is taken, since both
+        come from the record as any tool wrote them (``../../x.jpg``, ``C:\\pics\\a.jpg``)
+        and a writer puts the name under its output folder.
+        """
         if self.record is None:
             return self.image.name
-        return self.record.filename or self.key.replace("\\", "/").rsplit("/", 1)[-1]
+        return (_base_name(self.record.filename) or _base_name(self.key)
+                or f"record-{self.record.index}")
+
+
+def _base_name(text: str) -> str:
+    """The last part of a slash or backslash path when it can name a file; else empty."""
+    name = text.replace("\\", "/").rsplit("/", 1)[-1]
+    return "" if name in ("", ".", "..") or "\x00" in name else name

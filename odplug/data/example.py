@@ -64,6 +64,7 @@ def encode_example(
     )
     feature["image/object/difficult"].int64_list.value.extend([int(b.difficult) for b in boxes])
     feature["image/object/truncated"].int64_list.value.extend([int(b.truncated) for b in boxes])
+    feature["image/object/is_crowd"].int64_list.value.extend([int(b.crowd) for b in boxes])
     rest = features.SerializeToString()
 
     # Features.feature[ENCODED_KEY] = Feature(bytes_list=BytesList(value=[image.data])),

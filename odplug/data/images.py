@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from odplug.components import Verify
+from odplug.data.report import Skip
 
 _PASSTHROUGH_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"L", "RGB", "RGBA"}}
 _SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
@@ -43,13 +44,8 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}  # markers without a length field
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 
-class ImageProblem(Exception):
+class ImageProblem(Skip):
     """An image that cannot go into a record; `code` groups it in the report."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

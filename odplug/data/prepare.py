@@ -12,6 +12,7 @@ at its byte offset, its CRCs checked and its ``image/encoded`` bytes checked lik
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from odplug.components import Verify
 from odplug.data.boxes import fit_boxes
@@ -69,3 +70,16 @@ def _read(sample: Sample, verify: Verify) -> ImageData:
     except OdplugError as error:
         raise ImageProblem("unreadable-record", str(error)) from None
     return check_image(data, verify, name=f"{sample.location} image/encoded")
+
+
+def copy_image(prepared: Prepared, folder: Path, name: str) -> str:
+    """Write the checked image bytes as `folder`/`name` for a writer that keeps image files;
+    returns the name used: a re-encoded image gets its new format's suffix added, so its file
+    name never claims a format its bytes are not."""
+    image = prepared.image
+    if image.reencoded and not name.lower().endswith(image.format):
+        name = f"{name}.{image.format}"
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(image.data)
+    return name

@@ -30,6 +30,18 @@ class Problem:
     reason: str
 
 
+class Skip(Exception):
+    """An image or object that cannot be used: the report code and the reason to show.
+
+    Raised deep inside an importer's parsing and caught where the report entry is written, so
+    each check says what is wrong in one line and the caller decides what is skipped."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 @dataclass
 class Report:
     """Counts per split and class, and every problem met on the way."""

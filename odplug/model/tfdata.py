@@ -34,6 +34,7 @@ FEATURES = {
     "image/object/class/text": tf.io.VarLenFeature(tf.string),
     "image/object/difficult": tf.io.VarLenFeature(tf.int64),
     "image/object/truncated": tf.io.VarLenFeature(tf.int64),
+    "image/object/is_crowd": tf.io.VarLenFeature(tf.int64),
 }
 
 
@@ -41,12 +42,21 @@ def _dense(sparse: tf.sparse.SparseTensor) -> tf.Tensor:
     return tf.sparse.to_dense(sparse)
 
 
+def _flags(sparse: tf.sparse.SparseTensor, count: tf.Tensor) -> tf.Tensor:
+    """One 0/1 flag per box; all 0 when the list is absent or does not match the boxes."""
+    flags = tf.cast(tf.not_equal(_dense(sparse), 0), tf.int64)
+    return tf.cond(tf.size(flags) == count, lambda: flags, lambda: tf.zeros([count], tf.int64))
+
+
 def make_decoder(label_map: LabelMap | None = None):  # type: ignore[no-untyped-def]
     """A function from a serialized Example to a dict of tensors.
 
     Keys: ``image`` (uint8 [H, W, 3]), ``boxes`` (float32 [N, 4] as ymin, xmin, ymax, xmax,
     normalised), ``classes`` (int64 [N], label-map ids), ``source_id``, ``filename``,
-    ``height``, ``width``, ``difficult``.
+    ``height``, ``width``, ``crowd`` (the records' ``is_crowd``) and ``difficult``, which
+    is what evaluation and training ignore: the records' ``difficult`` or ``is_crowd``, since
+    pycocotools treats a crowd region as it does a difficult object (neither required nor a
+    false positive when detected).
     """
     table = None
     if label_map is not None:
@@ -71,14 +81,14 @@ def make_decoder(label_map: LabelMap | None = None):  # type: ignore[no-untyped-
                 tf.size(texts) > 0, lambda: table.lookup(texts), lambda: labels
             )
         count = tf.shape(boxes)[0]
-        difficult = _dense(parsed["image/object/difficult"])
-        difficult = tf.cond(tf.size(difficult) == count, lambda: difficult,
-                            lambda: tf.zeros([count], tf.int64))
+        difficult = _flags(parsed["image/object/difficult"], count)
+        crowd = _flags(parsed["image/object/is_crowd"], count)
         return {
             "image": image,
             "boxes": boxes,
             "classes": labels,
-            "difficult": difficult,
+            "difficult": tf.maximum(difficult, crowd),
+            "crowd": crowd,
             "source_id": parsed["image/source_id"],
             "filename": parsed["image/filename"],
             "format": parsed["image/format"],
