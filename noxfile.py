@@ -47,6 +47,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
     "coco": ("tf.txt", "train", ["tests/test_coco_dataset.py"]),
     "voc": ("tf.txt", "train", ["tests/test_voc.py"]),
+    "tfrecord": ("tf.txt", "train", ["tests/test_tfrecord_import.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),

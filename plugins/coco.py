@@ -530,14 +530,14 @@ class _SplitJob:
 def _file_name(sample: Sample, names: Counter[str], used: set[str]) -> str:
     """The image's name in ``images/<split>/``: its own name, or its key where two images of
     the split share a name, or, where even that is taken or unsafe, a numbered name."""
-    name = sample.image.name
+    name = sample.file_name
     if names[name] > 1:
         parts = Path(sample.key).parts
         if parts and not Path(sample.key).is_absolute() and ".." not in parts:
             name = sample.key
     number = len(used)
     while name in used:
-        name, number = f"{number}_{sample.image.name}", number + 1
+        name, number = f"{number}_{sample.file_name}", number + 1
     used.add(name)
     return name
 
@@ -548,7 +548,7 @@ def _write_split(job: _SplitJob) -> Report:
     report = Report()
     ids = {name: id_ for id_, name in job.categories}
     folder = job.out / "images" / job.split
-    names = Counter(sample.image.name for sample in job.samples)
+    names = Counter(sample.file_name for sample in job.samples)
     used: set[str] = set()
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []

@@ -202,7 +202,7 @@ def _relative_name(sample: Sample) -> str:
     parts = Path(sample.key).parts
     if parts and not Path(sample.key).is_absolute() and ".." not in parts:
         return sample.key
-    return sample.image.name
+    return sample.file_name
 
 
 @dataclass

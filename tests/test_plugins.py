@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
 BUILTINS = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}
-BUILTIN_IMPORTERS = {"coco", "supervisely", "tf_csv", "voc"}
+BUILTIN_IMPORTERS = {"coco", "supervisely", "tf_csv", "tfrecord", "voc"}
 BUILTIN_WRITERS = {"coco", "tf_csv", "tfrecord"}
 META_TESTS = ("test_every_hook_is_documented", "test_every_hook_has_a_test")
 

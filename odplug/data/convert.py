@@ -249,14 +249,16 @@ def _checked(
     real_root = os.path.join(os.path.realpath(root), "")
     seen: dict[str, str] = {}
     for sample in samples:
-        where = sample.origin or str(sample.image)
+        where = sample.origin or sample.location
+        # A record-held image is checked by its record file: that file must be in the dataset.
+        kind = "image" if sample.record is None else "record file"
         if not os.path.abspath(sample.image).startswith(root):
             report.skip_image(where, "escapes-dataset",
-                              f"image path {sample.image} points outside {source}")
+                              f"{kind} path {sample.image} points outside {source}")
             continue
         real = os.path.realpath(sample.image)  # links are followed (DVC, shared image pools)
         if not real.startswith(real_root):
-            report.note_image(where, "link-outside-dataset", f"image {sample.image} is a link "
+            report.note_image(where, "link-outside-dataset", f"{kind} {sample.image} is a link "
                               f"to {real}, outside {source}; followed")
         if sample.key in seen:
             report.skip_image(where, "duplicate-image",

@@ -3,6 +3,12 @@
 A `Sample` holds where an image is and what is annotated on it, never the pixels: an
 importer can stream a 100,000-image project through the converter with only this metadata in
 memory, and the image bytes are read later, one at a time, inside the worker that writes them.
+
+An image is either a file of its own (`Sample.image`) or held inside a TFRecord file: then
+`Sample.image` is the record file and `Sample.record` (a `RecordRef`) says which record of it
+holds the image as ``image/encoded``. The record is found again by its byte offset, so the worker
+reads that one record and nothing else; code that reports on a sample uses `Sample.location`
+and `Sample.file_name`, which say the right thing for both.
 """
 
 from __future__ import annotations
@@ -32,6 +38,23 @@ class Box:
     crowd: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Which record of a TFRecord file holds a sample's image (``image/encoded``).
+
+    `offset` is the byte where the record's framing starts (what `odplug.data.tfrecord.
+    read_record` seeks to), `index` its position in the file (for messages), `size` the bytes
+    of the record (for sizing output shards) and `filename` the record's ``image/filename``.
+    A few numbers and a name: samples cross process boundaries to the writer's workers, and
+    100,000 of them must fit in memory without any image bytes.
+    """
+
+    offset: int
+    index: int
+    size: int
+    filename: str = ""
+
+
 @dataclass(slots=True)
 class Sample:
     """One image of a dataset and its boxes.
@@ -43,6 +66,7 @@ class Sample:
     is read; `None` where the format does not record a size. `skipped_boxes` counts the boxes
     of the annotation already left out with a reason in the report, so an image that ends up
     with no box at all can be reported as such rather than pass for a background image.
+    `record` is set when `image` is a TFRecord file whose record at that offset holds the image.
     """
 
     image: Path
@@ -53,3 +77,31 @@ class Sample:
     split: str | None = None
     origin: str = ""
     skipped_boxes: int = 0
+    record: RecordRef | None = None
+
+    @property
+    def location(self) -> str:
+        """Where the image is, for messages: its path, or ``<file>: record N (byte offset M)``."""
+        if self.record is None:
+            return str(self.image)
+        return f"{self.image}: record {self.record.index} (byte offset {self.record.offset})"
+
+    @property
+    def file_name(self) -> str:
+        """The image's own file name, for ``image/filename`` and for writers that copy images.
+
+        For a record-held image: the last part of the record's ``image/filename``, else of the
+        key, else ``record-<index>``. Only a last part that names a file is taken, since both
+        come from the record as any tool wrote them (``../../x.jpg``, ``C:\\pics\\a.jpg``)
+        and a writer puts the name under its output folder.
+        """
+        if self.record is None:
+            return self.image.name
+        return (_base_name(self.record.filename) or _base_name(self.key)
+                or f"record-{self.record.index}")
+
+
+def _base_name(text: str) -> str:
+    """The last part of a slash or backslash path when it can name a file; else empty."""
+    name = text.replace("\\", "/").rsplit("/", 1)[-1]
+    return "" if name in ("", ".", "..") or "\x00" in name else name

@@ -71,8 +71,14 @@ def load_image(path: Path, verify: Verify = "header") -> ImageData:
         raise ImageProblem("missing-image", f"image file not found: {path}") from None
     except OSError as error:
         raise ImageProblem("unreadable-image", f"cannot read {path}: {error.strerror}") from None
+    return check_image(data, verify, name=str(path))
+
+
+def check_image(data: bytes, verify: Verify = "header", *, name: str = "image") -> ImageData:
+    """Check encoded image bytes already read (from a file, or a record's ``image/encoded``)
+    exactly as `load_image` checks a file; `name` says where they came from in messages."""
     if not data:
-        raise ImageProblem("corrupt-image", f"{path} is empty")
+        raise ImageProblem("corrupt-image", f"{name} is empty")
     try:
         with _strict_pillow() as caught:
             if verify == "decode":
@@ -91,11 +97,11 @@ def load_image(path: Path, verify: Verify = "header") -> ImageData:
                 else:
                     result = ImageData(data, kind.lower(), image.width, image.height)
     except UnidentifiedImageError:
-        raise ImageProblem("corrupt-image", f"{path} is not an image Pillow can read") from None
+        raise ImageProblem("corrupt-image", f"{name} is not an image Pillow can read") from None
     except Image.DecompressionBombError:
-        raise ImageProblem("too-large", _too_large(path, data)) from None
+        raise ImageProblem("too-large", _too_large(name, data)) from None
     except _DECODE_ERRORS as error:
-        raise ImageProblem("corrupt-image", f"{path} is corrupt or truncated: {error}") from None
+        raise ImageProblem("corrupt-image", f"{name} is corrupt or truncated: {error}") from None
     if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
         width, height = size
         note = (f"large image: {width}x{height} pixels, over Pillow's decompression-bomb "
@@ -127,11 +133,11 @@ def _strict_pillow() -> Iterator[list[warnings.WarningMessage]]:
                                    warning.lineno)
 
 
-def _too_large(path: Path, data: bytes) -> str:
+def _too_large(name: str, data: bytes) -> str:
     limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
     size = _declared_size(data)
     pixels = f"{size[0]}x{size[1]} pixels" if size else "more pixels than allowed"
-    return (f"{path} is too large: {pixels}, limit {limit} pixels (Pillow's decompression-bomb "
+    return (f"{name} is too large: {pixels}, limit {limit} pixels (Pillow's decompression-bomb "
             "guard, twice Image.MAX_IMAGE_PIXELS)")
 
 

@@ -4,6 +4,9 @@ Runs inside the writer's worker processes, one image at a time, so only one imag
 is ever in memory. Every reason a sample or box is dropped goes into the worker's report, and
 so does the consequence when every box of an image was dropped: the image is still written,
 as a background image, and the report says so.
+
+An image held in a TFRecord (`Sample.record`) is read the same way: that one record is read
+at its byte offset, its CRCs checked and its ``image/encoded`` bytes checked like a file's.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from pathlib import Path
 from odplug.components import Verify
 from odplug.data.boxes import fit_boxes
 from odplug.data.dataset import Box, Sample
-from odplug.data.images import ImageData, ImageProblem, load_image
+from odplug.data.images import ImageData, ImageProblem, check_image, load_image
 from odplug.data.report import Report
+from odplug.data.tfrecord import encoded_image, read_record
+from odplug.errors import OdplugError
 
 
 @dataclass(slots=True)
@@ -27,24 +32,24 @@ class Prepared:
 
 def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
     try:
-        image = load_image(sample.image, verify)
+        image = _read(sample, verify)
     except ImageProblem as problem:
-        report.skip_image(sample.image, problem.code, problem.reason)
+        report.skip_image(sample.location, problem.code, problem.reason)
         return None
-    where = sample.origin or str(sample.image)
+    where = sample.origin or sample.location
     declared = (sample.width, sample.height)
     if None not in declared and declared != (image.width, image.height):
         report.skip_image(
             where,
             "size-mismatch",
-            f"annotation says {sample.width}x{sample.height} but {sample.image} is "
+            f"annotation says {sample.width}x{sample.height} but {sample.location} is "
             f"{image.width}x{image.height} (after EXIF rotation); boxes would be misplaced",
         )
         return None
     if image.reencoded:
         report.reencoded[image.reencoded] += 1
     for code, reason in image.notes:
-        report.note_image(sample.image, code, reason)
+        report.note_image(sample.location, code, reason)
     boxes = fit_boxes(sample.boxes, image.width, image.height, where, report)
     skipped = sample.skipped_boxes + len(sample.boxes) - len(boxes)
     if skipped and not boxes:
@@ -53,6 +58,18 @@ def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
             f"kept as background: all {skipped} box{'es' if skipped > 1 else ''} skipped",
         )
     return Prepared(sample, image, boxes)
+
+
+def _read(sample: Sample, verify: Verify) -> ImageData:
+    """The sample's checked image, from its own file or from the one record that holds it."""
+    if sample.record is None:
+        return load_image(sample.image, verify)
+    try:
+        data = encoded_image(read_record(sample.image, sample.record.offset),
+                             origin=sample.location)
+    except OdplugError as error:
+        raise ImageProblem("unreadable-record", str(error)) from None
+    return check_image(data, verify, name=f"{sample.location} image/encoded")
 
 
 def copy_image(prepared: Prepared, folder: Path, name: str) -> str:

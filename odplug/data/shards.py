@@ -61,9 +61,14 @@ def training_inputs(records: Path) -> tuple[LabelMap, list[Path]]:
 
 
 def auto_shard_count(samples: Sequence[Sample], workers: int) -> int:
-    """Shards of about 128 MiB, and at least one per worker once a split is big enough."""
+    """Shards of about 128 MiB, and at least one per worker once a split is big enough.
+
+    A record-held image counts its record's size, not its record file's."""
     total = 0
     for sample in samples:
+        if sample.record is not None:
+            total += sample.record.size
+            continue
         with contextlib.suppress(OSError):
             total += os.stat(sample.image).st_size
     by_size = math.ceil(total / TARGET_SHARD_BYTES)
@@ -88,7 +93,7 @@ def write_shard(job: ShardJob) -> Report:
             if prepared is not None:
                 parts = encode_example(
                     prepared.image,
-                    filename=sample.image.name,
+                    filename=sample.file_name,
                     source_id=sample.key,
                     boxes=prepared.boxes,
                     label_map=job.label_map,

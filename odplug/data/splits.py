@@ -52,7 +52,7 @@ def _by_source(samples: Sequence[Sample], report: Report) -> dict[str, list[Samp
             splits.setdefault(sample.split, []).append(sample)
         else:
             report.skip_image(
-                sample.origin or sample.image, "no-split",
+                sample.origin or sample.location, "no-split",
                 "has no train/val/test mark while others do; mark it, or use --split ratio",
             )
     return {name: items for name, items in splits.items() if items}

@@ -3,11 +3,16 @@
 Framing per record (little endian): uint64 length, masked CRC32C of the length, the bytes,
 masked CRC32C of the bytes. Writing this needs only `crc32c`, which keeps the conversion path
 free of the seconds-long TensorFlow import.
+
+`iter_framed` gives each record with its byte offset, and `read_record` reads one record back
+by that offset: the tfrecord importer keeps offsets, not images, and the writer's workers read
+each image's record again when they write it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 from collections.abc import Iterator
@@ -47,32 +52,105 @@ def write_record(handle: BinaryIO, *parts: bytes) -> int:
     return length + 16
 
 
-def iter_records(path: Path) -> Iterator[bytes]:
-    """Every record of one file, CRCs checked; a damaged file is an error naming the offset."""
+class DamagedRecord(OdplugError):
+    """A record whose framing fails: where it starts, and where reading can go on.
+
+    `resume_at` is the offset of the next record when only the record's data failed its CRC
+    (its length was intact, so the next record's start is known); None when the length itself
+    is damaged or the file ends early, and nothing after `offset` can be found.
+    """
+
+    def __init__(self, path: Path, offset: int, why: str, resume_at: int | None) -> None:
+        super().__init__(f"{path}: {why} at byte {offset}")
+        self.path = path
+        self.offset = offset
+        self.why = why
+        self.resume_at = resume_at
+
+
+def _open(path: Path) -> BinaryIO:
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except OSError as error:
         raise OdplugError(f"{path}: cannot open: {error.strerror}") from None
-    with handle:
-        offset = 0
-        while True:
-            header = handle.read(12)
-            if not header:
-                return
-            if len(header) < 12:
-                raise OdplugError(f"{path}: truncated record header at byte {offset}")
-            (length,) = _LENGTH.unpack_from(header)
-            (crc,) = _CRC.unpack_from(header, 8)
-            if crc != masked_crc(header[:8]):
-                raise OdplugError(f"{path}: corrupt record length at byte {offset}")
-            record = handle.read(length)
-            footer = handle.read(4)
-            if len(record) < length or len(footer) < 4:
-                raise OdplugError(f"{path}: truncated record at byte {offset}")
-            if _CRC.unpack(footer)[0] != masked_crc(record):
-                raise OdplugError(f"{path}: record at byte {offset} fails its CRC check")
-            yield record
-            offset += length + 16
+
+
+def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:
+    """The record whose framing starts at `offset` (the handle is there), CRCs checked; None at
+    the end of the file. Raises `DamagedRecord`."""
+    header = handle.read(12)
+    if not header:
+        return None
+    if len(header) < 12:
+        raise DamagedRecord(path, offset, "truncated record header", None)
+    (length,) = _LENGTH.unpack_from(header)
+    (crc,) = _CRC.unpack_from(header, 8)
+    if crc != masked_crc(header[:8]):
+        raise DamagedRecord(path, offset, "corrupt record length", None)
+    if offset + 16 + length > os.fstat(handle.fileno()).st_size:  # never allocate past the end
+        raise DamagedRecord(path, offset, "truncated record", None)
+    record = handle.read(length)
+    footer = handle.read(4)
+    if len(record) < length or len(footer) < 4:
+        raise DamagedRecord(path, offset, "truncated record", None)
+    if _CRC.unpack(footer)[0] != masked_crc(record):
+        raise DamagedRecord(path, offset, "record fails its CRC check", offset + length + 16)
+    return record
+
+
+def iter_framed(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, record) for every record of one file from `start`, CRCs checked.
+
+    The offsets let a reader come back for one record later (`read_record`) without keeping
+    it. Raises `DamagedRecord` at the first damaged record, after yielding the ones before.
+    """
+    with _open(path) as handle:
+        handle.seek(start)
+        offset = start
+        while (record := _read_framed(handle, path, offset)) is not None:
+            yield offset, record
+            offset += len(record) + 16
+
+
+def iter_records(path: Path) -> Iterator[bytes]:
+    """Every record of one file, CRCs checked; a damaged file is an error naming the offset."""
+    for _offset, record in iter_framed(path):
+        yield record
+
+
+def read_record(path: Path, offset: int) -> bytes:
+    """The one record at byte `offset` of `path` (as `iter_framed` gave it), CRCs checked.
+
+    Raises `OdplugError` (`DamagedRecord` for bad framing) when the file cannot be read or no
+    whole record starts there, as when the file changed since its offsets were taken.
+    """
+    with _open(path) as handle:
+        handle.seek(offset)
+        record = _read_framed(handle, path, offset)
+    if record is None:
+        raise DamagedRecord(path, offset, "no record (the file ends before)", None)
+    return record
+
+
+def encoded_image(record: bytes, *, origin: str = "record") -> bytes:
+    """The ``image/encoded`` bytes of one serialized Example; `OdplugError` when it is not an
+    Example or has no image."""
+    example = parse_example(record, origin=origin)
+    feature = example.features.feature
+    values = feature["image/encoded"].bytes_list.value if "image/encoded" in feature else []
+    if not values or not values[0]:
+        raise OdplugError(f"{origin}: the record has no image/encoded bytes")
+    return bytes(values[0])
+
+
+def parse_example(record: bytes, *, origin: str = "record") -> Any:
+    """One serialized tf.train.Example; `OdplugError` naming `origin` when it is not one."""
+    example = Example()
+    try:
+        example.ParseFromString(record)
+    except Exception as error:  # protobuf raises DecodeError and friends
+        raise OdplugError(f"{origin}: not a tf.train.Example: {error}") from None
+    return example
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +169,7 @@ class RecordSummary:
 
 
 def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
-    example = Example()
-    try:
-        example.ParseFromString(record)
-    except Exception as error:  # protobuf raises DecodeError and friends
-        raise OdplugError(f"{origin}: not a tf.train.Example: {error}") from None
+    example = parse_example(record, origin=origin)
     feature = example.features.feature
 
     def first(key: str, kind: str, default: Any) -> Any:
