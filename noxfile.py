@@ -46,6 +46,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     ]),
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
+    "yolo": ("tf.txt", "train", ["tests/test_yolo.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),

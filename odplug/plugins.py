@@ -41,6 +41,7 @@ from odplug.suggest import unknown
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "odplug_builtins.supervisely",
     "odplug_builtins.tf_csv",
+    "odplug_builtins.yolo",
     "odplug_builtins.tfrecord",
     "odplug_builtins.tfjs",
     "odplug_builtins.trainer",

@@ -270,8 +270,8 @@ def test_builtins_register_through_the_same_hooks(pm: pluggy.PluginManager) -> N
     writers: list[DatasetWriter] = []
     pm.hook.odplug_register_importers(register=importers.append)
     pm.hook.odplug_register_writers(register=writers.append)
-    assert sorted(i.name for i in importers) == ["supervisely", "tf_csv"]
-    assert sorted(w.name for w in writers) == ["tf_csv", "tfrecord"]
+    assert sorted(i.name for i in importers) == ["supervisely", "tf_csv", "yolo"]
+    assert sorted(w.name for w in writers) == ["tf_csv", "tfrecord", "yolo"]
     assert all(c.summary for c in [*importers, *writers])
 
 
@@ -321,7 +321,7 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     written = exporter.export(None, tmp_path, variants=["plain"])  # type: ignore[arg-type]
     assert [m.path for m in written] == [tmp_path / "model.fake"]
     assert exporter.requires == ("tflite",)
-    assert set(registry.writers) == {"tf_csv", "tfrecord", "fake_writer"}
+    assert set(registry.writers) == {"tf_csv", "tfrecord", "yolo", "fake_writer"}
     with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
         registry.get(EXPORTERS, "fake_exprt")
 
@@ -330,7 +330,7 @@ def test_fake_importer_is_removed_with_its_plugin(plugins: Plugins) -> None:
     plugins.add(ImporterPlugin("fake_format"), "fake")
     registry = plugins.collect()
     assert registry.owner("importers", "fake_format") == "fake"
-    assert set(registry.importers) == {"supervisely", "tf_csv", "fake_format"}
+    assert set(registry.importers) == {"supervisely", "tf_csv", "yolo", "fake_format"}
 
     plugins.pm.unregister(name="fake")
     assert "fake_format" not in plugins.collect().importers
@@ -557,6 +557,7 @@ def test_wrapper_sees_and_extends_every_plugins_call(plugins: Plugins) -> None:
     assert wrapper.seen[0] == ("fake", ["fake_format"]), "the plugin registered last goes first"
     assert sorted(wrapper.seen) == [
         ("fake", ["fake_format"]), ("supervisely", ["supervisely"]), ("tf_csv", ["tf_csv"]),
+        ("yolo", ["yolo"]),
     ]
     assert registry.plugins["fake"].registered == {
         "importers": ["fake_format", "fake_format_alias"]
@@ -616,7 +617,7 @@ def test_registering_a_non_component_is_refused(
     assert len(registry.errors) == 1
     assert registry.errors[0].startswith("plugin 'odd' from tests failed in ")
     assert re.search(message, registry.errors[0])
-    assert set(registry.importers) == {"supervisely", "tf_csv"}
+    assert set(registry.importers) == {"supervisely", "tf_csv", "yolo"}
 
 
 def test_misspelled_hook_in_a_builtin_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -640,8 +641,8 @@ def test_disable_builtin_by_argument() -> None:
     pm, infos = get_plugin_manager(entry_points=False, disabled=["tf_csv"])
     registry = collect(pm, infos)
     assert registry.plugins["tf_csv"].disabled
-    assert set(registry.importers) == {"supervisely"}
-    assert set(registry.writers) == {"tfrecord"}
+    assert set(registry.importers) == {"supervisely", "yolo"}
+    assert set(registry.writers) == {"tfrecord", "yolo"}
     assert registry.errors == []
 
 
