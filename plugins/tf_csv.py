@@ -11,7 +11,6 @@ writer emits such rows so negatives survive a round trip.
 from __future__ import annotations
 
 import csv
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,15 +20,13 @@ from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
 from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.numbers import MAX_NUMBER_CHARS, finite_number
 from odplug.data.parallel import run_jobs, tick
 from odplug.data.prepare import prepare
 from odplug.data.report import Report
 from odplug.errors import OdplugError
 
 COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
-# No pixel count or coordinate needs more characters; longer text is refused unparsed, so a
-# number with hundreds of digits costs nothing and cannot overflow on the way to an int.
-_MAX_NUMBER_CHARS = 32
 _SPLIT_FILE = re.compile(r"^(train|val|validation|test)(?:[_-]labels)?$", re.IGNORECASE)
 
 
@@ -178,10 +175,10 @@ class TFCsvImporter(Importer):
         coords = [row.get(c) for c in ("xmin", "ymin", "xmax", "ymax")]
         if not label and not any((c or "").strip() for c in coords):
             return
-        numbers = [n for n in map(_finite, coords) if n is not None]
+        numbers = [n for n in map(finite_number, coords) if n is not None]
         if len(numbers) < len(coords):
-            shown = [c if c is None or len(c) <= _MAX_NUMBER_CHARS
-                     else c[:_MAX_NUMBER_CHARS] + "..." for c in coords]
+            shown = [c if c is None or len(c) <= MAX_NUMBER_CHARS
+                     else c[:MAX_NUMBER_CHARS] + "..." for c in coords]
             report.skip_box(where, "malformed-row",
                             f"{filename}: coordinates {shown} are not all finite numbers")
             return
@@ -192,21 +189,9 @@ class TFCsvImporter(Importer):
         image.boxes.append(Box(label, xmin, ymin, xmax, ymax))
 
 
-def _finite(text: str | None) -> float | None:
-    """A CSV cell as a finite number; None for anything else (empty, words, nan, inf, huge)."""
-    text = (text or "").strip()
-    if len(text) > _MAX_NUMBER_CHARS:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _whole(text: str | None) -> int | None:
     """A width or height cell as an int (``64.0`` reads as 64), None when it is not a number."""
-    value = _finite(text)
+    value = finite_number(text)
     return None if value is None else int(value)
 
 

@@ -20,9 +20,10 @@ those ``obj.data`` names, give the splits; every image in the folder that no lis
 imported with no split (the core then asks for ``--split ratio`` if others have one).
 
 **Detection**: a folder is YOLO when it holds ``data.yaml`` (one that does not parse is
-claimed, so its error is shown) or a top-level yaml with ``names`` or ``nc`` and a split key;
-or a class-names file as above and an image with a label file by the rules above, searched
-among the first images only. A yaml or ``obj.data`` file given as the source is read as is.
+claimed, so its error is shown), a top-level yaml with ``names`` or ``nc`` and a split key, or
+``obj.data``; or a class-names file as above and an image with a label file by the rules
+above, searched among the first 1000 images only. A yaml or ``obj.data`` file given as the
+source is read as is.
 
 **Splits**: from the yaml's ``train``/``val``/``test`` and the darknet lists; an image listed
 in two splits is imported into the first (train, val, test order) and the second is a reported
@@ -30,11 +31,13 @@ duplicate; images without a list have no split.
 
 **Labels**: ``class cx cy w h``, normalised to the image, or a segmentation line ``class x1 y1
 ... xn yn`` (n >= 3), imported as its polygon's extents, which is the box Ultralytics derives
-from it. Class index i becomes label id i + 1 (id 0 is the TF OD API's background), and the
-label map lists every name in index order, unused classes included. Pixels need the image's
-size: it is read from the image header (no decoding, one image at a time) with the EXIF
-orientation applied, as the writer rotates such images; an image whose header cannot be read
-is a reported skip. Values outside [-0.01, 1.01] (Ultralytics' tolerance) are a skipped box;
+from it. Each line is read by its own count (Ultralytics reads every line of a file as a
+polygon once one is). Class index i becomes label id i + 1 (id 0 is the TF OD API's
+background), and the label map lists every name in index order, unused classes included.
+Pixels need the image's size: it is read from the image header, one image at a time, with the
+EXIF orientation applied, as the writer rotates such images (`upright_size`: JPEG and PNG are
+not decoded; the rarer formats are, as the writer decodes them); an image whose header cannot
+be read is a reported skip. Values outside [-0.01, 1.01] (Ultralytics' tolerance) are a skipped box;
 within it the core clips the box to the image and reports the change. Every other problem is
 reported with the label file and line: wrong field counts, non-numeric or non-finite values,
 class indices out of range, zero-size boxes, repeated lines (Ultralytics drops them too), label
@@ -46,7 +49,9 @@ background image without a note. A UTF-8 BOM and CRLF line ends are accepted.
 <stem>.txt`` (empty for a background image), the Ultralytics layout. The yaml has no ``path:``:
 Ultralytics then resolves ``train``/``val``/``test`` against the yaml's own folder, wherever the
 dataset is moved (``path: .`` would mean the current directory of whoever trains). ``names`` is
-the label map in column order, so ids with gaps (COCO's 1, 3, 7) become indices 0, 1, 2.
+the label map in column order, so ids with gaps (COCO's 1, 3, 7) become indices 0, 1, 2, and
+ids 1, 2, 3 when read back. Ultralytics requires a ``val`` split: a warning says when there is
+none.
 Coordinates are written as Python's shortest round-trip float text, so a box survives a
 round trip to within float32 rounding. A file keeps its name less the folders that every image
 of its split shares, other folders joined with ``_`` (an ``images`` folder below
@@ -57,7 +62,6 @@ collide with another's gets a ``_2`` suffix, and a re-encoded image the suffix o
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +75,7 @@ from odplug.components import DatasetWriter, Importer, Verify, WriteJob
 from odplug.data.dataset import Box, Sample
 from odplug.data.images import ImageProblem, upright_size
 from odplug.data.labelmap import LabelMap
+from odplug.data.numbers import MAX_NUMBER_CHARS, finite_number
 from odplug.data.parallel import default_workers, run_jobs, tick
 from odplug.data.prepare import prepare
 from odplug.data.report import Report
@@ -88,7 +93,6 @@ LIST_FILES = {"train.txt": "train", "valid.txt": "val", "val.txt": "val", "test.
 DARKNET_DATA_KEYS = {"train": "train", "valid": "val", "test": "test"}
 NAMES_FILES = ("obj.names", "classes.txt")
 DATA_YAML = ("data.yaml", "data.yml")
-_MAX_NUMBER_CHARS = 32
 _MAX_CONFIG_BYTES = 1 << 20
 _DETECT_IMAGES = 1000
 """Images looked at, at most, for one that has a label file when detecting a darknet folder."""
@@ -413,10 +417,9 @@ class YoloImporter(Importer):
         if named:  # one that does not parse is claimed, so that its error is what users see
             data = _try_yaml(named[0])
             return data is None or _describes_yolo(data)
-        if _yaml_files(source):
+        if _yaml_files(source) or (source / "obj.data").is_file():
             return True
-        obj_data = source / "obj.data"
-        if _names_file(source, obj_data if obj_data.is_file() else None) is None:
+        if _names_file(source, None) is None:
             return False
         for count, image in enumerate(_images_under(source)):
             if count >= _DETECT_IMAGES:
@@ -589,10 +592,10 @@ def _parse_line(fields: list[str], classes: int) -> _Line | tuple[str, str]:
     if count != 5 and (count < 7 or count % 2 == 0):
         return ("malformed-label", f"{count} values: a box line is 'class cx cy w h' (5), a "
                 "polygon line 'class x1 y1 x2 y2 x3 y3 ...' (an odd number, 7 or more)")
-    numbers = [_finite(text) for text in fields]
+    numbers = [finite_number(text) for text in fields]
     if any(number is None for number in numbers):
         bad = next(text for text, n in zip(fields, numbers, strict=True) if n is None)
-        return ("malformed-label", f"{bad[:_MAX_NUMBER_CHARS]!r} is not a finite number")
+        return ("malformed-label", f"{bad[:MAX_NUMBER_CHARS]!r} is not a finite number")
     values = tuple(n for n in numbers if n is not None)
     index = values[0]
     if not index.is_integer():
@@ -614,16 +617,6 @@ def _parse_line(fields: list[str], classes: int) -> _Line | tuple[str, str]:
     if not (extents[2] > extents[0] and extents[3] > extents[1]):
         return ("zero-area", "the box has no area (width or height is 0 or less)")
     return _Line(int(index), values, extents)
-
-
-def _finite(text: str) -> float | None:
-    if len(text) > _MAX_NUMBER_CHARS:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _report_orphans(reading: _Reading) -> None:

@@ -364,6 +364,7 @@ def test_detect_claims_yolo_only(tmp_path: Path, raccoon: Path, demo_project: Pa
     assert not IMPORTER.detect(other) and not IMPORTER.detect(tmp_path / "missing")
     source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE})
     assert IMPORTER.detect(source) and IMPORTER.detect(source / "data.yaml")
+    assert IMPORTER.detect(text(tmp_path / "cvat" / "obj.data", "classes = 1\n").parent)
 
 
 def test_label_rule_is_ultralytics_img2label(tmp_path: Path) -> None:
@@ -438,6 +439,23 @@ def test_output_follows_ultralytics_rules(tmp_path: Path, registry) -> None:
             for cls, *coords in lines:
                 assert 0 <= int(cls) < len(names) and all(0 <= float(c) <= 1 for c in coords)
                 assert len(coords) == 4
+
+
+def test_tf_csv_to_yolo_to_records_equals_tf_csv_to_records(tmp_path: Path, registry) -> None:
+    source = tmp_path / "csv"
+    text(source / "train.csv", "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+                               "a.jpg,64,32,cat,1.25,2.5,30.75,31\na.jpg,64,32,dog,0,0,64,32\n"
+                               "b.png,64,32,,,,,\nc.jpg,64,32,dog,10.1,3.3,11.7,9.9\n")
+    text(source / "test.csv", "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+                              "d.jpg,64,32,cat,0.001,0.002,63.999,31.998\n")
+    for name in ("a.jpg", "b.png", "c.jpg", "d.jpg"):
+        image(source / "images" / name)
+    run(source, tmp_path / "direct", registry)
+    run(source, tmp_path / "yolo", registry, to="yolo")
+    result = run(tmp_path / "yolo", tmp_path / "again", registry)
+    assert not result.report.problems
+    assert dict(result.report.images) == {"train": 3, "test": 1}
+    _assert_same_boxes(tmp_path / "direct", tmp_path / "again")
 
 
 def test_label_map_with_gaps_becomes_consecutive_indices(tmp_path: Path, registry) -> None:
