@@ -149,14 +149,22 @@ def _describes_yolo(data: object) -> bool:
 
 
 def _yaml_files(folder: Path) -> list[Path]:
-    """``data.yaml`` if the folder has one, else every small top-level yaml that describes a
-    YOLO dataset."""
-    named = [folder / name for name in DATA_YAML if (folder / name).is_file()]
-    if named:
-        return named[:1]
+    """``data.yaml`` when it describes a YOLO dataset or does not parse (its error is then what
+    users see); else the small top-level yamls that describe one, the one named like the
+    folder preferred (as Ultralytics' find_dataset_yaml does)."""
+    for name in DATA_YAML:
+        path = folder / name
+        if path.is_file():
+            try:
+                if _describes_yolo(_load_yaml(path)):
+                    return [path]
+            except OdplugError:
+                return [path]
     found = sorted(p for pattern in ("*.yaml", "*.yml") for p in folder.glob(pattern)
-                   if p.is_file() and p.stat().st_size <= _MAX_CONFIG_BYTES)
-    return [p for p in found if _describes_yolo(_try_yaml(p))]
+                   if p.name not in DATA_YAML and p.is_file()
+                   and p.stat().st_size <= _MAX_CONFIG_BYTES and _describes_yolo(_try_yaml(p)))
+    named = [p for p in found if p.stem == folder.name]
+    return named if len(named) == 1 else found
 
 
 def _darknet_data(path: Path) -> dict[str, str]:
@@ -201,8 +209,11 @@ def _describe(source: Path) -> _Dataset:
                           f"({', '.join(p.name for p in yamls)}); give one as the source")
     if yamls:
         return _describe_yaml(root, yamls[0])
-    obj_data = root / "obj.data"
-    return _describe_darknet(root, obj_data if obj_data.is_file() else None)
+    obj_data = root / "obj.data" if (root / "obj.data").is_file() else None
+    named = [root / name for name in DATA_YAML if (root / name).is_file()]
+    if named and _names_file(root, obj_data) is None:
+        return _describe_yaml(root, named[0])  # says what this data.yaml lacks
+    return _describe_darknet(root, obj_data)
 
 
 def _describe_yaml(root: Path, path: Path) -> _Dataset:
@@ -362,21 +373,22 @@ def _images_under(folder: Path) -> Iterator[Path]:
                 yield Path(parent) / name
 
 
-def label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last ``/images/`` of the path becomes ``/labels/``, the extension
-    ``.txt``; beside the image when the path has no ``images`` folder."""
-    text = str(image)
-    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if images in text:
-        head, tail = text.rsplit(images, 1)
-        text = head + labels + tail
-    return Path(text).with_suffix(".txt")
+def label_path(image: Path, root: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``, the
+    extension ``.txt``; beside the image when the path has no ``images`` folder. Applied below
+    `root` only (Ultralytics applies it to the whole path), so that a dataset kept in a folder
+    called ``images`` does not look for its labels outside itself."""
+    parts = list(image.relative_to(root).parts)
+    folders = parts[:-1]
+    if "images" in folders:
+        parts[len(folders) - 1 - folders[::-1].index("images")] = "labels"
+    return root.joinpath(*parts).with_suffix(".txt")
 
 
-def _label_for(image: Path, darknet: bool) -> Path:
+def _label_for(image: Path, root: Path, darknet: bool) -> Path:
     """Ultralytics' rule; for darknet datasets the file beside the image when that rule's
     file does not exist (darknet tools write labels beside the images)."""
-    by_rule = label_path(image)
+    by_rule = label_path(image, root)
     if darknet and not by_rule.is_file():
         return image.with_suffix(".txt")
     return by_rule
@@ -413,10 +425,6 @@ class YoloImporter(Importer):
                 source.suffix.lower() in (".yaml", ".yml") and _describes_yolo(_try_yaml(source)))
         if not source.is_dir():
             return False
-        named = [source / name for name in DATA_YAML if (source / name).is_file()]
-        if named:  # one that does not parse is claimed, so that its error is what users see
-            data = _try_yaml(named[0])
-            return data is None or _describes_yolo(data)
         if _yaml_files(source) or (source / "obj.data").is_file():
             return True
         if _names_file(source, None) is None:
@@ -424,7 +432,7 @@ class YoloImporter(Importer):
         for count, image in enumerate(_images_under(source)):
             if count >= _DETECT_IMAGES:
                 return False
-            if _label_for(image, darknet=True).is_file():
+            if _label_for(image, source, darknet=True).is_file():
                 return True
         return False
 
@@ -473,7 +481,7 @@ def _split_entry(reading: _Reading, split: str, entry: str) -> Iterator[_Entry]:
                           "folder: give a folder that holds the yaml and the images")
         return
     if found.is_dir():
-        reading.label_dirs.add(label_path(found / "x.jpg").parent)
+        reading.label_dirs.add(label_path(found / "x.jpg", dataset.root).parent)
         for image in _images_under(found):
             yield _Entry(image, split, str(image))
     elif _is_image(found.name):  # one image named directly: Ultralytics lists only folders
@@ -522,7 +530,7 @@ def _sample(reading: _Reading, entry: _Entry) -> Sample | None:
     if not _inside(entry.image, dataset.root):  # the core reports it: not worth reading
         return Sample(entry.image, str(entry.image), split=entry.split, origin=entry.where)
     key = Path(os.path.relpath(entry.image, dataset.root)).as_posix()
-    label = _label_for(entry.image, dataset.darknet)
+    label = _label_for(entry.image, dataset.root, dataset.darknet)
     reading.label_dirs.add(label.parent)
     reading.used.add(label)
     try:

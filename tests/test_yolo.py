@@ -158,6 +158,27 @@ def test_labelimg_flat_folder_with_classes_txt(tmp_path: Path) -> None:
     assert problems(report) == [("image skipped", "label-without-image", str(source / "stray.txt"))]
 
 
+def test_unrelated_data_yaml_leaves_a_darknet_folder_to_darknet(tmp_path: Path) -> None:
+    source = tmp_path / "ds"
+    text(source / "data.yaml", "experiment: 3\n")
+    text(source / "obj.names", "cat\ndog\n")
+    image(source / "a.jpg")
+    text(source / "a.txt", BOX_LINE)
+    assert IMPORTER.detect(source)
+    [sample], _report = read(source)
+    assert sample.boxes == [Box("cat", 24, 8, 40, 24)]
+
+
+def test_yaml_named_like_its_folder_is_preferred(tmp_path: Path) -> None:
+    source = ultralytics(tmp_path / "coco8", {"train/a.jpg": BOX_LINE})
+    (source / "data.yaml").rename(source / "coco8.yaml")
+    text(source / "coco8-seg.yaml", "train: images/train\nnames: [cat, dog, emu]\n")
+    assert IMPORTER.label_map(source).names == ["cat", "dog"]
+    (source / "coco8.yaml").rename(source / "other.yaml")
+    with pytest.raises(OdplugError, match="several dataset yaml files"):
+        IMPORTER.label_map(source)
+
+
 def test_roboflow_parent_paths_resolve_inside_the_source(tmp_path: Path, registry) -> None:
     """Roboflow writes train: ../train/images beside the yaml; Ultralytics drops the ../ when
     the path does not exist, and so does odplug."""
@@ -361,6 +382,7 @@ def test_detect_claims_yolo_only(tmp_path: Path, raccoon: Path, demo_project: Pa
     text(voc / "Annotations" / "a.xml", "<annotation/>")
     assert not IMPORTER.detect(voc)
     other = text(tmp_path / "cfg" / "config.yaml", "model: ssd\nlr: 0.1\n").parent
+    text(other / "data.yaml", "lr: 0.1\n")
     assert not IMPORTER.detect(other) and not IMPORTER.detect(tmp_path / "missing")
     source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE})
     assert IMPORTER.detect(source) and IMPORTER.detect(source / "data.yaml")
@@ -369,9 +391,10 @@ def test_detect_claims_yolo_only(tmp_path: Path, raccoon: Path, demo_project: Pa
 
 def test_label_rule_is_ultralytics_img2label(tmp_path: Path) -> None:
     root = tmp_path / "images" / "x"
-    assert label_path(root / "images" / "train" / "a.b.jpg") == \
-        tmp_path / "images" / "x" / "labels" / "train" / "a.b.txt"
-    assert label_path(tmp_path / "obj" / "a.png") == tmp_path / "obj" / "a.txt"
+    assert label_path(root / "images" / "train" / "images" / "a.b.jpg", root) == \
+        root / "images" / "train" / "labels" / "a.b.txt"
+    assert label_path(root / "obj" / "a.png", root) == root / "obj" / "a.txt"
+    assert label_path(root / "a.png", root) == root / "a.txt", "not ../labels/x/a.txt"
 
 
 # -- writing ------------------------------------------------------------------------------------
