@@ -413,6 +413,7 @@ class _Reading:
     report: Report
     label_dirs: set[Path] = field(default_factory=set)
     used: set[Path] = field(default_factory=set)
+    read_images: set[Path] = field(default_factory=set)
 
 
 class YoloImporter(Importer):
@@ -531,17 +532,22 @@ def _sample(reading: _Reading, entry: _Entry) -> Sample | None:
         return Sample(entry.image, str(entry.image), split=entry.split, origin=entry.where)
     key = Path(os.path.relpath(entry.image, dataset.root)).as_posix()
     label = _label_for(entry.image, dataset.root, dataset.darknet)
+    if entry.image in reading.read_images:  # in a second split: the core reports the repeat
+        origin = str(label) if label in reading.used else entry.where
+        return Sample(entry.image, key, split=entry.split, origin=origin)
+    reading.read_images.add(entry.image)
     reading.label_dirs.add(label.parent)
-    reading.used.add(label)
     try:
         width, height = upright_size(entry.image)
     except ImageProblem as problem:
         report.skip_image(entry.where, problem.code, problem.reason)
+        reading.used.add(label)
         return None
     if not label.is_file():
         report.note_image(entry.image, "no-label-file", f"no label file {label}: kept as a "
                           "background image (Ultralytics' rule)")
         return Sample(entry.image, key, [], width, height, entry.split, entry.where)
+    reading.used.add(label)
     parsed = _read_labels(label, dataset.names, width, height, report)
     if parsed is None:
         return None

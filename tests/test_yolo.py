@@ -241,13 +241,15 @@ def test_path_key_and_list_files(tmp_path: Path) -> None:
 
 def test_image_in_two_splits_is_a_reported_duplicate(tmp_path: Path, registry) -> None:
     """coco128's yaml uses images/train2017 for train and val: val's copies are reported."""
-    source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE, "train/b.jpg": BOX_LINE})
+    source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE, "train/b.jpg": "1 0 0 0 0"})
     text(source / "data.yaml", "train: images/train\nval: images/train\nnames: [cat]\n")
     result = run(source, tmp_path / "records", registry)
     assert dict(result.report.images) == {"train": 2}
     skipped = codes(result, "image skipped")
     assert skipped == {"duplicate-image": [str(source / "labels" / "train" / n)
                                            for n in ("a.txt", "b.txt")]}
+    assert codes(result, "box skipped") == {"unknown-class": [
+        f"{source / 'labels' / 'train' / 'b.txt'}:1"]}, "each label file is read once"
 
 
 def test_exif_rotated_image_boxes_land_on_the_upright_image(tmp_path: Path, registry) -> None:
