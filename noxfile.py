@@ -48,6 +48,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "coco": ("tf.txt", "train", ["tests/test_coco_dataset.py"]),
     "voc": ("tf.txt", "train", ["tests/test_voc.py"]),
     "tfrecord": ("tf.txt", "train", ["tests/test_tfrecord_import.py"]),
+    "yolo": ("tf.txt", "train", ["tests/test_yolo.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),

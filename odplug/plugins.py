@@ -43,6 +43,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "odplug_builtins.tf_csv",
     "odplug_builtins.coco",
     "odplug_builtins.voc",
+    "odplug_builtins.yolo",
     "odplug_builtins.tfrecord",
     "odplug_builtins.tfjs",
     "odplug_builtins.trainer",

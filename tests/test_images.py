@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageFile
 
-from odplug.data.images import ImageProblem, load_image
+from odplug.data.images import ImageProblem, load_image, upright_size
 from odplug.data.report import render_summary
 
 
@@ -325,3 +325,29 @@ def test_every_tricky_image_decodes_in_tensorflow_to_its_declared_size(
         name = row["source_id"].removeprefix("ds/")
         assert row["image_shape"] == (row["height"], row["width"], 3), name
         assert (row["width"], row["height"]) == sizes[name], name
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_size_from_the_header_is_what_load_image_gives(
+    tmp_path: Path, fmt: str, orientation: int
+) -> None:
+    """Importers of normalised boxes (YOLO) need the size before the writer reads the image."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path / f"a.{fmt.lower()}", _photo(40, 24), fmt, exif=exif.tobytes())
+    image = load_image(path)
+    assert upright_size(path) == (image.width, image.height)
+    assert upright_size(path) == ((24, 40) if orientation >= 5 else (40, 24))
+
+
+@pytest.mark.parametrize("content,code", [(None, "missing-image"), (b"", "corrupt-image"),
+                                          (b"GIF89a-not-really", "corrupt-image")])
+def test_upright_size_problems_use_load_images_codes(tmp_path: Path, content: bytes | None,
+                                                      code: str) -> None:
+    path = tmp_path / "a.gif"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageProblem) as caught:
+        upright_size(path)
+    assert caught.value.code == code and str(path) in caught.value.reason

@@ -26,7 +26,8 @@ def test_import_linter_contracts_hold() -> None:
 def test_every_dataset_module_imports_without_tensorflow() -> None:
     modules = [f"odplug.data.{info.name}" for info in pkgutil.iter_modules(odplug.data.__path__)]
     modules += ["odplug_builtins.supervisely", "odplug_builtins.tf_csv",
-                "odplug_builtins.tfrecord", "odplug.plugins"]
+                "odplug_builtins.tfrecord", "odplug_builtins.yolo", "odplug_builtins.coco",
+                "odplug_builtins.voc", "odplug.plugins"]
     code = ("import importlib, sys\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             "from odplug.plugins import load_registry\n"

@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
 BUILTINS = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}
-BUILTIN_IMPORTERS = {"coco", "supervisely", "tf_csv", "tfrecord", "voc"}
-BUILTIN_WRITERS = {"coco", "tf_csv", "tfrecord"}
+BUILTIN_IMPORTERS = {"coco", "supervisely", "tf_csv", "tfrecord", "voc", "yolo"}
+BUILTIN_WRITERS = {"coco", "tf_csv", "tfrecord", "yolo"}
 META_TESTS = ("test_every_hook_is_documented", "test_every_hook_has_a_test")
 
 
@@ -324,7 +324,7 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     written = exporter.export(None, tmp_path, variants=["plain"])  # type: ignore[arg-type]
     assert [m.path for m in written] == [tmp_path / "model.fake"]
     assert exporter.requires == ("tflite",)
-    assert set(registry.writers) == {"coco", "tf_csv", "tfrecord", "fake_writer"}
+    assert set(registry.writers) == BUILTIN_WRITERS | {"fake_writer"}
     with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
         registry.get(EXPORTERS, "fake_exprt")
 

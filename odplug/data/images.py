@@ -213,10 +213,55 @@ def _orientation(image: Image.Image, kind: str, layout: set[bytes] | None) -> in
     whole image to look for one, as the chunk may follow the image data)."""
     if kind == "PNG" and layout is not None and b"eXIf" not in layout:
         return 1
+    return _exif_orientation(image)
+
+
+def _exif_orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(_ORIENTATION_TAG, 1))
     except (ValueError, TypeError, OSError, SyntaxError):
         return 1
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """The (width, height) `load_image` gives `path`, from the image's header alone.
+
+    For annotations written as fractions of the image (YOLO's), an importer needs the size
+    before any writer reads the pixels. EXIF orientations 5 to 8 swap width and height, as the
+    rotation `load_image` applies does (Ultralytics' ``exif_size`` swaps for 6 and 8 of JPEGs
+    only; 5 and 7 are transposes and swap too). A PNG's orientation counts when its eXIf chunk
+    comes before the image data, where Pillow reads it without decoding; one after the data
+    (rare) makes the writer report the image's size mismatch instead of misplacing boxes.
+    Formats other than JPEG and PNG are decoded, as `load_image` decodes them: Pillow applies
+    some of their orientations itself (TIFF's), and only its decoded image says which.
+    Raises `ImageProblem` with `load_image`'s codes.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise ImageProblem("missing-image", f"image file not found: {path}") from None
+    except OSError as error:
+        raise ImageProblem("unreadable-image", f"cannot read {path}: {error.strerror}") from None
+    with handle:
+        try:
+            with _strict_pillow(), Image.open(handle) as image:
+                if image.format not in ("JPEG", "PNG"):
+                    image.load()  # as load_image does: Pillow's TIFF reader rotates on its own
+                width, height = image.size
+                if image.format == "PNG" and "exif" not in image.info:
+                    orientation = 1
+                else:
+                    orientation = _exif_orientation(image)
+        except UnidentifiedImageError:
+            raise ImageProblem("corrupt-image",
+                               f"{path} is not an image Pillow can read") from None
+        except Image.DecompressionBombError:
+            handle.seek(0)
+            raise ImageProblem("too-large", _too_large(path, handle.read())) from None
+        except _DECODE_ERRORS as error:
+            raise ImageProblem("corrupt-image",
+                               f"{path} is corrupt or truncated: {error}") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _reencode_reason(kind: str, mode: str, orientation: int, data: bytes) -> str:
