@@ -47,7 +47,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
-                                  "tests/test_trainer_plugin.py"]),
+                                  "tests/test_trainer_plugin.py", "tests/test_pretrained.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
     "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py"]),
     "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py"]),
