@@ -128,8 +128,12 @@ def test_a_run_trains_from_a_local_file_and_records_it(backbone: dict, records: 
     started = json.loads((run / "inputs.json").read_text())
     assert started["backbone"] == {"from": "file", "path": str(file.resolve()),
                                    "sha256": _sha256(file)}
-    file.unlink()
-    load_run_model(run)  # the run's own weights replace the backbone's: the file is not needed
+    file.unlink()  # the run's own weights replace the backbone's: going on needs no file
+    load_run_model(run)
+    steps: list[int] = []
+    resumed = train(records, run, overrides={"train.steps": 4}, resume="required",
+                    on_step=lambda step, total, metrics: steps.append(step))
+    assert resumed.complete and steps == [4]
 
 
 def test_imagenet_weights_in_the_keras_cache_load_without_network(
