@@ -9,13 +9,12 @@ run folder's ``inputs.json`` (`fetch`'s record).
 ImageNet weights are Keras' own files, downloaded and cached the way
 ``keras.applications.MobileNetV2(weights="imagenet")`` does it: from `BASE_URL` into the Keras
 cache (``$KERAS_HOME/models``, else ``~/.keras/models``, else ``/tmp/.keras/models`` where those
-are not writable), with the name ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_<alpha>_<rows>
-_no_top.h5``. A file already in the cache needs no network; a machine without one gets a single
-line naming the file, its URL and the exact path to put it at. Keras publishes files for the
-widths in `ALPHAS` (any other width is refused when the config is read) and the input sizes in
-`SIZES`. A bigger input uses the file of the nearest published size, 224, said once: the
-convolution weights do not depend on the input size, only the statistics they were trained on
-do, and fine-tuning adapts those. (Keras itself does the same with a warning.)
+are not writable), named as `ImagenetFile.name` says. A file already in the cache needs no
+network; a machine without one gets a single line naming the file, its URL and the exact path
+to put it at. Keras publishes files for the widths in `ALPHAS` (any other width is refused when
+the config is read) and the input sizes in `SIZES`. A larger input uses the file of the nearest
+published size, 224, and says so once: the convolution weights do not depend on the input size.
+(Keras itself loads the 224 file, with a warning, for a size it has no file for.)
 
 TensorFlow-free: Keras is imported only to download.
 """
