@@ -51,7 +51,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "tfrecord": ("tf.txt", "train", ["tests/test_tfrecord_import.py"]),
     "yolo": ("tf.txt", "train", ["tests/test_yolo.py"]),
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
-                                  "tests/test_trainer_plugin.py"]),
+                                  "tests/test_trainer_plugin.py", "tests/test_pretrained.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
     "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py"]),
     "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py"]),

@@ -253,9 +253,10 @@ def test_never_and_required_refuse_what_they_cannot_do(tmp_path: Path) -> None:
 def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
     from odplug_builtins.trainer.train import train
 
-    with pytest.raises(OdplugError, match="never downloads weights"):
+    with pytest.raises(OdplugError, match="'imagenet.h5': no such file; give a local MobileNetV2"):
         train(records, tmp_path / "run",
               overrides={**TINY, "train.steps": 1, "model.weights": "imagenet.h5"})
+    assert not (tmp_path / "run").exists(), "refused before the run folder is made"
 
 
 @pytest.mark.parametrize("text,message", [

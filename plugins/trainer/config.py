@@ -17,6 +17,7 @@ from typing import Any
 from odplug.atomic import atomic_write_text
 from odplug.errors import OdplugError
 from odplug.suggest import unknown
+from odplug_builtins.trainer import pretrained
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,8 +46,9 @@ class ModelConfig:
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
     """Anchor width/height ratios, combined with every scale."""
     weights: str = ""
-    """Local Keras weights file for the MobileNetV2 backbone (include_top=False); empty = from
-    scratch. Nothing is ever downloaded."""
+    """What the MobileNetV2 backbone starts from: empty = from scratch; "imagenet" = Keras'
+    ImageNet weights for this alpha (downloaded once into the Keras cache); or the path of a local
+    Keras weights file (.h5/.weights.h5 of MobileNetV2 with include_top=False)."""
     batchnorm_momentum: float = 0.9
     """BatchNorm momentum: Keras' 0.999 adapts too slowly for short runs from scratch."""
 
@@ -250,6 +252,7 @@ def validate(config: Config) -> None:
     if model.input_size // 2 ** max(model.levels) < 1:
         raise OdplugError(f"model.levels: level {max(model.levels)} is smaller than one cell "
                           f"at input_size {model.input_size}")
+    pretrained.check(model)
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise OdplugError("train.steps and train.batch_size must be at least 1")
     if not 0 < config.augment.scale_min <= config.augment.scale_max <= 1:

@@ -27,24 +27,23 @@ _BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "ou
 PRIOR_PROBABILITY = 0.01
 
 
-def _backbone(config: ModelConfig) -> keras.Model:
-    weights = None
-    if config.weights:
-        path = Path(config.weights).expanduser()
-        if not path.is_file():
-            raise OdplugError(
-                f"model.weights = {config.weights!r}: no such file. odplug never downloads "
-                "weights: give a local MobileNetV2 (include_top=False) .h5/.weights.h5 file, or "
-                "leave model.weights empty to train from scratch"
-            )
-        weights = str(path)
+def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
     try:
         backbone = keras.applications.MobileNetV2(
             input_shape=(config.input_size, config.input_size, 3), alpha=config.alpha,
-            include_top=False, weights=weights,
+            include_top=False, weights=None,
         )
     except ValueError as error:
         raise OdplugError(f"model: cannot build MobileNetV2: {error}") from None
+    if weights is not None:
+        try:
+            backbone.load_weights(str(weights))  # what MobileNetV2(weights=...) would do
+        except (ValueError, OSError, KeyError) as error:
+            # one line, without the tensor values Keras appends to a shape mismatch
+            reason = " ".join(str(error).split()).split(" Target variable:")[0][:400]
+            raise OdplugError(
+                f"{weights}: not the weights of MobileNetV2 (include_top=False) at "
+                f"model.alpha = {config.alpha}: {reason}") from None
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = config.batchnorm_momentum
@@ -67,13 +66,18 @@ def _fpn_lite(config: ModelConfig, maps: list[keras.KerasTensor]) -> list[keras.
     return out
 
 
-def build_model(config: ModelConfig, num_classes: int) -> keras.Model:
+def build_model(config: ModelConfig, num_classes: int, backbone_weights: Path | None = None
+                ) -> keras.Model:
+    """The detector, its backbone loaded from `backbone_weights` (a Keras MobileNetV2 weights
+    file, include_top=False; None: random). The caller chooses the file: a new run passes
+    `pretrained.weights_file` of its config, while a resumed or finished run, whose own weights
+    replace every backbone variable, passes none and needs neither the file nor a network."""
     if num_classes < 1:
         raise OdplugError("the label map has no classes")
     size = config.input_size
     images = keras.Input((size, size, 3), name="images")
     normalised = layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(images)
-    backbone = _backbone(config)
+    backbone = _backbone(config, backbone_weights)
     inner = keras.Model(backbone.inputs, [backbone.get_layer(n).output
                                           for n in _BACKBONE_OUTPUTS.values()],
                         name="mobilenet_v2_features")

@@ -18,6 +18,7 @@ from odplug.atomic import atomic_write_text
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError
 from odplug.run import Resume, RunInfo
+from odplug_builtins.trainer import pretrained
 from odplug_builtins.trainer.config import Config, load_config, save_config
 
 TRAINER = "ssd"
@@ -67,7 +68,10 @@ class RunFolder:
 
     @property
     def inputs(self) -> Path:
-        """The records the run was started on and their fingerprint, for ``resume="auto"``."""
+        """What the run was started from: the records and their fingerprint (which
+        ``resume="auto"`` compares), and the backbone's start (``{"from": "scratch"}``,
+        ``{"from": "imagenet", "file", "url", "sha256"}`` or ``{"from": "file", "path",
+        "sha256"}``)."""
         return self.root / "inputs.json"
 
     def has_checkpoint(self) -> bool:
@@ -101,7 +105,9 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
     only when it was started on the same records (same fingerprint) with the same resolved
     config, so that going on gives the run that was asked for; anything else in the folder
     (a finished run, other inputs, another trainer's run, an unreadable ``run.json``) is
-    deleted and a new run starts in its place.
+    deleted and a new run starts in its place. A new run makes sure the backbone's start is at
+    hand (`pretrained.fetch`: a local file, or ImageNet weights in the Keras cache) before it
+    touches the folder, so a missing file or a failed download leaves the folder as it was.
     """
     if resume == "required":
         info = describe(folder.root)
@@ -116,17 +122,18 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
                               "leave out --config")
         return load_config(folder.config, overrides), True
     config = load_config(config_path, overrides)
-    if resume == "auto":
-        if _can_continue(records, folder, config):
-            return config, True
-        if folder.holds_a_run():  # an unreadable run.json included
-            shutil.rmtree(folder.root)
-    elif folder.holds_a_run():
+    if resume == "auto" and _can_continue(records, folder, config):
+        return config, True
+    if resume == "never" and folder.holds_a_run():
         raise OdplugError(f"{folder.root} already holds a run: continue it with --resume, "
                           "or give a new --run folder")
+    backbone = pretrained.fetch(config.model)
+    if folder.holds_a_run():  # resume == "auto": an unreadable run.json included
+        shutil.rmtree(folder.root)
     folder.root.mkdir(parents=True, exist_ok=True)
     save_config(config, folder.config)
-    atomic_write_text(folder.inputs, json.dumps(_inputs(records), indent=2) + "\n")
+    inputs = {**_inputs(records), "backbone": backbone}
+    atomic_write_text(folder.inputs, json.dumps(inputs, indent=2) + "\n")
     return config, False
 
 
@@ -135,7 +142,8 @@ def _can_continue(records: Path, folder: RunFolder, config: Config) -> bool:
         info = describe(folder.root)
         if info is None or info.trainer != TRAINER or info.complete or not info.resumable:
             return False
-        same_inputs = json.loads(folder.inputs.read_text()) == _inputs(records)
+        started = json.loads(folder.inputs.read_text())
+        same_inputs = all(started.get(key) == value for key, value in _inputs(records).items())
         return same_inputs and load_config(folder.config).to_dict() == config.to_dict()
     except (OdplugError, OSError, json.JSONDecodeError):
         return False

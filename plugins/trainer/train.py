@@ -29,7 +29,7 @@ from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
-from odplug_builtins.trainer import data
+from odplug_builtins.trainer import data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
@@ -78,7 +78,8 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         keras.mixed_precision.set_global_policy("mixed_float16")
     anchors = make_anchors(config.model)
     with strategy.scope():
-        model = build_model(config.model, len(label_map))
+        model = build_model(config.model, len(label_map),
+                            None if resuming else pretrained.weights_file(config.model))
         schedule = learning_rate_schedule(config)
         optimizer = build_optimizer(config, model, schedule)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
