@@ -128,11 +128,12 @@ def _steps(value: int | str) -> int:
 @task(
     name="import",
     help={
-        "source": "dataset to import: a Supervisely project folder, a tf_csv folder or CSV "
-        "file, or any format a plugin adds",
+        "source": "dataset to import: a Supervisely, tf_csv, COCO, YOLO, Pascal VOC or "
+        "TFRecord folder (or file), or any format a plugin adds",
         "out": "output folder (default: output/<source name>-<to>)",
         "format": "input format; detected when left out (see `plugins` for the list)",
-        "to": "what to write: tfrecord (default) or tf_csv, or a writer a plugin adds",
+        "to": "what to write: tfrecord (default), tf_csv, coco or yolo, or a writer a plugin "
+        "adds",
         "split": "auto (default: the dataset's own train/val/test marks if it has any, else "
         "--ratios), source, or ratio",
         "ratios": "train,val,test fractions for --split ratio (default 0.8,0.1,0.1; two "
@@ -154,7 +155,8 @@ def import_(
     seed=0, classes=None, rename=None, label_map=None, shards=0, workers=0, verify="header",
     quiet=False,
 ):
-    """Import a labelled dataset into TFRecords (or tf_csv), with a report of every skip."""
+    """Import a labelled dataset into TFRecords (or tf_csv, COCO, YOLO), with a report of
+    every skip."""
     from odplug.data.convert import ImportOptions, import_dataset, parse_rename
     from odplug.data.report import render_summary
     from odplug.data.splits import parse_ratios

@@ -257,7 +257,7 @@ def upright_size(path: Path) -> tuple[int, int]:
                                f"{path} is not an image Pillow can read") from None
         except Image.DecompressionBombError:
             handle.seek(0)
-            raise ImageProblem("too-large", _too_large(path, handle.read())) from None
+            raise ImageProblem("too-large", _too_large(str(path), handle.read())) from None
         except _DECODE_ERRORS as error:
             raise ImageProblem("corrupt-image",
                                f"{path} is corrupt or truncated: {error}") from None
