@@ -593,10 +593,8 @@ class CocoWriter(DatasetWriter):
         categories = [(item.id, item.name) for item in job.label_map.items]
         jobs = [_SplitJob(job.out, split, samples, job.verify, categories)
                 for split, samples in job.splits.items() if samples]
-        report = Report()
-        for part in run_jobs(_write_split, jobs, workers=job.workers, progress=job.progress):
-            report.merge(part)
-        return report
+        return Report.merged(run_jobs(_write_split, jobs, workers=job.workers,
+                                      progress=job.progress))
 
 
 @hookimpl(trylast=True)

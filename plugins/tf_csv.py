@@ -244,10 +244,8 @@ class TFCsvWriter(DatasetWriter):
         job.out.mkdir(parents=True, exist_ok=True)
         jobs = [_SplitJob(job.out, split, samples, job.verify)
                 for split, samples in job.splits.items() if samples]
-        report = Report()
-        for part in run_jobs(_write_split, jobs, workers=job.workers, progress=job.progress):
-            report.merge(part)
-        return report
+        return Report.merged(run_jobs(_write_split, jobs, workers=job.workers,
+                                      progress=job.progress))
 
 
 @hookimpl(trylast=True)

@@ -760,10 +760,7 @@ class YoloWriter(DatasetWriter):
         if "val" not in splits:
             log.warning("%s: no val split, which Ultralytics requires to train; import with "
                         "--split ratio to make one", job.out / "data.yaml")
-        report = Report()
-        for part in run_jobs(_write_chunk, chunks, workers=workers, progress=job.progress):
-            report.merge(part)
-        return report
+        return Report.merged(run_jobs(_write_chunk, chunks, workers=workers, progress=job.progress))
 
 
 @hookimpl(trylast=True)

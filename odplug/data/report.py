@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +83,14 @@ class Report:
         self.filtered_boxes.update(other.filtered_boxes)
         self.reencoded.update(other.reencoded)
         self.problems.extend(other.problems)
+
+    @classmethod
+    def merged(cls, parts: Iterable[Report]) -> Report:
+        """One report of the parts that workers filled (each writer's last step)."""
+        report = cls()
+        for part in parts:
+            report.merge(part)
+        return report
 
     def count_problems(self, kind: ProblemKind) -> Counter[str]:
         return Counter(p.code for p in self.problems if p.kind == kind)

@@ -123,7 +123,4 @@ def write_tfrecords(job: WriteJob) -> Report:
                 verify=job.verify,
             ))
     jobs.sort(key=lambda shard: len(shard.samples), reverse=True)
-    report = Report()
-    for part in run_jobs(write_shard, jobs, workers=workers, progress=job.progress):
-        report.merge(part)
-    return report
+    return Report.merged(run_jobs(write_shard, jobs, workers=workers, progress=job.progress))
