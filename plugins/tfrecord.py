@@ -23,7 +23,9 @@ core splits by ratio.
 **Boxes and classes.** Normalised ``image/object/bbox/*`` times ``image/width``/``height``
 (from the image header where the record leaves them out or at their default of 1) give pixels.
 The class is ``image/object/class/text``, else the label map's name for
-``image/object/class/label``. ``difficult``, ``truncated`` and ``is_crowd`` are kept.
+``image/object/class/label``. ``difficult``, ``truncated`` and ``is_crowd`` are kept. The
+boxes belong to the pixels as stored (TensorFlow ignores EXIF), so an image with an EXIF
+orientation is re-encoded as stored, orientation dropped, never turned upright under them.
 
 **Label map.** ``label_map.pbtxt`` beside the records or one folder up, else a
 ``*label_map*.pbtxt`` there (Roboflow's, one per split folder, which must agree), else a

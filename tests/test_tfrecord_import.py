@@ -513,3 +513,32 @@ def test_record_file_names_stay_inside_a_writers_folder(tmp_path: Path, registry
     copies = [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith(".odplug")
               and p.suffix not in (".csv", ".json", ".pbtxt", ".tfrecord")]
     assert len(copies) == 3 and all(images in p.parents for p in copies), copies
+
+
+def test_an_exif_rotated_record_image_keeps_the_pixels_its_boxes_were_drawn_on(
+        tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    """TensorFlow ignores EXIF, so a record's boxes were drawn on the stored pixels: the image
+    keeps them as stored (orientation dropped, so Pillow-based tools see the same) instead of
+    being turned upright under boxes that would then be misplaced."""
+    pixels = np.zeros((48, 48, 3), np.uint8)
+    pixels[:, :24] = 255  # the left half is white, as stored
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    _write(tmp_path / "src" / "train.tfrecord", [_legacy(
+        "turned.jpg", [("white", 1, 0, 0, 24, 48)], size=(48, 48),
+        **{"image/encoded": buffer.getvalue()})])
+    result = run(tmp_path / "src", tmp_path / "out", registry)
+    assert sum(result.report.images.values()) == 1
+    example = Example()
+    example.ParseFromString(next(iter_records(shard_files(tmp_path / "out", "train")[0])))
+    stored = example.features.feature["image/encoded"].bytes_list.value[0]
+    with Image.open(io.BytesIO(stored)) as written:
+        assert written.getexif().get(0x0112, 1) == 1
+        seen = np.asarray(written.convert("L"))
+    box = [example.features.feature[f"image/object/bbox/{k}"].float_list.value[0]
+           for k in ("xmin", "ymin", "xmax", "ymax")]
+    assert box == pytest.approx([0, 0, 0.5, 1])
+    assert seen[:, :22].mean() > 240 and seen[:, 26:].mean() < 15

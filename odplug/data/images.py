@@ -74,9 +74,16 @@ def load_image(path: Path, verify: Verify = "header") -> ImageData:
     return check_image(data, verify, name=str(path))
 
 
-def check_image(data: bytes, verify: Verify = "header", *, name: str = "image") -> ImageData:
+def check_image(data: bytes, verify: Verify = "header", *, name: str = "image",
+                upright: bool = True) -> ImageData:
     """Check encoded image bytes already read (from a file, or a record's ``image/encoded``)
-    exactly as `load_image` checks a file; `name` says where they came from in messages."""
+    exactly as `load_image` checks a file; `name` says where they came from in messages.
+
+    ``upright=False`` is for images whose boxes were drawn on the pixels as stored, ignoring
+    EXIF: a record's image, since TensorFlow never applies the orientation. Such an image with
+    an orientation is re-encoded as stored without it, so every reader (TensorFlow, Pillow,
+    Ultralytics, a browser) sees the pixels the boxes belong to.
+    """
     if not data:
         raise ImageProblem("corrupt-image", f"{name} is empty")
     try:
@@ -91,9 +98,11 @@ def check_image(data: bytes, verify: Verify = "header", *, name: str = "image") 
                     image.load()
                 orientation = _orientation(image, kind, layout)
                 why = _reencode_reason(kind, image.mode, orientation, data)
+                if not upright and why.startswith("EXIF orientation"):
+                    why = f"{why} dropped"
                 size = image.size
                 if why:
-                    result = _reencode(image, kind, why)
+                    result = _reencode(image, kind, why, rotate=upright)
                 else:
                     result = ImageData(data, kind.lower(), image.width, image.height)
     except UnidentifiedImageError:
@@ -276,9 +285,11 @@ def _reencode_reason(kind: str, mode: str, orientation: int, data: bytes) -> str
     return ""
 
 
-def _reencode(image: Image.Image, kind: str, why: str) -> ImageData:
-    """Apply the EXIF rotation and write plain RGB(A): lossless PNG unless the source was JPEG."""
-    upright = ImageOps.exif_transpose(_eight_bits(image)) or image
+def _reencode(image: Image.Image, kind: str, why: str, *, rotate: bool = True) -> ImageData:
+    """Apply the EXIF rotation (unless `rotate` is False) and write plain RGB(A), without EXIF:
+    lossless PNG unless the source was JPEG."""
+    eight = _eight_bits(image)
+    upright = (ImageOps.exif_transpose(eight) or eight) if rotate else eight
     has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
     target = "JPEG" if kind == "JPEG" else "PNG"
     converted = upright.convert("RGBA" if has_alpha and target == "PNG" else "RGB")

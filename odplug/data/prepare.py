@@ -69,7 +69,7 @@ def _read(sample: Sample, verify: Verify) -> ImageData:
                              origin=sample.location)
     except OdplugError as error:
         raise ImageProblem("unreadable-record", str(error)) from None
-    return check_image(data, verify, name=f"{sample.location} image/encoded")
+    return check_image(data, verify, name=f"{sample.location} image/encoded", upright=False)
 
 
 def copy_image(prepared: Prepared, folder: Path, name: str) -> str:
