@@ -542,3 +542,16 @@ def test_an_exif_rotated_record_image_keeps_the_pixels_its_boxes_were_drawn_on(
            for k in ("xmin", "ymin", "xmax", "ymax")]
     assert box == pytest.approx([0, 0, 0.5, 1])
     assert seen[:, :22].mean() > 240 and seen[:, 26:].mean() < 15
+
+
+@pytest.mark.parametrize("to", ["tf_csv", "yolo"])
+def test_a_key_with_a_nul_character_is_a_reported_skip(tmp_path: Path, registry,  # type: ignore[no-untyped-def]
+                                                       to: str) -> None:
+    """A NUL can name no file: writers that copy images by key crashed on one."""
+    source = tmp_path / "src" / "train.tfrecord"
+    _write(source, [_legacy("a.jpg", [("x", 1, 1, 1, 20, 20)], **{"image/source_id": b"a\x00b"}),
+                    _legacy("b.jpg", [("x", 1, 1, 1, 20, 20)])])
+    result = run(tmp_path / "src", tmp_path / "out", registry, to=to, split="ratio",
+                 ratios=(0.5, 0.5, 0.0))
+    assert sum(result.report.images.values()) == 1
+    assert codes(result, "image skipped") == {"malformed-key": [_where(source, 0, 0)]}

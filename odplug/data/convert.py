@@ -260,6 +260,10 @@ def _checked(
         if not real.startswith(real_root):
             report.note_image(where, "link-outside-dataset", f"{kind} {sample.image} is a link "
                               f"to {real}, outside {source}; followed")
+        if "\x00" in sample.key:
+            report.skip_image(where, "malformed-key", f"image key {sample.key!r} holds a NUL "
+                              "character, which no file name can")
+            continue
         if sample.key in seen:
             report.skip_image(where, "duplicate-image",
                               f"image {sample.key!r} was already imported from {seen[sample.key]}")
