@@ -8,17 +8,20 @@ Layouts, all detected:
   several years under one folder are imported together, keys prefixed by the year folder);
 - ``annotations/`` + ``images/`` (the raccoon dataset), ``Annotations/`` + ``images/`` (Label
   Studio's export, MediaPipe Model Maker's test data);
-- one folder holding each image with its XML beside it (``img.jpg`` + ``img.xml``).
+- one folder holding each image with its XML beside it (``img.jpg`` + ``img.xml``), or split
+  folders of those (Roboflow's export: ``train/``, ``valid/``, ``test/``).
 
 **Detection**: the folder (or a child, or a ``VOCdevkit*`` grandchild) has ``Annotations/`` or
 ``annotations/`` with an ``.xml`` file whose root element is ``<annotation>``; or the folder
-itself holds an ``.xml`` file with such a root beside an image of the same stem.
+itself, or a ``train``/``valid``/``val``/``test`` folder in it, holds an ``.xml`` file with such
+a root beside an image of the same stem.
 
 **Splits**: ``ImageSets/Main/train.txt``, ``val.txt`` and ``test.txt`` name the image ids (XML
 stems) of each split; ``trainval.txt`` counts as train only where neither train.txt nor
 val.txt exists. Per-class lists (``dog_train.txt``) are not split lists. An id in two lists is
 skipped and reported, so is an id with no XML, and an XML in no list is reported by the core as
-having no split while others have one. No split list at all: the core's ratio split.
+having no split while others have one. Split folders of images with their XML name the split
+of what they hold. No split list or folder at all: the core's ratio split.
 
 The image of an XML is found from its ``<folder>``, ``<filename>`` and ``<path>`` (only the file
 name of an absolute path: it was the annotator's machine), in that folder, ``JPEGImages/``,
@@ -63,6 +66,9 @@ ANNOTATION_FOLDERS = ("Annotations", "annotations")
 IMAGE_FOLDERS = ("JPEGImages", "images")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_LISTS = ("train", "val", "test")
+FOLDER_SPLITS = {"train": "train", "valid": "val", "val": "val", "validation": "val",
+                 "test": "test"}
+"""Split folders of images with their XML beside them, as Roboflow exports VOC."""
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 _DETECT_FILES = 5
 """How many XML files detection parses, at most, to find one VOC annotation."""
@@ -76,6 +82,9 @@ class _Root:
     annotations: Path
     images: Path
     prefix: str
+    split: str | None = None
+    """The split a folder's name gives (Roboflow's ``train/``, ``valid/``, ``test/``), used for
+    every XML that no ``ImageSets`` list places."""
 
 
 class VocImporter(Importer):
@@ -131,7 +140,9 @@ def _roots(source: Path, *, sniff: bool) -> list[_Root]:
         return found
     if _has_voc_xml(source, sniff, beside_images=True):
         return [_Root(source, source, source, "")]
-    return []
+    return [_Root(child, child, child, child.name + "/", FOLDER_SPLITS[child.name.lower()])
+            for child in _subfolders(source) if child.name.lower() in FOLDER_SPLITS
+            and _has_voc_xml(child, sniff, beside_images=True)]
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -203,7 +214,7 @@ def _read_root(root: _Root, base: str, report: Report) -> Iterator[Sample]:
         sample = _read_annotation(path, finder, report)
         if sample is not None:
             used.add(str(sample.image))
-            sample.split = splits.of.get(stem)
+            sample.split = splits.of.get(stem, root.split)
             yield sample
     for folder in dict.fromkeys([root.images, *(root.folder / n for n in IMAGE_FOLDERS)]):
         _report_unannotated(folder, root, stems, used, report)

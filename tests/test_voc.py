@@ -157,6 +157,23 @@ def test_xml_beside_each_image(tmp_path: Path, registry) -> None:
     assert codes(result, "image skipped") == {"no-annotation": [str(folder / "c.jpg")]}
 
 
+def test_split_folders_of_images_with_xml_beside_them(tmp_path: Path, registry) -> None:
+    """Roboflow's VOC export: train/, valid/, test/, each image with its XML beside it; the
+    folder names the split."""
+    export = tmp_path / "export"
+    for split, names in (("train", ["a", "b"]), ("valid", ["c"]), ("test", ["d"])):
+        for name in names:
+            image(export / split / f"{name}.jpg")
+            write(export / split / f"{name}.xml", voc_xml(f"{name}.jpg",
+                                                          [("cat", (1, 2, 30, 40))]))
+    (export / "README.roboflow.txt").write_text("exported")
+    assert IMPORTER.detect(export)
+    result = run(export, tmp_path / "out", registry)
+    assert result.importer == "voc"
+    assert dict(result.report.images) == {"train": 2, "val": 1, "test": 1}
+    assert not result.report.problems
+
+
 def test_image_found_from_path_and_never_outside_the_source(tmp_path: Path) -> None:
     source = tmp_path / "ds"
     image(source / "JPEGImages" / "photo.jpg")
