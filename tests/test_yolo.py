@@ -17,7 +17,9 @@ from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import read_label_map
 from odplug.data.report import Report
 from odplug.errors import OdplugError
-from odplug_builtins.yolo import YoloImporter, file_names, label_path
+from odplug_builtins.yolo.layout import label_path
+from odplug_builtins.yolo.reader import YoloImporter
+from odplug_builtins.yolo.writer import file_names
 from tests.conftest import problem_files as codes
 from tests.conftest import read_records
 from tests.conftest import run_import as run
