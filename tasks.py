@@ -13,6 +13,7 @@ from invoke import Collection
 
 from odplug.cli.console import quiet_console, user_errors
 from odplug.cli.tasks import build_namespace, task, whole_number
+from odplug.errors import OdplugError
 
 quiet_console()
 
@@ -51,8 +52,30 @@ def bench_train(c, workdir="bench/work/train", steps=20, full=True):
     run(workdir=Path(workdir), steps=whole_number("steps", steps, 1, 1_000_000), full=full)
 
 
+@task(
+    name="tfjs",
+    help={
+        "model": "a TF.js export folder, e.g. output/pipeline/run/export/tfjs/tfjs-float32",
+        "images": "demo images timed per run and backend, after one warm-up (default 30)",
+        "runs": "runs, the backends taking turns in each; the median is reported (default 3)",
+        "workdir": "where the demo images and the results go (default bench/work/tfjs)",
+    },
+)
+@user_errors
+def bench_tfjs(c, model="", images=30, runs=3, workdir="bench/work/tfjs"):
+    """ms per image of TF.js verification in Node.js: the wasm backend vs the pure-JS cpu one."""
+    from bench.tfjs import run
+
+    if not model:
+        raise OdplugError("bench.tfjs needs --model: a TF.js export folder "
+                          "(model.export --to tfjs)")
+    run(model=Path(model), images=whole_number("images", images, 1, 100_000),
+        runs=whole_number("runs", runs, 1, 1000), workdir=Path(workdir))
+
+
 ns = build_namespace()
 bench = Collection("bench")
 bench.add_task(bench_convert, name="convert")
 bench.add_task(bench_train, name="train")
+bench.add_task(bench_tfjs, name="tfjs")
 ns.add_collection(bench)

@@ -1,6 +1,6 @@
 # The TensorFlow.js toolchain: odplug with the pinned TensorFlow, the tensorflowjs converter in
-# a second environment (it pins its own, older TensorFlow), Node.js with the pure-JS
-# @tensorflow/tfjs to verify the converted models, and Chromium for the web page check.
+# a second environment (it pins its own, older TensorFlow), Node.js with @tensorflow/tfjs and its
+# WebAssembly backend to verify the converted models, and Chromium for the web page check.
 #   docker build -f dockerfiles/tfjs.Dockerfile -t odplug-tfjs .
 #   docker run --rm -v "$PWD":/work odplug-tfjs odplug model.export --model runs/demo --to tfjs
 FROM python:3.11-slim-bookworm

@@ -116,6 +116,8 @@ def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # ty
     (["pipeline", "--config", "odplug"], "--config 'odplug'"),
     (["bench.convert", "--images", "abc"], "--images 'abc': give a whole number"),
     (["bench.train", "--steps", "0"], "--steps '0': give a whole number from 1"),
+    (["bench.tfjs"], "bench.tfjs needs --model: a TF.js export folder"),
+    (["bench.tfjs", "--model", "odplug"], "odplug: no model.json"),
 ])
 def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  # type: ignore[no-untyped-def]
                                                     message: str) -> None:

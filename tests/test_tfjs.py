@@ -28,10 +28,13 @@ from odplug.model.contract import TrainedDetector, validate_detector
 from odplug_builtins.tfjs import TfjsExporter
 from odplug_builtins.tfjs.convert import REQUIREMENTS, converter_python
 from odplug_builtins.tfjs.node import (
+    BACKENDS,
     PREFIX_ENV,
+    WASM_BINARIES,
     NodeDetector,
     node_binary,
     node_prefix,
+    page_files,
     resize_uint8,
     tfjs_dist,
 )
@@ -70,7 +73,7 @@ def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     dozens of detections to compare, in an order decided by scores a few 1e-6 apart.
     """
     _needs(converter_python)
-    _needs(tfjs_dist)
+    _needs(page_files)
     from odplug_builtins.trainer.train import train
 
     run = tmp_path_factory.mktemp("tfjs-run") / "run"
@@ -144,6 +147,12 @@ def test_missing_node_or_packages_name_the_command(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("odplug_builtins.tfjs.node.HERE", tmp_path)
     with pytest.raises(OdplugError, match=re.escape(f"npm ci --prefix {tmp_path}")):
         tfjs_dist()
+    dist = tmp_path / "node_modules" / "@tensorflow" / "tfjs" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "tf.min.js").touch()
+    assert tfjs_dist() == dist
+    with pytest.raises(OdplugError, match=r"@tensorflow/tfjs-backend-wasm npm package.*npm ci"):
+        page_files()
     monkeypatch.setenv(PREFIX_ENV, str(tmp_path / "shared"))
     assert node_prefix() == tmp_path / "shared"
     with pytest.raises(OdplugError, match=re.escape(str(tmp_path / "shared" / "node_modules"))):
@@ -158,7 +167,7 @@ def test_every_variant_is_a_complete_folder(exported: dict) -> None:
     for variant, model in exported.items():
         names = {path.name for path in model.path.iterdir()}
         assert {"model.json", "manifest.json", "labels.json", "label_map.pbtxt", "index.html",
-                "app.js", "tf.min.js"} <= names, names
+                "app.js", "tf.min.js", "tf-backend-wasm.min.js", *WASM_BINARIES} <= names, names
         manifest = json.loads(model.manifest.read_text())
         assert manifest["variant"] == variant
         assert all((model.path / shard).is_file() for shard in manifest["weights"])
@@ -203,6 +212,76 @@ def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, refer
         assert len(expected.scores) > 10
         assert_same_detections((got.boxes, got.classes, got.scores),
                                (expected.boxes, expected.classes, expected.scores))
+
+
+def test_wasm_and_cpu_backends_find_the_same_detections(
+        exported: dict, node_float32: NodeDetector, images: list[np.ndarray]) -> None:
+    """Verification runs on wasm by default; the pure-JS cpu backend is the fallback, so both
+    must give one answer, to the same tolerances as TF.js against TensorFlow."""
+    assert node_float32.backend == "wasm", node_float32.ready
+    with NodeDetector(exported["float32"].path, backend="cpu") as cpu:
+        assert cpu.backend == "cpu"
+        for image in images:
+            got, expected = node_float32(image), cpu(image)
+            assert_same_detections((got.boxes, got.classes, got.scores),
+                                   (expected.boxes, expected.classes, expected.scores))
+
+
+@pytest.mark.parametrize(("broken", "reason"), [
+    ("package", "Cannot find module '@tensorflow/tfjs-backend-wasm'"),
+    ("binaries", "no such file or directory"),
+])
+def test_wasm_that_cannot_start_falls_back_to_cpu_saying_so(
+        exported: dict, node_float32: NodeDetector, images: list[np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, broken: str,
+        reason: str) -> None:
+    """An npm install without the wasm package (an older lock file, a shared prefix), or with
+    the package but not its .wasm binaries: the model still runs, on cpu, and one warning line
+    says why. (A failed ``setBackend("wasm")`` leaves TF.js naming wasm as its backend: the
+    runner used to trust that and then failed on the first tensor.)"""
+    scope = tmp_path / "node_modules" / "@tensorflow"
+    scope.mkdir(parents=True)
+    installed = node_prefix() / "node_modules" / "@tensorflow"
+    for package in installed.iterdir():
+        if package.name != "tfjs-backend-wasm":
+            (scope / package.name).symlink_to(package.resolve())
+        elif broken == "binaries":
+            shutil.copytree(package, scope / package.name,
+                            ignore=shutil.ignore_patterns("*.wasm"))
+    monkeypatch.setenv(PREFIX_ENV, str(tmp_path))
+    with caplog.at_level("WARNING", logger="odplug_builtins.tfjs.node"), \
+            NodeDetector(exported["float32"].path) as detector:
+        got = detector(images[0])
+    assert detector.backend == "cpu"
+    [record] = [r for r in caplog.records if r.name == "odplug_builtins.tfjs.node"]
+    message = record.getMessage()
+    assert "cpu backend" in message and reason in message and "npm ci" in message, message
+    assert "\n" not in message
+    expected = node_float32(images[0])
+    assert_same_detections((got.boxes, got.classes, got.scores),
+                           (expected.boxes, expected.classes, expected.scores))
+
+
+def test_unknown_backend_is_one_line_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match=r"unknown TF.js backend 'wsam'. Did you mean 'wasm'"):
+        NodeDetector(tmp_path, backend="wsam")
+    assert BACKENDS == ("wasm", "cpu")
+
+
+def test_benchmark_times_both_backends_and_saves_what_it_prints(exported: dict,
+                                                                  tmp_path: Path) -> None:
+    from bench.tfjs import RESULTS_FILE, run
+
+    printed: list[str] = []
+    results = run(model=exported["float32"].path, images=2, runs=1, workdir=tmp_path,
+                  echo=printed.append)
+    assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
+    assert set(results["median_ms_per_image"]) == {"wasm", "cpu"}
+    assert all(ms > 0 for ms in results["median_ms_per_image"].values())
+    assert results["first_image_max_score_difference"] < 1e-5
+    assert "load average" in printed[-1] and "wasm" in printed[-1]
+    with pytest.raises(OdplugError, match="no model.json"):
+        run(model=tmp_path, workdir=tmp_path)
 
 
 @pytest.mark.parametrize("variant", ["float16", "uint8"])
@@ -253,27 +332,48 @@ def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess
          *extra, url], capture_output=True, text=True, timeout=120, check=True)
 
 
-def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDetector,
-                                               images: list[np.ndarray], tmp_path: Path) -> None:
-    from PIL import Image
-
-    dom = _browse(served, tmp_path / "profile", "--dump-dom").stdout
+def _page_result(url: str, profile: Path) -> tuple[str, list[dict]]:
+    """The page's status line and the detections it lists, once it has run on the image."""
+    dom = _browse(url, profile, "--dump-dom").stdout
     assert 'data-status="done"' in dom, dom[-2000:]
+    status = re.search(r'<div id="status">(.*?)</div>', dom, re.S)
     found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
-    assert found, dom[-2000:]
-    result = json.loads(html.unescape(found[1]))
-    expected = node_float32(images[0])
-    shown = result["detections"]
+    assert status and found, dom[-2000:]
+    return html.unescape(status[1]), json.loads(html.unescape(found[1]))["detections"]
+
+
+def _assert_page_matches(shown: list[dict], expected) -> None:  # type: ignore[no-untyped-def]
     assert len(shown) == len(expected.scores) > 10
     assert_same_detections(([d["box"] for d in shown], [d["id"] for d in shown],
                             [d["score"] for d in shown]),
                            (expected.boxes, expected.classes, expected.scores))
+
+
+def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDetector,
+                                               images: list[np.ndarray], tmp_path: Path) -> None:
+    from PIL import Image
+
+    status, shown = _page_result(served, tmp_path / "profile")
+    assert status.endswith("(backend wasm)"), status
+    _assert_page_matches(shown, node_float32(images[0]))
 
     shot = tmp_path / "page.png"
     _browse(served, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,900")
     page = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     plain = np.asarray(Image.fromarray(images[0]).resize((640, 640))).astype(int)
     assert _palette_pixels(page) > _palette_pixels(plain) + 2000
+
+
+def test_page_without_its_wasm_files_falls_back_to_cpu_saying_so(
+        served: str, node_float32: NodeDetector, images: list[np.ndarray],
+        tmp_path: Path) -> None:
+    """A page copied without the .wasm binaries (or opened where they cannot be fetched)
+    still draws the same detections, on cpu, and its status line says wasm was unavailable."""
+    for name in WASM_BINARIES:
+        (tmp_path / "site" / name).unlink()
+    status, shown = _page_result(served, tmp_path / "profile")
+    assert status.endswith("(backend cpu (wasm unavailable))"), status
+    _assert_page_matches(shown, node_float32(images[0]))
 
 
 def _palette_pixels(pixels: np.ndarray) -> int:

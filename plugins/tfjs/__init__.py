@@ -6,8 +6,8 @@ TF.js-ready SavedModel in this environment (`odplug_builtins.tfjs.graph`): the r
 signature, box decoding and class-agnostic ``non_max_suppression_with_scores``. The
 ``tensorflowjs`` converter then runs on it in its own environment (it pins its own TensorFlow),
 one variant per weight quantization (`odplug_builtins.tfjs.convert`). Verification runs each
-model in Node.js with the pure-JavaScript ``@tensorflow/tfjs`` package
-(`odplug_builtins.tfjs.node`).
+model in Node.js with ``@tensorflow/tfjs`` on its WebAssembly backend, falling back to the
+pure-JavaScript one (`odplug_builtins.tfjs.node`).
 
 Setup, as ``.ci/run`` does it::
 
@@ -39,12 +39,12 @@ class TfjsExporter(Exporter):
 
     def check(self) -> None:
         from odplug_builtins.tfjs.convert import converter_python
-        from odplug_builtins.tfjs.node import tfjs_dist
+        from odplug_builtins.tfjs.node import page_files
 
         require_module("tensorflow", what="the tfjs exporter",
                        install="pip install -r dockerfiles/requirements/tf.txt")
         converter_python()
-        tfjs_dist()
+        page_files()
 
     def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
                records: Path | None = None,

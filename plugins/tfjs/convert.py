@@ -4,7 +4,8 @@
 subprocess: `converter_python` finds that environment's interpreter. Every variant is converted
 in one subprocess (the converter's import takes most of the time). Beside each model go
 ``manifest.json`` (input and outputs as the model really has them, checked against model.json),
-``labels.json``, ``label_map.pbtxt`` and the demo page with its own copy of ``tf.min.js``.
+``labels.json``, ``label_map.pbtxt`` and the demo page with its own copy of TF.js and its wasm
+backend (`odplug_builtins.tfjs.node.page_files`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
 from odplug.errors import OdplugError
-from odplug_builtins.tfjs.node import tfjs_dist
+from odplug_builtins.tfjs.node import page_files
 
 if TYPE_CHECKING:
     from odplug.model.contract import TrainedDetector
@@ -84,7 +85,7 @@ def export(trained: TrainedDetector, out: Path, variants: Sequence[str]) -> list
 
     saved_model, info = trained.path, trained.info
     python = converter_python()
-    dist = tfjs_dist()
+    runtime = page_files()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tfjs-staging-", dir=out) as staging_dir:
         staging = Path(staging_dir)
@@ -103,7 +104,8 @@ def export(trained: TrainedDetector, out: Path, variants: Sequence[str]) -> list
             shutil.copyfile(saved_model / "label_map.pbtxt", folder / "label_map.pbtxt")
             for name in WEB_FILES:
                 shutil.copyfile(HERE / "web" / name, folder / name)
-            shutil.copyfile(dist / "tf.min.js", folder / "tf.min.js")
+            for path in runtime:
+                shutil.copyfile(path, folder / path.name)
             target = out / f"tfjs-{variant}"
             shutil.rmtree(target, ignore_errors=True)
             folder.rename(target)

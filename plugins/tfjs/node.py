@@ -1,15 +1,26 @@
 """Running an exported TF.js graph model in Node.js: one process per model, images streamed in.
 
-``runner.mjs`` loads the model with the pure-JavaScript ``@tensorflow/tfjs`` (installed by
-``npm ci --prefix plugins/tfjs`` from the committed lock file; no native binary) and answers
-JSON lines on stdin/stdout. Images are resized here, with ``tf.image.resize`` bilinear as the
-SavedModel's serving signature does, and sent as raw RGB bytes.
+``runner.mjs`` loads the model with ``@tensorflow/tfjs`` on the WebAssembly backend
+``@tensorflow/tfjs-backend-wasm`` (both installed by ``npm ci --prefix plugins/tfjs`` from the
+committed lock file; the ``.wasm`` binaries ship inside the npm package, nothing is downloaded
+at run time) and answers JSON lines on stdin/stdout. Images are resized here, with
+``tf.image.resize`` bilinear as the SavedModel's serving signature does, and sent as raw RGB
+bytes.
+
+Why wasm by default (`DEFAULT_BACKEND`): on the demo detector (192 px, float32, 256 px demo
+images) one verification call takes 251 ms on the pure-JS ``cpu`` backend and 17 ms on wasm
+(medians of 3 runs x 30 images, the backends taking turns, load average 1.8-2.0 on 2 shared
+cores; 354 ms and 32 ms at load 2.6-3.1), with the same detections (tests/test_tfjs.py compares
+the two on every test image; ``inv bench.tfjs`` measures). wasm runs on one thread in Node (the
+package turns threads off there), with SIMD. The ``cpu`` backend stays as the fallback: when
+wasm cannot start, the runner says why in one warning line and verifies on ``cpu``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -21,10 +32,17 @@ from typing import IO, Any
 import numpy as np
 
 from odplug.errors import OdplugError
+from odplug.suggest import unknown
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "runner.mjs"
 PREFIX_ENV = "ODPLUG_TFJS_NODE_PREFIX"
+BACKENDS = ("wasm", "cpu")
+DEFAULT_BACKEND = "wasm"
+WASM_BINARIES = ("tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm",
+                 "tfjs-backend-wasm-threaded-simd.wasm")
 
 
 def node_prefix() -> Path:
@@ -46,10 +64,26 @@ def npm_ci_hint() -> str:
 
 def tfjs_dist() -> Path:
     """The installed ``@tensorflow/tfjs`` dist folder (tf.min.js for the page), or a clear error."""
+    return _dist("tfjs", "tf.min.js")
+
+
+def page_files() -> list[Path]:
+    """What the demo page loads beside the model: TF.js, its wasm backend and the backend's
+    ``.wasm`` binaries (plain, SIMD, and threaded SIMD for cross-origin-isolated pages).
+
+    The wasm package is required, not optional like in the Node runner: a page without it
+    would silently run on the ten times slower cpu backend in every user's browser.
+    """
+    wasm = _dist("tfjs-backend-wasm", "tf-backend-wasm.min.js")
+    return [tfjs_dist() / "tf.min.js", wasm / "tf-backend-wasm.min.js",
+            *(wasm / name for name in WASM_BINARIES)]
+
+
+def _dist(package: str, *files: str) -> Path:
     modules = node_prefix() / "node_modules"
-    dist = modules / "@tensorflow" / "tfjs" / "dist"
-    if not (dist / "tf.min.js").is_file():
-        raise OdplugError(f"the tfjs exporter needs the @tensorflow/tfjs npm package in "
+    dist = modules / "@tensorflow" / package / "dist"
+    if not all((dist / name).is_file() for name in files):
+        raise OdplugError(f"the tfjs exporter needs the @tensorflow/{package} npm package in "
                           f"{modules}: run {npm_ci_hint()}")
     return dist
 
@@ -73,9 +107,15 @@ def resize_uint8(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class NodeDetector:
-    """A detector (uint8 RGB image -> `odplug.model.detector.Detections`) running a TF.js model."""
+    """A detector (uint8 RGB image -> `odplug.model.detector.Detections`) running a TF.js model.
 
-    def __init__(self, folder: Path) -> None:
+    `backend` is the TF.js backend asked for (`BACKENDS`); `self.backend` is the one running,
+    ``cpu`` when wasm could not start (logged as one warning line).
+    """
+
+    def __init__(self, folder: Path, backend: str = DEFAULT_BACKEND) -> None:
+        if backend not in BACKENDS:
+            raise OdplugError(unknown("TF.js backend", backend, BACKENDS))
         manifest_path = folder / "manifest.json"
         try:
             self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -87,10 +127,15 @@ class NodeDetector:
         tfjs_dist()
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [node, str(RUNNER), str(folder.resolve()), str(node_prefix())], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=HERE)
+            [node, str(RUNNER), str(folder.resolve()), str(node_prefix()), backend],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            cwd=HERE)
         self._closer = weakref.finalize(self, _stop, self._process, self._stderr)
         self.ready = self._reply()
+        self.backend: str = self.ready["backend"]
+        if "fallback" in self.ready:
+            log.warning("TF.js verification runs on the slower cpu backend, %s (the wasm "
+                        "backend comes with %s)", self.ready["fallback"], npm_ci_hint())
 
     def describe(self) -> dict[str, Any]:
         """The graph model's inputs and outputs as TF.js reports them (names, shapes, dtypes)."""
