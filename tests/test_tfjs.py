@@ -1,7 +1,8 @@
 """The tfjs exporter on a tiny trained model: every variant converts, the float32 model gives the
-reference SavedModel's detections in Node.js, the manifest names the model's real tensors, the
-demo page draws boxes in headless Chromium, and a missing toolchain fails with one clear line
-(a broken SavedModel never reaches the exporter: tests/test_contract.py).
+reference SavedModel's detections in Node.js (on the wasm backend, and the same on the pure-JS
+cpu one it falls back to), the manifest names the model's real tensors, the demo page draws
+the same boxes in headless Chromium, and a missing toolchain fails with one clear line (a
+broken SavedModel never reaches the exporter: tests/test_contract.py).
 
 Needs the converter environment (.venv-tfjs), Node.js with ``npm ci --prefix plugins/tfjs``,
 and Chromium for the page; each test that lacks one is skipped saying which and how to get it.
