@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import keras
@@ -212,8 +213,10 @@ def test_a_missing_or_mismatched_local_file_is_one_line(backbone: dict, records:
     assert not (tmp_path / "run").exists()
     wider = load_config(overrides={**TINY, "model.alpha": 0.5,
                                    "model.weights": str(backbone["file"])})
-    with pytest.raises(OdplugError) as caught:
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(OdplugError) as caught:
+        warnings.simplefilter("always")
         _backbone_of(wider.model)
+    assert not shown, "Keras' per-variable warnings would print before the one line"
     message = str(caught.value)
     assert "\n" not in message
     assert "Target variable" not in message and len(message) < 800

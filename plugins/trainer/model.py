@@ -10,7 +10,9 @@ graph, so each exporter can put its runtime's own post-processing there.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from pathlib import Path
 
 import keras
@@ -25,6 +27,7 @@ from odplug_builtins.trainer.config import ModelConfig, TrainConfig
 # MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
 _BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "out_relu"}
 PRIOR_PROBABILITY = 0.01
+log = logging.getLogger(__name__)
 
 
 def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
@@ -37,13 +40,19 @@ def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
         raise OdplugError(f"model: cannot build MobileNetV2: {error}") from None
     if weights is not None:
         try:
-            backbone.load_weights(str(weights))  # what MobileNetV2(weights=...) would do
+            # Keras warns once per variable it cannot match before it raises: a wrong file
+            # would print a hundred lines before odplug's one. Kept, and shown, on success.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                backbone.load_weights(str(weights))  # what MobileNetV2(weights=...) would do
         except (ValueError, OSError, KeyError) as error:
             # one line, without the tensor values Keras appends to a shape mismatch
             reason = " ".join(str(error).split()).split(" Target variable:")[0][:400]
             raise OdplugError(
                 f"{weights}: not the weights of MobileNetV2 (include_top=False) at "
                 f"model.alpha = {config.alpha}: {reason}") from None
+        for message in dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught):
+            log.warning("%s: %s", weights, message)
     for layer in backbone.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = config.batchnorm_momentum
