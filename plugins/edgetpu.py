@@ -8,6 +8,12 @@ run on the CPU by design. When ``edgetpu_compiler`` is on PATH it compiles the m
 must show every other operator mapped to the Edge TPU; without it, the compiler-ready model is
 written and the manifest says how to compile it. SELECT_TF_OPS are never used: the Edge TPU
 runtime has no TensorFlow kernels. Reading the file goes through `odplug.model.litert`.
+
+Whether or not the compiler is here, `odplug.model.edgetpu_check` predicts from the file how
+compiler 16.0 will map it (Coral's operator table and limits, the operator versions 16.0 reads,
+full-integer types, static shapes, tensor rank; the first unsupported operator cuts the graph):
+``<model>.edgetpu-report.json`` and ``.txt`` beside the model, its summary line in the manifest's
+``edgetpu.prediction`` and in the verification table's notes.
 """
 
 from __future__ import annotations
@@ -167,6 +173,7 @@ class EdgeTPUExporter(Exporter):
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}{self.suffix}"
         shutil.copyfile(source.path, path)
+        prediction = predict_mapping(path)
         compiler = shutil.which(COMPILER)
         if compiler is None:
             message = no_compiler_message(path)
@@ -179,7 +186,8 @@ class EdgeTPUExporter(Exporter):
                      "size_bytes": compiled.stat().st_size} | asdict(report)
         manifest = out / f"{name}.json"
         atomic_write_text(manifest, json.dumps(
-            _manifest(source, name, path) | {"edgetpu": entry}, indent=2) + "\n")
+            _manifest(source, name, path) | {"edgetpu": entry | {"prediction": prediction}},
+            indent=2) + "\n")
         return [ExportedModel(name=name, path=path, manifest=manifest,
                               size_bytes=path.stat().st_size)]
 
@@ -188,6 +196,28 @@ class EdgeTPUExporter(Exporter):
         from odplug.model import litert
 
         return litert.detector(exported)
+
+    def note(self, exported: ExportedModel) -> str:
+        """The predicted mapping's summary line, from the manifest the export wrote."""
+        from odplug.model import litert
+
+        prediction = litert.read_manifest(exported).get("edgetpu", {}).get("prediction", {})
+        return str(prediction.get("summary", "")) if isinstance(prediction, dict) else ""
+
+
+def predict_mapping(model: Path) -> dict[str, object]:
+    """Predict the compiler's mapping of `model`, write the report beside it and return what
+    the manifest records; a model predicted not to map fully is a warning, not a failure (the
+    compiler, where it runs, has the last word)."""
+    from odplug.model.edgetpu_check import predict, write_report
+
+    prediction = predict(model)
+    data, text = write_report(prediction, model)
+    if not prediction.fully_mapped:
+        log.warning("%s: %s (see %s)", model, prediction.summary, text)
+    return {"summary": prediction.summary, "fully_mapped": prediction.fully_mapped,
+            "on_edgetpu": len(prediction.on_edgetpu), "operators": prediction.operators,
+            "report": data.name, "report_text": text.name}
 
 
 def _manifest(source: ExportedModel, name: str, path: Path) -> dict[str, object]:

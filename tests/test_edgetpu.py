@@ -18,6 +18,7 @@ import pytest
 from odplug.errors import OdplugError
 from odplug.export import plan as exporting
 from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.model.edgetpu_check import predict
 from odplug.model.litert import POSTPROCESS_OP, Op, float_ops, interpreter, ops
 from odplug_builtins.edgetpu import (
     EdgeTPUExporter,
@@ -203,8 +204,31 @@ def test_without_the_compiler_the_compiler_ready_model_and_one_clear_line(
     assert "edgetpu_compiler not found" in message and str(model.path) in message
     assert "dockerfiles/edgetpu.Dockerfile" in message
     manifest = json.loads(model.manifest.read_text())
-    assert manifest["edgetpu"] == {"compiled": False, "note": message}
+    assert {k: v for k, v in manifest["edgetpu"].items() if k != "prediction"} == {
+        "compiled": False, "note": message}
     assert not list(model.path.parent.glob("*_edgetpu.tflite"))
+
+
+def test_the_detector_is_predicted_fully_mapped_up_to_the_postprocessing(
+        without_compiler: dict) -> None:
+    """The prediction from the file alone: every operator but the NMS op and the two
+    DEQUANTIZE ops feeding it on the Edge TPU, in one subgraph; its report beside the model,
+    its summary in the manifest and in the verification table's notes."""
+    model = without_compiler["model"]
+    prediction = predict(model.path)
+    before = prediction.operators - 3
+    summary = f"predicted: all {before} operators before the post-processing on the Edge TPU " \
+              "(1 subgraph)"
+    assert prediction.summary == summary, prediction.to_text()
+    assert [op.name for op in ops(model.path) if op.index in prediction.postprocessing] == [
+        "DEQUANTIZE", "DEQUANTIZE", POSTPROCESS_OP]
+    assert prediction.findings == [] and len(prediction.on_edgetpu) == before
+    recorded = json.loads(model.manifest.read_text())["edgetpu"]["prediction"]
+    assert recorded["summary"] == summary and recorded["fully_mapped"] is True
+    assert (model.path.parent / recorded["report"]).is_file()
+    assert (model.path.parent / recorded["report_text"]).read_text().startswith(summary)
+    assert EdgeTPUExporter().note(model) == summary
+    assert not any("predicted" in message for message in without_compiler["messages"])
 
 
 def test_the_model_is_uint8_in_static_and_integer_up_to_the_nms(without_compiler: dict) -> None:
@@ -310,6 +334,24 @@ def test_check_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> Non
     hide_module(monkeypatch, "tensorflow")
     with pytest.raises(OdplugError, match="'tensorflow'.*dockerfiles/requirements/tf.txt"):
         EdgeTPUExporter().check()
+
+
+@pytest.mark.skipif(shutil.which("edgetpu_compiler") is None,
+                    reason="edgetpu_compiler is not on PATH: it comes only from Coral's apt "
+                    "repository (dockerfiles/edgetpu.Dockerfile); run this test in that image")
+def test_the_prediction_matches_the_compilers_own_table(without_compiler: dict,
+                                                        tmp_path: Path) -> None:
+    model = tmp_path / "edgetpu-int8.tflite"
+    shutil.copy(without_compiler["model"].path, model)
+    prediction = predict(model)
+    _compiled, report = compile_model(shutil.which("edgetpu_compiler") or "", model)
+    assert report.on_edgetpu == len(prediction.on_edgetpu), prediction.to_text()
+    assert report.on_cpu == len(prediction.postprocessing) + len(prediction.left_on_cpu)
+    assert report.subgraphs == prediction.subgraphs
+    unmapped = sorted(op for op, count, _status in report.not_mapped() for _ in range(count))
+    names = {op.index: op.name for op in ops(model)}
+    expected = [names[i] for i in prediction.postprocessing + prediction.left_on_cpu]
+    assert unmapped == sorted("CUSTOM" if n == POSTPROCESS_OP else n for n in expected)
 
 
 def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # type: ignore[no-untyped-def]
