@@ -260,3 +260,18 @@ def test_the_verification_table_shows_each_exporters_note() -> None:
     assert lines[0].endswith("| latency (ms) | notes |")
     assert lines[2].endswith("| 3.0 |  |")
     assert lines[3].endswith("| 3.0 | predicted: a \\| b |")
+
+
+def test_the_command_prints_the_prediction_and_strict_fails_on_a_split(
+        run_inv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = convert(lambda x: conv(tf.nn.leaky_relu(x)), tmp_path / "leaky.tflite")
+    summary = predict(model).summary
+    done = run_inv("model.edgetpu-check", "--model", str(model))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == summary and "LEAKY_RELU" in done.stdout
+    as_json = run_inv("model.edgetpu-check", "--model", str(model), "--json")
+    assert json.loads(as_json.stdout)["first_unsupported"]["rule"] == "unsupported-op"
+    strict = run_inv("model.edgetpu-check", "--model", str(model), "--strict")
+    assert strict.returncode == 1
+    assert strict.stderr.strip().splitlines()[-1] == f"odplug: error: {model}: {summary}"
+    assert run_inv("model.edgetpu-check", "--model", str(tmp_path)).returncode == 2
