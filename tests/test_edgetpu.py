@@ -231,6 +231,20 @@ def test_the_detector_is_predicted_fully_mapped_up_to_the_postprocessing(
     assert not any("predicted" in message for message in without_compiler["messages"])
 
 
+def test_the_verification_tables_edgetpu_row_shows_the_prediction(without_compiler: dict,
+                                                                  tiny: dict) -> None:
+    from odplug.data.labelmap import read_label_map
+    from odplug.export.verify import to_markdown, verify
+
+    model = without_compiler["model"]
+    files = sorted(tiny["records"].glob("test.record-*"))
+    rows = verify(tiny["saved"], [(EdgeTPUExporter(), model)], files,
+                  read_label_map(tiny["records"] / "label_map.pbtxt"), limit=1)
+    assert [row.note for row in rows] == ["", predict(model.path).summary]
+    (line,) = [line for line in to_markdown(rows).splitlines() if line.startswith("| edgetpu")]
+    assert line.endswith(" operators before the post-processing on the Edge TPU (1 subgraph) |")
+
+
 def test_the_model_is_uint8_in_static_and_integer_up_to_the_nms(without_compiler: dict) -> None:
     path = without_compiler["model"].path
     runtime = interpreter(path)
