@@ -128,6 +128,16 @@ def compile_model(compiler: str, model: Path) -> tuple[Path, CompilerLog]:
     return compiled, parse_compiler_log(text)
 
 
+def prediction_mismatch(prediction: Mapping[str, object], report: CompilerLog) -> str:
+    """"" when the compiler put as many operators on the Edge TPU as predicted, out of as many;
+    otherwise one line saying how they differ, so a wrong rule in the prediction shows."""
+    predicted = (prediction.get("on_edgetpu"), prediction.get("operators"))
+    if predicted == (report.on_edgetpu, report.total):
+        return ""
+    return (f"the prediction ({predicted[0]} of {predicted[1]} operators on the Edge TPU) "
+            f"differs from {COMPILER}'s log ({report.on_edgetpu} of {report.total})")
+
+
 def require_integer_ops(model: Path) -> None:
     """Every operator int8/uint8 except the post-processing and the dequantize ops feeding it;
     batch 1 and no dynamic dimension anywhere."""
@@ -181,6 +191,10 @@ class EdgeTPUExporter(Exporter):
             entry: dict[str, object] = {"compiled": False, "note": message}
         else:
             compiled, report = compile_model(compiler, path)
+            mismatch = prediction_mismatch(prediction, report)
+            if mismatch:
+                log.warning("%s: %s", path, mismatch)
+            prediction["matches_compiler"] = not mismatch
             check_compiler_log(report, path)
             entry = {"compiled": True, "model": compiled.name,
                      "size_bytes": compiled.stat().st_size} | asdict(report)

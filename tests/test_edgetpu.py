@@ -25,6 +25,7 @@ from odplug_builtins.edgetpu import (
     check_compiler_log,
     compile_model,
     parse_compiler_log,
+    prediction_mismatch,
     require_integer_ops,
 )
 from odplug_builtins.tflite import TFLiteExporter
@@ -295,6 +296,14 @@ def test_the_compiler_log_is_parsed() -> None:
     check_compiler_log(report, Path("m.tflite"))  # the NMS op and its inputs on the CPU: fine
 
 
+def test_a_prediction_the_compiler_contradicts_is_named() -> None:
+    report = parse_compiler_log(STDOUT + "\n" + LOG)
+    assert prediction_mismatch({"on_edgetpu": 88, "operators": 91}, report) == ""
+    assert prediction_mismatch({"on_edgetpu": 80, "operators": 91}, report) == (
+        "the prediction (80 of 91 operators on the Edge TPU) differs from edgetpu_compiler's "
+        "log (88 of 91)")
+
+
 def test_an_operator_left_on_the_cpu_fails() -> None:
     report = parse_compiler_log(STDOUT + "\n" + REGRESSED)
     with pytest.raises(OdplugError, match="m.tflite: operators left on the CPU .*RESHAPE x1"):
@@ -337,6 +346,24 @@ def test_the_compiler_is_run_and_its_log_read(without_compiler: dict, tmp_path: 
     check_compiler_log(report, model)
 
 
+def test_with_a_compiler_its_log_is_held_against_the_prediction(
+        tiny: dict, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    """The stand-in compiler logs the 91-operator demo detector's table, not the tiny one's:
+    the export still succeeds, with the disagreement in the manifest and in a warning."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_compiler(bin_dir, LOG)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(bin_dir))
+        done = export_edgetpu(registry, tiny, tmp_path / "out")
+    model = done["models"]["edgetpu-int8"]
+    entry = json.loads(model.manifest.read_text())["edgetpu"]
+    assert entry["compiled"] is True and entry["on_edgetpu"] == 88
+    assert entry["prediction"]["matches_compiler"] is False
+    (warning,) = done["messages"]
+    assert "differs from edgetpu_compiler's log (88 of 91)" in warning
+
+
 def test_a_failing_compiler_is_reported(without_compiler: dict, tmp_path: Path) -> None:
     model = tmp_path / "edgetpu-int8.tflite"
     shutil.copy(without_compiler["model"].path, model)
@@ -362,6 +389,8 @@ def test_the_prediction_matches_the_compilers_own_table(without_compiler: dict,
     assert report.on_edgetpu == len(prediction.on_edgetpu), prediction.to_text()
     assert report.on_cpu == len(prediction.postprocessing) + len(prediction.left_on_cpu)
     assert report.subgraphs == prediction.subgraphs
+    assert prediction_mismatch({"on_edgetpu": len(prediction.on_edgetpu),
+                                "operators": prediction.operators}, report) == ""
     unmapped = sorted(op for op, count, _status in report.not_mapped() for _ in range(count))
     names = {op.index: op.name for op in ops(model)}
     expected = [names[i] for i in prediction.postprocessing + prediction.left_on_cpu]

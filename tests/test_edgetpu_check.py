@@ -217,6 +217,13 @@ def test_the_per_operator_limits() -> None:
     assert rules(Operator(0, "CONCATENATION", 1, (x, ones), (x,), plain)) == ["concat-constant"]
     assert rules(Operator(0, "CONCATENATION", 1, (x, x, zeros), (x,), plain)) == [
         "concat-constant"]
+    real_zeros = Tensor(1, "c", "INT8", (1, 1, 1, 8), (1, 1, 1, 8), np.full(8, -128, np.int8),
+                        zero_point=-128)  # 0.0 in a tensor whose zero point is -128
+    assert rules(Operator(0, "CONCATENATION", 1, (x, real_zeros), (x,), plain)) == []
+    not_zero = Tensor(1, "c", "INT8", (1, 1, 1, 8), (1, 1, 1, 8), np.zeros(8, np.int8),
+                      zero_point=-128)  # the integer 0 stands for 128 * scale here
+    assert rules(Operator(0, "CONCATENATION", 1, (x, not_zero), (x,), plain)) == [
+        "concat-constant"]
     dilated = options("Conv2DOptionsT", dilationHFactor=2, dilationWFactor=1)
     assert rules(Operator(0, "CONV_2D", 3, (x,), (x,), dilated)) == ["dilation"]
     even = options("Conv2DOptionsT", dilationHFactor=2, dilationWFactor=2)
@@ -225,6 +232,11 @@ def test_the_per_operator_limits() -> None:
     assert rules(Operator(0, "MEAN", 1, (x, constant([1, 2])), (x,), reducer)) == []
     assert rules(Operator(0, "MEAN", 1, (x, constant([0])), (x,), reducer)) == ["batch-axis"]
     assert rules(Operator(0, "SUM", 1, (x, constant([-4])), (x,), reducer)) == ["batch-axis"]
+    assert rules(Operator(0, "MEAN", 1, (x, constant([3])), (x,), reducer)) == []
+    six = activation((1, 4, 4, 6))
+    for axes in ([3], [-1]):
+        assert rules(Operator(0, "MEAN", 1, (six, constant(axes)), (six,), reducer)) == [
+            "mean-channels"]
     pads = constant([[0, 0], [1, 1], [1, 1], [0, 0]])
     assert rules(Operator(0, "PAD", 1, (x, pads), (x,), None)) == []
     batch_pads = constant([[1, 0], [1, 1], [1, 1], [0, 0]])

@@ -19,8 +19,8 @@ compiler does. Every rule has a stable name, used in the report and the tests:
     An activation tensor has more than 3 dimensions larger than 1 (Coral: "If a tensor has more
     than 3 dimensions, then only the 3 innermost dimensions may have a size greater than 1" --
     the innermost three of a batch-1 NHWC tensor).
-``fused-activation``, ``concat-constant``, ``dilation``, ``batch-axis``, ``softmax-input``,
-``strided-slice``, ``fully-connected-output``
+``fused-activation``, ``concat-constant``, ``dilation``, ``batch-axis``, ``mean-channels``,
+``softmax-input``, ``strided-slice``, ``fully-connected-output``
     The per-operator limits of Coral's table that can be read from the file (`limit_breaks`).
 
 The split follows Coral's documented rule: the compiler makes one Edge TPU subgraph and cannot
@@ -52,9 +52,11 @@ COMPILER = "edgetpu_compiler 16.0"
 
 OPS_SOURCE = "https://coral.ai/docs/edgetpu/models-intro/#supported-operations"
 SUPPORTED_OPS: dict[str, str] = {
-    # TFLite builtin name -> the limitation Coral's table states for it (paraphrased), from
-    # OPS_SOURCE, the table for compiler 16 (its rows as of 2021; Axis mirrors the same table
-    # for its Edge TPU SoC at developer.axis.com .../artpec-7/supported-ops/).
+    # TFLite builtin name -> the limitation Coral's table (OPS_SOURCE, compiler 16) states for
+    # it, paraphrased. The rows ADD to RESIZE_BILINEAR and their limits were checked against the
+    # copy Axis publishes for its Edge TPU SoC (developer.axis.com/computer-vision/on-device/
+    # system-on-chip/artpec-7/supported-ops/); the rows after them are from Coral's page
+    # without a second copy to check them against.
     "ADD": "",
     "AVERAGE_POOL_2D": "no fused activation function",
     "CONCATENATION": "no fused activation function; a constant input only as one of exactly two "
@@ -96,7 +98,7 @@ SUPPORTED_OPS: dict[str, str] = {
     "SUB": "",
     "SUM": "not over the batch dimension",
     "TANH": "",
-    "TRANSPOSE": "not across the batch dimension",
+    "TRANSPOSE": "",
     "TRANSPOSE_CONV": "",
 }
 
@@ -120,7 +122,8 @@ RULES: dict[str, str] = {
     "fused-activation": "no fused activation on pooling and concatenation",
     "concat-constant": "a constant concatenation input is all zeros, one of exactly two",
     "dilation": "the same dilation in x and y",
-    "batch-axis": "no reduction, padding, packing, splitting or transposing across the batch",
+    "batch-axis": "no reduction, padding, packing or splitting across the batch dimension",
+    "mean-channels": "a mean over the channels only when their number is a multiple of 4",
     "softmax-input": "softmax over a 1-D input of at most 16,000 elements",
     "strided-slice": "strided slice with all strides 1 and no ellipsis or new-axis mask",
     "fully-connected-output": "a fully-connected output with one dimension larger than 1",
@@ -143,6 +146,8 @@ class Tensor:
     """The shape signature, -1 where a dimension is unknown (the shape where none is stored)."""
     value: np.ndarray | None
     """The constant's data, None for an activation."""
+    zero_point: int = 0
+    """The integer that stands for 0.0 (the first zero point of a quantized tensor)."""
 
     @property
     def constant(self) -> bool:
@@ -257,7 +262,9 @@ def read_model(path: Path) -> list[Operator]:
         signature = (tuple(int(n) for n in t.shapeSignature)
                      if t.shapeSignature is not None and len(t.shapeSignature) else shape)
         name = t.name.decode(errors="replace") if isinstance(t.name, bytes) else str(t.name)
-        return Tensor(int(index), name, dtype, shape, signature, value)
+        zero_points = t.quantization.zeroPoint if t.quantization is not None else None
+        zero = int(zero_points[0]) if zero_points is not None and len(zero_points) else 0
+        return Tensor(int(index), name, dtype, shape, signature, value, zero)
 
     found = []
     for i, op in enumerate(graph.operators or ()):
@@ -355,7 +362,8 @@ def limit_breaks(op: Operator) -> list[tuple[str, str]]:
         found.append(("fused-activation", f"fused activation {_activation(activation)}"))
     if op.name == "CONCATENATION":
         constants = [t for t in op.inputs if t.constant]
-        if constants and (len(op.inputs) != 2 or any(np.any(t.value) for t in constants)):
+        if constants and (len(op.inputs) != 2
+                          or any(np.any(t.value != t.zero_point) for t in constants)):
             found.append(("concat-constant", f"{len(op.inputs)} inputs, a constant one not "
                                              "all zeros" if len(op.inputs) == 2 else
                           f"{len(op.inputs)} inputs with a constant one"))
@@ -363,9 +371,15 @@ def limit_breaks(op: Operator) -> list[tuple[str, str]]:
         h, w = options.dilationHFactor, options.dilationWFactor
         if h != w:
             found.append(("dilation", f"dilation {h} (y) and {w} (x)"))
-    if op.name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "SPLIT", "TRANSPOSE", "PACK", "PAD"):
+    if op.name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "SPLIT", "PACK", "PAD"):
         if _touches_batch(op):
             found.append(("batch-axis", "works across the batch dimension"))
+    if op.name == "MEAN" and len(op.inputs) > 1 and op.inputs[1].value is not None:
+        shape = op.inputs[0].shape
+        if (shape and shape[-1] % 4
+                and any(int(a) % len(shape) == len(shape) - 1 for a in op.inputs[1].value)):
+            found.append(("mean-channels", f"a mean over {shape[-1]} channels, not a multiple "
+                                           "of 4"))
     if op.name == "SOFTMAX" and op.inputs:
         shape = op.inputs[0].shape
         if sum(n > 1 for n in shape) > 1 or int(np.prod(shape)) > _SOFTMAX_MAX:
@@ -391,9 +405,6 @@ def _touches_batch(op: Operator) -> bool:
     if op.name == "PAD":
         pads = op.inputs[1].value if len(op.inputs) > 1 else None
         return pads is not None and pads.size >= 2 and bool(np.any(pads.reshape(-1)[:2]))
-    if op.name == "TRANSPOSE":
-        perm = op.inputs[1].value if len(op.inputs) > 1 else None
-        return perm is not None and perm.size > 0 and int(perm[0]) != 0
     axes_at = 0 if op.name == "SPLIT" else 1
     axes = op.inputs[axes_at].value if len(op.inputs) > axes_at else None
     if axes is None:
