@@ -90,6 +90,36 @@ def test_float_input_and_output_are_flagged_full_integer_outside_the_subgraph(
                                          "(1 subgraph); op 0 (QUANTIZE) breaks full-integer")
 
 
+def test_a_float_op_between_integer_ones_is_flagged_full_integer(tmp_path: Path) -> None:
+    """An ADD kept in float by LiteRT's selective quantization (its debugger's denylist), as a
+    converter does for an op it cannot quantize: the DEQUANTIZE before it cuts the graph, the
+    ADD breaks full-integer, and the convolution after it stays on the CPU."""
+    function = tf.function(lambda x: conv2(conv(x) + 1.0),
+                           input_signature=[tf.TensorSpec(SHAPE, tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def images():  # type: ignore[no-untyped-def]
+        return ([RNG.random(SHAPE, dtype=np.float32)] for _ in range(8))
+
+    converter.representative_dataset = images
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=images,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=["ADD"]))
+    model = tmp_path / "float-add.tflite"
+    model.write_bytes(debugger.get_nondebug_quantized_model())
+    assert names(model) == ["QUANTIZE", "CONV_2D", "DEQUANTIZE", "ADD", "QUANTIZE", "CONV_2D",
+                            "DEQUANTIZE"]
+    prediction = predict(model)
+    rules_of = {(f.index, f.op): f.rule for f in prediction.findings}
+    assert rules_of[(3, "ADD")] == "full-integer"
+    first = prediction.first_unsupported
+    assert first is not None and (first.index, first.rule) == (0, "full-integer")
+    assert prediction.on_edgetpu == [1] and prediction.left_on_cpu == [0, 2, 3, 4, 5, 6]
+    assert prediction.placement[5]["placement"] == "cpu (downstream)"
+
+
 def test_an_unsupported_op_cuts_the_graph(tmp_path: Path) -> None:
     """LEAKY_RELU has an int8 kernel in LiteRT but is not in Coral's table: it and the
     convolution after it run on the CPU."""
@@ -157,6 +187,7 @@ def test_a_too_new_op_version_is_refused_and_the_limit_named(tmp_path: Path) -> 
     first = prediction.first_unsupported
     assert prediction.refused and first is not None and first.rule == "op-version"
     assert prediction.on_edgetpu == [] and prediction.subgraphs == 0
+    assert {p["placement"] for p in prediction.placement} == {"not compiled"}
     assert prediction.summary == (
         f"predicted: edgetpu_compiler 16.0 refuses the model: op 0 (CONV_2D) breaks op-version: "
         f"version {newest + 1}, compiler 16.0 reads up to {newest}")

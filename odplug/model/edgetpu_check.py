@@ -191,6 +191,9 @@ class Prediction:
     findings: list[Finding] = field(default_factory=list)
     """Every rule broken by every operator outside the post-processing."""
     placement: list[dict[str, Any]] = field(default_factory=list)
+    """Each operator's index, name, version, where it runs (edgetpu; cpu; "cpu (downstream)" of
+    the cut; post-processing; "not compiled" when the compiler refuses the model) and the rules
+    it breaks."""
 
     @property
     def subgraphs(self) -> int:
@@ -226,7 +229,7 @@ class Prediction:
     def to_text(self) -> str:
         lines = [self.summary, "", f"Edge TPU compatibility of {self.model} ({COMPILER}, "
                  "predicted from the file)", ""]
-        lines += [f"{p['index']:>4}  {p['op']:<30} v{p['version']:<3} {p['placement']:<15} "
+        lines += [f"{p['index']:>4}  {p['op']:<30} v{p['version']:<3} {p['placement']:<17} "
                   + "; ".join(p["rules"]) for p in self.placement]
         lines += ["", f"Operators: {OPS_SOURCE}",
                   *(f"Versions: {op} <= {v}: {source}"
@@ -448,7 +451,9 @@ def predict(path: Path) -> Prediction:
     first = refusing or next((breaks[op.index][0] for op in ops if breaks.get(op.index)), None)
     placement = [{"index": op.index, "op": op.name, "version": op.version,
                   "placement": ("post-processing" if op.index in tail else
-                                "cpu" if op.index in on_cpu else "edgetpu"),
+                                "not compiled" if refusing else
+                                "cpu" if breaks.get(op.index) else
+                                "cpu (downstream)" if op.index in on_cpu else "edgetpu"),
                   "rules": [f"{f.rule}: {f.detail}" for f in breaks.get(op.index, [])]}
                  for op in ops]
     return Prediction(
