@@ -212,6 +212,11 @@ def test_a_file_that_is_not_a_model_is_one_clear_line(tmp_path: Path) -> None:
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(OdplugError, match=rf"^{bad}: not a TFLite flatbuffer"):
         predict(bad)
+    good = convert(conv, tmp_path / "good.tflite").read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(good[:len(good) // 3])
+    with pytest.raises(OdplugError, match=rf"^{cut}: a damaged TFLite flatbuffer"):
+        predict(cut)
     with pytest.raises(OdplugError, match="cannot read the model"):
         predict(tmp_path / "missing.tflite")
 

@@ -221,7 +221,6 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["findings"] = [asdict(f) for f in self.findings]
         return {"summary": self.summary, "compiler": COMPILER, "subgraphs": self.subgraphs,
                 **data, "rules": RULES, "sources": {"operators": OPS_SOURCE, "versions": {
                     op: source for op, (_v, source) in MAX_VERSION.items()}}}
@@ -243,11 +242,16 @@ def read_model(path: Path) -> list[Operator]:
 
     try:
         data = path.read_bytes()
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
     except OSError as error:
         raise OdplugError(f"{path}: cannot read the model ({error.strerror})") from None
+    not_tflite = f"{path}: not a TFLite flatbuffer (no TFL3 file identifier)"
+    if len(data) < 8 or not schema.Model.ModelBufferHasIdentifier(data, 0):
+        raise OdplugError(not_tflite)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as error:  # the generated reader raises whatever a bad offset causes
-        raise OdplugError(f"{path}: not a TFLite flatbuffer ({type(error).__name__})") from None
+        raise OdplugError(f"{path}: a damaged TFLite flatbuffer ({type(error).__name__})"
+                          ) from None
     if not model.subgraphs:
         raise OdplugError(f"{path}: the model has no subgraph")
     builtin = {value: name for name, value in vars(schema.BuiltinOperator).items()
