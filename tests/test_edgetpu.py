@@ -1,7 +1,9 @@
 """The edgetpu exporter: it takes the int8 model the tflite exporter wrote (converted once, never
 by importing that plugin); without the compiler it writes the compiler-ready model and says how
 to compile it; the model is integer up to the NMS op; the compiler's log is parsed and a model
-the compiler could not map fails."""
+the compiler could not map fails; the predicted mapping (odplug.model.edgetpu_check) is written
+beside the model, recorded in the manifest, shown in the verification table and held against the
+compiler's log."""
 
 from __future__ import annotations
 
