@@ -53,7 +53,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py", "tests/test_pretrained.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
-    "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py"]),
+    "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py", "tests/test_edgetpu_check.py"]),
     "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py"]),
 }
 # The tensorflowjs converter pins its own TensorFlow: it gets a second virtualenv, from this

@@ -168,6 +168,11 @@ class Exporter(Component):
         running the exported model in its own runtime, for the verification table."""
         raise NotImplementedError(f"exporter {self.name!r} cannot run its models")
 
+    def note(self, exported: ExportedModel) -> str:
+        """One line for the model's row of the verification table, "" for none: what its
+        scores cannot show (the edgetpu exporter: how the Edge TPU compiler will map it)."""
+        return ""
+
 
 def require_module(module: str, *, what: str, install: str) -> None:
     """Fail with one clear line when an optional package is missing; never install it."""

@@ -8,6 +8,12 @@ run on the CPU by design. When ``edgetpu_compiler`` is on PATH it compiles the m
 must show every other operator mapped to the Edge TPU; without it, the compiler-ready model is
 written and the manifest says how to compile it. SELECT_TF_OPS are never used: the Edge TPU
 runtime has no TensorFlow kernels. Reading the file goes through `odplug.model.litert`.
+
+Whether or not the compiler is here, `odplug.model.edgetpu_check` predicts from the file how
+compiler 16.0 will map it (Coral's operator table and limits, the operator versions 16.0 reads,
+full-integer types, static shapes, tensor rank; the first unsupported operator cuts the graph):
+``<model>.edgetpu-report.json`` and ``.txt`` beside the model, its summary line in the manifest's
+``edgetpu.prediction`` and in the verification table's notes.
 """
 
 from __future__ import annotations
@@ -122,6 +128,16 @@ def compile_model(compiler: str, model: Path) -> tuple[Path, CompilerLog]:
     return compiled, parse_compiler_log(text)
 
 
+def prediction_mismatch(prediction: Mapping[str, object], report: CompilerLog) -> str:
+    """"" when the compiler put as many operators on the Edge TPU as predicted, out of as many;
+    otherwise one line saying how they differ, so a wrong rule in the prediction shows."""
+    predicted = (prediction.get("on_edgetpu"), prediction.get("operators"))
+    if predicted == (report.on_edgetpu, report.total):
+        return ""
+    return (f"the prediction ({predicted[0]} of {predicted[1]} operators on the Edge TPU) "
+            f"differs from {COMPILER}'s log ({report.on_edgetpu} of {report.total})")
+
+
 def require_integer_ops(model: Path) -> None:
     """Every operator int8/uint8 except the post-processing and the dequantize ops feeding it;
     batch 1 and no dynamic dimension anywhere."""
@@ -167,6 +183,7 @@ class EdgeTPUExporter(Exporter):
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}{self.suffix}"
         shutil.copyfile(source.path, path)
+        prediction = predict_mapping(path)
         compiler = shutil.which(COMPILER)
         if compiler is None:
             message = no_compiler_message(path)
@@ -174,12 +191,17 @@ class EdgeTPUExporter(Exporter):
             entry: dict[str, object] = {"compiled": False, "note": message}
         else:
             compiled, report = compile_model(compiler, path)
+            mismatch = prediction_mismatch(prediction, report)
+            if mismatch:
+                log.warning("%s: %s", path, mismatch)
+            prediction["matches_compiler"] = not mismatch
             check_compiler_log(report, path)
             entry = {"compiled": True, "model": compiled.name,
                      "size_bytes": compiled.stat().st_size} | asdict(report)
         manifest = out / f"{name}.json"
         atomic_write_text(manifest, json.dumps(
-            _manifest(source, name, path) | {"edgetpu": entry}, indent=2) + "\n")
+            _manifest(source, name, path) | {"edgetpu": entry | {"prediction": prediction}},
+            indent=2) + "\n")
         return [ExportedModel(name=name, path=path, manifest=manifest,
                               size_bytes=path.stat().st_size)]
 
@@ -188,6 +210,28 @@ class EdgeTPUExporter(Exporter):
         from odplug.model import litert
 
         return litert.detector(exported)
+
+    def note(self, exported: ExportedModel) -> str:
+        """The predicted mapping's summary line, from the manifest the export wrote."""
+        from odplug.model import litert
+
+        prediction = litert.read_manifest(exported).get("edgetpu", {}).get("prediction", {})
+        return str(prediction.get("summary", "")) if isinstance(prediction, dict) else ""
+
+
+def predict_mapping(model: Path) -> dict[str, object]:
+    """Predict the compiler's mapping of `model`, write the report beside it and return what
+    the manifest records; a model predicted not to map fully is a warning, not a failure (the
+    compiler, where it runs, has the last word)."""
+    from odplug.model.edgetpu_check import predict, write_report
+
+    prediction = predict(model)
+    data, text = write_report(prediction, model)
+    if not prediction.fully_mapped:
+        log.warning("%s: %s (see %s)", model, prediction.summary, text)
+    return {"summary": prediction.summary, "fully_mapped": prediction.fully_mapped,
+            "on_edgetpu": len(prediction.on_edgetpu), "operators": prediction.operators,
+            "report": data.name, "report_text": text.name}
 
 
 def _manifest(source: ExportedModel, name: str, path: Path) -> dict[str, object]:

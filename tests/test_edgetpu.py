@@ -1,7 +1,9 @@
 """The edgetpu exporter: it takes the int8 model the tflite exporter wrote (converted once, never
 by importing that plugin); without the compiler it writes the compiler-ready model and says how
 to compile it; the model is integer up to the NMS op; the compiler's log is parsed and a model
-the compiler could not map fails."""
+the compiler could not map fails; the predicted mapping (odplug.model.edgetpu_check) is written
+beside the model, recorded in the manifest, shown in the verification table and held against the
+compiler's log."""
 
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ import pytest
 from odplug.errors import OdplugError
 from odplug.export import plan as exporting
 from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.model.edgetpu_check import predict
 from odplug.model.litert import POSTPROCESS_OP, Op, float_ops, interpreter, ops
 from odplug_builtins.edgetpu import (
     EdgeTPUExporter,
     check_compiler_log,
     compile_model,
     parse_compiler_log,
+    prediction_mismatch,
     require_integer_ops,
 )
 from odplug_builtins.tflite import TFLiteExporter
@@ -203,8 +207,45 @@ def test_without_the_compiler_the_compiler_ready_model_and_one_clear_line(
     assert "edgetpu_compiler not found" in message and str(model.path) in message
     assert "dockerfiles/edgetpu.Dockerfile" in message
     manifest = json.loads(model.manifest.read_text())
-    assert manifest["edgetpu"] == {"compiled": False, "note": message}
+    assert {k: v for k, v in manifest["edgetpu"].items() if k != "prediction"} == {
+        "compiled": False, "note": message}
     assert not list(model.path.parent.glob("*_edgetpu.tflite"))
+
+
+def test_the_detector_is_predicted_fully_mapped_up_to_the_postprocessing(
+        without_compiler: dict) -> None:
+    """The prediction from the file alone: every operator but the NMS op and the two
+    DEQUANTIZE ops feeding it on the Edge TPU, in one subgraph; its report beside the model,
+    its summary in the manifest and in the verification table's notes."""
+    model = without_compiler["model"]
+    prediction = predict(model.path)
+    before = prediction.operators - 3
+    summary = f"predicted: all {before} operators before the post-processing on the Edge TPU " \
+              "(1 subgraph)"
+    assert prediction.summary == summary, prediction.to_text()
+    assert [op.name for op in ops(model.path) if op.index in prediction.postprocessing] == [
+        "DEQUANTIZE", "DEQUANTIZE", POSTPROCESS_OP]
+    assert prediction.findings == [] and len(prediction.on_edgetpu) == before
+    recorded = json.loads(model.manifest.read_text())["edgetpu"]["prediction"]
+    assert recorded["summary"] == summary and recorded["fully_mapped"] is True
+    assert (model.path.parent / recorded["report"]).is_file()
+    assert (model.path.parent / recorded["report_text"]).read_text().startswith(summary)
+    assert EdgeTPUExporter().note(model) == summary
+    assert not any("predicted" in message for message in without_compiler["messages"])
+
+
+def test_the_verification_tables_edgetpu_row_shows_the_prediction(without_compiler: dict,
+                                                                  tiny: dict) -> None:
+    from odplug.data.labelmap import read_label_map
+    from odplug.export.verify import to_markdown, verify
+
+    model = without_compiler["model"]
+    files = sorted(tiny["records"].glob("test.record-*"))
+    rows = verify(tiny["saved"], [(EdgeTPUExporter(), model)], files,
+                  read_label_map(tiny["records"] / "label_map.pbtxt"), limit=1)
+    assert [row.note for row in rows] == ["", predict(model.path).summary]
+    (line,) = [line for line in to_markdown(rows).splitlines() if line.startswith("| edgetpu")]
+    assert line.endswith(" operators before the post-processing on the Edge TPU (1 subgraph) |")
 
 
 def test_the_model_is_uint8_in_static_and_integer_up_to_the_nms(without_compiler: dict) -> None:
@@ -257,6 +298,14 @@ def test_the_compiler_log_is_parsed() -> None:
     check_compiler_log(report, Path("m.tflite"))  # the NMS op and its inputs on the CPU: fine
 
 
+def test_a_prediction_the_compiler_contradicts_is_named() -> None:
+    report = parse_compiler_log(STDOUT + "\n" + LOG)
+    assert prediction_mismatch({"on_edgetpu": 88, "operators": 91}, report) == ""
+    assert prediction_mismatch({"on_edgetpu": 80, "operators": 91}, report) == (
+        "the prediction (80 of 91 operators on the Edge TPU) differs from edgetpu_compiler's "
+        "log (88 of 91)")
+
+
 def test_an_operator_left_on_the_cpu_fails() -> None:
     report = parse_compiler_log(STDOUT + "\n" + REGRESSED)
     with pytest.raises(OdplugError, match="m.tflite: operators left on the CPU .*RESHAPE x1"):
@@ -299,6 +348,24 @@ def test_the_compiler_is_run_and_its_log_read(without_compiler: dict, tmp_path: 
     check_compiler_log(report, model)
 
 
+def test_with_a_compiler_its_log_is_held_against_the_prediction(
+        tiny: dict, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    """The stand-in compiler logs the 91-operator demo detector's table, not the tiny one's:
+    the export still succeeds, with the disagreement in the manifest and in a warning."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_compiler(bin_dir, LOG)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(bin_dir))
+        done = export_edgetpu(registry, tiny, tmp_path / "out")
+    model = done["models"]["edgetpu-int8"]
+    entry = json.loads(model.manifest.read_text())["edgetpu"]
+    assert entry["compiled"] is True and entry["on_edgetpu"] == 88
+    assert entry["prediction"]["matches_compiler"] is False
+    (warning,) = done["messages"]
+    assert "differs from edgetpu_compiler's log (88 of 91)" in warning
+
+
 def test_a_failing_compiler_is_reported(without_compiler: dict, tmp_path: Path) -> None:
     model = tmp_path / "edgetpu-int8.tflite"
     shutil.copy(without_compiler["model"].path, model)
@@ -310,6 +377,26 @@ def test_check_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> Non
     hide_module(monkeypatch, "tensorflow")
     with pytest.raises(OdplugError, match="'tensorflow'.*dockerfiles/requirements/tf.txt"):
         EdgeTPUExporter().check()
+
+
+@pytest.mark.skipif(shutil.which("edgetpu_compiler") is None,
+                    reason="edgetpu_compiler is not on PATH: it comes only from Coral's apt "
+                    "repository (dockerfiles/edgetpu.Dockerfile); run this test in that image")
+def test_the_prediction_matches_the_compilers_own_table(without_compiler: dict,
+                                                        tmp_path: Path) -> None:
+    model = tmp_path / "edgetpu-int8.tflite"
+    shutil.copy(without_compiler["model"].path, model)
+    prediction = predict(model)
+    _compiled, report = compile_model(shutil.which("edgetpu_compiler") or "", model)
+    assert report.on_edgetpu == len(prediction.on_edgetpu), prediction.to_text()
+    assert report.on_cpu == len(prediction.postprocessing) + len(prediction.left_on_cpu)
+    assert report.subgraphs == prediction.subgraphs
+    assert prediction_mismatch({"on_edgetpu": len(prediction.on_edgetpu),
+                                "operators": prediction.operators}, report) == ""
+    unmapped = sorted(op for op, count, _status in report.not_mapped() for _ in range(count))
+    names = {op.index: op.name for op in ops(model)}
+    expected = [names[i] for i in prediction.postprocessing + prediction.left_on_cpu]
+    assert unmapped == sorted("CUSTOM" if n == POSTPROCESS_OP else n for n in expected)
 
 
 def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # type: ignore[no-untyped-def]

@@ -425,6 +425,32 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
 
 
 @task(
+    name="edgetpu-check",
+    help={
+        "model": "the .tflite file to check (e.g. export/edgetpu/edgetpu-int8.tflite)",
+        "json": "print the report as JSON instead of text",
+        "strict": "exit 1 unless every operator before the post-processing is predicted on "
+        "the Edge TPU",
+    },
+)
+@user_errors
+def model_edgetpu_check(c, model=None, json=False, strict=False):
+    """Predict how edgetpu_compiler 16.0 maps a .tflite model, from the file alone."""
+    import json as json_module
+
+    from odplug.model.edgetpu_check import predict
+
+    path = _in_file("model", model)
+    if path is None:
+        raise Exit("odplug: error: give the .tflite file with --model (see --help)", code=2)
+    prediction = predict(path)
+    print(json_module.dumps(prediction.to_json(), indent=2) if json else prediction.to_text(),
+          end="\n" if json else "")
+    if strict and not prediction.fully_mapped:
+        raise Exit(f"odplug: error: {path}: {prediction.summary}", code=1)
+
+
+@task(
     name="build",
     help={"image": "train, tfjs, edgetpu, or all (default all)"},
 )
@@ -530,7 +556,7 @@ def build_namespace() -> Collection:
     model = Collection("model")
     for body, name in ((model_train, "train"), (model_evaluate, "evaluate"),
                        (model_predict, "predict"), (model_config, "config"),
-                       (model_export, "export")):
+                       (model_export, "export"), (model_edgetpu_check, "edgetpu-check")):
         model.add_task(body, name=name)
     docker = Collection("docker")
     docker.add_task(docker_build, name="build")

@@ -33,6 +33,8 @@ class Row:
     """This model's mAP@.5 as a fraction of the SavedModel's."""
     latency_ms: float
     images: int
+    note: str = ""
+    """The exporter's remark on this model (`Exporter.note`), e.g. the Edge TPU prediction."""
 
 
 class _Timed:
@@ -72,18 +74,19 @@ def verify(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]]
         scored = evaluate_detector(timed, files, label_map, limit=limit)
         row = Row(model.name, str(model.path), round(model.size_bytes / 1e6, 2), scored.map50,
                   scored.map, scored.map50 / result.map50 if result.map50 else float("nan"),
-                  round(timed.median_ms, 2), scored.images)
+                  round(timed.median_ms, 2), scored.images, note=exporter.note(model))
         rows.append(row)
         on_row(row)
     return rows
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
-    lines = ["| model | size (MB) | mAP@.5 | mAP@[.5:.95] | vs SavedModel | latency (ms) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| model | size (MB) | mAP@.5 | mAP@[.5:.95] | vs SavedModel | latency (ms) | notes |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for row in rows:
+        note = row.note.replace("|", "\\|")
         lines.append(f"| {row.name} | {row.size_mb:.2f} | {row.map50:.3f} | {row.map:.3f} | "
-                     f"{row.map50_vs_reference:.1%} | {row.latency_ms:.1f} |")
+                     f"{row.map50_vs_reference:.1%} | {row.latency_ms:.1f} | {note} |")
     return "\n".join(lines) + "\n"
 
 
