@@ -331,8 +331,8 @@ def test_the_better_scoring_weights_are_the_ones_written(
 
 
 @pytest.mark.parametrize(("per_channel", "per_tensor", "chosen"), [
-    (0.506, 0.5, "per-channel"),
-    (0.504, 0.5, "per-tensor"),  # within the margin: the smaller file
+    (0.521, 0.5, "per-channel"),
+    (0.519, 0.5, "per-tensor"),  # within the margin: the smaller file
     (0.5, 0.5, "per-tensor"),
     (0.4, 0.5, "per-tensor"),
 ])
