@@ -9,6 +9,12 @@ must show every other operator mapped to the Edge TPU; without it, the compiler-
 written and the manifest says how to compile it. SELECT_TF_OPS are never used: the Edge TPU
 runtime has no TensorFlow kernels. Reading the file goes through `odplug.model.litert`.
 
+The weight quantization is the one tflite chose on the validation split (its manifest's
+``quantization``, kept in this one): per-channel weights need no per-tensor copy for the Edge
+TPU. They are what TensorFlow 2's post-training full-integer quantization writes by default,
+the way Coral's documentation gives for TensorFlow 2 models, and its TF2 tutorials compile such
+models with compilers 15 and 16.
+
 Whether or not the compiler is here, `odplug.model.edgetpu_check` predicts from the file how
 compiler 16.0 will map it (Coral's operator table and limits, the operator versions 16.0 reads,
 full-integer types, static shapes, tensor rank; the first unsupported operator cuts the graph):

@@ -102,12 +102,12 @@ def export_edgetpu(registry, tiny: dict, out: Path) -> dict:  # type: ignore[no-
     the tflite exporter converts and keeping what edgetpu logs."""
     import odplug_builtins.tflite.export as tflite_export
 
-    converted: list[str] = []
+    converted: list[tuple[str, bool]] = []
     real = tflite_export.convert
 
-    def counting(trained, variant, calibration=None):  # type: ignore[no-untyped-def]
-        converted.append(variant)
-        return real(trained, variant, calibration)
+    def counting(trained, variant, calibration=None, *, per_channel=False):  # type: ignore[no-untyped-def]
+        converted.append((variant, per_channel))
+        return real(trained, variant, calibration, per_channel=per_channel)
 
     handler = _Records()
     logging.getLogger("odplug_builtins.edgetpu").addHandler(handler)
@@ -151,7 +151,8 @@ def float_model(trained: TrainedDetector, tmp_path_factory: pytest.TempPathFacto
 
 def test_int8_is_converted_once_and_the_edgetpu_model_is_tflites(exported: dict) -> None:
     assert exported["variants"] == {"tflite": ["int8"], "edgetpu": ["int8"]}
-    assert exported["converted"] == ["int8"]
+    # tflite converts int8 once per weight quantization, to keep the better; edgetpu converts none
+    assert sorted(exported["converted"]) == [("int8", False), ("int8", True)]
     models = exported["models"]
     assert list(models) == ["tflite-int8", "edgetpu-int8"]
     tflite, edgetpu = models["tflite-int8"], models["edgetpu-int8"]
@@ -164,6 +165,9 @@ def test_int8_is_converted_once_and_the_edgetpu_model_is_tflites(exported: dict)
     assert manifest["label_ids"] == [1, 2, 3]
     assert (edgetpu.path.parent / manifest["labels_file"]).read_text().splitlines() == [
         "circle", "square", "triangle"]
+    # the weight quantization tflite chose, per-channel or per-tensor, reaches the Edge TPU as is
+    assert manifest["quantization"] == json.loads(tflite.manifest.read_text())["quantization"]
+    assert manifest["quantization"]["weights"] in ("per-channel", "per-tensor")
 
 
 def test_without_tflites_int8_model_edgetpu_says_so(trained: TrainedDetector,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from odplug.components import ExportedModel
 from odplug.errors import OdplugError
 from odplug.model.contract import validate_detector
 from odplug.model.litert import POSTPROCESS_OP, TFLiteDetector, interpreter, ops
@@ -252,14 +254,116 @@ def test_registered_as_a_built_in(registry) -> None:  # type: ignore[no-untyped-
 
 
 def test_calibration_images_are_the_training_preprocessing(tiny: dict) -> None:
+    from odplug.data.tfrecord import spread_sample
     from odplug.model.tfdata import record_dataset, representative_images
 
     files = sorted(tiny["records"].glob("train.record-*"))
-    first = list(representative_images(files, 32, 5))
+    sample = spread_sample(files, 5)
+    first = list(representative_images(sample, 32))
     assert len(first) == 5 and all(i.shape == (1, 32, 32, 3) and i.dtype == np.float32
                                    for i in first)
     np.testing.assert_array_equal(np.concatenate(first),
-                                  np.concatenate(list(representative_images(files, 32, 5))))
-    decoded = next(record_dataset(files[:1]).as_numpy_iterator())["image"]  # round robin: first
+                                  np.concatenate(list(representative_images(sample, 32))))
+    decoded = next(record_dataset(files[:1]).as_numpy_iterator())["image"]  # the first record
     expected = tf.image.resize(decoded, [32, 32], method="bilinear").numpy()
     np.testing.assert_array_equal(first[0][0], expected)
+
+
+def test_calibration_reads_its_records_once_and_no_others(tiny: dict,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import odplug.data.tfrecord as tfrecord
+    from odplug_builtins.tflite import export
+
+    reads: list[int] = []
+    real = tfrecord.read_record
+    monkeypatch.setattr(tfrecord, "read_record",
+                        lambda path, offset: reads.append(offset) or real(path, offset))
+    monkeypatch.setattr(export, "CALIBRATION_IMAGES", 5)
+    data = export.calibration(tiny["records"])(32)
+    assert len(reads) == data.calibration_images == 5
+    for _ in range(2):  # per-channel, then per-tensor: the same five images, not read again
+        assert len(list(data.calibrate())) == 5
+    assert len(reads) == 5
+
+
+def weight_scales_of(model: ExportedModel) -> str:
+    from odplug_builtins.tflite.export import weight_scales
+
+    return weight_scales(model.path.read_bytes())
+
+
+def test_the_manifest_records_the_int8_choice_and_both_scores(exported: dict, tiny: dict) -> None:
+    from odplug_builtins.tflite.export import RULE, choose_weights
+
+    quantization = json.loads(exported["int8"].manifest.read_text())["quantization"]
+    candidates = quantization["candidates"]
+    assert set(candidates) == {"per-channel", "per-tensor"}
+    validation = sum(1 for f in tiny["records"].glob("val.record-*")
+                     for _ in tf.data.TFRecordDataset(str(f)))
+    for measured in candidates.values():
+        assert set(measured) == {"size_bytes", "convert_s", "val_map50", "val_map", "val_images"}
+        assert measured["val_images"] == validation > 0
+    assert candidates["per-channel"]["size_bytes"] > candidates["per-tensor"]["size_bytes"]
+    assert quantization["weights"] == choose_weights(candidates) == weight_scales_of(
+        exported["int8"])
+    assert quantization["chosen_by"] == f"validation split ({validation} images)"
+    assert quantization["rule"] == RULE
+    assert quantization["calibration_images"] == sum(  # every training record: fewer than 200
+        1 for f in tiny["records"].glob("train.record-*") for _ in tf.data.TFRecordDataset(str(f)))
+    for variant in ("float32", "float16", "dynamic"):
+        assert "quantization" not in json.loads(exported[variant].manifest.read_text())
+
+
+@pytest.mark.parametrize("better", ["per-channel", "per-tensor"])
+def test_the_better_scoring_weights_are_the_ones_written(
+        better: str, tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odplug_builtins.tflite import export
+
+    def forced(model: bytes, trained: object, data: object) -> tuple[float, float, int]:
+        return (0.5, 0.6, 3) if export.weight_scales(model) == better else (0.5, 0.5, 3)
+
+    monkeypatch.setattr(export, "validation_score", forced)
+    (model,) = TFLiteExporter().export(validate_detector(tiny["saved"]), tmp_path,
+                                       variants=["int8"], records=tiny["records"])
+    quantization = json.loads(model.manifest.read_text())["quantization"]
+    assert quantization["weights"] == better == weight_scales_of(model)
+    assert quantization["candidates"][better]["val_map"] == 0.6
+
+
+@pytest.mark.parametrize(("per_channel", "per_tensor", "chosen"), [
+    (0.521, 0.5, "per-channel"),
+    (0.519, 0.5, "per-tensor"),  # within the margin: the smaller file
+    (0.5, 0.5, "per-tensor"),
+    (0.4, 0.5, "per-tensor"),
+])
+def test_per_channel_must_score_clearly_higher(per_channel: float, per_tensor: float,
+                                               chosen: str) -> None:
+    from odplug_builtins.tflite.export import choose_weights
+
+    assert choose_weights({"per-channel": {"val_map": per_channel},
+                           "per-tensor": {"val_map": per_tensor}}) == chosen
+
+
+def test_without_a_validation_split_int8_is_the_documented_default(
+        tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from odplug_builtins.tflite import export
+
+    records = tmp_path / "records"
+    shutil.copytree(tiny["records"], records,
+                    ignore=lambda folder, names: [n for n in names if n.startswith("val.")])
+    converted: list[bool] = []
+    real = export.convert
+    monkeypatch.setattr(export, "convert", lambda trained, variant, calibration, *, per_channel:
+                        converted.append(per_channel) or real(trained, variant, calibration,
+                                                              per_channel=per_channel))
+    with caplog.at_level(logging.INFO, logger=export.__name__):
+        (model,) = TFLiteExporter().export(validate_detector(tiny["saved"]), tmp_path / "out",
+                                           variants=["int8"], records=records)
+    quantization = json.loads(model.manifest.read_text())["quantization"]
+    assert quantization["weights"] == export.DEFAULT_WEIGHTS == weight_scales_of(model)
+    assert quantization["chosen_by"] == "default: the records have no validation split"
+    assert list(quantization["candidates"]) == [export.DEFAULT_WEIGHTS]
+    assert converted == [export.DEFAULT_WEIGHTS == "per-channel"]  # converted once
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and f"{records}: no val.record-* shards" in messages[0]

@@ -12,11 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import odplug.data.tfrecord as tfrecord
 from odplug.components import WriteJob
 from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import LabelMap
 from odplug.data.shards import shard_files, write_tfrecords
-from odplug.data.tfrecord import iter_records, summarize, write_record
+from odplug.data.tfrecord import (
+    DamagedRecord,
+    iter_records,
+    record_offsets,
+    spread_sample,
+    summarize,
+    write_record,
+)
 from odplug.errors import OdplugError
 from odplug.model.tfdata import record_dataset
 from tests.conftest import read_records
@@ -51,6 +59,58 @@ def test_damaged_file_is_an_error_naming_file_and_offset(tmp_path: Path, damage:
     path.write_bytes(bytes(data))
     with pytest.raises(OdplugError, match=rf"{path.name}.*byte 21"):
         list(iter_records(path))
+
+
+def _records_with_bad_payloads(path: Path, count: int, intact: set[int]) -> list[bytes]:
+    """`count` records, every one not in `intact` with its bytes damaged (length intact)."""
+    payloads = [f"record {i}".encode() * (i + 1) for i in range(count)]
+    with path.open("wb") as handle:
+        for i, payload in enumerate(payloads):
+            start = handle.tell()
+            write_record(handle, payload)
+            if i not in intact:  # flip the first byte of the data: its CRC fails when read
+                handle.seek(start + 12)
+                handle.write(bytes([payload[0] ^ 0xFF]))
+                handle.seek(0, io.SEEK_END)
+    return payloads
+
+
+def test_a_spread_sample_reads_only_the_records_it_takes(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # 7 + 5 records; 4 of 12 spread evenly are records 0, 3, 6 (first file) and 9 (second)
+    first = _records_with_bad_payloads(tmp_path / "a.record", 7, intact={0, 3, 6})
+    second = _records_with_bad_payloads(tmp_path / "b.record", 5, intact={2})
+    files = [tmp_path / "a.record", tmp_path / "b.record"]
+    with pytest.raises(DamagedRecord, match="fails its CRC"):  # the others cannot be read
+        list(iter_records(files[0]))
+    reads: list[tuple[Path, int]] = []
+    real = tfrecord.read_record
+
+    def counting(path: Path, offset: int) -> bytes:
+        reads.append((path, offset))
+        return real(path, offset)
+
+    monkeypatch.setattr(tfrecord, "read_record", counting)
+    assert spread_sample(files, 4) == [first[0], first[3], first[6], second[2]]
+    assert len(reads) == 4
+    assert spread_sample(files, 4) == [first[0], first[3], first[6], second[2]]  # the same again
+
+
+def test_a_spread_sample_of_a_small_split_is_all_of_it(tmp_path: Path) -> None:
+    payloads = _records_with_bad_payloads(tmp_path / "a.record", 3, intact={0, 1, 2})
+    assert spread_sample([tmp_path / "a.record"], 200) == payloads
+    assert spread_sample([tmp_path / "a.record"], 0) == []
+    assert record_offsets(tmp_path / "a.record") == [0, 8 + 16, 8 + 16 + 16 + 16]
+
+
+def test_record_offsets_fail_on_a_damaged_header(tmp_path: Path) -> None:
+    path = tmp_path / "a.record"
+    _records_with_bad_payloads(path, 2, intact={0, 1})
+    data = bytearray(path.read_bytes())
+    data[24] ^= 0xFF  # the second record's length
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedRecord, match=r"a.record: corrupt record length at byte 24"):
+        record_offsets(path)
 
 
 def _foreign_example(**features: tf.train.Feature) -> bytes:

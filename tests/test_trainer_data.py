@@ -16,7 +16,7 @@ from odplug.data.example import encode_example
 from odplug.data.images import ImageData
 from odplug.data.labelmap import LabelMap
 from odplug.data.shards import shard_files
-from odplug.data.tfrecord import write_record
+from odplug.data.tfrecord import spread_sample, write_record
 from odplug.model.tfdata import representative_images
 from odplug_builtins.trainer import data
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
@@ -211,17 +211,17 @@ def test_images_without_boxes_and_with_too_many_train(hand_made: list[Path]) -> 
 
 
 def test_representative_images_follow_the_eval_preprocessing(hand_made: list[Path]) -> None:
-    images = list(representative_images(hand_made, 32, 7))
-    assert len(images) == 7
+    images = list(representative_images(spread_sample(hand_made, 7), 32))
+    assert len(images) == 5  # every record once: a, b, c of the first file, d, e of the second
     assert all(i.shape == (1, 32, 32, 3) and i.dtype == np.float32 for i in images)
     assert all(0 <= i.min() and i.max() <= 255 for i in images)
-    again = list(representative_images(hand_made, 32, 7))
+    again = list(representative_images(spread_sample(hand_made, 7), 32))
     assert all(np.array_equal(a, b) for a, b in zip(images, again, strict=True))
     evaluated = np.concatenate([b["images"] for b in
                                 data.eval_dataset(hand_made, LABELS, 32, 8).as_numpy_iterator()])
-    # the files are taken in turn: a, d, b, e, c, then round again
-    for image, index in zip(images, [0, 3, 1, 4, 2, 0, 3], strict=True):
-        np.testing.assert_array_equal(image[0], evaluated[index])
+    np.testing.assert_array_equal(np.concatenate(images), evaluated)
+    spread = list(representative_images(spread_sample(hand_made, 2), 32))  # records 0 and 5 // 2
+    np.testing.assert_array_equal(np.concatenate(spread), evaluated[[0, 2]])
 
 
 def test_a_class_outside_the_label_map_fails_naming_the_record(hand_made: list[Path]) -> None:

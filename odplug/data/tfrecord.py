@@ -6,7 +6,9 @@ free of the seconds-long TensorFlow import.
 
 `iter_framed` gives each record with its byte offset, and `read_record` reads one record back
 by that offset: the tfrecord importer keeps offsets, not images, and the writer's workers read
-each image's record again when they write it.
+each image's record again when they write it. `spread_sample` takes a few records spread over
+a split (int8 calibration) reading only those: the rest are skipped by their headers'
+lengths (`record_offsets`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -75,9 +77,10 @@ def _open(path: Path) -> BinaryIO:
         raise OdplugError(f"{path}: cannot open: {error.strerror}") from None
 
 
-def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:
-    """The record whose framing starts at `offset` (the handle is there), CRCs checked; None at
-    the end of the file. Raises `DamagedRecord`."""
+def _read_length(handle: BinaryIO, path: Path, offset: int) -> int | None:
+    """The length of the record whose framing starts at `offset` (the handle is there), read
+    from its 12-byte header, CRC checked and the whole record inside the file; None at the end
+    of the file. Raises `DamagedRecord`."""
     header = handle.read(12)
     if not header:
         return None
@@ -89,6 +92,15 @@ def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:
         raise DamagedRecord(path, offset, "corrupt record length", None)
     if offset + 16 + length > os.fstat(handle.fileno()).st_size:  # never allocate past the end
         raise DamagedRecord(path, offset, "truncated record", None)
+    return int(length)
+
+
+def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:
+    """The record whose framing starts at `offset` (the handle is there), CRCs checked; None at
+    the end of the file. Raises `DamagedRecord`."""
+    length = _read_length(handle, path, offset)
+    if length is None:
+        return None
     record = handle.read(length)
     footer = handle.read(4)
     if len(record) < length or len(footer) < 4:
@@ -130,6 +142,40 @@ def read_record(path: Path, offset: int) -> bytes:
     if record is None:
         raise DamagedRecord(path, offset, "no record (the file ends before)", None)
     return record
+
+
+def record_offsets(path: Path) -> list[int]:
+    """The byte offset of every record of one file, from the headers alone.
+
+    Each 12-byte header gives the length of its record, so the walk seeks over the records'
+    bytes instead of reading them: indexing a shard of images costs a few bytes per image.
+    Raises `DamagedRecord` when a header is damaged or a record runs past the end of the file.
+    """
+    offsets = []
+    with _open(path) as handle:
+        offset = 0
+        while (length := _read_length(handle, path, offset)) is not None:
+            offsets.append(offset)
+            offset += length + 16
+            handle.seek(offset)
+    return offsets
+
+
+def spread_sample(files: Sequence[Path], count: int) -> list[bytes]:
+    """At most `count` records of `files` (taken in the order given), spread evenly over them.
+
+    Record i of the ``n`` records in all is taken for i = 0, n/count, 2n/count, ... (all of
+    them when there are no more than `count`), so the sample covers every shard and the whole
+    of each even when the records are ordered by source or class. The offsets come from the
+    headers (`record_offsets`) and only the records taken are read, CRC checked; the same files
+    always give the same records, in that order.
+    """
+    index = [(path, offset) for path in files for offset in record_offsets(path)]
+    if count <= 0 or not index:
+        return []
+    picked = range(len(index)) if len(index) <= count else (
+        i * len(index) // count for i in range(count))
+    return [read_record(*index[i]) for i in picked]
 
 
 def encoded_image(record: bytes, *, origin: str = "record") -> bytes:

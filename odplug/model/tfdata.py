@@ -107,27 +107,18 @@ def record_dataset(files: Sequence[Path], label_map: LabelMap | None = None) -> 
                        deterministic=True)
 
 
-def representative_images(files: Sequence[Path], input_size: int,
-                          count: int) -> Iterator[np.ndarray]:
-    """`count` float32 [1, S, S, 3] images in 0..255, preprocessed exactly as training does.
+def representative_images(records: Sequence[bytes], input_size: int) -> Iterator[np.ndarray]:
+    """One float32 [1, S, S, 3] image in 0..255 per serialized record, preprocessed exactly as
+    training does.
 
     For int8 calibration: decode, then a bilinear `tf.image.resize` to S x S (the trainer's
-    resize without its augmentation), so the quantization ranges match what the model saw.
-    Records are taken round-robin, one from each file in turn, so the sample spreads over every
-    shard; the same files always give the same images, and fewer records than `count` are
-    cycled through again.
+    resize without its augmentation), so the quantization ranges match what the model saw. The
+    records are given, not read here (`odplug.data.tfrecord.spread_sample` picks them), so a
+    calibration run twice decodes the same few images and reads no others.
     """
-    names = [str(f) for f in files]
     decode = make_decoder()
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(names)
-        .interleave(tf.data.TFRecordDataset, cycle_length=max(1, len(names)), block_length=1,
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .repeat()
-        .take(count)
-        .map(lambda serialized: tf.image.resize(decode(serialized)["image"],
-                                                [input_size, input_size],
-                                                method="bilinear")[tf.newaxis],
-             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    )
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(records), tf.string)).map(
+        lambda serialized: tf.image.resize(decode(serialized)["image"], [input_size, input_size],
+                                           method="bilinear")[tf.newaxis],
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     yield from dataset.as_numpy_iterator()

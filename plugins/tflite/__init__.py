@@ -2,10 +2,12 @@
 
 Variants: ``float32``; ``float16`` (half-size weights); ``dynamic`` (int8 weights, float
 activations); ``int8`` (everything int8, uint8 pixels in, calibrated on the training records
-with the training preprocessing). Each ``<out>/tflite-<variant>.tflite`` comes with a manifest
-``tflite-<variant>.json`` and ``labelmap.txt``. TensorFlow and LiteRT are imported only when a
-model is exported or run, so listing plugins stays fast. Running and inspecting the files is
-`odplug.model.litert`, which the edgetpu exporter shares.
+with the training preprocessing; per-channel or per-tensor weight scales, whichever scores
+better on the validation split, recorded in the manifest's ``quantization``). Each
+``<out>/tflite-<variant>.tflite`` comes with a manifest ``tflite-<variant>.json`` and
+``labelmap.txt``. TensorFlow and LiteRT are imported only when a model is exported or run, so
+listing plugins stays fast. Running and inspecting the files is `odplug.model.litert`, which
+the edgetpu exporter shares.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ class TFLiteExporter(Exporter):
                ) -> list[ExportedModel]:
         from odplug_builtins.tflite.export import calibration, export_variant
 
-        calibrate = calibration(records)(trained.input_size) if "int8" in variants else None
-        return [export_variant(trained, variant, out, name=f"{self.name}-{variant}",
-                               calibrate=calibrate) for variant in variants]
+        int8 = calibration(records)(trained.input_size) if "int8" in variants else None
+        return [export_variant(trained, variant, out, name=f"{self.name}-{variant}", int8=int8)
+                for variant in variants]
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
         from odplug.model import litert

@@ -28,11 +28,6 @@ from odplug.quiet import native_output_hidden
 OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})
 Calibration = Callable[[], Iterator[np.ndarray]]
-PER_TENSOR_WEIGHTS = True
-"""int8 weights with one scale per tensor, not per output channel. Measured on the demo model
-(MobileNetV2 0.35, 192 px, all 300 demo images): the same mAP as per-channel (0.777 vs 0.776)
-at 0.29x the float32 file instead of 0.39x, because per-channel scales and zero points (12
-bytes per channel, 23,600 channels) outweigh the int8 weights of a model this small."""
 
 
 USE_REGULAR_NMS = False
@@ -94,8 +89,13 @@ def detection_function(trained: TrainedDetector, *, uint8_input: bool = False) -
 
 
 def convert(trained: TrainedDetector, variant: str,
-            calibration: Calibration | None = None) -> bytes:
-    """One variant as .tflite bytes: float32, float16, dynamic (int8 weights) or int8 (all)."""
+            calibration: Calibration | None = None, *, per_channel: bool = False) -> bytes:
+    """One variant as .tflite bytes: float32, float16, dynamic (int8 weights) or int8 (all).
+
+    For int8, `per_channel` gives convolution weights one scale per output channel (the
+    converter's default) instead of one per tensor; which is better is measured per model
+    (`odplug_builtins.tflite.export.choose_int8`). Other variants ignore it.
+    """
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [detection_function(trained, uint8_input=variant == "int8")], trained.loaded)
     converter.allow_custom_ops = True
@@ -111,7 +111,7 @@ def convert(trained: TrainedDetector, variant: str,
         converter.representative_dataset = lambda: ([image] for image in calibration())
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
-        converter._experimental_disable_per_channel = PER_TENSOR_WEIGHTS
+        converter._experimental_disable_per_channel = not per_channel
     elif variant != "float32":
         raise OdplugError(f"unknown TFLite variant {variant!r}")
     try:
