@@ -1,0 +1,179 @@
+"""Paired bootstrap intervals for one model's COCO mAP as a share of another's.
+
+Thirty test images hold about seventy boxes, so a one-point difference in mAP between an
+exported model and its SavedModel can be a single box: the point estimate alone cannot tell a
+real regression from noise. A paired bootstrap answers it: draw the test images with
+replacement, score *both* models on the same draw and take their ratio; repeated a thousand
+times, the 2.5th and 97.5th percentiles of the ratios are a 95% interval. Pairing matters:
+both models miss the same hard images, so their ratio varies far less than either mAP does.
+
+Scoring a draw with pycocotools would rerun its matching each time (seconds per draw).
+Matching does not depend on which images are drawn, only the accumulation does, so
+pycocotools' ``COCOeval.evaluate()`` runs once per model and `ImageMatches` keeps its per-image
+results (the ``evalImgs`` of area "all", at most 100 detections). `average_precision` then
+redoes ``COCOeval.accumulate`` in numpy with every image weighted by how often the draw holds
+it: the same stable sort by score, cumulative true and false positives, the precision envelope
+and the 101 recall points, so with every weight 1 it returns pycocotools' own mAP and mAP@.5
+(checked to 1e-6 by a test). A drawn image counted twice adds its boxes twice and its
+detections twice at their place in the score order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RESAMPLES = 1000
+CONFIDENCE = 0.95
+_MAX_DETS = 100
+_CHUNK = 64  # draws scored together: bounds the [draws, IoUs, detections] arrays in memory
+
+
+@dataclass
+class _Category:
+    """One category's detections over every image, in COCO's accumulation order."""
+
+    image: np.ndarray
+    """[D] index of the image each detection belongs to."""
+    tps: np.ndarray
+    """[T, D] true positive at each IoU threshold (matched, not ignored)."""
+    fps: np.ndarray
+    """[T, D] false positive at each IoU threshold (unmatched, not ignored)."""
+    truths: np.ndarray
+    """[N] ground-truth boxes per image that count (crowd regions do not)."""
+
+
+@dataclass
+class ImageMatches:
+    """pycocotools' per-image matching of one model, enough to score any draw of images."""
+
+    images: int
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    categories: list[_Category | None]
+    """None where COCO has nothing to score for the category (no box, no detection)."""
+
+
+def image_matches(coco_eval: Any) -> ImageMatches:
+    """Collect what `average_precision` needs from a COCOeval after ``evaluate()``."""
+    params = coco_eval.params
+    images = len(params.imgIds)
+    area = [tuple(a) for a in params.areaRng].index(tuple(params.areaRng[0]))  # "all"
+    if params.maxDets[-1] != _MAX_DETS:
+        raise ValueError(f"expected COCO's maxDets ending in {_MAX_DETS}, got {params.maxDets}")
+    categories: list[_Category | None] = []
+    for k in range(len(params.catIds)):
+        start = (k * len(params.areaRng) + area) * images
+        found = [(i, e) for i, e in enumerate(coco_eval.evalImgs[start:start + images])
+                 if e is not None]
+        if not found:
+            categories.append(None)
+            continue
+        scores = np.concatenate([np.asarray(e["dtScores"][:_MAX_DETS], float) for _, e in found])
+        order = np.argsort(-scores, kind="mergesort")  # COCO's own tie order
+        image = np.concatenate([np.full(len(e["dtScores"][:_MAX_DETS]), i) for i, e in found])
+        matched = np.concatenate([e["dtMatches"][:, :_MAX_DETS] for _, e in found], axis=1)
+        ignored = np.concatenate([e["dtIgnore"][:, :_MAX_DETS] for _, e in found], axis=1)
+        matched, ignored = matched[:, order].astype(bool), ignored[:, order].astype(bool)
+        truths = np.zeros(images)
+        for i, e in found:
+            truths[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
+        categories.append(_Category(image[order].astype(np.intp), matched & ~ignored,
+                                    ~matched & ~ignored, truths))
+    return ImageMatches(images, np.asarray(params.iouThrs), np.asarray(params.recThrs),
+                        categories)
+
+
+def average_precision(matches: ImageMatches, weights: np.ndarray) -> np.ndarray:
+    """mAP@[.5:.95] and mAP@.5 for each row of `weights` ([draws, images]: how often each
+    image is drawn); returns [draws, 2]. A draw where no category has a box to find gets NaN,
+    where COCO would report -1."""
+    weights = np.atleast_2d(np.asarray(weights, float))
+    if weights.shape[1] != matches.images:
+        raise ValueError(f"weights for {weights.shape[1]} images, matches for {matches.images}")
+    t50 = int(np.argmin(np.abs(matches.iou_thresholds - 0.5)))
+    out = np.empty((len(weights), 2))
+    for start in range(0, len(weights), _CHUNK):
+        chunk = weights[start:start + _CHUNK]
+        sums = np.zeros((len(chunk), len(matches.iou_thresholds)))
+        counted = np.zeros(len(chunk))
+        for category in matches.categories:
+            if category is None:
+                continue
+            precision = _precision_at_recalls(category, chunk, matches.recall_thresholds)
+            valid = ~np.isnan(precision[:, 0, 0])
+            sums[valid] += precision[valid].mean(axis=2)
+            counted += valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_iou = sums / counted[:, None]
+        out[start:start + len(chunk)] = np.stack([per_iou.mean(axis=1), per_iou[:, t50]], 1)
+    return out
+
+
+def _precision_at_recalls(category: _Category, weights: np.ndarray,
+                          recall_thresholds: np.ndarray) -> np.ndarray:
+    """[draws, T, R] interpolated precision as ``COCOeval.accumulate`` computes it, NaN for a
+    draw without a box of this category (COCO's -1: left out of the mean)."""
+    truths = weights @ category.truths  # [draws]
+    counts = weights[:, category.image][:, None, :]  # [draws, 1, D]
+    tp = np.cumsum(category.tps[None] * counts, axis=2)
+    fp = np.cumsum(category.fps[None] * counts, axis=2)
+    draws, thresholds, detections = tp.shape
+    result = np.zeros((draws, thresholds, len(recall_thresholds)))
+    result[truths == 0] = np.nan
+    if detections == 0:
+        return result
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = tp / truths[:, None, None]
+    precision = tp / (fp + tp + np.spacing(1))
+    envelope = np.maximum.accumulate(precision[..., ::-1], axis=2)[..., ::-1]
+    for d in np.flatnonzero(truths > 0):
+        for t in range(thresholds):
+            at = np.searchsorted(recall[d, t], recall_thresholds, side="left")
+            reached = at < detections
+            result[d, t, reached] = envelope[d, t, at[reached]]
+    return result
+
+
+@dataclass
+class RatioInterval:
+    """A model's mAP as a share of the reference's, with its paired bootstrap interval."""
+
+    map50: float
+    map50_low: float
+    map50_high: float
+    map: float
+    map_low: float
+    map_high: float
+
+
+def draws(images: int, *, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """[resamples, images] how often each image is drawn; the same seed, the same draws."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(images, np.full(images, 1 / images), size=resamples).astype(float)
+
+
+def ratio_interval(model: ImageMatches, reference: ImageMatches, weights: np.ndarray, *,
+                   reference_scores: np.ndarray | None = None,
+                   confidence: float = CONFIDENCE) -> RatioInterval:
+    """`model`'s mAP@.5 and mAP@[.5:.95] over `reference`'s on all images, and the percentile
+    interval of the same ratio over the draws in `weights` (the same draws for both models:
+    that is the pairing). `reference_scores` (`average_precision` of the reference on
+    `weights`) saves recomputing it for every model."""
+    if model.images != reference.images:
+        raise ValueError(f"the model was scored on {model.images} images, the reference on "
+                         f"{reference.images}: a paired bootstrap needs the same images")
+    full = np.ones((1, model.images))
+    point = average_precision(model, full)[0] / average_precision(reference, full)[0]
+    if reference_scores is None:
+        reference_scores = average_precision(reference, weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = average_precision(model, weights) / reference_scores
+    tail = (1 - confidence) / 2 * 100
+    low, high = (np.nanpercentile(ratios, [tail, 100 - tail], axis=0)
+                 if np.isfinite(ratios).any() else np.full((2, 2), np.nan))
+    return RatioInterval(map50=float(point[1]), map50_low=float(low[1]),
+                         map50_high=float(high[1]), map=float(point[0]),
+                         map_low=float(low[0]), map_high=float(high[0]))
