@@ -130,3 +130,17 @@ def test_models_scored_on_different_images_are_refused() -> None:
     assert a is not None and b is not None
     with pytest.raises(ValueError, match="same images"):
         ratio_interval(a, b, draws(12))
+
+
+def test_a_reference_that_finds_nothing_leaves_the_ratio_undefined(
+        recwarn: pytest.WarningsRecorder) -> None:
+    truths, found = _scene(np.random.default_rng(4), 20)
+    nothing = [ImageDetections(f.image_id, np.zeros((0, 4)), np.zeros(0, int), np.zeros(0))
+               for f in found]
+    model, reference = _result(truths, found).matches, _result(truths, nothing).matches
+    assert model is not None and reference is not None
+    interval = ratio_interval(model, reference, draws(20, resamples=50))
+    assert np.isinf(interval.map50) and not np.isfinite(interval.map50_low)
+    empty = ratio_interval(reference, reference, draws(20, resamples=50))
+    assert all(np.isnan([empty.map50, empty.map50_low, empty.map_high]))
+    assert not [w for w in recwarn if "invalid value" in str(w.message)]

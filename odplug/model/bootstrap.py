@@ -166,14 +166,18 @@ def ratio_interval(model: ImageMatches, reference: ImageMatches, weights: np.nda
         raise ValueError(f"the model was scored on {model.images} images, the reference on "
                          f"{reference.images}: a paired bootstrap needs the same images")
     full = np.ones((1, model.images))
-    point = average_precision(model, full)[0] / average_precision(reference, full)[0]
     if reference_scores is None:
         reference_scores = average_precision(reference, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
+        point = average_precision(model, full)[0] / average_precision(reference, full)[0]
         ratios = average_precision(model, weights) / reference_scores
     tail = (1 - confidence) / 2 * 100
-    low, high = (np.nanpercentile(ratios, [tail, 100 - tail], axis=0)
-                 if np.isfinite(ratios).any() else np.full((2, 2), np.nan))
+    low, high = np.full(2, np.nan), np.full(2, np.nan)
+    for column in range(2):  # a reference that finds nothing leaves its ratios undefined
+        defined = ratios[:, column][~np.isnan(ratios[:, column])]
+        if len(defined):
+            with np.errstate(invalid="ignore"):  # infinite ratios: a NaN bound, quietly
+                low[column], high[column] = np.percentile(defined, [tail, 100 - tail])
     return RatioInterval(map50=float(point[1]), map50_low=float(low[1]),
                          map50_high=float(high[1]), map=float(point[0]),
                          map_low=float(low[0]), map_high=float(high[0]))
