@@ -131,3 +131,25 @@ def test_min_ratio_takes_targets_or_a_fraction(exported, value: str) -> None:  #
 def test_min_ratio_needs_the_verification(exported) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Exit, match="needs the verification"):
         exported(min_ratio="targets", verify=False)
+
+
+def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from odplug.workflows import pipeline as pipeline_workflow
+
+    table, _data = write_table(_rows(), tmp_path)
+    result = pipeline_workflow.PipelineResult(
+        out=tmp_path, records=tmp_path, run=SimpleNamespace(run_dir=tmp_path, saved_model=tmp_path),
+        exported=[], table=table, rows=[asdict(r) for r in _rows()], reused=[])
+    monkeypatch.setattr(pipeline_workflow, "run_pipeline", lambda *a, **k: result)
+    monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
+    tasks.pipeline(Context(), out=str(tmp_path / "out"))
+    assert "NOT met (>= 98.0%)" in capsys.readouterr().out
+    tasks.pipeline(Context(), out=str(tmp_path / "out"), min_ratio="0.97")
+    with pytest.raises(Exit) as failed:
+        tasks.pipeline(Context(), out=str(tmp_path / "out"), min_ratio="targets")
+    assert failed.value.code == 1 and "below target: tflite-int8: mAP@.5 97.0%" in str(
+        failed.value.message)
