@@ -55,6 +55,23 @@ def test_average_precision_equals_pycocotools_on_all_images(seed: int) -> None:
     assert result.map > 0.2  # a case with something to get right
 
 
+def test_more_than_a_hundred_detections_per_image_count_as_coco_counts_them() -> None:
+    """COCO keeps each image's 100 best detections; low-score extras change nothing else."""
+    rng = np.random.default_rng(3)
+    truths, found = _scene(rng, 25)
+    crowded = []
+    for f in found:
+        corner = rng.uniform(0, 0.8, (130, 2))
+        junk = np.concatenate([corner, corner + 0.1], axis=1)
+        crowded.append(ImageDetections(f.image_id, np.concatenate([f.boxes, junk]),
+                                       np.concatenate([f.classes, rng.integers(1, 4, 130)]),
+                                       np.concatenate([f.scores, rng.uniform(0, 0.5, 130)])))
+    result = _result(truths, crowded)
+    assert result.matches is not None
+    assert average_precision(result.matches, np.ones((1, 25)))[0] == pytest.approx(
+        [result.map, result.map50], abs=1e-6)
+
+
 def test_a_draw_equals_pycocotools_on_the_images_it_holds() -> None:
     """A draw that holds each of its images once scores what COCO gives those images alone;
     an image drawn twice scores what COCO gives two copies of it."""
