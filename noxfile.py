@@ -42,7 +42,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
         "tests/test_pipeline.py", "tests/test_wheel.py", "tests/test_layers.py",
         "tests/test_run.py", "tests/test_savedmodel.py", "tests/test_contract.py",
         "tests/test_export_plan.py", "tests/test_import_atomic.py", "tests/test_fuzz.py",
-        "tests/test_formats.py",
+        "tests/test_formats.py", "tests/test_bootstrap.py", "tests/test_verify.py",
     ]),
     "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
     "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),

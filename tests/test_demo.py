@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odplug.data.demo import write_demo_project
+from odplug.data.demo import IMAGES, write_demo_project
 from odplug.errors import OdplugError
 
 
@@ -74,8 +74,32 @@ def test_structure_classes_splits_and_pairs(tmp_path: Path) -> None:
         splits[tag["name"]] += 1
         classes.update(obj["classTitle"] for obj in ann["objects"])
         assert len(ann["objects"]) <= 4
-    assert splits == {"train": 24, "val": 3, "test": 3}
+    assert splits == {"train": 12, "val": 1, "test": 17}
     assert set(classes) == {"circle", "square", "triangle"}
+
+
+def test_the_default_test_split_can_resolve_one_percent(tmp_path: Path) -> None:
+    """The verification table needs hundreds of test images (see `RANK_BOUNDS`); training
+    keeps its 240 images and validation its 30. The command line and the pipeline make the
+    same default project as the library."""
+    import inspect
+
+    from odplug.cli.tasks import demo_dataset
+    from odplug.workflows.pipeline import PipelineOptions
+
+    project = write_demo_project(tmp_path / "demo", images=IMAGES, size=32)
+    splits = Counter(ann["tags"][0]["name"] for ann in _annotations(project).values())
+    assert splits == {"train": 240, "val": 30, "test": 330}
+    assert sum(len(ann["objects"]) for path, ann in _annotations(project).items()
+               if ann["tags"][0]["name"] == "test") > 700
+    assert inspect.signature(demo_dataset.body).parameters["images"].default == IMAGES
+    assert PipelineOptions().demo_images == IMAGES
+
+
+def test_a_dozen_images_still_have_every_split(tmp_path: Path) -> None:
+    project = write_demo_project(tmp_path / "demo", images=12, size=32)
+    splits = Counter(ann["tags"][0]["name"] for ann in _annotations(project).values())
+    assert splits == {"train": 4, "val": 1, "test": 7}
 
 
 def test_a_few_images_are_negatives(tmp_path: Path) -> None:

@@ -111,6 +111,8 @@ def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # ty
     (["model.predict", "--model", ".", "--source", ".", "--threshold", "nan"],
      "--threshold 'nan'"),
     (["model.export", "--model", ".", "--limit", "x"], "--limit 'x'"),
+    (["model.export", "--model", ".", "--min-ratio", "abc"], "--min-ratio 'abc': give 'targets'"),
+    (["pipeline", "--min-ratio", "1.5"], "--min-ratio '1.5': give 'targets' or a number"),
     (["model.config", "--out", "odplug"], "--out 'odplug': is a folder"),
     (["pipeline", "--steps", "1e3"], "--steps '1e3'"),
     (["pipeline", "--config", "odplug"], "--config 'odplug'"),

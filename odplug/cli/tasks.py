@@ -121,6 +121,24 @@ def _writing_to(out: Path) -> Iterator[None]:
         raise
 
 
+MIN_RATIO_HELP = (
+    "exit 1 when an export keeps less of the SavedModel's mAP@.5 or mAP@[.5:.95] (point "
+    "estimate) than this: 'targets' for each model's own target (99.5% float, 98% int8/uint8), "
+    "or a fraction from 0 to 1 for every model, e.g. 0.97 (default: report only)")
+
+
+def _min_ratio(value: str) -> tuple[bool, float | None]:
+    """``--min-ratio``: (enforce?, one floor for every model or None for each own target)."""
+    if not value:
+        return False, None
+    if value == "targets":
+        return True, None
+    try:
+        return True, _fraction("min-ratio", value, 0.0, 1.0)
+    except Exit:
+        raise _usage("min-ratio", value, "give 'targets' or a number from 0 to 1") from None
+
+
 def _steps(value: int | str) -> int:
     return whole_number("steps", value, 0, 10**9, " (0: the trainer's default)")
 
@@ -241,13 +259,13 @@ def plugins_(c, json=False):
     name="dataset",
     help={
         "out": "folder to write the Supervisely project to (default demo/supervisely)",
-        "images": "number of images (default 300)",
+        "images": "number of images (default 600: 240 train, 30 val, 330 test)",
         "size": "image width and height in pixels (default 256)",
         "seed": "random seed; the same seed gives byte-identical files (default 0)",
     },
 )
 @user_errors
-def demo_dataset(c, out="demo/supervisely", images=300, size=256, seed=0):
+def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
     """Write a synthetic Supervisely project (shapes on textures, 3 classes) to try odplug on."""
     from odplug.data.demo import write_demo_project
 
@@ -394,17 +412,21 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
         "verify": "run every exported model on the test split and print the table "
         "(default on; --no-verify skips it)",
         "limit": "verify on at most this many test images (default: all)",
+        "min_ratio": MIN_RATIO_HELP,
     },
 )
 @user_errors
 def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None, records=None,
-                 verify=True, limit=0):
+                 verify=True, limit=0, min_ratio=""):
     """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
-    from odplug.workflows.export import export, plan_export, verify_exports
+    from odplug.workflows.export import check_targets, export, plan_export, verify_exports
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
     limit = whole_number("limit", limit, 0, 10**9, " (0: all)")
+    enforce, floor = _min_ratio(min_ratio)
+    if enforce and not verify:
+        raise _usage("min-ratio", min_ratio, "needs the verification; leave out --no-verify")
     job = plan_export(load_registry_warning(), Path(model),
                       to=[n.strip() for n in to.split(",") if n.strip()],
                       quantize=[q.strip() for q in quantize.split(",") if q.strip()],
@@ -422,6 +444,8 @@ def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None,
         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
     print(verification.table.read_text(), end="")
     print(f"Wrote {verification.table} and {verification.data}")
+    if enforce:
+        check_targets(verification.rows, floor)
 
 
 @task(
@@ -503,17 +527,21 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
         "to": "export formats (default tflite,edgetpu,tfjs)",
         "quantize": "export variants (default: each format's defaults)",
         "force": "rerun every stage, even those whose inputs have not changed",
+        "min_ratio": MIN_RATIO_HELP,
     },
 )
 @user_errors
 def pipeline(c, source=None, format=None, out="output/pipeline", config=None, steps=0, set="",
-             to="tflite,edgetpu,tfjs", quantize="", force=False):
+             to="tflite,edgetpu,tfjs", quantize="", force=False, min_ratio=""):
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
 
+    from odplug.export.verify import Row
+    from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
     steps = _steps(steps)
+    enforce, floor = _min_ratio(min_ratio)
     out_path = _out_folder("out", out) or Path("output/pipeline")
     config_path = _in_file("config", config)
     overrides = parse_overrides(set)
@@ -545,6 +573,8 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     if result.reused:
         print(f"reused: {', '.join(result.reused)} (--force reruns them)")
     print(f"total: {time.perf_counter() - started:.0f} s")
+    if enforce:
+        check_targets([Row(**row) for row in result.rows], floor)
 
 
 def build_namespace() -> Collection:

@@ -23,7 +23,7 @@ import contextlib
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.errors import OdplugError
+from odplug.model.bootstrap import ImageMatches, image_matches
 
 PR_IOU = 0.5  # the IoU threshold of the per-class AP50 and of the plotted curves
 MAX_DETS = 100  # detections per image COCO's headline numbers use
@@ -70,9 +71,12 @@ class CocoResult:
     pr_curves: dict[str, tuple[list[float], list[float]]]
     images: int
     detections: int
+    matches: ImageMatches | None = field(default=None, repr=False, compare=False)
+    """pycocotools' per-image matching, for bootstrap intervals (`odplug.model.bootstrap`);
+    not part of the saved metrics."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "matches"}
 
 
 def evaluate(truths: Sequence[ImageTruth], detections: Sequence[ImageDetections],
@@ -210,4 +214,5 @@ def _result(coco_eval: Any, class_names: Mapping[int, str], gt_anns: list[dict],
         curves[name] = (params.recThrs.tolist(), pr[t50].tolist())
     stats = [float(s) for s in coco_eval.stats]
     return CocoResult(map=stats[0], map50=stats[1], map75=stats[2], per_class=per_class,
-                      stats=stats, pr_curves=curves, images=images, detections=detections)
+                      stats=stats, pr_curves=curves, images=images, detections=detections,
+                      matches=image_matches(coco_eval))

@@ -16,7 +16,7 @@ from odplug.components import ExportedModel, Exporter
 from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
 from odplug.export import plan as exporting
-from odplug.export.verify import Row, verify, write_table
+from odplug.export.verify import Row, missed, verify, write_table
 from odplug.plugins import Registry
 from odplug.run import resolve_model
 from odplug.workflows.evaluate import split_files
@@ -81,3 +81,12 @@ def verify_exports(saved_model: Path, written: Written, records: Path, out: Path
                   limit=limit, on_row=on_row)
     table, data = write_table(rows, out)
     return Verification(rows, table, data)
+
+
+def check_targets(rows: Sequence[Row], min_ratio: float | None = None) -> None:
+    """Raise when an exported model keeps less of the SavedModel's mAP@.5 or mAP@[.5:.95]
+    than `min_ratio`, or than its own target (99.5% float, 98% 8-bit) when `min_ratio` is
+    None; the one-line error names every such model with its ratios and intervals."""
+    below = missed(rows, min_ratio)
+    if below:
+        raise OdplugError("below target: " + "; ".join(below))

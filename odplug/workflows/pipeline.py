@@ -19,12 +19,16 @@ from typing import Any
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
+from odplug.data.demo import IMAGES as DEMO_IMAGES
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError
 from odplug.plugins import EXPORTERS, TRAINERS, Registry
 from odplug.run import RunInfo
 
 STATE = "pipeline.json"
+TABLE_VERSION = 2
+"""Raised when the verification table gains columns: a kept table of an older odplug is
+rebuilt rather than reused without them."""
 STAGES = ("dataset", "import", "train", "export", "verify")
 StageEvent = Callable[[str, str], None]
 """Called with (stage, "reused" | "running" | "done")."""
@@ -35,7 +39,7 @@ class PipelineOptions:
     source: Path | None = None
     """Dataset to start from; None makes the demo dataset."""
     format: str | None = None
-    demo_images: int = 300
+    demo_images: int = DEMO_IMAGES
     seed: int = 0
     trainer: str = "ssd"
     config: Path | None = None
@@ -175,8 +179,8 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
         return {"table": str(verification.table),
                 "rows": [asdict(r) for r in verification.rows]}
 
-    verified = state.run("verify", {}, lambda: (export_dir / "verification.md").is_file(),
-                         do_verify, event)
+    verified = state.run("verify", {"table": TABLE_VERSION},
+                         lambda: (export_dir / "verification.md").is_file(), do_verify, event)
     return PipelineResult(out=out, records=records, run=run,
                           exported=[m for _e, m in written], table=Path(verified["table"]),
                           rows=verified["rows"], reused=reused)

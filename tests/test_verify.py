@@ -1,0 +1,155 @@
+"""The verification table's targets and intervals, and ``--min-ratio`` turning a missed target
+into a failing command (rows stand in for exported models, so no model runs here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from invoke import Context
+from invoke.exceptions import Exit
+
+from odplug.cli import tasks
+from odplug.export.verify import (
+    EIGHT_BIT_TARGET,
+    FLOAT_TARGET,
+    Row,
+    missed,
+    target_for,
+    write_table,
+)
+from odplug.workflows import export as export_workflow
+
+
+def _rows(int8_map50: float = 0.97) -> list[Row]:
+    reference = Row("saved_model", "s", 7.8, 0.900, 0.600, 1.0, 17.0, 300)
+    floating = Row("tflite-float32", "f", 2.7, 0.899, 0.599, 0.899 / 0.9, 2.3, 300,
+                   map_vs_reference=0.599 / 0.6, map50_low=0.996, map50_high=1.001,
+                   map_low=0.994, map_high=1.002, target=target_for("tflite-float32"))
+    eight_bit = Row("tflite-int8", "i", 0.8, 0.9 * int8_map50, 0.597, int8_map50, 2.7, 300,
+                    note="calibrated | 100 images", map_vs_reference=0.995,
+                    map50_low=int8_map50 - 0.01, map50_high=int8_map50 + 0.005,
+                    map_low=0.99, map_high=1.0, target=target_for("tflite-int8"))
+    return [reference, floating, eight_bit]
+
+
+def test_targets_follow_the_variant() -> None:
+    assert [target_for(n) for n in ("tflite-float32", "tfjs-float16", "edgetpu-int8",
+                                    "tfjs-uint8")] == [FLOAT_TARGET, FLOAT_TARGET,
+                                                       EIGHT_BIT_TARGET, EIGHT_BIT_TARGET]
+    assert (FLOAT_TARGET, EIGHT_BIT_TARGET) == (0.995, 0.98)
+
+
+def test_the_table_shows_ratios_with_intervals_and_targets(tmp_path: Path) -> None:
+    markdown, data = write_table(_rows(), tmp_path)
+    lines = markdown.read_text().splitlines()
+    assert lines[0] == ("| model | size (MB) | mAP@.5 | mAP@[.5:.95] | mAP@.5 vs SavedModel "
+                        "(95% CI) | mAP@[.5:.95] vs SavedModel (95% CI) | target | latency (ms) "
+                        "| notes |")
+    assert lines[2] == ("| saved_model | 7.80 | 0.900 | 0.600 | 100.0% | 100.0% | reference | "
+                        "17.0 |  |")
+    assert lines[3] == ("| tflite-float32 | 2.70 | 0.899 | 0.599 | 99.9% (99.6%-100.1%) | "
+                        "99.8% (99.4%-100.2%) | met (>= 99.5%) | 2.3 |  |")
+    assert lines[4] == ("| tflite-int8 | 0.80 | 0.873 | 0.597 | 97.0% (96.0%-97.5%) | "
+                        "99.5% (99.0%-100.0%) | NOT met (>= 98.0%) | 2.7 | "
+                        "calibrated \\| 100 images |")
+    assert "paired bootstrap over the 300 test images (1000 draws)" in markdown.read_text()
+    saved = json.loads(data.read_text())
+    assert [r["met"] for r in saved] == [True, True, False]
+    assert saved[2]["map50_low"] == pytest.approx(0.96)
+    assert saved[2]["target"] == 0.98 and saved[0]["target"] is None
+    assert saved[1]["map_vs_reference"] == pytest.approx(0.599 / 0.6)
+
+
+def test_a_missed_target_is_named_with_its_numbers() -> None:
+    assert missed(_rows(int8_map50=0.985)) == []
+    [line] = missed(_rows())
+    assert line == ("tflite-int8: mAP@.5 97.0% (96.0%-97.5%), mAP@[.5:.95] 99.5% (99.0%-100.0%) "
+                    "of the SavedModel's on 300 test images, target >= 98.0%")
+    assert [line.split(":")[0] for line in missed(_rows(int8_map50=0.985), 0.999)] == [
+        "tflite-float32", "tflite-int8"]
+    assert missed(_rows(), 0.9) == []
+
+
+def test_a_model_without_a_ratio_misses_any_target() -> None:
+    rows = _rows()
+    rows[1].map50_vs_reference = float("nan")
+    assert [line.split(":")[0] for line in missed(rows, 0.0)] == ["tflite-float32"]
+
+
+class _Job:
+    def __init__(self, tmp_path: Path) -> None:
+        self.exporters, self.variants = [], {}
+        self.saved_model, self.out, self.records = tmp_path, tmp_path, tmp_path
+
+
+@pytest.fixture
+def exported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``model.export`` with planning, exporting and verification replaced: it prints and
+    judges the rows `_rows` gives (tflite-int8 at 97% of the SavedModel's mAP@.5)."""
+    def verify_exports(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = _rows()
+        table, data = write_table(rows, tmp_path)
+        return export_workflow.Verification(rows, table, data)
+
+    monkeypatch.setattr(export_workflow, "plan_export", lambda *a, **k: _Job(tmp_path))
+    monkeypatch.setattr(export_workflow, "export", lambda *a, **k: [])
+    monkeypatch.setattr(export_workflow, "verify_exports", verify_exports)
+    monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
+
+    def run(**options):  # type: ignore[no-untyped-def]
+        return tasks.model_export(Context(), model=str(tmp_path), **options)
+
+    return run
+
+
+def test_min_ratio_fails_the_export_naming_the_model(exported, capsys) -> None:  # type: ignore[no-untyped-def]
+    exported()  # default: report only
+    assert "NOT met (>= 98.0%)" in capsys.readouterr().out
+    with pytest.raises(Exit) as failed:
+        exported(min_ratio="targets")
+    assert failed.value.code == 1
+    assert str(failed.value.message).startswith("odplug: error: below target: tflite-int8: "
+                                                "mAP@.5 97.0% (96.0%-97.5%)")
+    assert "\n" not in failed.value.message
+    with pytest.raises(Exit) as failed:
+        exported(min_ratio="0.9995")
+    assert "tflite-float32:" in failed.value.message and "target >= 100.0%" in failed.value.message
+    exported(min_ratio="0.95")
+
+
+@pytest.mark.parametrize("value", ["x", "1.5", "-0.1", "nan", "target"])
+def test_min_ratio_takes_targets_or_a_fraction(exported, value: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(Exit) as refused:
+        exported(min_ratio=value)
+    assert refused.value.code == 2
+    assert refused.value.message == (f"odplug: error: --min-ratio {value!r}: give 'targets' or "
+                                     "a number from 0 to 1")
+
+
+def test_min_ratio_needs_the_verification(exported) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(Exit, match="needs the verification"):
+        exported(min_ratio="targets", verify=False)
+
+
+def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from odplug.workflows import pipeline as pipeline_workflow
+
+    table, _data = write_table(_rows(), tmp_path)
+    result = pipeline_workflow.PipelineResult(
+        out=tmp_path, records=tmp_path, run=SimpleNamespace(run_dir=tmp_path, saved_model=tmp_path),
+        exported=[], table=table, rows=[asdict(r) for r in _rows()], reused=[])
+    monkeypatch.setattr(pipeline_workflow, "run_pipeline", lambda *a, **k: result)
+    monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
+    tasks.pipeline(Context(), out=str(tmp_path / "out"))
+    assert "NOT met (>= 98.0%)" in capsys.readouterr().out
+    tasks.pipeline(Context(), out=str(tmp_path / "out"), min_ratio="0.97")
+    with pytest.raises(Exit) as failed:
+        tasks.pipeline(Context(), out=str(tmp_path / "out"), min_ratio="targets")
+    assert failed.value.code == 1 and "below target: tflite-int8: mAP@.5 97.0%" in str(
+        failed.value.message)
