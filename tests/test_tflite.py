@@ -113,25 +113,37 @@ def _raw_tensors(path: Path, image: np.ndarray) -> tuple[np.ndarray, ...]:
     return codes, scores, anchors, *outputs
 
 
-def reference_fast_nms(codes: np.ndarray, scores: np.ndarray, anchors: np.ndarray,
-                       manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode and class-agnostic NMS on each anchor's best class, written from the op's spec."""
+def reference_nms(codes: np.ndarray, scores: np.ndarray, anchors: np.ndarray,
+                  manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode, then NMS written from the op's spec: with ``use_regular_nms`` each class on its
+    own and the best ``max_detections`` of all classes kept; without, class-agnostic on each
+    anchor's best class."""
     post = manifest["postprocess"]
     sy, sx, sh, sw = post["scale_factors"]
     ya, xa, ha, wa = anchors.T
     yc, xc = codes[:, 0] / sy * ha + ya, codes[:, 1] / sx * wa + xa
     h, w = np.exp(codes[:, 2] / sh) * ha, np.exp(codes[:, 3] / sw) * wa
     boxes = np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    if post["use_regular_nms"]:
+        found = [(scores[i, c], i, c) for c in range(scores.shape[1])
+                 for i in _greedy(boxes, scores[:, c], post)]
+        found = sorted(found, key=lambda item: -item[0])[:post["max_detections"]]
+        kept, classes = [i for _, i, _ in found], np.array([c for _, _, c in found], int)
+        return boxes[kept], classes, np.array([s for s, _, _ in found], np.float32)
     best, best_score = scores.argmax(axis=1), scores.max(axis=1)
-    order = [i for i in np.argsort(-best_score, kind="stable")
-             if best_score[i] >= post["score_threshold"]]
+    kept = _greedy(boxes, best_score, post)
+    return boxes[kept], best[kept], best_score[kept]
+
+
+def _greedy(boxes: np.ndarray, scores: np.ndarray, post: dict) -> list[int]:
+    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= post["score_threshold"]]
     kept: list[int] = []
     for i in order:
         if len(kept) == post["max_detections"]:
             break
         if all(_iou(boxes[i], boxes[j]) <= post["iou_threshold"] for j in kept):
             kept.append(i)
-    return boxes[kept], best[kept], best_score[kept]
+    return kept
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -156,8 +168,8 @@ def test_float32_computes_what_the_saved_model_computes(exported: dict, low_thre
         np.testing.assert_allclose(codes, expected["box_codes"].numpy(), atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(scores, expected["class_scores"].numpy(), atol=1e-4)
         np.testing.assert_array_equal(anchors, np.load(tiny["saved"] / "anchors.npy"))
-        ref_boxes, ref_classes, ref_scores = reference_fast_nms(codes[0], scores[0], anchors,
-                                                                manifest)
+        ref_boxes, ref_classes, ref_scores = reference_nms(codes[0], scores[0], anchors,
+                                                           manifest)
         n = int(count[0])
         assert n == len(ref_boxes) > 10
         assert_same_detections((boxes[0, :n], classes[0, :n].astype(int), found_scores[0, :n]),

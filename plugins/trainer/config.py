@@ -106,6 +106,10 @@ class EvalConfig:
     iou_threshold: float = 0.5
     """Non-maximum suppression IoU."""
     max_detections: int = 100
+    per_class_nms: bool = True
+    """Suppress overlapping boxes within each class (True) or across classes, each box on its
+    best class (False); the SavedModel, its exports and validation all apply this choice
+    (`odplug.model.postprocess`)."""
     batch_size: int = 16
 
 
