@@ -213,20 +213,25 @@ def test_the_manifest_says_what_the_interpreter_sees(exported: dict) -> None:
         assert manifest["variant"] == variant and manifest["model"] == model.path.name
 
 
-def write_forced_model(path: Path, num_classes: int) -> Path:
+def write_forced_model(path: Path, num_classes: int, *, per_class: bool) -> Path:
     """A SavedModel with the trained-detector contract whose raw outputs are fixed: class k
     scores 0.9 on anchor k only, the anchors far apart, so every class must survive NMS."""
     count = 4 * num_classes
     scores = np.full((1, count, num_classes), 0.01, np.float32)
     scores[0, np.arange(num_classes), np.arange(num_classes)] = 0.9
+    nms = {"iou_threshold": 0.5, "score_threshold": 0.05, "max_detections": 20,
+           "per_class": per_class}
     return write_detector(path, scores=scores, anchors=spread_anchors(count),
-                          names=[f"c{k}" for k in range(num_classes)])
+                          names=[f"c{k}" for k in range(num_classes)], info={"nms": nms})
 
 
-@pytest.mark.parametrize("threads", [1, 2, 4])
-def test_every_class_can_come_out(tmp_path: Path, threads: int) -> None:
-    # tensorflow/tensorflow#56058: the op's per-class NMS drops a class with 1 < threads < classes
-    saved = write_forced_model(tmp_path / "forced", num_classes=5)
+@pytest.mark.parametrize("per_class,threads", [
+    (False, 1), (False, 2), (False, 4), (True, 1), (True, 5), (True, 8)])
+def test_every_class_can_come_out(tmp_path: Path, per_class: bool, threads: int) -> None:
+    """The fast NMS on any thread count; the regular NMS where LiteRT runs it right: on 1
+    thread or on as many as there are classes (tensorflow/tensorflow#56058 drops class column N
+    on N threads, 1 < N < classes: tests/test_nms.py)."""
+    saved = write_forced_model(tmp_path / "forced", num_classes=5, per_class=per_class)
     (model,) = TFLiteExporter().export(validate_detector(saved), tmp_path / "out",
                                        variants=["float32"])
     found = TFLiteDetector(model.path, [1, 2, 3, 4, 5], num_threads=threads)(
