@@ -67,14 +67,14 @@ def detect(box_codes: tf.Tensor, class_logits: tf.Tensor, anchors: tf.Tensor, nm
 
 def decode_boxes(box_codes: tf.Tensor, anchors: tf.Tensor,
                  scale_factors: Sequence[float] = boxcoder.SCALE_FACTORS) -> tf.Tensor:
-    """Box codes [..., A, 4] -> normalised (ymin, xmin, ymax, xmax), not clipped yet.
+    """Box codes [..., A, 4] -> normalised (ymin, xmin, ymax, xmax), clipped to the image.
 
-    Suppression compares the boxes as decoded, as TFLite's op does (it cannot clip before
-    its NMS), and only the kept boxes are clipped to the image, so the overlap of a box that
-    reaches past the border is the same number in every runtime.
+    Clipped before suppression: boxes reaching far past the image (an untrained model's) made
+    TF.js and TensorFlow keep different boxes of near-equal overlap. TFLite's op suppresses
+    the boxes unclipped; that differs only for two boxes both past the border.
     """
-    return boxcoder.decode(tf.cast(box_codes, tf.float32), tf.cast(anchors, tf.float32),
-                           scale_factors)
+    return tf.clip_by_value(boxcoder.decode(tf.cast(box_codes, tf.float32),
+                                            tf.cast(anchors, tf.float32), scale_factors), 0.0, 1.0)
 
 
 def suppress(boxes: tf.Tensor, scores: tf.Tensor, nms: Nms, *,
@@ -92,7 +92,7 @@ def suppress(boxes: tf.Tensor, scores: tf.Tensor, nms: Nms, *,
             clip_boxes=False,
         )
         return {
-            "detection_boxes": tf.clip_by_value(nmsed.nmsed_boxes, 0.0, 1.0),
+            "detection_boxes": nmsed.nmsed_boxes,
             "detection_classes": tf.gather(ids, tf.cast(nmsed.nmsed_classes, tf.int32)),
             "detection_scores": nmsed.nmsed_scores,
             "num_detections": tf.cast(nmsed.valid_detections, tf.float32),
@@ -110,14 +110,14 @@ def suppress(boxes: tf.Tensor, scores: tf.Tensor, nms: Nms, *,
 
 def select(boxes: tf.Tensor, scores: tf.Tensor,
            nms: Nms) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """NMS on one image: decoded boxes [A, 4] and scores [A, C] -> kept boxes [N, 4] (clipped
-    to the image), class columns [N] (int32), scores [N], best first and padded with zeros to
-    N = ``nms.max_detections``, and how many are real (int32 scalar).
+    """NMS on one image: boxes [A, 4] (`decode_boxes`) and scores [A, C] -> kept boxes [N, 4],
+    class columns [N] (int32), scores [N], best first and padded with zeros to N =
+    ``nms.max_detections``, and how many are real (int32 scalar).
 
     Built only of ops TF.js converts and runs right (``non_max_suppression_with_scores``;
     neither the combined nor the padded NMS), so the TF.js export uses it as it is. Per class,
-    every (box, class) pair is a candidate and each class's boxes are moved away from the
-    others' by more than all boxes' extent, so boxes of different classes never overlap and
+    every (box, class) pair is a candidate and each class's boxes are moved 2 away from the
+    previous class's (boxes lie within 0..1), so boxes of different classes never overlap and
     one suppression over all pairs is each class's own suppression: the same detections as
     `tf.image.combined_non_max_suppression` with N per class and N in total.
     """
@@ -126,8 +126,7 @@ def select(boxes: tf.Tensor, scores: tf.Tensor,
     if nms.per_class:
         candidates = tf.reshape(tf.tile(boxes[:, None, :], [1, classes, 1]), [-1, 4])
         columns = tf.tile(tf.range(classes, dtype=tf.int32), [tf.shape(boxes)[0]])
-        extent = tf.reduce_max(boxes) - tf.reduce_min(boxes) + 1.0
-        offsets = extent * tf.cast(columns, tf.float32)[:, None]
+        offsets = 2.0 * tf.cast(columns, tf.float32)[:, None]
         keep, kept_scores = tf.image.non_max_suppression_with_scores(
             candidates + offsets, tf.reshape(scores, [-1]), max_output_size=count,
             iou_threshold=nms.iou_threshold, score_threshold=nms.score_threshold)
@@ -140,8 +139,7 @@ def select(boxes: tf.Tensor, scores: tf.Tensor,
     found = tf.shape(keep)[0]
     padding = count - found
     # Reshape, not ensure_shape: TF.js cannot run EnsureShape; both give static shapes.
-    kept_boxes = tf.clip_by_value(tf.gather(candidates, keep), 0.0, 1.0)
-    return (tf.reshape(tf.pad(kept_boxes, [[0, padding], [0, 0]]), [count, 4]),
+    return (tf.reshape(tf.pad(tf.gather(candidates, keep), [[0, padding], [0, 0]]), [count, 4]),
             tf.reshape(tf.pad(tf.gather(columns, keep), [[0, padding]]), [count]),
             tf.reshape(tf.pad(kept_scores, [[0, padding]]), [count]),
             found)
