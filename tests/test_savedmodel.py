@@ -129,8 +129,8 @@ def _random_image(rng: np.random.Generator, anchors: int = 300,
     centres = rng.uniform(-0.1, 1.1, (anchors, 2))
     sides = rng.uniform(0.05, 0.5, (anchors, 2))
     boxes = np.concatenate([centres - sides / 2, centres + sides / 2], axis=1)
-    return np.clip(boxes, 0, 1).astype(np.float32), (rng.uniform(0, 1, (anchors, classes)) ** 3).astype(
-        np.float32)
+    scores = rng.uniform(0, 1, (anchors, classes)) ** 3
+    return np.clip(boxes, 0, 1).astype(np.float32), scores.astype(np.float32)
 
 
 def test_select_per_class_is_combined_nms() -> None:
