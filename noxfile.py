@@ -54,7 +54,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
                                   "tests/test_trainer_plugin.py", "tests/test_pretrained.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
     "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py", "tests/test_edgetpu_check.py"]),
-    "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py"]),
+    "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py", "tests/test_nms.py"]),
 }
 # The tensorflowjs converter pins its own TensorFlow: it gets a second virtualenv, from this
 # file, that the tfjs exporter runs as a subprocess (ODPLUG_TFJS_PYTHON).

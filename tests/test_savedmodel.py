@@ -17,7 +17,7 @@ from odplug.errors import OdplugError
 from odplug.model.boxcoder import SCALE_FACTORS
 from odplug.model.detector import SavedModelDetector
 from odplug.model.detector_info import DetectorInfo
-from odplug.model.postprocess import Nms, detect
+from odplug.model.postprocess import Nms, detect, select, suppress
 from odplug.model.savedmodel import write_detector
 from tests.conftest import assert_same_detections
 
@@ -120,3 +120,52 @@ def test_a_label_map_with_gaps_in_its_ids_makes_a_detector(tmp_path: Path) -> No
     image = np.random.default_rng(2).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
     found = SavedModelDetector(out)(image)
     assert sorted(set(found.classes.tolist())) == [1, 3, 7]
+
+
+def _random_image(rng: np.random.Generator, anchors: int = 300,
+                  classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [A, 4] clipped to the image as `decode_boxes` clips them (many overlapping, some
+    cut by the border) and scores [A, C]."""
+    centres = rng.uniform(-0.1, 1.1, (anchors, 2))
+    sides = rng.uniform(0.05, 0.5, (anchors, 2))
+    boxes = np.concatenate([centres - sides / 2, centres + sides / 2], axis=1)
+    scores = rng.uniform(0, 1, (anchors, classes)) ** 3
+    return np.clip(boxes, 0, 1).astype(np.float32), scores.astype(np.float32)
+
+
+def test_select_per_class_is_combined_nms() -> None:
+    """The TF.js-convertible per-class NMS (class-offset boxes, one suppression) keeps what
+    `tf.image.combined_non_max_suppression` keeps."""
+    rng = np.random.default_rng(0)
+    for count in (5, 40, 120):
+        boxes, scores = _random_image(rng)
+        nms = Nms(score_threshold=0.05, iou_threshold=0.5, max_detections=count)
+        expected = suppress(boxes[None], scores[None], nms, class_ids=[1, 2, 3, 4])
+        kept, columns, kept_scores, found = select(tf.constant(boxes), tf.constant(scores), nms)
+        n = int(expected["num_detections"][0])
+        assert int(found) == n > 0
+        assert_same_detections(
+            (kept[:n], columns[:n].numpy() + 1, kept_scores[:n]),
+            tuple(expected[key][0, :n] for key in ("detection_boxes", "detection_classes",
+                                                   "detection_scores")), score_atol=1e-6)
+
+
+def test_class_agnostic_nms_suppresses_across_classes() -> None:
+    """Two overlapping boxes of different classes: per class both stay, class-agnostic only
+    the better one; a batch of two images is suppressed image by image."""
+    anchors = np.array([[0.3, 0.3, 0.3, 0.3], [0.32, 0.32, 0.3, 0.3]], np.float32)
+    logits = np.array([[[2.0, -6.0], [-6.0, 1.0]], [[-6.0, 1.0], [-6.0, 2.0]]], np.float32)
+    for per_class, expected in ((True, [[1, 2], [2]]), (False, [[1], [2]])):
+        found = detect(tf.zeros([2, 2, 4]), tf.constant(logits), anchors,
+                       Nms(max_detections=3, per_class=per_class), class_ids=[1, 2])
+        counts = found["num_detections"].numpy().astype(int)
+        assert [found["detection_classes"][i, :n].numpy().astype(int).tolist()
+                for i, n in enumerate(counts)] == expected, per_class
+        assert found["detection_boxes"].shape == (2, 3, 4)
+
+
+def test_the_nms_setting_reaches_detector_json(tmp_path: Path) -> None:
+    for per_class in (True, False):
+        out = write_detector(tiny_detector(), ANCHORS, LABELS, SIZE, tmp_path / str(per_class),
+                             nms=Nms(per_class=per_class))
+        assert DetectorInfo.read(out).per_class_nms is per_class

@@ -115,25 +115,37 @@ def _raw_tensors(path: Path, image: np.ndarray) -> tuple[np.ndarray, ...]:
     return codes, scores, anchors, *outputs
 
 
-def reference_fast_nms(codes: np.ndarray, scores: np.ndarray, anchors: np.ndarray,
-                       manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode and class-agnostic NMS on each anchor's best class, written from the op's spec."""
+def reference_nms(codes: np.ndarray, scores: np.ndarray, anchors: np.ndarray,
+                  manifest: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode, then NMS written from the op's spec: with ``use_regular_nms`` each class on its
+    own and the best ``max_detections`` of all classes kept; without, class-agnostic on each
+    anchor's best class."""
     post = manifest["postprocess"]
     sy, sx, sh, sw = post["scale_factors"]
     ya, xa, ha, wa = anchors.T
     yc, xc = codes[:, 0] / sy * ha + ya, codes[:, 1] / sx * wa + xa
     h, w = np.exp(codes[:, 2] / sh) * ha, np.exp(codes[:, 3] / sw) * wa
     boxes = np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    if post["use_regular_nms"]:
+        found = [(scores[i, c], i, c) for c in range(scores.shape[1])
+                 for i in _greedy(boxes, scores[:, c], post)]
+        found = sorted(found, key=lambda item: -item[0])[:post["max_detections"]]
+        kept, classes = [i for _, i, _ in found], np.array([c for _, _, c in found], int)
+        return boxes[kept], classes, np.array([s for s, _, _ in found], np.float32)
     best, best_score = scores.argmax(axis=1), scores.max(axis=1)
-    order = [i for i in np.argsort(-best_score, kind="stable")
-             if best_score[i] >= post["score_threshold"]]
+    kept = _greedy(boxes, best_score, post)
+    return boxes[kept], best[kept], best_score[kept]
+
+
+def _greedy(boxes: np.ndarray, scores: np.ndarray, post: dict) -> list[int]:
+    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= post["score_threshold"]]
     kept: list[int] = []
     for i in order:
         if len(kept) == post["max_detections"]:
             break
         if all(_iou(boxes[i], boxes[j]) <= post["iou_threshold"] for j in kept):
             kept.append(i)
-    return boxes[kept], best[kept], best_score[kept]
+    return kept
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -158,8 +170,8 @@ def test_float32_computes_what_the_saved_model_computes(exported: dict, low_thre
         np.testing.assert_allclose(codes, expected["box_codes"].numpy(), atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(scores, expected["class_scores"].numpy(), atol=1e-4)
         np.testing.assert_array_equal(anchors, np.load(tiny["saved"] / "anchors.npy"))
-        ref_boxes, ref_classes, ref_scores = reference_fast_nms(codes[0], scores[0], anchors,
-                                                                manifest)
+        ref_boxes, ref_classes, ref_scores = reference_nms(codes[0], scores[0], anchors,
+                                                           manifest)
         n = int(count[0])
         assert n == len(ref_boxes) > 10
         assert_same_detections((boxes[0, :n], classes[0, :n].astype(int), found_scores[0, :n]),
@@ -203,20 +215,25 @@ def test_the_manifest_says_what_the_interpreter_sees(exported: dict) -> None:
         assert manifest["variant"] == variant and manifest["model"] == model.path.name
 
 
-def write_forced_model(path: Path, num_classes: int) -> Path:
+def write_forced_model(path: Path, num_classes: int, *, per_class: bool) -> Path:
     """A SavedModel with the trained-detector contract whose raw outputs are fixed: class k
     scores 0.9 on anchor k only, the anchors far apart, so every class must survive NMS."""
     count = 4 * num_classes
     scores = np.full((1, count, num_classes), 0.01, np.float32)
     scores[0, np.arange(num_classes), np.arange(num_classes)] = 0.9
+    nms = {"iou_threshold": 0.5, "score_threshold": 0.05, "max_detections": 20,
+           "per_class": per_class}
     return write_detector(path, scores=scores, anchors=spread_anchors(count),
-                          names=[f"c{k}" for k in range(num_classes)])
+                          names=[f"c{k}" for k in range(num_classes)], info={"nms": nms})
 
 
-@pytest.mark.parametrize("threads", [1, 2, 4])
-def test_every_class_can_come_out(tmp_path: Path, threads: int) -> None:
-    # tensorflow/tensorflow#56058: the op's per-class NMS drops a class with 1 < threads < classes
-    saved = write_forced_model(tmp_path / "forced", num_classes=5)
+@pytest.mark.parametrize("per_class,threads", [
+    (False, 1), (False, 2), (False, 4), (True, 1), (True, 5), (True, 8)])
+def test_every_class_can_come_out(tmp_path: Path, per_class: bool, threads: int) -> None:
+    """The fast NMS on any thread count; the regular NMS where LiteRT runs it right: on 1
+    thread or on as many as there are classes (tensorflow/tensorflow#56058 drops class column N
+    on N threads, 1 < N < classes: tests/test_nms.py)."""
+    saved = write_forced_model(tmp_path / "forced", num_classes=5, per_class=per_class)
     (model,) = TFLiteExporter().export(validate_detector(saved), tmp_path / "out",
                                        variants=["float32"])
     found = TFLiteDetector(model.path, [1, 2, 3, 4, 5], num_threads=threads)(

@@ -61,7 +61,7 @@ def write_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
     The folder is written beside `out` and renamed into place only when complete, so a crash
     leaves the previous SavedModel (or none), never half of one. A model whose outputs do not
     match `anchors` and `label_map` is refused with one line naming the mismatch. `nms`
-    defaults to `Nms()`: scores from 0.05, IoU 0.5, 100 detections.
+    defaults to `Nms()`: scores from 0.05, IoU 0.5, 100 detections, per-class NMS.
     """
     nms = nms or Nms()
     factors = tuple(float(f) for f in scale_factors)
@@ -94,7 +94,7 @@ def write_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
     DetectorInfo(
         input_size=input_size, scale_factors=factors,  # type: ignore[arg-type]
         iou_threshold=nms.iou_threshold, score_threshold=nms.score_threshold,
-        max_detections=nms.max_detections, per_class_nms=True, anchors=anchors,
+        max_detections=nms.max_detections, per_class_nms=nms.per_class, anchors=anchors,
         label_map=label_map,
     ).write(staging)
     shutil.rmtree(out, ignore_errors=True)

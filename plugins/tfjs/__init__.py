@@ -3,7 +3,8 @@
 TF.js converts neither ``combined_non_max_suppression`` (the serving signature's per-class NMS)
 nor gives right answers with ``non_max_suppression_padded``, so the export first builds a
 TF.js-ready SavedModel in this environment (`odplug_builtins.tfjs.graph`): the run's ``raw``
-signature, box decoding and class-agnostic ``non_max_suppression_with_scores``. The
+signature, box decoding and the NMS ``detector.json`` records, made of
+``non_max_suppression_with_scores`` (`odplug.model.postprocess.select`). The
 ``tensorflowjs`` converter then runs on it in its own environment (it pins its own TensorFlow),
 one variant per weight quantization (`odplug_builtins.tfjs.convert`). Verification runs each
 model in Node.js with ``@tensorflow/tfjs`` on its WebAssembly backend, falling back to the

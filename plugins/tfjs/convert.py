@@ -173,7 +173,9 @@ def build_manifest(folder: Path, tensors: dict[str, str], variant: str, info: De
                              "kept), values 0..255 as integers; the model normalises inside",
         },
         "outputs": outputs,
-        "nms": {"kind": "class-agnostic (class = best score per box)",
+        "nms": {"kind": "per class" if info.per_class_nms
+                else "class-agnostic (class = best score per box)",
+                "per_class": info.per_class_nms,
                 "iou_threshold": info.iou_threshold, "score_threshold": info.score_threshold,
                 "max_detections": info.max_detections},
         "labels": labels,

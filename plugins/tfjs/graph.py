@@ -2,10 +2,10 @@
 
 Built in odplug's own TensorFlow from the trained detector the core checked and loaded (its
 ``raw`` signature, ``detector.json`` and ``anchors.npy``), so it needs nothing from the trainer
-plugin. NMS is class-agnostic ``non_max_suppression_with_scores`` on each anchor's best class
-score, the one NMS op TF.js both converts and gets right (it is asynchronous there: run with
-``executeAsync``); the class of a box is the label-map id of its best column. The input is the
-uint8 image already resized to the model's square size; outputs are padded to
+plugin. NMS is the one ``detector.json`` records (per class or class-agnostic), built by the
+core's `odplug.model.postprocess.select` from ``non_max_suppression_with_scores``, the one NMS
+op TF.js both converts and gets right (it is asynchronous there: run with ``executeAsync``).
+The input is the uint8 image already resized to the model's square size; outputs are padded to
 ``max_detections`` like the TF Object Detection API's.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from odplug.model.boxcoder import decode
 from odplug.model.contract import TrainedDetector
+from odplug.model.postprocess import Nms, decode_boxes, select
 
 INPUT_NAME = "images"
 OUTPUTS = {
@@ -35,30 +35,22 @@ def build_tfjs_saved_model(trained: TrainedDetector, out: Path) -> dict[str, str
     the flat outputs follow the sorted keys, and each is the graph tensor the converter keeps.
     """
     info, raw = trained.info, trained.raw
-    size, count = info.input_size, info.max_detections
+    size = info.input_size
+    nms = Nms(score_threshold=info.score_threshold, iou_threshold=info.iou_threshold,
+              max_detections=info.max_detections, per_class=info.per_class_nms)
     anchors = tf.constant(info.anchors)
     class_ids = tf.constant(trained.class_ids, tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.uint8, name=INPUT_NAME)])
     def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = raw(images=tf.cast(images, tf.float32))
-        boxes = tf.clip_by_value(decode(outputs["box_codes"][0], anchors, info.scale_factors),
-                                 0.0, 1.0)
-        scores = outputs["class_scores"][0]
-        best = tf.reduce_max(scores, axis=-1)
-        classes = tf.gather(class_ids, tf.argmax(scores, axis=-1, output_type=tf.int32))
-        keep, kept_scores = tf.image.non_max_suppression_with_scores(
-            boxes, best, max_output_size=count, iou_threshold=info.iou_threshold,
-            score_threshold=info.score_threshold)
-        found = tf.shape(keep)[0]
-        padding = count - found
-        # Reshape, not ensure_shape: TF.js cannot run EnsureShape; both give static shapes.
+        boxes, columns, scores, found = select(
+            decode_boxes(outputs["box_codes"][0], anchors, info.scale_factors),
+            outputs["class_scores"][0], nms)
         return {
-            "detection_boxes": tf.reshape(
-                tf.pad(tf.gather(boxes, keep), [[0, padding], [0, 0]]), [1, count, 4]),
-            "detection_classes": tf.reshape(tf.pad(tf.gather(classes, keep), [[0, padding]]),
-                                            [1, count]),
-            "detection_scores": tf.reshape(tf.pad(kept_scores, [[0, padding]]), [1, count]),
+            "detection_boxes": boxes[None],
+            "detection_classes": tf.gather(class_ids, columns)[None],
+            "detection_scores": scores[None],
             "num_detections": tf.reshape(tf.cast(found, tf.float32), [1]),
         }
 

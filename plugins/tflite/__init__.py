@@ -50,6 +50,13 @@ class TFLiteExporter(Exporter):
 
         return litert.detector(exported)
 
+    def note(self, exported: ExportedModel) -> str:
+        """The LiteRT thread counts the model needs, when its NMS cannot run on every one."""
+        from odplug.model import litert
+
+        threads = litert.read_manifest(exported).get("postprocess", {}).get("num_threads", "any")
+        return "" if threads == "any" else f"run LiteRT on {threads}"
+
 
 @hookimpl(trylast=True)
 def odplug_register_exporters(register):  # type: ignore[no-untyped-def]

@@ -30,22 +30,21 @@ VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CAL
 Calibration = Callable[[], Iterator[np.ndarray]]
 
 
-USE_REGULAR_NMS = False
-"""Fast NMS: each anchor keeps its best class, then one class-agnostic suppression, with the
-thresholds of the model's own ``detector.json``. The op's regular (per-class) NMS loses a class
-when it runs on more than one but fewer threads than there are classes
-(tensorflow/tensorflow#56058), and a deployed model cannot choose its runtime's thread count."""
-
-
 def implements_signature(trained: TrainedDetector) -> str:
-    """The op's NodeDef text that the converter turns into the custom op and its options."""
+    """The op's NodeDef text that the converter turns into the custom op and its options.
+
+    The NMS is the one ``detector.json`` records, as `odplug.model.postprocess` defines it:
+    per class is the op's regular NMS with ``detections_per_class`` = ``max_detections`` (every
+    class may fill the output, as in the SavedModel's combined NMS); class-agnostic is its fast
+    NMS, each anchor on its best class (``max_classes_per_detection`` 1).
+    """
     info = trained.info
     y_scale, x_scale, h_scale, w_scale = info.scale_factors
     attrs: list[tuple[str, str, object]] = [
         ("max_detections", "i", info.max_detections),
         ("max_classes_per_detection", "i", 1),
         ("detections_per_class", "i", info.max_detections),
-        ("use_regular_nms", "b", str(USE_REGULAR_NMS).lower()),
+        ("use_regular_nms", "b", str(info.per_class_nms).lower()),
         ("nms_score_threshold", "f", info.score_threshold),
         ("nms_iou_threshold", "f", info.iou_threshold),
         ("num_classes", "i", trained.num_classes),
@@ -57,6 +56,22 @@ def implements_signature(trained: TrainedDetector) -> str:
     return " ".join([f'name: "{POSTPROCESS_OP}"'] + [
         f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}' for key, kind, value in attrs
     ])
+
+
+def safe_threads(trained: TrainedDetector) -> str:
+    """The LiteRT thread counts that run the op right, for the manifest and the table's note.
+
+    The op's regular NMS hands class columns to its threads from a shared counter that skips a
+    column: on N threads, 1 < N < the number of classes, class column N is never suppressed nor
+    output (tensorflow/tensorflow#56058; ai-edge-litert 2.3.0 still does it, see
+    tests/test_nms.py). No op option avoids it, so a per-class model of 3 or more classes says
+    so; the fast NMS and models of 1 or 2 classes are right on any thread count.
+    """
+    classes = trained.num_classes
+    if not trained.info.per_class_nms or classes < 3:
+        return "any"
+    return (f"1, or at least {classes} (LiteRT's regular NMS skips class column N when it runs "
+            f"on N threads, 1 < N < {classes}: tensorflow/tensorflow#56058)")
 
 
 def detection_function(trained: TrainedDetector, *, uint8_input: bool = False) -> Any:

@@ -40,7 +40,7 @@ from odplug.model.contract import TrainedDetector
 from odplug.model.detector import evaluate_detector
 from odplug.model.litert import POSTPROCESS_OP
 from odplug.model.tfdata import representative_images
-from odplug_builtins.tflite.convert import USE_REGULAR_NMS, VARIABLE_OPS, Calibration, convert
+from odplug_builtins.tflite.convert import VARIABLE_OPS, Calibration, convert, safe_threads
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,8 @@ def manifest_for(trained: TrainedDetector, model: bytes, name: str, variant: str
                     for output in described["outputs"]],
         "postprocess": {
             "op": POSTPROCESS_OP,
-            "use_regular_nms": USE_REGULAR_NMS,
+            "use_regular_nms": info.per_class_nms,
+            "num_threads": safe_threads(trained),
             "max_detections": info.max_detections,
             "score_threshold": info.score_threshold,
             "iou_threshold": info.iou_threshold,

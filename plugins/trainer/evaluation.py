@@ -25,7 +25,7 @@ from odplug_builtins.trainer.config import Config, EvalConfig
 def nms(config: EvalConfig) -> Nms:
     """The config's NMS settings, as the core's post-processing and detector.json take them."""
     return Nms(score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
-               max_detections=config.max_detections)
+               max_detections=config.max_detections, per_class=config.per_class_nms)
 
 
 def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anchors: np.ndarray,
