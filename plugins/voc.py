@@ -58,13 +58,13 @@ from xml.etree.ElementTree import Element, TreeBuilder
 from odplug import hookimpl
 from odplug.components import Importer
 from odplug.data.dataset import Box, Sample
+from odplug.data.images import IMAGE_SUFFIXES
 from odplug.data.numbers import finite_number, shown
 from odplug.data.report import Report
 from odplug.errors import OdplugError
 
 ANNOTATION_FOLDERS = ("Annotations", "annotations")
 IMAGE_FOLDERS = ("JPEGImages", "images")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_LISTS = ("train", "val", "test")
 FOLDER_SPLITS = {"train": "train", "valid": "val", "val": "val", "validation": "val",
                  "test": "test"}
@@ -188,7 +188,7 @@ def _has_voc_xml(folder: Path, sniff: bool, *, beside_images: bool = False) -> b
 
 
 def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
 def _xml_files(folder: Path) -> list[str]:
@@ -299,8 +299,8 @@ class _ImageFinder:
         if folder_hint:
             folders.insert(0, self.root.folder / folder_hint)
         stem = xml_path.stem
-        names = [*hints, *(stem + e for e in IMAGE_EXTENSIONS),
-                 *(stem + e.upper() for e in IMAGE_EXTENSIONS)]
+        names = [*hints, *(stem + e for e in IMAGE_SUFFIXES),
+                 *(stem + e.upper() for e in IMAGE_SUFFIXES)]
         seen: set[Path] = set()
         for folder in folders:
             if folder in seen or not self._inside(folder):

@@ -35,6 +35,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from odplug.components import Verify
 from odplug.data.report import Skip
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+"""File suffixes taken for images where a folder is searched (most likely first), lower case."""
 _PASSTHROUGH_MODES = {"JPEG": {"L", "RGB"}, "PNG": {"L", "RGB", "RGBA"}}
 _SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ORIENTATION_TAG = 0x0112

@@ -10,11 +10,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
+from odplug.data.images import IMAGE_SUFFIXES
 from odplug.errors import OdplugError
 from odplug.model.detector import SavedModelDetector
 from odplug.model.draw import draw_detections
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def image_files(source: Path) -> list[Path]:
