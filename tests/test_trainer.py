@@ -374,8 +374,8 @@ def test_every_numeric_setting_has_a_range_the_default_is_in() -> None:
     numeric = {f"{section}.{key}" for section, table in Config().to_dict().items()
                for key, value in table.items()
                if not isinstance(value, (bool, str)) and (
-                   isinstance(value, (int, float)) or all(isinstance(v, (int, float))
-                                                          for v in value))}
+                   isinstance(value, (int, float)) or value and all(isinstance(v, (int, float))
+                                                                    for v in value))}
     assert numeric == set(RANGES)
     load_config()  # every default within its range
 

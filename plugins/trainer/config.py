@@ -57,7 +57,23 @@ class ModelConfig:
 class TrainConfig:
     batch_size: int = 16
     steps: int = 1000
-    """Optimizer steps in total."""
+    """Optimizer steps in total (ignored when `minutes` is set)."""
+    minutes: float = 0.0
+    """Time budget of the training loop in minutes (validation included, the final test
+    evaluation and the SavedModel after it not); 0 = train exactly `steps`. The step count is
+    estimated from the measured speed, re-estimated at each validation and fixed for the last
+    fifth of the run, so the learning-rate schedule always ends where training ends; the steps
+    actually run are in ``metrics/curve.json`` (``train.steps`` = that count reproduces the
+    run without the clock)."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.998; 0 = off)
+    and evaluate, keep and export the averaged weights. The decay ramps up as
+    min(ema_decay, (1 + step) / (10 + step)), TensorFlow's ExponentialMovingAverage rule, so a
+    short run from scratch does not keep its random start in the average."""
+    deterministic: bool = True
+    """Seed every random choice (weight initialisation from `seed`; the input pipeline always
+    is) and use TensorFlow's deterministic op implementations, so the same seed and config on
+    the same machine give the same run. False skips the op determinism for speed."""
     learning_rate: float = 2e-3
     """Peak learning rate of Adam, reached after the warm-up, then cosine decay to 1%."""
     warmup_steps: int = 150
@@ -120,6 +136,10 @@ class EvalConfig:
     devices that run it; set it True for models run on one thread (the TFLite manifest and
     the verification table then say which thread counts are safe)."""
     batch_size: int = 16
+    curve_splits: list[str] = field(default_factory=list)
+    """Splits scored at every validation besides `val`, e.g. ["test"] for a learning curve in
+    ``metrics/curve.json`` and TensorBoard. Never used to choose the checkpoint; their
+    evaluation time is left out of the curve's seconds and of the `minutes` budget."""
 
 
 @dataclass
@@ -159,6 +179,8 @@ def _plain(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+CURVE_SPLITS = ("train", "test")
+"""What `EvalConfig.curve_splits` may name (val is always scored)."""
 _MANY = 10**9  # a count no run reaches: the bound is there to refuse overflow, not to advise
 _OPEN_UNIT = Range(0, 1, low_open=True)
 _UNIT = Range(0, 1)
@@ -174,6 +196,8 @@ RANGES: dict[str, Range] = {
     "train.batch_size": Range(1, 4096),
     "train.steps": Range(1, _MANY),
     "train.learning_rate": Range(0, 1, low_open=True),
+    "train.minutes": Range(0, 10**7),
+    "train.ema_decay": Range(0, 1, high_open=True),
     "train.warmup_steps": Range(0, _MANY),
     "train.weight_decay": _UNIT,
     "train.clip_norm": Range(0, 1e6, low_open=True),
@@ -268,6 +292,9 @@ def validate(config: Config) -> None:
     pretrained.check(model)
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise OdplugError("train.steps and train.batch_size must be at least 1")
+    for split in config.eval.curve_splits:
+        if not isinstance(split, str) or split not in CURVE_SPLITS:
+            raise OdplugError(f"eval.curve_splits: {unknown('split', str(split), CURVE_SPLITS)}")
     if not 0 < config.augment.scale_min <= config.augment.scale_max <= 1:
         raise OdplugError("augment: need 0 < scale_min <= scale_max <= 1")
 

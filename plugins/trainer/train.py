@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,11 @@ from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
+from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
 from odplug_builtins.trainer.model import DetectionLoss, build_model
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
+from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,19 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     if on_gpu and config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     anchors = make_anchors(config.model)
+    keras.utils.set_random_seed(config.train.seed)  # weight initialisation; data has its own
     with strategy.scope():
         model = build_model(config.model, len(label_map),
                             None if resuming else pretrained.weights_file(config.model))
-        schedule = learning_rate_schedule(config)
+        total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False,
+                                  name="total_steps")
+        schedule = learning_rate_schedule(config, total_steps)
         optimizer = build_optimizer(config, model, schedule)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+        average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                                         total_steps=total_steps,
+                                         **({"ema": average.state} if average else {}))
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
     best = {"map50": -1.0, "step": 0}
     if resuming:
@@ -94,53 +103,75 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
             best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
+    budget = StepBudget(config.train, total_steps, resuming=resuming)
     loss_fn = DetectionLoss(anchors, len(label_map), config.train)
+    curve = LearningCurve(run.metrics / CURVE_FILE, resuming=resuming)
+    curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
     dataset = data.train_dataset(train_files, label_map, config.model,
                                  _reseeded(config, start_step), config.augment)
     iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
-    train_step = _make_train_step(model, optimizer, loss_fn, strategy,
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average,
                                   jit=on_gpu and config.train.xla)
     writer = tf.summary.create_file_writer(str(run.logs))
     batch = config.train.batch_size
-    window_start, window_images = time.perf_counter(), 0
-    total = config.train.steps
+    started = time.perf_counter()
+    excluded = 0.0  # seconds spent on curve_splits, which the clock leaves out
+    window_start, window_images = started, 0
+    total = budget.steps
     metrics: dict[str, float] = {}
-    for current in range(start_step + 1, total + 1):
-        images, targets = next(iterator)
-        losses = train_step(images, targets)
-        step.assign(current)
-        window_images += batch
-        if (current % config.train.log_every == 0 or current == total
-                or current == start_step + 1):
-            elapsed = time.perf_counter() - window_start
-            metrics = {k: float(v) for k, v in losses.items()}
-            if not np.isfinite(metrics["loss"]):
-                raise OdplugError(f"the loss became {metrics['loss']} at step {current}; lower "
-                                  "train.learning_rate or raise train.warmup_steps")
-            metrics["images_per_second"] = window_images / max(elapsed, 1e-9)
-            metrics["learning_rate"] = float(schedule(current))
-            with writer.as_default(step=current):
-                for name, value in metrics.items():
-                    tf.summary.scalar(f"train/{name}", value)
-            window_start, window_images = time.perf_counter(), 0
-        on_step(current, total, metrics)
-        if current % config.train.checkpoint_every == 0 or current == total:
-            manager.save(checkpoint_number=current)
-            if not info.resumable:
-                info = replace(info, resumable=True).write()
-        if val_files and (current % config.train.eval_every == 0 or current == total):
-            result = evaluate_model(model, val_files, label_map, anchors, config)
-            with writer.as_default(step=current):
-                tf.summary.scalar("val/map50", result.map50)
-                tf.summary.scalar("val/map", result.map)
-            metrics["val_map50"] = result.map50
-            if result.map50 > best["map50"]:
-                best = {"map50": result.map50, "map": result.map, "step": current}
-                model.save_weights(str(run.best_weights))
-                atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
-            window_start = time.perf_counter()
+    current = start_step
+    with op_determinism(config.train.deterministic):
+        while current < total:
+            current += 1
+            images, targets = next(iterator)
+            losses = train_step(images, targets)
+            step.assign(current)
+            window_images += batch
+            total = budget.update(current, time.perf_counter() - started - excluded)
+            if (current % config.train.log_every == 0 or current == total
+                    or current == start_step + 1):
+                elapsed = time.perf_counter() - window_start
+                metrics = {k: float(v) for k, v in losses.items()}
+                if not np.isfinite(metrics["loss"]):
+                    raise OdplugError(f"the loss became {metrics['loss']} at step {current}; "
+                                      "lower train.learning_rate or raise train.warmup_steps")
+                metrics["images_per_second"] = window_images / max(elapsed, 1e-9)
+                metrics["learning_rate"] = float(schedule(current))
+                with writer.as_default(step=current):
+                    for name, value in metrics.items():
+                        tf.summary.scalar(f"train/{name}", value)
+                window_start, window_images = time.perf_counter(), 0
+            on_step(current, total, metrics)
+            if current % config.train.checkpoint_every == 0 or current == total:
+                manager.save(checkpoint_number=current)
+                if not info.resumable:
+                    info = replace(info, resumable=True).write()
+            if val_files and (current % config.train.eval_every == 0 or current == total):
+                with _averaged(average):
+                    result = evaluate_model(model, val_files, label_map, anchors, config)
+                    point = {"val": _scores(result)}
+                    extra_started = time.perf_counter()
+                    for split, files in curve_files.items():
+                        if files:
+                            point[split] = _scores(evaluate_model(model, files, label_map,
+                                                                  anchors, config))
+                    excluded += time.perf_counter() - extra_started
+                    if result.map50 > best["map50"]:
+                        best = {"map50": result.map50, "map": result.map, "step": current}
+                        model.save_weights(str(run.best_weights))
+                        atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
+                with writer.as_default(step=current):
+                    for split, scores in point.items():
+                        for name, value in scores.items():
+                            tf.summary.scalar(f"{split}/{name}", value)
+                curve.add(step=current, seconds=time.perf_counter() - started - excluded,
+                          images=current * batch, **point)
+                metrics["val_map50"] = result.map50
+                window_start = time.perf_counter()
     writer.flush()
+    if average is not None:
+        average.apply()
     model.save_weights(str(run.last_weights))
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
@@ -156,6 +187,63 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     return replace(info, complete=True).write()
 
 
+CURVE_FILE = "curve.json"
+
+
+class LearningCurve:
+    """``metrics/curve.json``: the scores of every validation against steps and seconds.
+
+    One row per validation: ``step``, ``seconds`` of training so far (validation included,
+    `EvalConfig.curve_splits` left out), ``images`` seen, and ``val`` (and each curve split)
+    as ``{"map50", "map"}``. Rewritten whole at each row, so it is always valid JSON; a
+    resumed run appends to its rows (its seconds start again from 0 at the resume).
+    """
+
+    def __init__(self, path: Path, *, resuming: bool) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if resuming and path.is_file():
+            self.rows = json.loads(path.read_text())["points"]
+
+    def add(self, **row: Any) -> None:
+        self.rows.append(row)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps({"points": self.rows}, indent=1) + "\n")
+
+
+def _scores(result: Any) -> dict[str, float]:
+    return {"map50": float(result.map50), "map": float(result.map)}
+
+
+@contextmanager
+def _averaged(average: WeightAverage | None) -> Iterator[None]:
+    if average is None:
+        yield
+    else:
+        with average.swapped_in():
+            yield
+
+
+@contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """TensorFlow's deterministic op implementations inside the block, as it was after it.
+
+    TensorFlow offers only a process-wide switch; the previous state is put back (through the
+    private ``disable_op_determinism``, the public API having no off switch) so a library
+    caller, or the next test, is not left with slower ops it did not ask for.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    before = tf_config.is_op_determinism_enabled()
+    if enabled and not before:
+        tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if enabled and not before:
+            tf_config.disable_op_determinism()
+
+
 def _reseeded(config: Config, start: int) -> Any:
     """The train config with the data seed moved on by the step a resumed run starts at."""
     from dataclasses import replace
@@ -163,13 +251,13 @@ def _reseeded(config: Config, start: int) -> Any:
     return replace(config.train, seed=config.train.seed + start)
 
 
-def learning_rate_schedule(config: Config) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up to the configured rate, then cosine decay to 1% of it."""
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.train.learning_rate * 0.01,
-        decay_steps=max(config.train.steps - config.train.warmup_steps, 1),
-        alpha=0.01, warmup_target=config.train.learning_rate,
-        warmup_steps=config.train.warmup_steps)
+def learning_rate_schedule(config: Config, total_steps: tf.Variable | None = None
+                           ) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up to the configured rate, then cosine decay to 1% of it at `total_steps`
+    (default: ``train.steps``)."""
+    if total_steps is None:
+        total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False)
+    return WarmupCosine(config.train.learning_rate, config.train.warmup_steps, total_steps)
 
 
 def build_optimizer(config: Config, model: keras.Model,
@@ -196,8 +284,9 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
     loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  jit=on_gpu and config.train.xla)
+                                  average, jit=on_gpu and config.train.xla)
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
@@ -208,7 +297,8 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
 
 
 def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                     loss_fn: DetectionLoss, strategy: tf.distribute.Strategy, *, jit: bool
+                     loss_fn: DetectionLoss, strategy: tf.distribute.Strategy,
+                     average: WeightAverage | None, *, jit: bool
                      ) -> Callable[..., dict[str, tf.Tensor]]:
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync
@@ -222,6 +312,8 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                 loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)
+        if average is not None:
+            average.update(optimizer.iterations)
         return losses
 
     @tf.function(jit_compile=jit)

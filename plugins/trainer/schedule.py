@@ -1,0 +1,79 @@
+"""How long a run trains and at what learning rate: the schedule and the time budget.
+
+The schedule's length is a variable, not a constant, because a run given ``train.minutes``
+learns its step count from its own speed: `StepBudget` estimates it while training and the
+schedule follows, so the cosine always ends where the run does. The variable is part of the
+checkpoint, so a resumed run continues the very same schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from odplug_builtins.trainer.config import TrainConfig
+
+FLOOR = 0.01
+"""The schedule starts the warm-up at, and decays to, this fraction of the peak rate."""
+
+
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 1% to `peak` over `warmup` steps, then cosine decay to 1% of it at
+    step `total` (a variable). With a fixed total it equals Keras' ``CosineDecay`` with
+    ``warmup_target=peak, alpha=0.01``, which the trainer used before time budgets."""
+
+    def __init__(self, peak: float, warmup: int, total: tf.Variable) -> None:
+        self.peak = peak
+        self.warmup = warmup
+        self.total = total
+
+    def __call__(self, step: tf.Tensor | int) -> tf.Tensor:
+        step = tf.cast(step, tf.float32)
+        warmup = float(self.warmup)
+        start = self.peak * FLOOR
+        warming = start + (self.peak - start) * step / max(warmup, 1.0)
+        span = tf.maximum(tf.cast(self.total, tf.float32) - warmup, 1.0)
+        progress = tf.clip_by_value((step - warmup) / span, 0.0, 1.0)
+        cosine = self.peak * (FLOOR + (1 - FLOOR) * 0.5 * (1 + tf.cos(math.pi * progress)))
+        return tf.where(step < warmup, warming, cosine)
+
+    def get_config(self) -> dict[str, float | int]:
+        return {"peak": self.peak, "warmup": self.warmup}
+
+
+class StepBudget:
+    """The run's step count: `train.steps`, or as many steps as fit in `train.minutes`.
+
+    With a budget the count is re-estimated every `EVERY` steps from the seconds per step so
+    far (validations included, so their cost is spread over the steps; the first step, which
+    traces the graph, is counted too, as it is real time the budget pays for) and frozen once
+    the run is 80% through, so the last part of the schedule never moves. A resumed run with a
+    budget keeps the count of its checkpoint (the clock of the interrupted part is gone); one
+    without a budget takes `train.steps`, which ``--resume --steps N`` may have raised.
+    """
+
+    EVERY = 10
+    FREEZE_AT = 0.8
+
+    def __init__(self, train: TrainConfig, total: tf.Variable, *, resuming: bool) -> None:
+        self.seconds = train.minutes * 60
+        self.total = total
+        self.frozen = self.seconds <= 0 or resuming
+        if not (resuming and self.seconds > 0):
+            total.assign(train.steps)
+
+    @property
+    def steps(self) -> int:
+        return int(self.total.numpy())
+
+    def update(self, step: int, elapsed: float) -> int:
+        """The step count after `step` steps done in `elapsed` seconds of this session."""
+        if self.frozen or step % self.EVERY:
+            return self.steps
+        estimate = max(step, int(self.seconds / max(elapsed, 1e-9) * step))
+        self.total.assign(estimate)
+        if step >= self.FREEZE_AT * estimate:
+            self.frozen = True
+        return estimate
