@@ -33,7 +33,8 @@ from odplug_builtins.trainer import data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
-from odplug_builtins.trainer.model import DetectionLoss, build_model
+from odplug_builtins.trainer.loss import DetectionLoss
+from odplug_builtins.trainer.model import build_model
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
             best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
-    loss_fn = DetectionLoss(anchors, len(label_map), config.train)
+    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model)
 
     dataset = data.train_dataset(train_files, label_map, config.model,
                                  _reseeded(config, start_step), config.augment)
@@ -194,7 +195,8 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     """
     model = build_model(config.model, num_classes)
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
-    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train)
+    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train,
+                            config.model)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
                                   jit=on_gpu and config.train.xla)
