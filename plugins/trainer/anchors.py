@@ -23,6 +23,13 @@ def grid_size(input_size: int, level: int) -> int:
     return math.ceil(input_size / 2**level)
 
 
+def level_sizes(model: ModelConfig) -> list[int]:
+    """Anchors per level, in `make_anchors`' order: rows know their level only by position, and
+    what works level by level (ATSS's per-level candidates) slices them with these counts."""
+    return [grid_size(model.input_size, level) ** 2 * anchors_per_cell(model)
+            for level in model.levels]
+
+
 def make_anchors(model: ModelConfig) -> np.ndarray:
     """float32 [A, 4] as (ycenter, xcenter, height, width), normalised."""
     rows: list[tuple[float, float, float, float]] = []

@@ -83,6 +83,23 @@ class TrainConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     box_loss_weight: float = 1.0
+    """Weight of the box loss against the classification loss, whichever box loss is chosen
+    (ATSS and GFL weight GIoU 2.0 against their focal losses)."""
+    box_loss: str = "huber"
+    """What a positive anchor's box learns (`loss.iou_loss`): "huber" on the box codes (the SSD
+    loss), or "giou" / "ciou" (generalised / complete IoU loss) on the box decoded from them."""
+    assigner: str = "iou"
+    """Which anchors learn which object (`loss.DetectionLoss.assign`): "iou" (IoU >= match_iou,
+    every object's best anchor forced, an ignore band below) or "atss" (adaptive training sample
+    selection: per object, a threshold from the IoUs of its atss_topk nearest anchors per
+    level; match_iou is then unused)."""
+    atss_topk: int = 9
+    """ATSS candidates per object and level, by centre distance (counted in anchors: with six
+    anchors per cell, 9 covers about a cell and a half)."""
+    quality_focal: bool = False
+    """Quality focal loss (GFL): a positive anchor's class target is the IoU of its decoded box
+    with its object instead of 1, so scores rank boxes by fit; focal_gamma is its exponent and
+    focal_alpha is unused."""
     match_iou: float = 0.5
     """An anchor is positive for the object it overlaps at least this much (and every object
     gets its best anchor)."""
@@ -205,6 +222,7 @@ RANGES: dict[str, Range] = {
     "train.focal_gamma": Range(0, 10),
     "train.box_loss_weight": Range(0, 1000),
     "train.match_iou": _OPEN_UNIT,
+    "train.atss_topk": Range(1, 1000),
     "train.seed": Range(0, 2**31 - 1),
     "train.checkpoint_every": Range(1, _MANY),
     "train.eval_every": Range(1, _MANY),
@@ -224,6 +242,11 @@ RANGES: dict[str, Range] = {
     "eval.batch_size": Range(1, 4096),
 }
 """The allowed range of every numeric setting (of each element, for a list of numbers)."""
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.box_loss": ("huber", "giou", "ciou"),
+    "train.assigner": ("iou", "atss"),
+}
+"""The values of every setting that names one of a few choices."""
 
 
 def _apply(target: Any, values: dict[str, Any], where: str) -> None:
@@ -272,7 +295,8 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
 
 def validate(config: Config) -> None:
-    """Every numeric setting within its `RANGES`, then the rules that tie settings together."""
+    """Every numeric setting within its `RANGES`, every choice one of its `CHOICES`, then the
+    rules that tie settings together."""
     values = config.to_dict()
     for dotted, allowed in RANGES.items():
         section, key = dotted.split(".")
@@ -280,6 +304,10 @@ def validate(config: Config) -> None:
         for number in value if isinstance(value, list) else [value]:
             if number not in allowed:
                 raise OdplugError(f"{dotted} = {value!r}: the allowed range is {allowed}")
+    for dotted, names in CHOICES.items():
+        section, key = dotted.split(".")
+        if values[section][key] not in names:
+            raise OdplugError(unknown(dotted, values[section][key], names))
     model = config.model
     if not 96 <= model.input_size <= 1024 or model.input_size % 32:
         raise OdplugError(f"model.input_size = {model.input_size}: use a multiple of 32 "

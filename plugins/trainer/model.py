@@ -1,4 +1,4 @@
-"""The detector: MobileNetV2 (Keras) backbone, optional FPN-lite neck, SSD heads, focal loss.
+"""The detector: MobileNetV2 (Keras) backbone, optional FPN-lite neck, SSD heads.
 
 The Keras model maps float32 images with values 0..255 (any batch) to raw outputs: box codes
 [B, A, 4] and class logits [B, A, C], one row per anchor of `anchors.make_anchors`. It owns its
@@ -16,13 +16,11 @@ import warnings
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from odplug.errors import OdplugError
-from odplug.model import boxcoder
 from odplug_builtins.trainer import anchors as anchor_lib
-from odplug_builtins.trainer.config import ModelConfig, TrainConfig
+from odplug_builtins.trainer.config import ModelConfig
 
 # MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
 _BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "out_relu"}
@@ -122,57 +120,3 @@ def _extra_levels(config: ModelConfig, found: dict[int, keras.KerasTensor]
         top = layers.ReLU(6.0, name=f"extra_{level}_relu")(top)
         found[level] = top
     return [found[level] for level in config.levels]
-
-
-class DetectionLoss:
-    """Anchor matching plus focal classification loss and Huber box loss, per positive anchor.
-
-    Matching: an anchor is positive for the object it overlaps most when IoU >= `match_iou`,
-    and every object's best anchor is positive whatever the IoU (small objects are never
-    orphaned); anchors below 0.4 IoU are negatives; in between they are ignored.
-    """
-
-    def __init__(self, anchors: tf.Tensor, num_classes: int, train: TrainConfig) -> None:
-        self.anchors = tf.constant(anchors, tf.float32)
-        self.corners = boxcoder.to_corners(self.anchors)
-        self.num_classes = num_classes
-        self.match_iou = train.match_iou
-        self.box_weight = train.box_loss_weight
-        self.focal = keras.losses.BinaryFocalCrossentropy(
-            apply_class_balancing=True, alpha=train.focal_alpha, gamma=train.focal_gamma,
-            from_logits=True, reduction=None)
-        self.huber = keras.losses.Huber(delta=1.0, reduction=None)
-
-    def __call__(self, targets: dict[str, tf.Tensor], outputs: dict[str, tf.Tensor]
-                 ) -> dict[str, tf.Tensor]:
-        gt_boxes = tf.cast(targets["boxes"], tf.float32)
-        gt_classes = tf.cast(targets["classes"], tf.int32)
-        valid = gt_classes >= 0  # [B, M]
-        overlaps = boxcoder.iou(self.corners, gt_boxes)  # [B, A, M]
-        overlaps = tf.where(valid[:, None, :], overlaps, -1.0)
-        count = tf.shape(self.anchors)[0]
-        best_anchor = tf.one_hot(tf.argmax(overlaps, axis=1), count, axis=-1)  # [B, M, A]
-        best_anchor *= tf.cast(valid, tf.float32)[..., None]
-        forced = tf.reduce_max(best_anchor, axis=1) > 0  # [B, A]
-        matched = tf.where(forced, tf.argmax(best_anchor, axis=1), tf.argmax(overlaps, axis=2))
-        best_iou = tf.reduce_max(overlaps, axis=2)
-        positive = forced | (best_iou >= self.match_iou)
-        negative = ~positive & (best_iou < 0.4)
-        matched_boxes = tf.gather(gt_boxes, matched, batch_dims=1)
-        matched_classes = tf.gather(gt_classes, matched, batch_dims=1)
-        class_targets = tf.one_hot(matched_classes, self.num_classes) * tf.cast(
-            positive, tf.float32)[..., None]
-        box_targets = boxcoder.encode(matched_boxes, self.anchors)
-
-        pos = tf.cast(positive, tf.float32)
-        num_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
-        logits = tf.cast(outputs["class_logits"], tf.float32)
-        codes = tf.cast(outputs["box_codes"], tf.float32)
-        focal = self.focal(class_targets[..., None], logits[..., None])  # [B, A, C]
-        focal = tf.reduce_sum(focal, axis=-1) * tf.cast(positive | negative, tf.float32)
-        huber = self.huber(box_targets[..., None], codes[..., None])  # [B, A, 4]
-        huber = tf.reduce_sum(huber, axis=-1) * pos
-        classification = tf.reduce_sum(focal) / num_pos
-        box = tf.reduce_sum(huber) / num_pos * self.box_weight
-        return {"loss": classification + box, "classification": classification, "box": box,
-                "positives": tf.reduce_sum(pos)}

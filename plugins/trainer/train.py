@@ -35,7 +35,8 @@ from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
-from odplug_builtins.trainer.model import DetectionLoss, build_model
+from odplug_builtins.trainer.loss import DetectionLoss
+from odplug_builtins.trainer.model import build_model
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
 from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine
 
@@ -104,7 +105,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
     budget = StepBudget(config.train, total_steps, resuming=resuming)
-    loss_fn = DetectionLoss(anchors, len(label_map), config.train)
+    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model)
     curve = LearningCurve(run.metrics / CURVE_FILE, resuming=resuming)
     curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
@@ -282,7 +283,8 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     """
     model = build_model(config.model, num_classes)
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
-    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train)
+    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train,
+                            config.model)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
