@@ -131,6 +131,18 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.03
+    mosaic: float = 0.0
+    """Probability that a training sample is a mosaic of four images (YOLO's, the sample's own
+    and three others from a second shuffle of the same records) instead of one cropped image;
+    0 leaves the pipeline as it was. Flip and colour jitter apply to the whole mosaic."""
+    mosaic_scale_min: float = 0.5
+    """How far a mosaic zooms out: each of its four images is shown at a scale drawn uniformly
+    from [mosaic_scale_min, 1] times the size a plain sample has (1 = YOLO's S x S crop out of
+    its 2S x 2S canvas, 0.5 = the whole canvas resized to S x S, objects at half size)."""
+    mixup: float = 0.0
+    """Probability that a training sample (mosaic or not) is blended half and half with one
+    more, separately augmented image, keeping the boxes of both; 0 leaves the pipeline as it
+    was."""
 
 
 @dataclass
@@ -236,6 +248,9 @@ RANGES: dict[str, Range] = {
     "augment.contrast": _UNIT,
     "augment.saturation": _UNIT,
     "augment.hue": Range(0, 0.5),
+    "augment.mosaic": _UNIT,
+    "augment.mosaic_scale_min": Range(0.5, 1),
+    "augment.mixup": _UNIT,
     "eval.score_threshold": _UNIT,
     "eval.iou_threshold": _OPEN_UNIT,
     "eval.max_detections": Range(1, 10000),
