@@ -132,9 +132,10 @@ class AugmentConfig:
     saturation: float = 0.2
     hue: float = 0.03
     mosaic: float = 0.0
-    """Probability that a training sample is a mosaic of four images (YOLO's, the sample's own
-    and three others from a second shuffle of the same records) instead of one cropped image;
-    0 leaves the pipeline as it was. Flip and colour jitter apply to the whole mosaic."""
+    """Probability that a training sample is a mosaic of four images (YOLO's: the sample's own
+    and three others decoded near it in the shuffled stream) instead of one cropped image; 0
+    leaves the pipeline as it was. Flip and colour jitter apply to the whole mosaic. A mosaic
+    carries the boxes of four images, of which the pipeline keeps 100 (and warns once)."""
     mosaic_scale_min: float = 0.5
     """How far a mosaic zooms out: each of its four images is shown at a scale drawn uniformly
     from [mosaic_scale_min, 1] times the size a plain sample has (1 = YOLO's S x S crop out of

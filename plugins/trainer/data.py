@@ -334,9 +334,10 @@ def mosaic(tiles: Sequence[Tile], seed: tf.Tensor, size: int, augment: AugmentCo
     canvas at 0.5) is the sample; where no image is, it is `MOSAIC_FILL` grey.
 
     The canvas is never drawn: the part of each image that the window shows is cut from the
-    decoded image and resized once, straight into its place (`_mosaic_span`). The pixels are
-    the same, but a CPU resizes S x S output pixels in total instead of resampling a canvas
-    four times that size, with one interpolation instead of two. And boxes follow the pixels
+    decoded image and resized once, straight into its place (`_mosaic_span`). The picture is
+    the same (up to windows rounded to whole pixels), but a CPU resizes S x S output pixels in
+    total instead of resampling a canvas four times that size, and interpolates once instead
+    of twice. And boxes follow the pixels
     exactly: each image's boxes go through `crop_boxes` with the very pixel window that was
     cut, so they are clipped and dropped by the crop's own ``min_box_visible`` rule, and then
     scaled into the image's place.
