@@ -95,13 +95,13 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
             best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
-    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model)
+    jit = on_gpu and config.train.xla
+    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model, xla=jit)
 
     dataset = data.train_dataset(train_files, label_map, config.model,
                                  _reseeded(config, start_step), config.augment)
     iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
-    train_step = _make_train_step(model, optimizer, loss_fn, strategy,
-                                  jit=on_gpu and config.train.xla)
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy, jit=jit)
     writer = tf.summary.create_file_writer(str(run.logs))
     batch = config.train.batch_size
     window_start, window_images = time.perf_counter(), 0
@@ -195,11 +195,11 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     """
     model = build_model(config.model, num_classes)
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
+    jit = bool(tf.config.list_logical_devices("GPU")) and config.train.xla
     loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train,
-                            config.model)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+                            config.model, xla=jit)
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  jit=on_gpu and config.train.xla)
+                                  jit=jit)
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
