@@ -15,7 +15,10 @@ sigmoid score per class; only the training signal changes.
   reaches, so the score ranks boxes by how well they fit.
 
 Both losses are summed over anchors and divided by the number of positive anchors (at least
-one), per replica, as the SSD loss has always been.
+one), per replica, as the SSD loss has always been; GFL divides its quality focal loss the same
+way. Left out of GFL and ATSS as published: weighting each positive's box loss by its predicted
+score (GFL) or centre-ness (ATSS), and GFL's distribution box regression, which would leave the
+box codes TFLite decodes.
 """
 
 from __future__ import annotations
