@@ -16,7 +16,7 @@ import tensorflow as tf
 from odplug.errors import OdplugError
 from odplug.model import boxcoder
 from odplug_builtins.trainer.anchors import level_sizes, make_anchors
-from odplug_builtins.trainer.config import ModelConfig, TrainConfig, load_config
+from odplug_builtins.trainer.config import Config, ModelConfig, TrainConfig, load_config
 from odplug_builtins.trainer.loss import DetectionLoss, iou_loss, quality_focal_loss
 
 SMALL = ModelConfig(input_size=96, levels=[4, 5])
@@ -295,6 +295,18 @@ def test_bad_loss_options_are_one_clear_line(key: str, value: object, message: s
     with pytest.raises(OdplugError) as caught:
         load_config(overrides={key: value})
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_the_options_are_set_from_the_command_line() -> None:
+    from odplug.cli.overrides import parse_overrides
+
+    train = load_config(overrides=parse_overrides(
+        "train.box_loss=ciou,train.assigner=atss,train.atss_topk=12,train.quality_focal=true")
+    ).train
+    assert (train.box_loss, train.assigner, train.atss_topk, train.quality_focal) == (
+        "ciou", "atss", 12, True)
+    assert (Config().train.box_loss, Config().train.assigner, Config().train.quality_focal) == (
+        "huber", "iou", False)
 
 
 def test_the_loss_refuses_anchors_of_another_model_config() -> None:
