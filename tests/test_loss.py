@@ -16,7 +16,7 @@ import tensorflow as tf
 from odplug.errors import OdplugError
 from odplug.model import boxcoder
 from odplug_builtins.trainer.anchors import level_sizes, make_anchors
-from odplug_builtins.trainer.config import ModelConfig, TrainConfig, load_config
+from odplug_builtins.trainer.config import Config, ModelConfig, TrainConfig, load_config
 from odplug_builtins.trainer.loss import DetectionLoss, iou_loss, quality_focal_loss
 
 SMALL = ModelConfig(input_size=96, levels=[4, 5])
@@ -253,13 +253,30 @@ def test_gradients_are_finite_with_degenerate_boxes_and_wild_codes(options: dict
     assert all(np.isfinite(g.numpy()).all() for g in grads)
 
 
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_dropping_shared_padding_changes_no_value(options: dict) -> None:
+    """Without `xla` the loss cuts the object columns no image uses; with it, it keeps them all
+    (static shapes): the same numbers either way, also for a batch without any object."""
+    anchors, targets, outputs = _fixed_case()
+    padded = {"boxes": tf.pad(targets["boxes"], [[0, 0], [0, 96], [0, 0]]),
+              "classes": tf.pad(targets["classes"], [[0, 0], [0, 96]], constant_values=-1)}
+    empty = {"boxes": tf.zeros([2, 5, 4]), "classes": -tf.ones([2, 5], tf.int32)}
+    train = replace(TrainConfig(), **options)
+    for batch in (padded, empty):
+        kept = DetectionLoss(anchors, 3, train, SMALL, xla=True)(batch, outputs)
+        trimmed = DetectionLoss(anchors, 3, train, SMALL)(batch, outputs)
+        for key, value in kept.items():
+            assert float(trimmed[key]) == float(value), key
+
+
 def test_every_option_compiles_with_xla_and_runs_under_a_strategy() -> None:
     """What the train step does with the loss on a GPU (XLA) and on several devices."""
     anchors, targets, outputs = _fixed_case()
     train = TrainConfig(box_loss="ciou", assigner="atss", quality_focal=True)
     loss = DetectionLoss(anchors, 3, train, SMALL)
     eager = loss(targets, outputs)
-    compiled = tf.function(loss, jit_compile=True)(targets, outputs)
+    compiled = tf.function(DetectionLoss(anchors, 3, train, SMALL, xla=True),
+                           jit_compile=True)(targets, outputs)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     distributed = strategy.run(tf.function(loss), args=(targets, outputs))
     for key, value in eager.items():
@@ -278,6 +295,18 @@ def test_bad_loss_options_are_one_clear_line(key: str, value: object, message: s
     with pytest.raises(OdplugError) as caught:
         load_config(overrides={key: value})
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_the_options_are_set_from_the_command_line() -> None:
+    from odplug.cli.overrides import parse_overrides
+
+    train = load_config(overrides=parse_overrides(
+        "train.box_loss=ciou,train.assigner=atss,train.atss_topk=12,train.quality_focal=true")
+    ).train
+    assert (train.box_loss, train.assigner, train.atss_topk, train.quality_focal) == (
+        "ciou", "atss", 12, True)
+    assert (Config().train.box_loss, Config().train.assigner, Config().train.quality_focal) == (
+        "huber", "iou", False)
 
 
 def test_the_loss_refuses_anchors_of_another_model_config() -> None:

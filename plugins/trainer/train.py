@@ -105,15 +105,15 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
     budget = StepBudget(config.train, total_steps, resuming=resuming)
-    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model)
+    jit = on_gpu and config.train.xla
+    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model, xla=jit)
     curve = LearningCurve(run.metrics / CURVE_FILE, resuming=resuming)
     curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
     dataset = data.train_dataset(train_files, label_map, config.model,
                                  _reseeded(config, start_step), config.augment)
     iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
-    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average,
-                                  jit=on_gpu and config.train.xla)
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit)
     writer = tf.summary.create_file_writer(str(run.logs))
     batch = config.train.batch_size
     started = time.perf_counter()
@@ -283,12 +283,12 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     """
     model = build_model(config.model, num_classes)
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
+    jit = bool(tf.config.list_logical_devices("GPU")) and config.train.xla
     loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train,
-                            config.model)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+                            config.model, xla=jit)
     average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  average, jit=on_gpu and config.train.xla)
+                                  average, jit=jit)
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
