@@ -29,7 +29,7 @@ from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
-from odplug_builtins.trainer import data, pretrained
+from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
@@ -57,22 +57,37 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
 
     `resume` says what to do with a run already in `run_dir` (`runfolder.start` decides).
     ``run.json`` is written when training starts, again once the first checkpoint exists (the
-    run can be resumed from then on) and last when the SavedModel is in place.
+    run can be resumed from then on) and last when the SavedModel is in place. Under a
+    multi-worker cluster only the chief writes `run_dir` (`cluster`).
     """
-    run = RunFolder(run_dir)
+    me = cluster.role()
+    with cluster.own_folder(RunFolder(run_dir), me) as own:
+        return _train(records, RunFolder(run_dir), own, me, config_path=config_path,
+                      overrides=overrides or {}, resume=resume, on_step=on_step)
+
+
+def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
+           config_path: Path | None, overrides: dict[str, Any], resume: Resume,
+           on_step: StepCallback) -> RunInfo:
+    """`train` as one worker: `run` is the folder it writes (`shared` for the chief)."""
     label_map, train_files = training_inputs(records)
-    val_files = shard_files(records, "val")
-    if not val_files:
+    val_files = shard_files(records, "val") if me.chief else []
+    if me.chief and not val_files:
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
                     "at the test split, so the last one is used (data.import --split ratio "
                     "makes a val split)", records)
-    config, resuming = start(records, run, config_path, overrides or {}, resume)
+    if me.chief:
+        config, resuming = start(records, run, config_path, overrides, resume)
+    else:
+        config, resuming = cluster.follow(shared, config_path, overrides, resume), False
     write_label_map(label_map, run.label_map)
     info = RunInfo(run_dir=run.root, trainer=TRAINER, records=records.resolve(),
                    label_map=run.label_map, saved_model=run.saved_model, complete=False,
                    resumable=resuming, logs=run.logs).write()
 
     strategy = choose_strategy()
+    resuming = cluster.chief_decides(strategy, me, resuming)
+    cluster.check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if on_gpu and config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -80,6 +95,7 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     with strategy.scope():
         model = build_model(config.model, len(label_map),
                             None if resuming else pretrained.weights_file(config.model))
+        cluster.synchronise_batchnorm(model, strategy.num_replicas_in_sync)
         schedule = learning_rate_schedule(config)
         optimizer = build_optimizer(config, model, schedule)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -87,18 +103,21 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
     best = {"map50": -1.0, "step": 0}
     if resuming:
-        if manager.latest_checkpoint is None:
-            raise OdplugError(f"{run.checkpoints}: no checkpoint to resume from")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = tf.train.latest_checkpoint(str(shared.checkpoints))
+        if latest is None:
+            raise OdplugError(f"{shared.checkpoints}: no checkpoint to resume from")
+        checkpoint.restore(latest).assert_existing_objects_matched()
         if run.best.is_file():
             best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
     start_step = int(step.numpy())
     loss_fn = DetectionLoss(anchors, len(label_map), config.train)
 
-    dataset = data.train_dataset(train_files, label_map, config.model,
-                                 _reseeded(config, start_step), config.augment)
-    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
+    read, own_files = cluster.my_files(train_files, me)
+    dataset = cluster.split_by_data(
+        data.train_dataset(read, label_map, config.model, _reseeded(config, start_step),
+                           config.augment), own_files)
+    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), read)
     train_step = _make_train_step(model, optimizer, loss_fn, strategy,
                                   jit=on_gpu and config.train.xla)
     writer = tf.summary.create_file_writer(str(run.logs))
@@ -141,10 +160,11 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
                 atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
             window_start = time.perf_counter()
     writer.flush()
+    cluster.report(me, model)
     model.save_weights(str(run.last_weights))
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
-    test_files = shard_files(records, "test")
+    test_files = shard_files(records, "test") if me.chief else []
     if test_files:
         result = evaluate_model(model, test_files, label_map, anchors, config)
         write_metrics(result, run.metrics / "test.json")
@@ -153,7 +173,9 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
                        metrics_dir=run.metrics)
     write_detector(model, anchors, label_map, config.model.input_size, run.saved_model,
                    nms=nms(config.eval))
-    return replace(info, complete=True).write()
+    info = replace(info, complete=True).write()
+    cluster.all_done(strategy, me)
+    return info
 
 
 def _reseeded(config: Config, start: int) -> Any:
@@ -210,14 +232,16 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
 def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                      loss_fn: DetectionLoss, strategy: tf.distribute.Strategy, *, jit: bool
                      ) -> Callable[..., dict[str, tf.Tensor]]:
+    """One optimizer step on a global batch, however many replicas share it; the losses it
+    returns are the global batch's (`cluster.share_of_global_batch`)."""
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            losses = loss_fn(targets, outputs)
-            loss = losses["loss"] / replicas
+            losses = cluster.share_of_global_batch(loss_fn(targets, outputs))
+            loss = losses["loss"]
             if scaled:
                 loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
@@ -228,14 +252,18 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     def compiled(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return replica_step(images, targets)
 
+    @tf.function
     def distributed(images: Any, targets: Any) -> dict[str, tf.Tensor]:
-        if replicas == 1 and not isinstance(images, tf.distribute.DistributedValues):
-            return compiled(images, targets)
         per_replica = strategy.run(compiled, args=(images, targets))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in per_replica.items()}
 
-    return distributed
+    def step(images: Any, targets: Any) -> dict[str, tf.Tensor]:
+        if replicas == 1 and not isinstance(images, tf.distribute.DistributedValues):
+            return compiled(images, targets)
+        return distributed(images, targets)
+
+    return step
 
 
 def load_run_model(run_dir: Path) -> tuple[keras.Model, Config, LabelMap, np.ndarray]:
