@@ -42,11 +42,23 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
         "steps": "training steps timed for the step throughput (default 20)",
         "full": "also train with the default config and report test mAP@.5 (default on; "
         "--no-full skips the ~13 minutes)",
+        "workers": "instead, training images/s with 1 and with N local workers, the same "
+        "global batch (bench/workers.py; its workdir defaults to bench/work/workers)",
     },
 )
 @user_errors
-def bench_train(c, workdir="bench/work/train", steps=20, full=True):
+def bench_train(c, workdir="bench/work/train", steps=20, full=True, workers=0):
     """Input pipeline vs training step images/s, and demo mAP@.5 after the default training."""
+    workers = whole_number("workers", workers, 0, 16, " (0: the pipeline and step benchmark)")
+    if workers == 1:
+        raise OdplugError("bench.train --workers 1: give 2 or more (one worker is always "
+                          "measured, to compare with)")
+    if workers:
+        from bench import workers as cluster_bench
+
+        where = Path("bench/work/workers") if workdir == "bench/work/train" else Path(workdir)
+        cluster_bench.run(where, whole_number("steps", steps, 3, 1_000_000), workers=workers)
+        return
     from bench.train import run
 
     run(workdir=Path(workdir), steps=whole_number("steps", steps, 1, 1_000_000), full=full)

@@ -220,6 +220,24 @@ def share_of_global_batch(losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             "positives": positives}
 
 
+def clipped_global_gradients(grads: list[tf.Tensor], clip_norm: float | tf.Tensor,
+                             replicas: int) -> list[tf.Tensor]:
+    """The global batch's gradients clipped to `clip_norm` (global norm), as this replica's
+    share: the optimizer sums the shares of all replicas.
+
+    Keras' optimizer clips the gradients it is given before it sums them across replicas, so
+    with ``global_clipnorm`` each replica's share would be clipped on its own and the sum could
+    reach ``replicas`` times the limit. The norm that counts is the sum's, so the sum is taken
+    here first (one more all-reduce per step, only when several replicas train) and the
+    optimizer is built without clipping (`train.build_optimizer`).
+    """
+    import tensorflow as tf
+
+    total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    clipped, _ = tf.clip_by_global_norm(total, clip_norm)
+    return [g / replicas for g in clipped]
+
+
 def weights_digest(model: keras.Model) -> str:
     """SHA-256 of every weight of `model` (trainable or not), in order: equal on two workers
     exactly when they hold the same model."""

@@ -97,7 +97,8 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                             None if resuming else pretrained.weights_file(config.model))
         cluster.synchronise_batchnorm(model, strategy.num_replicas_in_sync)
         schedule = learning_rate_schedule(config)
-        optimizer = build_optimizer(config, model, schedule)
+        optimizer = build_optimizer(config, model, schedule,
+                                    replicas=strategy.num_replicas_in_sync)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
@@ -119,7 +120,8 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                            config.augment), own_files)
     iterator = data.checked(strategy.experimental_distribute_dataset(dataset), read)
     train_step = _make_train_step(model, optimizer, loss_fn, strategy,
-                                  jit=on_gpu and config.train.xla)
+                                  jit=on_gpu and config.train.xla,
+                                  clip_norm=config.train.clip_norm)
     writer = tf.summary.create_file_writer(str(run.logs))
     batch = config.train.batch_size
     window_start, window_images = time.perf_counter(), 0
@@ -195,13 +197,14 @@ def learning_rate_schedule(config: Config) -> keras.optimizers.schedules.Learnin
 
 
 def build_optimizer(config: Config, model: keras.Model,
-                    schedule: keras.optimizers.schedules.LearningRateSchedule
-                    ) -> keras.optimizers.Optimizer:
+                    schedule: keras.optimizers.schedules.LearningRateSchedule, *,
+                    replicas: int = 1) -> keras.optimizers.Optimizer:
     """AdamW on `schedule`, loss-scaled under mixed precision, built for `model` so that a
-    checkpoint can restore its slots."""
+    checkpoint can restore its slots. Over several replicas the train step clips the
+    gradients itself (`cluster.clipped_global_gradients`)."""
     optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=config.train.weight_decay,
-        global_clipnorm=config.train.clip_norm)
+        global_clipnorm=config.train.clip_norm if replicas == 1 else None)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -219,7 +222,8 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
     loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  jit=on_gpu and config.train.xla)
+                                  jit=on_gpu and config.train.xla,
+                                  clip_norm=config.train.clip_norm)
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
@@ -230,8 +234,8 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
 
 
 def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                     loss_fn: DetectionLoss, strategy: tf.distribute.Strategy, *, jit: bool
-                     ) -> Callable[..., dict[str, tf.Tensor]]:
+                     loss_fn: DetectionLoss, strategy: tf.distribute.Strategy, *, jit: bool,
+                     clip_norm: float) -> Callable[..., dict[str, tf.Tensor]]:
     """One optimizer step on a global batch, however many replicas share it; the losses it
     returns are the global batch's (`cluster.share_of_global_batch`)."""
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
@@ -245,6 +249,9 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
             if scaled:
                 loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
+        if replicas > 1:
+            limit = clip_norm * optimizer.dynamic_scale if scaled else clip_norm
+            grads = cluster.clipped_global_gradients(grads, limit, replicas)
         optimizer.apply(grads, model.trainable_variables)
         return losses
 
