@@ -67,6 +67,12 @@ def test_each_worker_reads_its_own_files_else_all_of_them(caplog: pytest.LogCapt
     assert cluster.my_files(files, cluster.role({})) == (files, True)
 
 
+def test_every_replica_needs_an_image_of_the_global_batch() -> None:
+    cluster.check_batch(2, 2)
+    with pytest.raises(OdplugError, match="batch_size = 1 is smaller than the 2 replicas"):
+        cluster.check_batch(1, 2)
+
+
 def test_a_local_cluster_needs_two_workers_or_more(tmp_path: Path) -> None:
     with pytest.raises(OdplugError, match="give 2 to 16 local workers"):
         cluster.train_locally(1, tmp_path, tmp_path / "run", config=None, overrides={},
