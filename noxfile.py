@@ -54,6 +54,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
                                   "tests/test_trainer_plugin.py", "tests/test_pretrained.py",
                                   "tests/test_trainer_schedule.py", "tests/test_loss.py",
                                   "tests/test_mosaic.py"]),
+    "multiworker": ("tf.txt", "train", ["tests/test_multiworker.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
     "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py", "tests/test_edgetpu_check.py"]),
     "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py", "tests/test_nms.py"]),

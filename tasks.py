@@ -46,12 +46,25 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
         "steps": "training steps timed for the step throughput (default 20)",
         "full": "also train and draw the learning curves (default on; --no-full times only "
         "the input pipeline and the step)",
+        "workers": "instead, training images/s with 1 and with N local workers, the same "
+        "global batch (bench/workers.py; its workdir defaults to bench/work/workers)",
     },
 )
 @user_errors
 def bench_train(c, datasets="demo,raccoon", seeds=1, set="", workdir="bench/work/train",
-                steps=20, full=True):
-    """Learning curves (test mAP vs training seconds) per dataset and seed, images/s, CPU use."""
+                steps=20, full=True, workers=0):
+    """Learning curves (test mAP vs training seconds) per dataset and seed, images/s, CPU use;
+    or, with --workers N, images/s of one and of N local training workers."""
+    workers = whole_number("workers", workers, 0, 16, " (0: the learning-curve benchmark)")
+    if workers == 1:
+        raise OdplugError("bench.train --workers 1: give 2 or more (one worker is always "
+                          "measured, to compare with)")
+    if workers:
+        from bench import workers as cluster_bench
+
+        where = Path("bench/work/workers") if workdir == "bench/work/train" else Path(workdir)
+        cluster_bench.run(where, whole_number("steps", steps, 3, 1_000_000), workers=workers)
+        return
     from bench.train import run
     from odplug.cli.overrides import parse_overrides
 

@@ -97,12 +97,15 @@ class Trainer(Component):
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: Resume = "never",
-              on_step: StepCallback | None = None) -> RunInfo:
+              on_step: StepCallback | None = None, workers: int = 1) -> RunInfo:
         """Train on `records` into `run_dir` and return the complete run.
 
         `resume` (see `odplug.run.Resume`): ``never`` refuses a folder that holds a run,
         ``required`` continues one or refuses, ``auto`` continues one when the trainer can with
-        these inputs and otherwise starts over in its place.
+        these inputs and otherwise starts over in its place. `workers` > 1 asks for that many
+        worker processes on this machine, training together as a local cluster
+        (``model.train --workers N``); a trainer that cannot raises `OdplugError`. Callers
+        pass it only when it is above 1, so trainers written before it keep working.
         """
         raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
 

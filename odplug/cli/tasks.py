@@ -291,11 +291,14 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
         "set": "comma-separated overrides, e.g. train.batch_size=8,model.fpn=true",
         "resume": "continue the run in --run from its latest checkpoint",
         "trainer": "trainer plugin (default ssd)",
+        "workers": "train with N worker processes on this machine, a local multi-worker "
+        "cluster (default 1: this process; a real cluster sets TF_CONFIG on each machine, see "
+        "docs/distributed.md)",
     },
 )
 @user_errors
 def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=False,
-                trainer="ssd"):
+                trainer="ssd", workers=1):
     """Train a detector on a TFRecord folder; resumable, GPU when present."""
     import time
 
@@ -304,6 +307,7 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
     steps = _steps(steps)
+    workers = whole_number("workers", workers, 1, 16)
     config_path = _in_file("config", config)
     run_dir = _out_folder("run", run) or Path("runs") / Path(records).resolve().name
     overrides = parse_overrides(set)
@@ -316,7 +320,8 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
     with _writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
         on_step = training_reporter(bar, started)
         run_info = chosen.train(Path(records), run_dir, config=config_path, overrides=overrides,
-                                resume="required" if resume else "never", on_step=on_step)
+                                resume="required" if resume else "never", on_step=on_step,
+                                **({"workers": workers} if workers > 1 else {}))
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
     print(f"Run folder: {run_info.run_dir}{board}")
     print(f"SavedModel: {run_info.saved_model}")

@@ -32,11 +32,17 @@ class SSDTrainer(Trainer):
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: Resume = "never",
-              on_step: StepCallback | None = None) -> RunInfo:
+              on_step: StepCallback | None = None, workers: int = 1) -> RunInfo:
+        step = on_step or (lambda step, total, metrics: None)
+        if workers > 1:
+            from odplug_builtins.trainer.cluster import train_locally
+
+            return train_locally(workers, records, run_dir, config=config,
+                                 overrides=overrides or {}, resume=resume, on_step=step).info
         from odplug_builtins.trainer.train import train
 
         return train(records, run_dir, config_path=config, overrides=overrides or {},
-                     resume=resume, on_step=on_step or (lambda step, total, metrics: None))
+                     resume=resume, on_step=step)
 
     def describe(self, run_dir: Path) -> RunInfo | None:
         return describe(run_dir)

@@ -30,7 +30,7 @@ from odplug.errors import OdplugError
 from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
-from odplug_builtins.trainer import data, pretrained
+from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.ema import WeightAverage
@@ -61,22 +61,37 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
 
     `resume` says what to do with a run already in `run_dir` (`runfolder.start` decides).
     ``run.json`` is written when training starts, again once the first checkpoint exists (the
-    run can be resumed from then on) and last when the SavedModel is in place.
+    run can be resumed from then on) and last when the SavedModel is in place. Under a
+    multi-worker cluster only the chief writes `run_dir` (`cluster`).
     """
-    run = RunFolder(run_dir)
+    me = cluster.role()
+    with cluster.own_folder(RunFolder(run_dir), me) as own:
+        return _train(records, RunFolder(run_dir), own, me, config_path=config_path,
+                      overrides=overrides or {}, resume=resume, on_step=on_step)
+
+
+def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
+           config_path: Path | None, overrides: dict[str, Any], resume: Resume,
+           on_step: StepCallback) -> RunInfo:
+    """`train` as one worker: `run` is the folder it writes (`shared` for the chief)."""
     label_map, train_files = training_inputs(records)
-    val_files = shard_files(records, "val")
-    if not val_files:
+    val_files = shard_files(records, "val") if me.chief else []
+    if me.chief and not val_files:
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
                     "at the test split, so the last one is used (data.import --split ratio "
                     "makes a val split)", records)
-    config, resuming = start(records, run, config_path, overrides or {}, resume)
+    if me.chief:
+        config, resuming = start(records, run, config_path, overrides, resume)
+    else:
+        config, resuming = cluster.follow(shared, config_path, overrides, resume), False
     write_label_map(label_map, run.label_map)
     info = RunInfo(run_dir=run.root, trainer=TRAINER, records=records.resolve(),
                    label_map=run.label_map, saved_model=run.saved_model, complete=False,
                    resumable=resuming, logs=run.logs).write()
 
     strategy = choose_strategy()
+    resuming = cluster.chief_decides(strategy, me, resuming)
+    cluster.check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if on_gpu and config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -85,10 +100,12 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     with strategy.scope():
         model = build_model(config.model, len(label_map),
                             None if resuming else pretrained.weights_file(config.model))
+        cluster.synchronise_batchnorm(model, strategy.num_replicas_in_sync)
         total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False,
                                   name="total_steps")
         schedule = learning_rate_schedule(config, total_steps)
-        optimizer = build_optimizer(config, model, schedule)
+        optimizer = build_optimizer(config, model, schedule,
+                                    replicas=strategy.num_replicas_in_sync)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
@@ -97,9 +114,10 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
     best = {"map50": -1.0, "step": 0}
     if resuming:
-        if manager.latest_checkpoint is None:
-            raise OdplugError(f"{run.checkpoints}: no checkpoint to resume from")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        latest = tf.train.latest_checkpoint(str(shared.checkpoints))
+        if latest is None:
+            raise OdplugError(f"{shared.checkpoints}: no checkpoint to resume from")
+        checkpoint.restore(latest).assert_existing_objects_matched()
         if run.best.is_file():
             best = json.loads(run.best.read_text())
         log.info("resuming at step %d", int(step.numpy()))
@@ -110,10 +128,13 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     curve = LearningCurve(run.metrics / CURVE_FILE, resuming=resuming)
     curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
-    dataset = data.train_dataset(train_files, label_map, config.model,
-                                 _reseeded(config, start_step), config.augment)
-    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), train_files)
-    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit)
+    read, own_files = cluster.my_files(train_files, me)
+    dataset = cluster.split_by_data(
+        data.train_dataset(read, label_map, config.model, _reseeded(config, start_step),
+                           config.augment), own_files)
+    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), read)
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit,
+                                  clip_norm=config.train.clip_norm)
     writer = tf.summary.create_file_writer(str(run.logs))
     batch = config.train.batch_size
     started = time.perf_counter()
@@ -173,10 +194,11 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
     writer.flush()
     if average is not None:
         average.apply()
+    cluster.report(me, model)
     model.save_weights(str(run.last_weights))
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
-    test_files = shard_files(records, "test")
+    test_files = shard_files(records, "test") if me.chief else []
     if test_files:
         result = evaluate_model(model, test_files, label_map, anchors, config)
         write_metrics(result, run.metrics / "test.json")
@@ -185,7 +207,9 @@ def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
                        metrics_dir=run.metrics)
     write_detector(model, anchors, label_map, config.model.input_size, run.saved_model,
                    nms=nms(config.eval))
-    return replace(info, complete=True).write()
+    info = replace(info, complete=True).write()
+    cluster.all_done(strategy, me)
+    return info
 
 
 CURVE_FILE = "curve.json"
@@ -262,13 +286,14 @@ def learning_rate_schedule(config: Config, total_steps: tf.Variable | None = Non
 
 
 def build_optimizer(config: Config, model: keras.Model,
-                    schedule: keras.optimizers.schedules.LearningRateSchedule
-                    ) -> keras.optimizers.Optimizer:
+                    schedule: keras.optimizers.schedules.LearningRateSchedule, *,
+                    replicas: int = 1) -> keras.optimizers.Optimizer:
     """AdamW on `schedule`, loss-scaled under mixed precision, built for `model` so that a
-    checkpoint can restore its slots."""
+    checkpoint can restore its slots. Over several replicas the train step clips the
+    gradients itself (`cluster.clipped_global_gradients`)."""
     optimizer: keras.optimizers.Optimizer = keras.optimizers.AdamW(
         learning_rate=schedule, weight_decay=config.train.weight_decay,
-        global_clipnorm=config.train.clip_norm)
+        global_clipnorm=config.train.clip_norm if replicas == 1 else None)
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
@@ -288,7 +313,7 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
                             config.model, xla=jit)
     average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
     train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  average, jit=jit)
+                                  average, jit=jit, clip_norm=config.train.clip_norm)
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
@@ -300,19 +325,25 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
 
 def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
                      loss_fn: DetectionLoss, strategy: tf.distribute.Strategy,
-                     average: WeightAverage | None, *, jit: bool
+                     average: WeightAverage | None, *, jit: bool, clip_norm: float
                      ) -> Callable[..., dict[str, tf.Tensor]]:
+    """One optimizer step on a global batch, however many replicas share it; the losses it
+    returns are the global batch's (`cluster.share_of_global_batch`). With `average`, the
+    weight average moves after the update."""
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
             outputs = model(images, training=True)
-            losses = loss_fn(targets, outputs)
-            loss = losses["loss"] / replicas
+            losses = cluster.share_of_global_batch(loss_fn(targets, outputs))
+            loss = losses["loss"]
             if scaled:
                 loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
+        if replicas > 1:
+            limit = clip_norm * optimizer.dynamic_scale if scaled else clip_norm
+            grads = cluster.clipped_global_gradients(grads, limit, replicas)
         optimizer.apply(grads, model.trainable_variables)
         if average is not None:
             average.update(optimizer.iterations)
@@ -322,14 +353,18 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer,
     def compiled(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return replica_step(images, targets)
 
+    @tf.function
     def distributed(images: Any, targets: Any) -> dict[str, tf.Tensor]:
-        if replicas == 1 and not isinstance(images, tf.distribute.DistributedValues):
-            return compiled(images, targets)
         per_replica = strategy.run(compiled, args=(images, targets))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in per_replica.items()}
 
-    return distributed
+    def step(images: Any, targets: Any) -> dict[str, tf.Tensor]:
+        if replicas == 1 and not isinstance(images, tf.distribute.DistributedValues):
+            return compiled(images, targets)
+        return distributed(images, targets)
+
+    return step
 
 
 def load_run_model(run_dir: Path) -> tuple[keras.Model, Config, LabelMap, np.ndarray]:
