@@ -148,3 +148,42 @@ def test_benchmark_times_every_contender_and_saves_what_it_prints(tmp_path: Path
     assert set(results["ratios"]) == set(TARGETS)
     assert any(line.strip().startswith("odplug / cat") for line in lines)
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
+
+
+TINY_TRAINING = {
+    "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 16,
+    "train.batch_size": 4, "train.steps": 6, "train.warmup_steps": 1, "train.eval_every": 3,
+    "train.checkpoint_every": 6, "eval.batch_size": 8,
+}
+
+
+@pytest.mark.slow
+def test_bench_train_draws_curves_and_summarises_seeds(tmp_path: Path) -> None:
+    from bench.train import RESULTS_FILE, run
+
+    lines: list[str] = []
+    results = run(workdir=tmp_path, datasets=["demo"], seeds=2, steps=2,
+                  settings=TINY_TRAINING, demo_images=24, echo=lines.append)
+
+    assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
+    assert (tmp_path / "train-curves.png").read_bytes()[:4] == b"\x89PNG"
+    demo = results["datasets"]["demo"]
+    assert [r["seed"] for r in demo["runs"]] == [0, 1]
+    for run_result in demo["runs"]:
+        assert [p["step"] for p in run_result["curve"]] == [3, 6]
+        assert run_result["steps"] == 6 and run_result["train_seconds"] > 0
+        assert 0 < run_result["cpu_utilisation"] <= 1.05
+        assert 0 <= run_result["test_map"] <= run_result["test_map50"] <= 1
+    maps = [r["test_map"] for r in demo["runs"]]
+    assert demo["summary"]["test_map_spread"] == pytest.approx(max(maps) - min(maps), abs=1e-4)
+    assert demo["summary"]["met"]["map"] is False  # six steps are not a trained detector
+    assert any(line.startswith("demo: test mAP@[.5:.95]") and "NOT met" in line
+               for line in lines)
+
+
+def test_bench_train_refuses_an_unknown_dataset(tmp_path: Path) -> None:
+    from bench.train import run
+    from odplug.errors import OdplugError
+
+    with pytest.raises(OdplugError, match="unknown dataset 'racoon'"):
+        run(workdir=tmp_path, datasets=["racoon"], echo=quiet)

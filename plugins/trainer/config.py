@@ -107,7 +107,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     """Steps between checkpoints (the latest ones are kept for --resume)."""
     eval_every: int = 250
-    """Steps between validation mAP evaluations; the best checkpoint is kept by mAP@.5."""
+    """Steps between validation mAP evaluations; the best checkpoint is kept by mAP@[.5:.95]."""
     log_every: int = 10
     mixed_precision: bool = True
     """float16 compute on a GPU (ignored on a CPU)."""

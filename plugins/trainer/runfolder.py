@@ -55,7 +55,8 @@ class RunFolder:
 
     @property
     def best(self) -> Path:
-        """The best validation mAP@.5 so far and its step (best.weights.h5 holds the weights)."""
+        """The best validation mAP@[.5:.95] (and its mAP@.5) so far and its step (best.weights.h5
+        holds the weights)."""
         return self.root / "best.json"
 
     @property

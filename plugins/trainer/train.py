@@ -2,9 +2,10 @@
 
 A custom loop (rather than ``model.fit``) because the run needs exact resumption (model,
 optimizer slots, step and schedule in one ``tf.train.Checkpoint``), best-checkpoint selection
-by COCO mAP, and a distribution strategy chosen from the machine: MirroredStrategy over all
-local GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG`` names a cluster, and the default
-strategy on a CPU. On a GPU the step uses mixed precision and XLA where the config allows.
+by COCO mAP@[.5:.95] on the validation split, and a distribution strategy chosen from the
+machine: MirroredStrategy over all local GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG``
+names a cluster, and the default strategy on a CPU. On a GPU the step uses mixed precision and
+XLA where the config allows.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                                          total_steps=total_steps,
                                          **({"ema": average.state} if average else {}))
     manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
-    best = {"map50": -1.0, "step": 0}
+    best = {"map50": -1.0, "map": -1.0, "step": 0}
     if resuming:
         latest = tf.train.latest_checkpoint(str(shared.checkpoints))
         if latest is None:
@@ -179,7 +180,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                             point[split] = _scores(evaluate_model(model, files, label_map,
                                                                   anchors, config))
                     excluded += time.perf_counter() - extra_started
-                    if result.map50 > best["map50"]:
+                    if _better(result.map, result.map50, best):
                         best = {"map50": result.map50, "map": result.map, "step": current}
                         model.save_weights(str(run.best_weights))
                         atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
@@ -234,6 +235,16 @@ class LearningCurve:
         self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({"points": self.rows}, indent=1) + "\n")
+
+
+def _better(map_: float, map50: float, best: dict[str, Any]) -> bool:
+    """Whether a validation beats the best so far: by mAP@[.5:.95], then mAP@.5.
+
+    Not by mAP@.5 alone: on the demo it saturates near 0.97 by mid-run, and choosing by it
+    kept step 600 of a 1000-step run (test mAP@[.5:.95] 0.768) over the last (0.804).
+    A best.json written before carries only "map50" for older runs' comparisons to go on.
+    """
+    return (map_, map50) > (best.get("map", -1.0), best["map50"])
 
 
 def _scores(result: Any) -> dict[str, float]:
