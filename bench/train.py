@@ -173,27 +173,26 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def run(*, workdir: Path = Path("bench/work/train"), datasets: Sequence[str] = ("demo",),
         seeds: int = 1, steps: int = 20, full: bool = True,
-        settings: dict[str, Any] | None = None, demo_images: int = 0,
+        settings: dict[str, Any] | None = None, demo_images: int = 0, timing: bool = True,
         echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Time the pipeline and the step, then (with `full`) train each dataset `seeds` times."""
+    """Time the pipeline and the step (unless not `timing`), then (with `full`) train each
+    dataset `seeds` times."""
     for name in datasets:
         if name not in DATASETS:
             raise OdplugError(f"bench.train: unknown dataset {name!r}; use "
                               f"{', '.join(DATASETS)}")
     workdir.mkdir(parents=True, exist_ok=True)
     demo = _records("demo", workdir, demo_images, echo)
-    echo("timing the input pipeline and the training step ...")
-    pipeline, step_rate = _throughputs(demo, steps)
-    results: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "pipeline_images_per_second": round(pipeline, 1),
-        "step_images_per_second": round(step_rate, 1),
-        "pipeline_vs_step": round(pipeline / step_rate, 1),
-        "datasets": {},
-    }
-    echo(f"input pipeline {pipeline:8.1f} images/s, training step {step_rate:8.1f} images/s: "
-         f"{pipeline / step_rate:.1f}x (target >= {PIPELINE_VS_STEP:g}x: "
-         f"{_verdict(pipeline / step_rate >= PIPELINE_VS_STEP)})")
+    results: dict[str, Any] = {"cores": os.cpu_count(), "datasets": {}}
+    if timing:
+        echo("timing the input pipeline and the training step ...")
+        pipeline, step_rate = _throughputs(demo, steps)
+        results.update({"pipeline_images_per_second": round(pipeline, 1),
+                        "step_images_per_second": round(step_rate, 1),
+                        "pipeline_vs_step": round(pipeline / step_rate, 1)})
+        echo(f"input pipeline {pipeline:8.1f} images/s, training step {step_rate:8.1f} "
+             f"images/s: {pipeline / step_rate:.1f}x (target >= {PIPELINE_VS_STEP:g}x: "
+             f"{_verdict(pipeline / step_rate >= PIPELINE_VS_STEP)})")
     if full:
         for name in datasets:
             records = _records(name, workdir, demo_images, echo)

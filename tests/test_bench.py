@@ -162,8 +162,8 @@ def test_bench_train_draws_curves_and_summarises_seeds(tmp_path: Path) -> None:
     from bench.train import RESULTS_FILE, run
 
     lines: list[str] = []
-    results = run(workdir=tmp_path, datasets=["demo"], seeds=2, steps=2,
-                  settings=TINY_TRAINING, demo_images=24, echo=lines.append)
+    results = run(workdir=tmp_path, datasets=["demo"], seeds=2, settings=TINY_TRAINING,
+                  demo_images=24, timing=False, echo=lines.append)
 
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
     assert (tmp_path / "train-curves.png").read_bytes()[:4] == b"\x89PNG"
