@@ -43,12 +43,17 @@ def _fixed_case() -> tuple[np.ndarray, dict[str, tf.Tensor], dict[str, tf.Tensor
         "box_codes": tf.constant(codes), "class_logits": tf.constant(logits)}
 
 
+BEFORE = {"box_loss": "huber", "assigner": "iou", "quality_focal": False, "box_loss_weight": 1.0}
+"""The loss options as the trainer had them before the options existed."""
+
+
 @pytest.mark.parametrize("train,expected", [
-    (TrainConfig(), (6.136221885681152, 3.6953282356262207, 13.0)),
-    (TrainConfig(match_iou=0.3, box_loss_weight=2.0, focal_gamma=1.5, focal_alpha=0.4),
+    (TrainConfig(**BEFORE), (6.136221885681152, 3.6953282356262207, 13.0)),
+    (TrainConfig(**{**BEFORE, "match_iou": 0.3, "box_loss_weight": 2.0, "focal_gamma": 1.5,
+                    "focal_alpha": 0.4}),
      (1.5937310457229614, 11.500078201293945, 92.0)),
 ])
-def test_default_options_give_the_loss_of_before(train: TrainConfig,
+def test_the_old_options_give_the_loss_of_before(train: TrainConfig,
                                                  expected: tuple[float, float, float]) -> None:
     """The numbers are what model.DetectionLoss gave on this input before the options existed
     (commit 624cdac): huber, max-IoU matching and the focal loss are unchanged."""
@@ -306,7 +311,7 @@ def test_the_options_are_set_from_the_command_line() -> None:
     assert (train.box_loss, train.assigner, train.atss_topk, train.quality_focal) == (
         "ciou", "atss", 12, True)
     assert (Config().train.box_loss, Config().train.assigner, Config().train.quality_focal) == (
-        "huber", "iou", False)
+        "giou", "atss", True)
 
 
 def test_the_loss_refuses_anchors_of_another_model_config() -> None:
