@@ -20,18 +20,10 @@ from odplug.errors import OdplugError
 from odplug_builtins.trainer.config import TrainConfig, load_config
 from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine
-from tests.conftest import run_import
+from tests import test_trainer
 from tests.test_trainer import TINY
 
-
-@pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type: ignore[no-untyped-def]
-    from odplug.data.demo import write_demo_project
-
-    base = tmp_path_factory.mktemp("schedule")
-    project = write_demo_project(base / "demo", images=24, size=96, seed=3)
-    run_import(project, base / "records", registry)
-    return base / "records"
+records = test_trainer.records  # the tiny demo records fixture, made once per module
 
 
 def test_the_schedule_is_keras_cosine_decay_with_warmup_for_a_fixed_length() -> None:
