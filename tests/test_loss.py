@@ -206,7 +206,7 @@ def test_quality_focal_target_is_the_iou_of_the_decoded_box() -> None:
     targets = {"boxes": tf.constant([[box]]), "classes": tf.constant([[1]])}
     codes = np.zeros((1, len(anchors), 4), np.float32)
     codes[0, :, 2:] = 0.7  # predicted boxes a little larger than their anchors
-    loss = DetectionLoss(anchors, 2, TrainConfig(quality_focal=True), TWO_LEVELS)
+    loss = DetectionLoss(anchors, 2, TrainConfig(**{**BEFORE, "quality_focal": True}), TWO_LEVELS)
     assigned = loss.assign(targets["boxes"], targets["classes"])
     (anchor,) = np.flatnonzero(assigned.positive.numpy()[0])
     decoded = boxcoder.decode(tf.constant(codes[0, anchor]), tf.constant(anchors[anchor]))
@@ -369,12 +369,13 @@ def test_a_few_training_steps_lower_every_option_s_loss(options: dict) -> None:
     config = load_config(overrides={
         "model.input_size": 96, "model.levels": [4, 5], "train.batch_size": 4,
         "train.warmup_steps": 1, "train.learning_rate": 5e-3,
-        **{f"train.{k}": v for k, v in options.items()}})
+        **{f"train.{k}": v for k, v in {**BEFORE, **options}.items()}})
     keras.utils.set_random_seed(0)
     model = _tiny_detector(2)
     optimizer = build_optimizer(config, model, learning_rate_schedule(config))
     loss = DetectionLoss(make_anchors(config.model), 2, config.train, config.model)
-    step = _make_train_step(model, optimizer, loss, tf.distribute.get_strategy(), jit=False)
+    step = _make_train_step(model, optimizer, loss, tf.distribute.get_strategy(), None,
+                            jit=False, clip_norm=config.train.clip_norm)
     images, targets = _shapes_batch()
     history = [{k: float(v) for k, v in step(images, targets).items()} for _ in range(20)]
     for part in ("classification", "box"):

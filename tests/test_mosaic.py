@@ -168,7 +168,7 @@ def test_mosaic_drops_boxes_cut_below_min_box_visible() -> None:
 
 
 def test_mixup_keeps_the_boxes_of_both_images(squares: list[Path]) -> None:
-    augment = AugmentConfig(mixup=1.0, crop_probability=0.0, **NO_COLOUR)
+    augment = AugmentConfig(mosaic=0.0, mixup=1.0, crop_probability=0.0, **NO_COLOUR)
     for index, (image, boxes, classes) in enumerate(_samples(squares, augment)):
         assert len(boxes) == 2, f"sample {index}: one square each, two images blended"
         assert image.max() <= 255 / 2 + 1e-3 or _overlap(boxes)

@@ -135,6 +135,7 @@ def test_only_the_chief_writes_the_run_folder(two_workers: dict) -> None:
     assert found == sorted([
         "best.json", "best.weights.h5", "config.toml", "inputs.json", "label_map.pbtxt",
         "last.weights.h5", "run.json", "metrics/test.json", "metrics/test-pr.png",
+        "metrics/curve.json",
         "checkpoints/checkpoint", *saves, *events, *saved_model])
     assert not list(two_workers["scratch"].iterdir()), "a worker left its scratch folder"
 
