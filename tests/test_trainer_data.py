@@ -202,7 +202,7 @@ def test_eval_keeps_file_order_original_sizes_and_the_last_partial_batch(
 
 def test_images_without_boxes_and_with_too_many_train(hand_made: list[Path]) -> None:
     train = TrainConfig(batch_size=5, shuffle_buffer=5)
-    augment = AugmentConfig(crop_probability=0.0)
+    augment = AugmentConfig(crop_probability=0.0, mosaic=0.0)
     dataset = data.train_dataset(hand_made, LABELS, ModelConfig(input_size=96), train, augment,
                                  max_boxes=3)
     for _images, targets in _take(dataset, 3):
