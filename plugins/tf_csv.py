@@ -76,9 +76,19 @@ def _image_folder(csv_path: Path, root: Path, split: str | None, first_file: str
         candidates += [base / "images", base]
     if first_file:
         for folder in candidates:
-            if (folder / first_file).is_file():
+            if _is_file(folder / first_file):
                 return folder
     return next((folder for folder in candidates if folder.is_dir() and folder != root), root)
+
+
+def _is_file(path: Path) -> bool:
+    """`Path.is_file`, False also for a name the system refuses (ENAMETOOLONG and the like,
+    which Path.is_file raises): a CSV cell is any text, and such a row is reported when its
+    image is read, not allowed to end the import."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 @dataclass

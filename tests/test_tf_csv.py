@@ -145,3 +145,17 @@ def test_class_names_with_outer_spaces_survive_a_round_trip(tmp_path: Path, regi
              read_label_map(tmp_path / "records" / "label_map.pbtxt").items}
     classes = sorted(names[c] for r in read_records(tmp_path / "records") for c in r["classes"])
     assert classes == [" car ", " car ", "van", "van"]
+
+
+def test_a_file_name_too_long_for_the_system_is_a_reported_skip(tmp_path: Path,
+                                                                registry) -> None:
+    """Found by test_fuzz: a first row naming a 300-character file made Path.is_file raise
+    ENAMETOOLONG while the importer looked for the images folder, ending the import."""
+    long_name = "9" * 300
+    source = _csv_dataset(tmp_path / "ds", {"train": [
+        f"{long_name},64,48,cat,1,2,30,40", "a.jpg,64,48,cat,1,2,30,40"]}, ["a.jpg"])
+    result = run(source, tmp_path / "out", registry)
+    skipped = {origin for origins in codes(result, "image skipped").values()
+               for origin in origins}
+    assert skipped == {str(source / "images" / long_name)}
+    assert [r["filename"] for r in read_records(tmp_path / "out", "train")] == ["a.jpg"]
