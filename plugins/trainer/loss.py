@@ -107,17 +107,17 @@ class DetectionLoss:
         logits = tf.cast(outputs["class_logits"], tf.float32)
         codes = tf.cast(outputs["box_codes"], tf.float32)
 
+        decoded = decode_for_loss(codes, self.anchors)  # unused (and pruned) by huber alone
         if self.train.box_loss == "huber":
             box_targets = boxcoder.encode(matched_boxes, self.anchors)
             per_anchor = tf.reduce_sum(self.huber(box_targets[..., None], codes[..., None]), -1)
         else:
-            per_anchor = iou_loss(decode_for_loss(codes, self.anchors), matched_boxes,
-                                  self.train.box_loss)
+            per_anchor = iou_loss(decoded, matched_boxes, self.train.box_loss)
         box = tf.reduce_sum(per_anchor * pos) / num_pos * self.train.box_loss_weight
 
         if self.train.quality_focal:
-            predicted = decode_for_loss(tf.stop_gradient(codes), self.anchors)
-            quality = paired_iou(predicted, matched_boxes)  # [B, A]
+            # the target follows the predicted box, but no gradient flows back into it
+            quality = paired_iou(tf.stop_gradient(decoded), matched_boxes)  # [B, A]
             per_class = quality_focal_loss(logits, class_targets * quality[..., None],
                                            self.train.focal_gamma)
         else:
