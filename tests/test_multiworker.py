@@ -73,6 +73,13 @@ def test_every_replica_needs_an_image_of_the_global_batch() -> None:
         cluster.check_batch(1, 2)
 
 
+def test_a_time_budget_is_refused_with_several_workers() -> None:
+    cluster.check_budget(7.0, cluster.role({}))
+    cluster.check_budget(0.0, cluster.role(_cluster("worker", 1)))
+    with pytest.raises(OdplugError, match="train.minutes = 7 with 2 workers"):
+        cluster.check_budget(7.0, cluster.role(_cluster("worker", 1)))
+
+
 def test_a_local_cluster_needs_two_workers_or_more(tmp_path: Path) -> None:
     with pytest.raises(OdplugError, match="give 2 to 16 local workers"):
         cluster.train_locally(1, tmp_path, tmp_path / "run", config=None, overrides={},

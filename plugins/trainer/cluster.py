@@ -199,6 +199,15 @@ def check_batch(batch_size: int, replicas: int) -> None:
                           "batch size is the global batch, split across them)")
 
 
+def check_budget(minutes: float, me: Role) -> None:
+    """A time budget (``train.minutes``) needs one clock: each worker would estimate its own
+    step count (the chief, which validates, fewer than the others) and the workers would wait
+    for each other's gradient sums at different last steps, for ever."""
+    if minutes and me.workers > 1:
+        raise OdplugError(f"train.minutes = {minutes:g} with {me.workers} workers: each worker "
+                          "would time its own step count; give train.steps instead")
+
+
 def share_of_global_batch(losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """This replica's share of the losses of the global batch; summed over the replicas (as
     the optimizer sums their gradients, and as the step reports them) they are exactly the

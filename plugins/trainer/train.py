@@ -93,6 +93,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     strategy = choose_strategy()
     resuming = cluster.chief_decides(strategy, me, resuming)
     cluster.check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
+    cluster.check_budget(config.train.minutes, me)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if on_gpu and config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
