@@ -283,8 +283,6 @@ def op_determinism(enabled: bool) -> Iterator[None]:
 
 def _reseeded(config: Config, start: int) -> Any:
     """The train config with the data seed moved on by the step a resumed run starts at."""
-    from dataclasses import replace
-
     return replace(config.train, seed=config.train.seed + start)
 
 
