@@ -215,6 +215,43 @@ def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, refer
                                (expected.boxes, expected.classes, expected.scores))
 
 
+def test_runner_protocol_frames_and_bad_requests(node_float32: NodeDetector,
+                                                 images: list[np.ndarray]) -> None:
+    """The framed protocol (node.send_frame / runner.mjs): a detect frame larger than one pipe
+    chunk, then bad requests, each answered with one error line while the runner keeps going."""
+    big = np.zeros((1024, 1024, 3), np.uint8)  # 3 MB: many 64 KB pipe chunks reach Node
+    reply, payload = node_float32._ask({"op": "detect", "shape": [SIZE, SIZE, 3]},
+                                       resize_uint8(big, SIZE).tobytes())
+    assert [o["name"] for o in reply["outputs"]] == [
+        "detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    assert len(payload) == sum(o["bytes"] for o in reply["outputs"]) == 4 * (400 + 100 + 100 + 1)
+    with pytest.raises(OdplugError, match=r"TF.js in Node.js: got 5 bytes for an image of "
+                                          r"shape 2,2,3$"):
+        node_float32._ask({"op": "detect", "shape": [2, 2, 3]}, b"\0" * 5)
+    with pytest.raises(OdplugError, match=r'unknown op "detekt"'):
+        node_float32._ask({"op": "detekt"}, big.tobytes())
+    got, expected = node_float32(images[0]), node_float32(images[0])
+    assert_same_detections((got.boxes, got.classes, got.scores),
+                           (expected.boxes, expected.classes, expected.scores))
+
+
+def test_a_runner_that_dies_mid_frame_is_one_clear_error(tmp_path: Path) -> None:
+    """A frame cut short (the Node process killed while writing) reads as "no more frames",
+    which the detector reports with the runner's last stderr lines, not a JSON traceback."""
+    import io
+    import struct
+
+    from odplug_builtins.tfjs.node import read_frame, send_frame
+
+    stream = io.BytesIO()
+    send_frame(stream, {"ok": True}, b"abc")
+    whole = stream.getvalue()
+    assert read_frame(io.BytesIO(whole)) == ({"ok": True, "bytes": 3}, b"abc")
+    assert whole[:4] == struct.pack("<I", len(whole) - 4 - 3)
+    for cut in (0, 2, 6, len(whole) - 1):
+        assert read_frame(io.BytesIO(whole[:cut])) is None
+
+
 def test_wasm_and_cpu_backends_find_the_same_detections(
         exported: dict, node_float32: NodeDetector, images: list[np.ndarray]) -> None:
     """Verification runs on wasm by default; the pure-JS cpu backend is the fallback, so both

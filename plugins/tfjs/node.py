@@ -3,9 +3,15 @@
 ``runner.mjs`` loads the model with ``@tensorflow/tfjs`` on the WebAssembly backend
 ``@tensorflow/tfjs-backend-wasm`` (both installed by ``npm ci --prefix plugins/tfjs`` from the
 committed lock file; the ``.wasm`` binaries ship inside the npm package, nothing is downloaded
-at run time) and answers JSON lines on stdin/stdout. Images are resized here, with
-``tf.image.resize`` bilinear as the SavedModel's serving signature does, and sent as raw RGB
-bytes.
+at run time) and answers framed requests on stdin/stdout (`send_frame`, `read_frame`: a JSON
+header and raw bytes). Images are resized here, with ``tf.image.resize`` bilinear as the
+SavedModel's serving signature does, and sent as raw RGB bytes.
+
+Why raw bytes and not JSON lines (as until this was measured): with the pixels base64-encoded
+in JSON, the outputs as JSON number arrays and the pixels copied into an Int32Array by
+``Int32Array.from``, one call on the demo detector took 25-35 ms of which the model's
+``executeAsync`` and read-back were 13-19 ms (a ``tf.profile`` in Node); ``inv bench.tfjs``
+compares the two.
 
 Why wasm by default (`DEFAULT_BACKEND`): on the demo detector (192 px, float32, 256 px demo
 images) one verification call takes 251 ms on the pure-JS ``cpu`` backend and 17 ms on wasm
@@ -18,11 +24,11 @@ wasm cannot start, the runner says why in one warning line and verifies on ``cpu
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import weakref
@@ -128,10 +134,9 @@ class NodeDetector:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [node, str(RUNNER), str(folder.resolve()), str(node_prefix()), backend],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            cwd=HERE)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=HERE)
         self._closer = weakref.finalize(self, _stop, self._process, self._stderr)
-        self.ready = self._reply()
+        self.ready, _ = self._reply()
         self.backend: str = self.ready["backend"]
         if "fallback" in self.ready:
             log.warning("TF.js verification runs on the slower cpu backend, %s (the wasm "
@@ -139,20 +144,26 @@ class NodeDetector:
 
     def describe(self) -> dict[str, Any]:
         """The graph model's inputs and outputs as TF.js reports them (names, shapes, dtypes)."""
-        return self._ask({"op": "describe"})
+        return self._ask({"op": "describe"})[0]
 
     def __call__(self, image: np.ndarray) -> Any:
         from odplug.model.detector import Detections
 
         pixels = resize_uint8(image, self.size)
-        reply = self._ask({"op": "detect", "shape": list(pixels.shape),
-                           "data": base64.b64encode(pixels.tobytes()).decode("ascii")})
-        outputs = reply["outputs"]
-        count = int(outputs["num_detections"]["data"][0])
+        reply, payload = self._ask({"op": "detect", "shape": list(pixels.shape)},
+                                   pixels.tobytes())
+        outputs = {}
+        offset = 0
+        for output in reply["outputs"]:
+            dtype = np.dtype(output["dtype"]).newbyteorder("<")
+            outputs[output["name"]] = np.frombuffer(
+                payload, dtype, output["bytes"] // dtype.itemsize, offset).reshape(output["shape"])
+            offset += output["bytes"]
+        count = int(outputs["num_detections"].reshape(-1)[0])
         return Detections(
-            boxes=np.asarray(outputs["detection_boxes"]["data"], np.float32).reshape(-1, 4)[:count],
-            classes=np.asarray(outputs["detection_classes"]["data"])[:count].round().astype(np.int64),
-            scores=np.asarray(outputs["detection_scores"]["data"], np.float32)[:count],
+            boxes=outputs["detection_boxes"].astype(np.float32).reshape(-1, 4)[:count],
+            classes=outputs["detection_classes"].reshape(-1)[:count].round().astype(np.int64),
+            scores=outputs["detection_scores"].astype(np.float32).reshape(-1)[:count],
         )
 
     def close(self) -> None:
@@ -164,28 +175,27 @@ class NodeDetector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _ask(self, request: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
         if self._process.poll() is not None or self._process.stdin is None:
             raise OdplugError(f"{self.folder}: the Node.js runner has stopped: {self._tail()}")
         try:
-            self._process.stdin.write(json.dumps(request) + "\n")
-            self._process.stdin.flush()
+            send_frame(self._process.stdin, request, payload)
         except BrokenPipeError:
             raise OdplugError(f"{self.folder}: the Node.js runner has stopped: "
                               f"{self._tail()}") from None
         return self._reply()
 
-    def _reply(self) -> dict[str, Any]:
+    def _reply(self) -> tuple[dict[str, Any], bytes]:
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line:
+        frame = read_frame(self._process.stdout)
+        if frame is None:
             self._process.wait(timeout=10)
             raise OdplugError(f"{self.folder}: the Node.js runner exited "
                               f"({self._process.returncode}): {self._tail()}")
-        reply = json.loads(line)
+        reply, payload = frame
         if not reply.get("ok"):
             raise OdplugError(f"{self.folder}: TF.js in Node.js: {reply.get('error')}")
-        return reply
+        return reply, payload
 
     def _tail(self) -> str:
         self._stderr.seek(0)
@@ -194,7 +204,32 @@ class NodeDetector:
         return " | ".join(lines[-3:]) or "no message"
 
 
-def _stop(process: subprocess.Popen[str], stderr: IO[bytes]) -> None:
+def send_frame(stream: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
+    """One request to ``runner.mjs``: a 4-byte little-endian length, the JSON header (with
+    ``bytes``, the payload's length, when there is one), then the payload."""
+    text = json.dumps({**header, "bytes": len(payload)} if payload else header).encode()
+    stream.write(struct.pack("<I", len(text)) + text + payload)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
+    """The next frame ``runner.mjs`` wrote (header, payload), or None when it stopped before
+    writing a whole one."""
+    length = stream.read(4)
+    if len(length) < 4:
+        return None
+    (size,) = struct.unpack("<I", length)
+    text = stream.read(size)
+    if len(text) < size:
+        return None
+    header = json.loads(text)
+    payload = stream.read(int(header.get("bytes", 0)))
+    if len(payload) < int(header.get("bytes", 0)):
+        return None
+    return header, payload
+
+
+def _stop(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
     if process.stdin is not None and not process.stdin.closed:
         process.stdin.close()
     try:
