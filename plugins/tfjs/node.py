@@ -8,10 +8,12 @@ header and raw bytes). Images are resized here, with ``tf.image.resize`` bilinea
 SavedModel's serving signature does, and sent as raw RGB bytes.
 
 Why raw bytes and not JSON lines (as until this was measured): with the pixels base64-encoded
-in JSON, the outputs as JSON number arrays and the pixels copied into an Int32Array by
-``Int32Array.from``, one call on the demo detector took 25-35 ms of which the model's
-``executeAsync`` and read-back were 13-19 ms (a ``tf.profile`` in Node); ``inv bench.tfjs``
-compares the two.
+in JSON, the outputs as JSON number arrays and the pixels copied by ``Int32Array.from``, one
+call on the demo detector (192 px) took 28.4 and 28.5 ms, framed 26.1 and 25.1 ms (``inv
+bench.tfjs``, medians of 3 x 30 images, the two versions taking turns, load average 1.0-1.8 on
+2 cores; 25.7 ms at 0.6-0.9, median of 5). What is left is the model: the wasm kernels take
+about 13 ms (a ``tf.profile``), ``executeAsync`` with the read-back 19-21 ms, the tensor
+from the pixels 0.6 ms, the resize in Python 2 ms.
 
 Why wasm by default (`DEFAULT_BACKEND`): on the demo detector (192 px, float32, 256 px demo
 images) one verification call takes 251 ms on the pure-JS ``cpu`` backend and 17 ms on wasm

@@ -8,9 +8,9 @@
 //
 // The protocol is framed binary, both ways: a 4-byte little-endian length, that many bytes of a
 // JSON header, then header.bytes raw bytes (none when absent). Pixels and outputs travel as raw
-// bytes because JSON cost a third of a verification call: base64 + JSON of 110 KB of pixels per
-// 192 px image and the outputs as JSON number arrays took 8-10 ms of a 25-35 ms call, the model
-// itself 13-19 ms (node.py says how this was measured).
+// bytes: with base64 + JSON for 110 KB of pixels per 192 px image, JSON number arrays for the
+// outputs and Int32Array.from for the pixels, a verification call took 28.4-28.5 ms, framed
+// 25.1-26.1 ms (inv bench.tfjs, the two taking turns, load 1.0-1.8; node.py has the details).
 //   {"op": "describe"}  -> the graph model's real inputs and outputs, as TF.js sees them
 //   {"op": "detect", "shape": [h, w, 3], "bytes": h*w*3} + the uint8 RGB pixels
 //                       -> {"outputs": [{"name", "shape", "dtype", "bytes"}, ...]} + each output's
