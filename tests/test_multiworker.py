@@ -275,7 +275,9 @@ def test_mirrored_over_two_cpu_devices_takes_the_one_device_steps(records: Path)
         # still agreed to 2e-5 when measured; the bound leaves room for rounding only.
         np.testing.assert_allclose(two[1][key], one[1][key], rtol=1e-3, err_msg=key)
         # Adam magnifies rounding in near-zero gradients (its first steps are about their
-        # signs), so the curves drift apart a little: 0.5% to 1.3% after six steps.
-        np.testing.assert_allclose([s[key] for s in two], [s[key] for s in one], rtol=2e-2,
+        # signs), so the curves drift apart a little: 0.5% to 2.2% after six steps (2.2% with
+        # the suite on two processes); a wrong share of the global batch is off by half at
+        # step one, caught above.
+        np.testing.assert_allclose([s[key] for s in two], [s[key] for s in one], rtol=5e-2,
                                    err_msg=key)
     assert one[-1]["loss"] < one[0]["loss"]

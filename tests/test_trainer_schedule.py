@@ -138,17 +138,24 @@ def test_a_time_budget_ends_the_run_within_it(records: Path, tmp_path: Path) -> 
     run = tmp_path / "run"
     started = time.perf_counter()
     steps: list[tuple[int, int]] = []
+    stamps: list[float] = []
+
+    def on_step(step: int, total: int, metrics: dict) -> None:
+        steps.append((step, total))
+        stamps.append(time.perf_counter())
+
     train(records, run, overrides={**TINY, "train.minutes": 0.25, "train.steps": 100_000,
-                                   "train.eval_every": 20},
-          on_step=lambda step, total, metrics: steps.append((step, total)))
+                                   "train.eval_every": 20}, on_step=on_step)
     looped = time.perf_counter() - started
     last_step, last_total = steps[-1]
     assert last_step == last_total < 100_000
     points = json.loads((run / "metrics" / "curve.json").read_text())["points"]
     assert points[-1]["step"] == last_step
-    # 15 s, plus what the estimate cannot foresee on a shared machine: the last validation
-    # (tracing included) and the checkpoints; set-up and the SavedModel come on top
-    assert points[-1]["seconds"] < 60 and looped < 150
+    # 15 s, plus what the estimate cannot foresee on a shared machine: the first step's tracing
+    # (10-40 s, by load), the validations (tracing included) and the checkpoints; set-up and
+    # the SavedModel come on top. From the first step on, the loop keeps to the budget.
+    assert stamps[-1] - stamps[0] < 45, f"{stamps[-1] - stamps[0]:.1f} s after the first step"
+    assert points[-1]["seconds"] < 90 and looped < 180
 
 
 @pytest.mark.parametrize("value,message", [
