@@ -217,9 +217,10 @@ def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, refer
 
 def test_runner_protocol_frames_and_bad_requests(node_float32: NodeDetector,
                                                  images: list[np.ndarray]) -> None:
-    """The framed protocol (node.send_frame / runner.mjs): a detect frame larger than one pipe
-    chunk, then bad requests, each answered with one error line while the runner keeps going."""
-    big = np.zeros((1024, 1024, 3), np.uint8)  # 3 MB: many 64 KB pipe chunks reach Node
+    """The framed protocol (node.send_frame / runner.mjs): a detect frame, then bad requests,
+    one of them a frame larger than one pipe chunk, each answered with one error line while
+    the runner keeps going."""
+    big = np.zeros((1024, 1024, 3), np.uint8)  # 3 MB: reaches Node in many 64 KB pipe chunks
     reply, payload = node_float32._ask({"op": "detect", "shape": [SIZE, SIZE, 3]},
                                        resize_uint8(big, SIZE).tobytes())
     assert [o["name"] for o in reply["outputs"]] == [
@@ -235,7 +236,7 @@ def test_runner_protocol_frames_and_bad_requests(node_float32: NodeDetector,
                            (expected.boxes, expected.classes, expected.scores))
 
 
-def test_a_runner_that_dies_mid_frame_is_one_clear_error(tmp_path: Path) -> None:
+def test_a_runner_that_dies_mid_frame_is_one_clear_error() -> None:
     """A frame cut short (the Node process killed while writing) reads as "no more frames",
     which the detector reports with the runner's last stderr lines, not a JSON traceback."""
     import io

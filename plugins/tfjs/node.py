@@ -225,10 +225,9 @@ def read_frame(stream: IO[bytes]) -> tuple[dict[str, Any], bytes] | None:
     if len(text) < size:
         return None
     header = json.loads(text)
-    payload = stream.read(int(header.get("bytes", 0)))
-    if len(payload) < int(header.get("bytes", 0)):
-        return None
-    return header, payload
+    wanted = int(header.get("bytes", 0))
+    payload = stream.read(wanted)
+    return (header, payload) if len(payload) == wanted else None
 
 
 def _stop(process: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
