@@ -20,6 +20,7 @@ from keras import layers
 
 from odplug.errors import OdplugError
 from odplug_builtins.trainer import anchors as anchor_lib
+from odplug_builtins.trainer import batchnorm
 from odplug_builtins.trainer.config import ModelConfig
 
 # MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
@@ -36,6 +37,7 @@ def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
         )
     except ValueError as error:
         raise OdplugError(f"model: cannot build MobileNetV2: {error}") from None
+    backbone = batchnorm.with_fused_batchnorm(backbone, config.batchnorm_momentum)
     if weights is not None:
         try:
             # Keras warns once per variable it cannot match before it raises: a wrong file
@@ -51,9 +53,6 @@ def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
                 f"model.alpha = {config.alpha}: {reason}") from None
         for message in dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught):
             log.warning("%s: %s", weights, message)
-    for layer in backbone.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = config.batchnorm_momentum
     return backbone
 
 
@@ -68,7 +67,7 @@ def _fpn_lite(config: ModelConfig, maps: list[keras.KerasTensor]) -> list[keras.
     out = []
     for i, m in enumerate(merged):
         m = layers.SeparableConv2D(c, 3, padding="same", use_bias=False, name=f"fpn_smooth_{i}")(m)
-        m = layers.BatchNormalization(momentum=config.batchnorm_momentum, name=f"fpn_bn_{i}")(m)
+        m = batchnorm.BatchNormalization(momentum=config.batchnorm_momentum, name=f"fpn_bn_{i}")(m)
         out.append(layers.ReLU(6.0, name=f"fpn_relu_{i}")(m))
     return out
 
@@ -115,7 +114,7 @@ def _extra_levels(config: ModelConfig, found: dict[int, keras.KerasTensor]
     for level in range(6, max(config.levels) + 1):
         top = layers.SeparableConv2D(config.head_channels * 2, 3, strides=2, padding="same",
                                      use_bias=False, name=f"extra_{level}_conv")(top)
-        top = layers.BatchNormalization(momentum=config.batchnorm_momentum,
+        top = batchnorm.BatchNormalization(momentum=config.batchnorm_momentum,
                                         name=f"extra_{level}_bn")(top)
         top = layers.ReLU(6.0, name=f"extra_{level}_relu")(top)
         found[level] = top
