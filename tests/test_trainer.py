@@ -266,6 +266,9 @@ def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) ->
     ("[train]\nstepz = 3\n", "unknown setting 'stepz'. Did you mean 'steps'?"),
     ("[train]\nsteps = 'many'\n", "should be a int"),
     ("[model]\ninput_size = 100\n", "multiple of 32"),
+    ("[model]\ninput_size = 160\nfpn = true\nlevels = [4, 5, 6]\n",
+     r"input_size = 160: with model.fpn and level 6 it must be a multiple of 64"),
+    ("[model]\nfpn = true\nlevels = [3, 5]\n", r"consecutive and ascending \(e.g. \[3, 4, 5\]\)"),
     ("[train\n", "not valid TOML"),
 ])
 def test_bad_configs_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -340,6 +340,8 @@ def validate(config: Config) -> None:
     if model.input_size // 2 ** max(model.levels) < 1:
         raise OdplugError(f"model.levels: level {max(model.levels)} is smaller than one cell "
                           f"at input_size {model.input_size}")
+    if model.fpn:
+        _check_fpn(model)
     pretrained.check(model)
     if config.train.steps < 1 or config.train.batch_size < 1:
         raise OdplugError("train.steps and train.batch_size must be at least 1")
@@ -348,6 +350,19 @@ def validate(config: Config) -> None:
             raise OdplugError(f"eval.curve_splits: {unknown('split', str(split), CURVE_SPLITS)}")
     if not 0 < config.augment.scale_min <= config.augment.scale_max <= 1:
         raise OdplugError("augment: need 0 < scale_min <= scale_max <= 1")
+
+
+def _check_fpn(model: ModelConfig) -> None:
+    """The FPN-lite neck doubles each level's grid to add it to the next level down, so the
+    levels must follow one another and every grid must be exactly twice the one above it."""
+    first, last = min(model.levels), max(model.levels)
+    if model.levels != list(range(first, last + 1)):
+        raise OdplugError(f"model.levels = {model.levels}: with model.fpn the levels must be "
+                          f"consecutive and ascending (e.g. {list(range(first, last + 1))})")
+    if model.input_size % 2**last:
+        raise OdplugError(f"model.input_size = {model.input_size}: with model.fpn and level "
+                          f"{last} it must be a multiple of {2**last} (each level's grid is "
+                          "twice the next one's)")
 
 
 def to_toml(config: Config) -> str:
