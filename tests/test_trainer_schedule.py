@@ -58,6 +58,21 @@ def test_a_time_budget_sets_the_step_count_from_the_measured_speed() -> None:
     assert len(set(seen[-int(0.15 * step):])) == 1  # frozen for the last part
 
 
+def test_a_time_budget_foresees_the_validations_to_come() -> None:
+    # 0.1 s a step after 5 s of tracing, and a validation of 3 s every 100 steps and at the end
+    budget = StepBudget(TrainConfig(steps=1000, minutes=1.0, eval_every=100),
+                        tf.Variable(0, dtype=tf.int64), resuming=False)
+    step, total, clock, validations = 0, budget.steps, 5.0, 0
+    while step < total:
+        step += 1
+        clock += 0.1
+        total = budget.update(step, clock, validations, 3.0 * validations)
+        if step % 100 == 0 or step == total:
+            clock += 3.0
+            validations += 1
+    assert 54.0 <= clock <= 60.0, f"{step} steps and {validations} validations: {clock:.1f} s"
+
+
 def test_a_time_budget_stops_at_once_when_the_time_is_spent() -> None:
     budget = StepBudget(TrainConfig(minutes=0.01), tf.Variable(0, dtype=tf.int64),
                         resuming=False)

@@ -141,6 +141,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     batch = config.train.batch_size
     started = time.perf_counter()
     excluded = 0.0  # seconds spent on curve_splits, which the clock leaves out
+    validations, validating = 0, 0.0  # what the budget needs to foresee the ones to come
     window_start, window_images = started, 0
     total = budget.steps
     metrics: dict[str, float] = {}
@@ -152,7 +153,8 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
             losses = train_step(images, targets)
             step.assign(current)
             window_images += batch
-            total = budget.update(current, time.perf_counter() - started - excluded)
+            total = budget.update(current, time.perf_counter() - started - excluded,
+                                  validations, validating)
             if (current % config.train.log_every == 0 or current == total
                     or current == start_step + 1):
                 elapsed = time.perf_counter() - window_start
@@ -172,6 +174,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 if not info.resumable:
                     info = replace(info, resumable=True).write()
             if val_files and (current % config.train.eval_every == 0 or current == total):
+                validation_started, excluded_before = time.perf_counter(), excluded
                 with _averaged(average):
                     result = evaluate_model(model, val_files, label_map, anchors, config)
                     point = {"val": _scores(result)}
@@ -193,6 +196,8 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                           images=current * batch, **point)
                 metrics["val_map50"] = result.map50
                 window_start = time.perf_counter()
+                validations += 1
+                validating += window_start - validation_started - (excluded - excluded_before)
     writer.flush()
     if average is not None:
         average.apply()
