@@ -53,7 +53,7 @@ PLUGINS: dict[str, tuple[str, str, list[str]]] = {
     "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
                                   "tests/test_trainer_plugin.py", "tests/test_pretrained.py",
                                   "tests/test_trainer_schedule.py", "tests/test_loss.py",
-                                  "tests/test_mosaic.py"]),
+                                  "tests/test_mosaic.py", "tests/test_batchnorm.py"]),
     "multiworker": ("tf.txt", "train", ["tests/test_multiworker.py"]),
     "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
     "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py", "tests/test_edgetpu_check.py"]),
