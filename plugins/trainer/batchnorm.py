@@ -4,7 +4,7 @@ Keras 3's BatchNormalization computes a training batch's statistics and the norm
 from separate ops (Mean, SquaredDifference, Sub, Mul, their gradients and Tile for the
 broadcasts), and no TensorFlow rewrite fuses them back. Profiled on the default detector
 (MobileNetV2 0.35, 192 px, batch 16, this 2-core machine) those ops took about half the
-time of the forward and backward pass: 573 ms per pass with Keras' layer, 335 ms with the
+time of the forward and backward pass: 573 ms per pass with Keras' layer, 285-335 ms with the
 fused kernel (``FusedBatchNormV3`` and its gradient, oneDNN's on x86), the same outputs to
 3e-5 and gradients to round-off (a single conv + BN layer: 4e-7 relative).
 
