@@ -115,7 +115,7 @@ def _extra_levels(config: ModelConfig, found: dict[int, keras.KerasTensor]
         top = layers.SeparableConv2D(config.head_channels * 2, 3, strides=2, padding="same",
                                      use_bias=False, name=f"extra_{level}_conv")(top)
         top = batchnorm.BatchNormalization(momentum=config.batchnorm_momentum,
-                                        name=f"extra_{level}_bn")(top)
+                                           name=f"extra_{level}_bn")(top)
         top = layers.ReLU(6.0, name=f"extra_{level}_relu")(top)
         found[level] = top
     return [found[level] for level in config.levels]

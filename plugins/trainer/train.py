@@ -174,7 +174,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 if not info.resumable:
                     info = replace(info, resumable=True).write()
             if val_files and (current % config.train.eval_every == 0 or current == total):
-                validation_started, excluded_before = time.perf_counter(), excluded
+                validation_started = time.perf_counter()
                 with _averaged(average):
                     result = evaluate_model(model, val_files, label_map, anchors, config)
                     point = {"val": _scores(result)}
@@ -183,7 +183,8 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                         if files:
                             point[split] = _scores(evaluate_model(model, files, label_map,
                                                                   anchors, config))
-                    excluded += time.perf_counter() - extra_started
+                    extra = time.perf_counter() - extra_started
+                    excluded += extra
                     if _better(result.map, result.map50, best):
                         best = {"map50": result.map50, "map": result.map, "step": current}
                         model.save_weights(str(run.best_weights))
@@ -197,7 +198,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 metrics["val_map50"] = result.map50
                 window_start = time.perf_counter()
                 validations += 1
-                validating += window_start - validation_started - (excluded - excluded_before)
+                validating += window_start - validation_started - extra
     writer.flush()
     if average is not None:
         average.apply()
