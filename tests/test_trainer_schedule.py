@@ -173,6 +173,45 @@ def test_a_time_budget_ends_the_run_within_it(records: Path, tmp_path: Path) -> 
     assert points[-1]["seconds"] < 90 and looped < 180
 
 
+@pytest.mark.parametrize("settings,total,closes", [
+    ({"close_mosaic": 0.15}, 1000, 850),
+    ({"close_mosaic": 0.15}, 7, 6),
+    ({"close_mosaic": 0.0}, 1000, 1000),
+    ({"close_mosaic": 0.15, "mosaic": 0.0}, 1000, 1000),  # nothing to close
+    ({"close_mosaic": 0.15, "mosaic": 0.0, "mixup": 0.3}, 1000, 850),
+    ({"close_mosaic": 1.0}, 1000, 0),
+])
+def test_close_mosaic_counts_its_fraction_from_the_end(settings: dict, total: int,
+                                                       closes: int) -> None:
+    from odplug_builtins.trainer.config import AugmentConfig
+    from odplug_builtins.trainer.train import mosaic_closes
+
+    assert mosaic_closes(AugmentConfig(**{"mosaic": 0.5, **settings}), total) == closes
+
+
+def test_close_mosaic_rebuilds_the_pipeline_without_mosaic_for_the_last_steps(
+        records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odplug_builtins.trainer import data
+    from odplug_builtins.trainer.train import train
+
+    built: list[tuple[int, float, float]] = []
+    made = data.train_dataset
+
+    def recorded(files, label_map, model, train_config, augment, **kwargs):  # type: ignore[no-untyped-def]
+        built.append((train_config.seed, augment.mosaic, augment.mixup))
+        return made(files, label_map, model, train_config, augment, **kwargs)
+
+    monkeypatch.setattr(data, "train_dataset", recorded)
+    steps: list[int] = []
+    train(records, tmp_path / "run",
+          overrides={**TINY, "train.steps": 8, "train.seed": 3, "augment.mosaic": 1.0,
+                     "augment.mixup": 0.5, "augment.close_mosaic": 0.25},
+          on_step=lambda step, total, metrics: steps.append(step))
+    # steps 1-6 from the mosaic stream, 7-8 from a plain one seeded where it starts
+    assert built == [(3, 1.0, 0.5), (3 + 6, 0.0, 0.0)]
+    assert steps == list(range(1, 9))
+
+
 @pytest.mark.parametrize("value,message", [
     (["tset"], "unknown split 'tset'. Did you mean 'test'?"),
     ([3], "unknown split '3'"),

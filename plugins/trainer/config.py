@@ -151,6 +151,12 @@ class AugmentConfig:
     """Probability that a training sample (mosaic or not) is blended half and half with one
     more, separately augmented image, keeping the boxes of both; 0 leaves the pipeline as it
     was."""
+    close_mosaic: float = 0.0
+    """The last fraction of the run's steps trains without mosaic and mixup (YOLO's
+    ``close_mosaic``, counted in steps rather than epochs), so the weights end on images
+    composed like the ones they will see; 0 keeps both to the end. Under ``train.minutes`` the
+    step count is fixed for the last fifth of the run, so a fraction up to 0.2 closes at a
+    step that no longer moves."""
 
 
 @dataclass
@@ -259,6 +265,7 @@ RANGES: dict[str, Range] = {
     "augment.mosaic": _UNIT,
     "augment.mosaic_scale_min": Range(0.5, 1),
     "augment.mixup": _UNIT,
+    "augment.close_mosaic": _UNIT,
     "eval.score_threshold": _UNIT,
     "eval.iou_threshold": _OPEN_UNIT,
     "eval.max_detections": Range(1, 10000),

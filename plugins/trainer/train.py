@@ -33,7 +33,7 @@ from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
-from odplug_builtins.trainer.config import Config, load_config
+from odplug_builtins.trainer.config import AugmentConfig, Config, load_config
 from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
 from odplug_builtins.trainer.loss import DetectionLoss
@@ -131,10 +131,16 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
     read, own_files = cluster.my_files(train_files, me)
-    dataset = cluster.split_by_data(
-        data.train_dataset(read, label_map, config.model, _reseeded(config, start_step),
-                           config.augment), own_files)
-    iterator = data.checked(strategy.experimental_distribute_dataset(dataset), read)
+
+    def batches(start: int, closed: bool) -> Iterator[Any]:
+        augment = replace(config.augment, mosaic=0.0, mixup=0.0) if closed else config.augment
+        dataset = cluster.split_by_data(
+            data.train_dataset(read, label_map, config.model, _reseeded(config, start), augment),
+            own_files)
+        return data.checked(strategy.experimental_distribute_dataset(dataset), read)
+
+    closed = start_step >= mosaic_closes(config.augment, budget.steps)
+    iterator = batches(start_step, closed)
     train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit,
                                   clip_norm=config.train.clip_norm)
     writer = tf.summary.create_file_writer(str(run.logs))
@@ -148,6 +154,11 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     current = start_step
     with op_determinism(config.train.deterministic):
         while current < total:
+            if not closed and current >= mosaic_closes(config.augment, total):
+                closed = True
+                iterator = batches(current, closed)
+                log.info("step %d: mosaic and mixup off for the last %d steps "
+                         "(augment.close_mosaic)", current, total - current)
             current += 1
             images, targets = next(iterator)
             losses = train_step(images, targets)
@@ -287,8 +298,17 @@ def op_determinism(enabled: bool) -> Iterator[None]:
             tf_config.disable_op_determinism()
 
 
+def mosaic_closes(augment: AugmentConfig, total: int) -> int:
+    """The step after which a run of `total` steps trains without mosaic and mixup
+    (``augment.close_mosaic``); `total` when it never does."""
+    if augment.close_mosaic <= 0 or (augment.mosaic <= 0 and augment.mixup <= 0):
+        return total
+    return total - round(augment.close_mosaic * total)
+
+
 def _reseeded(config: Config, start: int) -> Any:
-    """The train config with the data seed moved on by the step a resumed run starts at."""
+    """The train config with the data seed moved on by `start`: the step a resumed run starts
+    at, or the one where `augment.close_mosaic` rebuilds the input pipeline."""
     return replace(config.train, seed=config.train.seed + start)
 
 
