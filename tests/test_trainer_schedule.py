@@ -19,7 +19,7 @@ import tensorflow as tf
 from odplug.errors import OdplugError
 from odplug_builtins.trainer.config import TrainConfig, load_config
 from odplug_builtins.trainer.ema import WeightAverage
-from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine
+from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine, mosaic_closes
 from tests import test_trainer
 from tests.test_trainer import TINY
 
@@ -184,7 +184,6 @@ def test_a_time_budget_ends_the_run_within_it(records: Path, tmp_path: Path) -> 
 def test_close_mosaic_counts_its_fraction_from_the_end(settings: dict, total: int,
                                                        closes: int) -> None:
     from odplug_builtins.trainer.config import AugmentConfig
-    from odplug_builtins.trainer.train import mosaic_closes
 
     assert mosaic_closes(AugmentConfig(**{"mosaic": 0.5, **settings}), total) == closes
 

@@ -85,7 +85,8 @@ class TrainConfig:
     """Peak learning rate of AdamW, reached after the warm-up, then cosine decay to 1%.
     Measured on the demo (seed 0, 1000 steps, test mAP@[.5:.95]): 2e-3 0.842, 4e-3 0.866,
     6e-3 0.870, 8e-3 0.874, 1.2e-2 0.886; raccoon (320 px) 0.376 at 2e-3 (562 steps),
-    0.414 at 4e-3 and 0.416 at 8e-3 (550 steps) (docs/training.md, "Learning rate")."""
+    0.414 at 4e-3 and 0.416 at 8e-3 (550 steps) (docs/training.md, "The learning rate, and
+    one change at a time")."""
     warmup_steps: int = 150
     weight_decay: float = 1e-4
     clip_norm: float = 10.0

@@ -1,4 +1,5 @@
-"""How long a run trains and at what learning rate: the schedule and the time budget.
+"""How long a run trains and at what learning rate: the schedule, the time budget, and the
+step where mosaic stops (`mosaic_closes`).
 
 The schedule's length is a variable, not a constant, because a run given ``train.minutes``
 learns its step count from its own speed: `StepBudget` estimates it while training and the
@@ -13,7 +14,7 @@ import math
 import keras
 import tensorflow as tf
 
-from odplug_builtins.trainer.config import TrainConfig
+from odplug_builtins.trainer.config import AugmentConfig, TrainConfig
 
 FLOOR = 0.01
 """The schedule starts the warm-up at, and decays to, this fraction of the peak rate."""
@@ -87,3 +88,11 @@ class StepBudget:
         if step >= self.FREEZE_AT * estimate:
             self.frozen = True
         return estimate
+
+
+def mosaic_closes(augment: AugmentConfig, total: int) -> int:
+    """The step after which a run of `total` steps trains without mosaic and mixup
+    (``augment.close_mosaic``); `total` when it never does."""
+    if augment.close_mosaic <= 0 or (augment.mosaic <= 0 and augment.mixup <= 0):
+        return total
+    return total - round(augment.close_mosaic * total)

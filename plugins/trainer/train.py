@@ -33,13 +33,13 @@ from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
-from odplug_builtins.trainer.config import AugmentConfig, Config, load_config
+from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.evaluation import evaluate_model, nms
 from odplug_builtins.trainer.loss import DetectionLoss
 from odplug_builtins.trainer.model import build_model
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
-from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine
+from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine, mosaic_closes
 
 log = logging.getLogger(__name__)
 
@@ -296,14 +296,6 @@ def op_determinism(enabled: bool) -> Iterator[None]:
     finally:
         if enabled and not before:
             tf_config.disable_op_determinism()
-
-
-def mosaic_closes(augment: AugmentConfig, total: int) -> int:
-    """The step after which a run of `total` steps trains without mosaic and mixup
-    (``augment.close_mosaic``); `total` when it never does."""
-    if augment.close_mosaic <= 0 or (augment.mosaic <= 0 and augment.mixup <= 0):
-        return total
-    return total - round(augment.close_mosaic * total)
 
 
 def _reseeded(config: Config, start: int) -> Any:
