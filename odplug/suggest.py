@@ -14,9 +14,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest of `choices`, or ``""`` when none is close.
 
     The leading space lets callers append it to a sentence: ``f"unknown {word!r}.{hint}"``.
+    Case is ignored in the comparison (``TFLite`` finds ``tflite``: difflib alone scores the
+    two as unrelated), and the suggestion is the name as it is spelled in `choices`.
     """
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    by_folded = {name.casefold(): name for name in choices}
+    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=1)
+    return f" Did you mean {by_folded[close[0]]!r}?" if close else ""
 
 
 def unknown(what: str, word: str, choices: Iterable[str]) -> str:

@@ -113,6 +113,12 @@ def test_did_you_mean() -> None:
     assert did_you_mean("onnx", ["tfjs", "tflite"]) == ""
 
 
+def test_did_you_mean_ignores_case() -> None:
+    assert did_you_mean("TFLite", ["tfjs", "tflite", "edgetpu"]) == " Did you mean 'tflite'?"
+    assert did_you_mean("EdgeTPU", ["tfjs", "tflite", "edgetpu"]) == " Did you mean 'edgetpu'?"
+    assert did_you_mean("raccoon", ["Raccoon", "Dog"]) == " Did you mean 'Raccoon'?"
+
+
 def test_what_a_required_exporter_wrote_is_handed_on(saved_model: Path, tmp_path: Path) -> None:
     base, top = Recording("base"), Recording("top", ("base:int8",), variants=("int8",))
     exporters = plan(registry_of(base, top), ["top"])
