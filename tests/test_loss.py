@@ -311,7 +311,7 @@ def test_the_options_are_set_from_the_command_line() -> None:
     assert (train.box_loss, train.assigner, train.atss_topk, train.quality_focal) == (
         "ciou", "atss", 12, True)
     assert (Config().train.box_loss, Config().train.assigner, Config().train.quality_focal) == (
-        "giou", "atss", True)
+        "giou", "iou", True)
 
 
 def test_the_loss_refuses_anchors_of_another_model_config() -> None:
