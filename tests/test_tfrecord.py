@@ -226,3 +226,29 @@ def test_example_parts_are_the_example_protobuf_would_write(size: int) -> None:
     assert len(feature) == 16
     assert tf.train.Example.FromString(b"".join(parts)) == tf.train.Example.FromString(
         parsed.SerializeToString())
+
+
+ENCODE_ONE = """
+import hashlib
+from odplug.data.dataset import Box
+from odplug.data.example import encode_example
+from odplug.data.images import ImageData
+from odplug.data.labelmap import LabelMap
+parts = encode_example(ImageData(b"x", "png", 7, 5), filename="a.png", source_id="a",
+                       boxes=[Box("cat", 1, 1, 3, 4)], label_map=LabelMap.from_names(["cat"]))
+print(hashlib.sha256(b"".join(parts)).hexdigest())
+"""
+
+
+def test_the_same_sample_is_the_same_bytes_whatever_the_hash_seed() -> None:
+    """Two imports of one dataset write identical records (the Features map's order used to
+    follow PYTHONHASHSEED), so a record file's hash says whether the data changed."""
+    import os
+    import subprocess
+    import sys
+
+    digests = {subprocess.run([sys.executable, "-c", ENCODE_ONE], check=True, text=True,
+                              capture_output=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(digests) == 1

@@ -65,7 +65,9 @@ def encode_example(
     feature["image/object/difficult"].int64_list.value.extend([int(b.difficult) for b in boxes])
     feature["image/object/truncated"].int64_list.value.extend([int(b.truncated) for b in boxes])
     feature["image/object/is_crowd"].int64_list.value.extend([int(b.crowd) for b in boxes])
-    rest = features.SerializeToString()
+    # deterministic: map entries sorted by key, so the same sample is the same bytes whatever
+    # PYTHONHASHSEED (measured: four hash seeds gave four different records without it)
+    rest = features.SerializeToString(deterministic=True)
 
     # Features.feature[ENCODED_KEY] = Feature(bytes_list=BytesList(value=[image.data])),
     # framed from the inside out: BytesList, Feature, map entry, then Example.features.
