@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,10 +246,6 @@ print(hashlib.sha256(b"".join(parts)).hexdigest())
 def test_the_same_sample_is_the_same_bytes_whatever_the_hash_seed() -> None:
     """Two imports of one dataset write identical records (the Features map's order used to
     follow PYTHONHASHSEED), so a record file's hash says whether the data changed."""
-    import os
-    import subprocess
-    import sys
-
     digests = {subprocess.run([sys.executable, "-c", ENCODE_ONE], check=True, text=True,
                               capture_output=True,
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout

@@ -61,8 +61,7 @@ class TrainConfig:
     of 330 images) test mAP@[.5:.95] 0.845 against 0.804 for the SSD defaults before them
     (Huber, max-IoU matching, focal loss, no average, no mosaic), ahead at every one of the
     ten validations (0.577 against 0.362 after 200 steps). ATSS came in with them and went out
-    again when each was left out in turn at learning rate 1.2e-2 (docs/training.md,
-    "Leave-one-out, at the new learning rate")."""
+    again (`assigner`)."""
 
     batch_size: int = 16
     steps: int = 1000
@@ -107,7 +106,8 @@ class TrainConfig:
     selection: per object, a threshold from the IoUs of its atss_topk nearest anchors per
     level; match_iou is then unused). "iou" because ATSS did not pay for itself at learning
     rate 1.2e-2: demo, 3 seeds, test mAP@[.5:.95] 0.885 against 0.884 with ATSS; raccoon, 700
-    steps, seeds 0 / 1: 0.424 / 0.496 against 0.424 / 0.412; the same step time."""
+    steps, seeds 0 / 1: 0.424 / 0.496 against 0.424 / 0.412; the same step time
+    (docs/training.md, "Leave-one-out, at the new learning rate")."""
     atss_topk: int = 9
     """ATSS candidates per object and level, by centre distance (counted in anchors: with six
     anchors per cell, 9 covers about a cell and a half)."""
