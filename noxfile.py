@@ -7,8 +7,9 @@ inside it; those are left out of the default run where no Docker engine answers.
     nox -s supervisely      # one plugin
     nox -s docker-tflite    # the same tests inside the odplug-train image
 
-Every test module belongs to exactly one plugin's session (tests/test_noxfile.py checks it),
-so a plain ``nox`` runs the whole suite.
+Sessions are the test folders: ``core`` runs tests/unit, tests/core and tests/e2e, and each
+folder of tests/plugins/ is the session of that plugin (tests/unit/test_noxfile.py checks that
+together they hold every test module once), so a plain ``nox`` runs the whole suite.
 """
 
 from __future__ import annotations
@@ -32,33 +33,26 @@ def _docker_engine() -> bool:
 
 DOCKER = _docker_engine()
 
-# plugin -> (requirements file, Docker image, the tests that cover it)
-PLUGINS: dict[str, tuple[str, str, list[str]]] = {
-    "core": ("tf.txt", "train", [
-        "tests/test_tfrecord.py", "tests/test_images.py", "tests/test_labelmap.py",
-        "tests/test_convert.py", "tests/test_parallel.py", "tests/test_plugins.py",
-        "tests/test_tasks.py", "tests/test_demo.py", "tests/test_bench.py",
-        "tests/test_coco.py", "tests/test_hooks_doc.py", "tests/test_noxfile.py",
-        "tests/test_pipeline.py", "tests/test_wheel.py", "tests/test_layers.py",
-        "tests/test_run.py", "tests/test_savedmodel.py", "tests/test_contract.py",
-        "tests/test_export_plan.py", "tests/test_import_atomic.py", "tests/test_fuzz.py",
-        "tests/test_formats.py", "tests/test_bootstrap.py", "tests/test_verify.py",
-    ]),
-    "supervisely": ("tf.txt", "train", ["tests/test_supervisely.py"]),
-    "csv": ("tf.txt", "train", ["tests/test_tf_csv.py"]),
-    "coco": ("tf.txt", "train", ["tests/test_coco_dataset.py"]),
-    "voc": ("tf.txt", "train", ["tests/test_voc.py"]),
-    "tfrecord": ("tf.txt", "train", ["tests/test_tfrecord_import.py"]),
-    "yolo": ("tf.txt", "train", ["tests/test_yolo.py"]),
-    "train": ("tf.txt", "train", ["tests/test_trainer.py", "tests/test_trainer_data.py",
-                                  "tests/test_trainer_plugin.py", "tests/test_pretrained.py",
-                                  "tests/test_trainer_schedule.py", "tests/test_loss.py",
-                                  "tests/test_mosaic.py", "tests/test_batchnorm.py"]),
-    "multiworker": ("tf.txt", "train", ["tests/test_multiworker.py"]),
-    "tflite": ("tf.txt", "train", ["tests/test_tflite.py"]),
-    "edgetpu": ("tf.txt", "edgetpu", ["tests/test_edgetpu.py", "tests/test_edgetpu_check.py"]),
-    "tfjs": ("tf.txt", "tfjs", ["tests/test_tfjs.py", "tests/test_nms.py"]),
-}
+TESTS = Path(__file__).resolve().parent / "tests"
+CORE_TIERS = ("unit", "core", "e2e")
+"""The folders of tests/ that the ``core`` session runs; every folder of tests/plugins/ is a
+session of its own, named after it."""
+IMAGES = {"edgetpu": "edgetpu", "tfjs": "tfjs"}
+"""The Docker image of each plugin's toolchain where it is not ``train``."""
+
+
+def _sessions() -> dict[str, tuple[str, str, list[str]]]:
+    """session -> (requirements file, Docker image, the test folders it runs), from the folders
+    themselves: a new plugin's tests/plugins/<name>/ is a new session, with nothing to list."""
+    sessions = {"core": ("tf.txt", "train", [f"tests/{tier}" for tier in CORE_TIERS])}
+    for folder in sorted((TESTS / "plugins").iterdir()):
+        if any(folder.glob("test_*.py")):
+            sessions[folder.name] = ("tf.txt", IMAGES.get(folder.name, "train"),
+                                     [f"tests/plugins/{folder.name}"])
+    return sessions
+
+
+PLUGINS = _sessions()
 # The tensorflowjs converter pins its own TensorFlow: it gets a second virtualenv, from this
 # file, that the tfjs exporter runs as a subprocess (ODPLUG_TFJS_PYTHON).
 TFJS_CONVERTER = "tfjs.txt"
@@ -113,7 +107,8 @@ def example_plugin(session: nox.Session) -> None:
     listing = session.run("odplug", "plugins", silent=True)
     if not listing or "importer  labelme" not in listing:
         session.error(f"odplug plugins does not list the labelme importer:\n{listing}")
-    session.run("pytest", "tests/test_plugins.py", *session.posargs)
+    session.run("pytest", "tests/unit/test_plugins.py", "tests/e2e/test_example_plugin.py",
+                *session.posargs)
 
 
 @nox.session

@@ -9,7 +9,7 @@ the numbers mean little without it. The first image of each run is a warm-up, no
 (the backend compiles its kernels on it).
 
 Target: wasm <= 30 ms per 192 px image, with the same detections as cpu (the first image's
-largest score difference is shown; tests/test_tfjs.py asserts the equality).
+largest score difference is shown; tests/plugins/tfjs/test_tfjs.py asserts the equality).
 """
 
 from __future__ import annotations

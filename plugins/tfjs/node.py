@@ -18,10 +18,11 @@ from the pixels 0.6 ms, the resize in Python 2 ms.
 Why wasm by default (`DEFAULT_BACKEND`): on the demo detector (192 px, float32, 256 px demo
 images) one verification call takes 251 ms on the pure-JS ``cpu`` backend and 17 ms on wasm
 (medians of 3 runs x 30 images, the backends taking turns, load average 1.8-2.0 on 2 shared
-cores; 354 ms and 32 ms at load 2.6-3.1), with the same detections (tests/test_tfjs.py compares
-the two on every test image; ``inv bench.tfjs`` measures). wasm runs on one thread in Node (the
-package turns threads off there), with SIMD. The ``cpu`` backend stays as the fallback: when
-wasm cannot start, the runner says why in one warning line and verifies on ``cpu``.
+cores; 354 ms and 32 ms at load 2.6-3.1), with the same detections
+(tests/plugins/tfjs/test_tfjs.py compares the two on every test image; ``inv bench.tfjs``
+measures). wasm runs on one thread in Node (the package turns threads off there), with SIMD.
+The ``cpu`` backend stays as the fallback: when wasm cannot start, the runner says why in one
+warning line and verifies on ``cpu``.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ def safe_threads(trained: TrainedDetector) -> str:
     The op's regular NMS hands class columns to its threads from a shared counter that skips a
     column: on N threads, 1 < N < the number of classes, class column N is never suppressed nor
     output (tensorflow/tensorflow#56058; ai-edge-litert 2.3.0 still does it, see
-    tests/test_nms.py). No op option avoids it, so a per-class model of 3 or more classes says
-    so; the fast NMS and models of 1 or 2 classes are right on any thread count.
+    tests/plugins/tfjs/test_nms.py). No op option avoids it, so a per-class model of 3 or more
+    classes says so; the fast NMS and models of 1 or 2 classes are right on any thread count.
     """
     classes = trained.num_classes
     if not trained.info.per_class_nms or classes < 3:

@@ -1,0 +1,170 @@
+"""Export orchestration with fake exporters: dependencies first and each once, a ``requires``
+cycle refused by name, required variants added, what a required exporter wrote handed to the one
+that builds on it, and nothing converted when a variant or the SavedModel is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from odplug.components import NO_INPUTS, ExportedModel, Exporter
+from odplug.errors import OdplugError
+from odplug.export.plan import check_variants, export_all, plan, requirements, variants_for
+from odplug.model.contract import TrainedDetector
+from odplug.plugins import Registry
+from odplug.suggest import did_you_mean
+from tests.support.detectors import write_detector
+
+
+class Recording(Exporter):
+    """Writes one empty file per variant and records each call, with what it was handed."""
+
+    def __init__(self, name: str, requires: tuple[str, ...] = (),
+                 variants: tuple[str, ...] = ("float32", "int8"),
+                 default_variants: tuple[str, ...] = ("float32",)) -> None:
+        self.name, self.requires = name, requires
+        self.variants, self.default_variants = variants, default_variants
+        self.calls: list[dict] = []
+
+    def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
+               records: Path | None = None,
+               inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
+               ) -> list[ExportedModel]:
+        self.calls.append({"trained": trained, "variants": list(variants), "inputs": inputs})
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for variant in variants:
+            path = out / f"{self.name}-{variant}.bin"
+            path.write_bytes(b"model")
+            written.append(ExportedModel(f"{self.name}-{variant}", path, path, 5))
+        return written
+
+
+def registry_of(*exporters: Exporter) -> Registry:
+    registry = Registry()
+    for exporter in exporters:
+        registry.components["exporters"][exporter.name] = exporter
+    return registry
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_detector(tmp_path_factory.mktemp("contract") / "saved_model")
+
+
+def test_dependencies_come_first_and_once() -> None:
+    registry = registry_of(Recording("base"), Recording("mid", ("base",)),
+                           Recording("top", ("mid", "base:int8")))
+    assert [e.name for e in plan(registry, ["top", "base", "mid"])] == ["base", "mid", "top"]
+
+
+@pytest.mark.parametrize(("exporters", "cycle"), [
+    ([Recording("a", ("b",)), Recording("b", ("a:int8",))], "a -> b -> a"),
+    ([Recording("a", ("a",))], "a -> a"),
+    ([Recording("x", ("a",)), Recording("a", ("b",)), Recording("b", ("c",)),
+      Recording("c", ("a",))], "a -> b -> c -> a"),
+])
+def test_a_requires_cycle_is_one_error_naming_it(exporters: list[Exporter], cycle: str) -> None:
+    with pytest.raises(OdplugError) as error:
+        plan(registry_of(*exporters), [exporters[0].name])
+    assert str(error.value) == (f"exporters require each other in a cycle: {cycle}; no order "
+                                "runs them")
+
+
+def test_a_missing_or_impossible_requirement_is_named() -> None:
+    with pytest.raises(OdplugError, match="exporter 'top' requires 'gone', which no plugin"):
+        plan(registry_of(Recording("top", ("gone",))), ["top"])
+    registry = registry_of(Recording("base"), Recording("top", ("base:int9",)))
+    with pytest.raises(OdplugError, match="'top' requires variant 'int9' of 'base', which has "
+                                          "float32, int8"):
+        plan(registry, ["top"])
+
+
+def test_requirements_read_names_and_variants() -> None:
+    assert requirements(Recording("e", ("tflite:int8", "tflite:float16", "tfjs"))) == {
+        "tflite": ["int8", "float16"], "tfjs": []}
+
+
+def test_a_required_variant_is_written_even_when_not_asked() -> None:
+    exporters = plan(registry_of(Recording("base"), Recording("top", ("base:int8",),
+                                                              variants=("int8",),
+                                                              default_variants=("int8",))),
+                     ["top"])
+    assert variants_for(exporters, []) == {"base": ["float32", "int8"], "top": ["int8"]}
+    assert variants_for(exporters, ["float32"]) == {"base": ["float32", "int8"], "top": ["int8"]}
+    assert variants_for(exporters, ["int8", "int8"]) == {"base": ["int8"], "top": ["int8"]}
+    with pytest.raises(OdplugError, match=r"--quantize 'flaot32' is not a variant of base, top\. "
+                                          r"Did you mean 'float32'\? Available: float32, int8\."):
+        variants_for(exporters, ["flaot32"])
+
+
+def test_an_unknown_variant_suggests_the_right_one(registry) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(OdplugError, match=r"^tflite has no variant 'float61'\. Did you mean "
+                                          r"'float16'\? Available: float32, float16, dynamic"):
+        check_variants(registry.exporters["tflite"], ["float61"])
+    with pytest.raises(OdplugError, match="no variant asked of tflite"):
+        check_variants(registry.exporters["tflite"], [])
+
+
+def test_did_you_mean() -> None:
+    assert did_you_mean("tfjz", ["tfjs", "tflite"]) == " Did you mean 'tfjs'?"
+    assert did_you_mean("onnx", ["tfjs", "tflite"]) == ""
+
+
+def test_did_you_mean_ignores_case() -> None:
+    assert did_you_mean("TFLite", ["tfjs", "tflite", "edgetpu"]) == " Did you mean 'tflite'?"
+    assert did_you_mean("EdgeTPU", ["tfjs", "tflite", "edgetpu"]) == " Did you mean 'edgetpu'?"
+    assert did_you_mean("raccoon", ["Raccoon", "Dog"]) == " Did you mean 'Raccoon'?"
+
+
+def test_what_a_required_exporter_wrote_is_handed_on(saved_model: Path, tmp_path: Path) -> None:
+    base, top = Recording("base"), Recording("top", ("base:int8",), variants=("int8",))
+    exporters = plan(registry_of(base, top), ["top"])
+    done: list[str] = []
+    written = export_all(exporters, saved_model, tmp_path, {"base": ["float32", "int8"],
+                                                            "top": ["int8"]},
+                         None, on_done=lambda model: done.append(model.name))
+    assert done == [m.name for _, m in written] == ["base-float32", "base-int8", "top-int8"]
+    (base_call,), (top_call,) = base.calls, top.calls
+    assert base_call["inputs"] == {}
+    assert set(top_call["inputs"]) == {"base"}
+    handed = top_call["inputs"]["base"]
+    assert set(handed) == {"float32", "int8"}
+    assert handed["int8"].path == tmp_path / "base" / "base-int8.bin"
+    assert top_call["trained"] is base_call["trained"]  # validated and loaded once
+    assert isinstance(top_call["trained"], TrainedDetector)
+
+
+def test_nothing_is_converted_when_the_saved_model_breaks_the_contract(tmp_path: Path) -> None:
+    broken = write_detector(tmp_path / "saved_model", signatures=("serving_default",))
+    exporter = Recording("only")
+    with pytest.raises(OdplugError, match="no 'raw' signature"):
+        export_all([exporter], broken, tmp_path / "out", {"only": ["float32"]}, None)
+    assert exporter.calls == [] and not (tmp_path / "out").exists()
+
+
+def test_nothing_is_converted_when_a_variant_or_the_order_is_wrong(saved_model: Path,
+                                                                   tmp_path: Path) -> None:
+    base, top = Recording("base"), Recording("top", ("base:int8",), variants=("int8",))
+    with pytest.raises(OdplugError, match="'top' requires 'base' to write int8, which is not "
+                                          "asked of it"):
+        export_all([base, top], saved_model, tmp_path, {"base": ["float32"], "top": ["int8"]},
+                   None)
+    with pytest.raises(OdplugError, match="'top' requires 'base', which must run before it"):
+        export_all([top, base], saved_model, tmp_path, {"base": ["int8"], "top": ["int8"]}, None)
+    with pytest.raises(OdplugError, match="base has no variant 'int4'"):
+        export_all([base], saved_model, tmp_path, {"base": ["int4"]}, None)
+    assert base.calls == top.calls == []
+
+
+def test_an_exporter_that_misnames_its_models_is_refused(saved_model: Path,
+                                                         tmp_path: Path) -> None:
+    class Misnamed(Recording):
+        def export(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return [ExportedModel("model", m.path, m.manifest, m.size_bytes)
+                    for m in super().export(*args, **kwargs)]
+
+    with pytest.raises(OdplugError, match="exporter 'odd' wrote model where odd-float32 "):
+        export_all([Misnamed("odd")], saved_model, tmp_path, {"odd": ["float32"]}, None)

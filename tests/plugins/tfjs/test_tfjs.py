@@ -1,0 +1,421 @@
+"""The tfjs exporter on a tiny trained model: every variant converts, the float32 model gives the
+reference SavedModel's detections in Node.js (on the wasm backend, and the same on the pure-JS
+cpu one it falls back to), the manifest names the model's real tensors, the demo page draws
+the same boxes in headless Chromium, and a missing toolchain fails with one clear line (a
+broken SavedModel never reaches the exporter: tests/core/test_contract.py).
+
+Needs the converter environment (.venv-tfjs), Node.js with ``npm ci --prefix plugins/tfjs``,
+and Chromium for the page; each test that lacks one is skipped saying which and how to get it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from odplug.errors import OdplugError
+from odplug.model.contract import TrainedDetector, validate_detector
+from odplug_builtins.tfjs import TfjsExporter
+from odplug_builtins.tfjs.convert import REQUIREMENTS, converter_python
+from odplug_builtins.tfjs.node import (
+    BACKENDS,
+    PREFIX_ENV,
+    WASM_BINARIES,
+    NodeDetector,
+    node_binary,
+    node_prefix,
+    page_files,
+    resize_uint8,
+    tfjs_dist,
+)
+from tests.support.detectors import assert_same_detections
+from tests.support.records import run_import
+
+TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+        "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
+        "train.checkpoint_every": 1000}
+SIZE = 96
+PALETTE = [(0xff, 0x00, 0xff), (0x00, 0xc8, 0xff), (0xff, 0xb4, 0x00)]  # app.js COLOURS[:3]
+
+
+def _needs(check) -> None:  # type: ignore[no-untyped-def]
+    try:
+        check()
+    except OdplugError as error:
+        pytest.skip(f"tfjs toolchain missing: {error}")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
+    from odplug.data.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("tfjs")
+    project = write_demo_project(base / "demo", images=24, size=SIZE)
+    run_import(project, base / "records", registry)
+    return base / "records"
+
+
+@pytest.fixture(scope="module")
+def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained SavedModel whose NMS keeps every box.
+
+    After 15 steps the class scores still sit at the focal-loss prior (about 0.01), under the
+    trained 0.05 threshold, so the copy's detector.json lowers it to 0: every image then has
+    dozens of detections to compare, in an order decided by scores a few 1e-6 apart.
+    """
+    _needs(converter_python)
+    _needs(page_files)
+    from odplug_builtins.trainer.train import train
+
+    run = tmp_path_factory.mktemp("tfjs-run") / "run"
+    trained = train(records, run, overrides=TINY).saved_model
+    info = json.loads((trained / "detector.json").read_text())
+    info["nms"]["score_threshold"] = 0.0
+    (trained / "detector.json").write_text(json.dumps(info))
+    return trained
+
+
+@pytest.fixture(scope="module")
+def trained(saved_model: Path) -> TrainedDetector:
+    return validate_detector(saved_model)
+
+
+@pytest.fixture(scope="module")
+def exported(trained: TrainedDetector, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    models = TfjsExporter().export(trained, tmp_path_factory.mktemp("tfjs-out"),
+                                   variants=("float32", "float16", "uint8"))
+    return {model.name.removeprefix("tfjs-"): model for model in models}
+
+
+@pytest.fixture(scope="module")
+def reference(trained: TrainedDetector, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The TF.js-ready SavedModel run in TensorFlow: the same class-agnostic NMS."""
+    from odplug.model.detector import SavedModelDetector
+    from odplug_builtins.tfjs.graph import build_tfjs_saved_model
+
+    staging = tmp_path_factory.mktemp("tfjs-reference") / "saved_model"
+    build_tfjs_saved_model(trained, staging)
+    detector = SavedModelDetector(staging)
+    return lambda image: detector(resize_uint8(image, SIZE))
+
+
+@pytest.fixture(scope="module")
+def images(records: Path) -> list[np.ndarray]:
+    from odplug.data.shards import shard_files
+    from odplug.model.tfdata import record_dataset
+
+    return [item["image"] for item in record_dataset(shard_files(records)).as_numpy_iterator()]
+
+
+@pytest.fixture(scope="module")
+def node_float32(exported: dict) -> Iterator[NodeDetector]:
+    _needs(node_binary)
+    with NodeDetector(exported["float32"].path) as detector:
+        yield detector
+
+
+def test_registered_with_its_variants(registry) -> None:  # type: ignore[no-untyped-def]
+    exporter = registry.exporters["tfjs"]
+    assert exporter.variants == ("float32", "float16", "uint8")
+    assert registry.owner("exporters", "tfjs") == "tfjs"
+
+
+def test_check_names_the_requirements_when_the_converter_is_missing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ODPLUG_TFJS_PYTHON", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(OdplugError, match=re.escape(REQUIREMENTS)):
+        TfjsExporter().check()
+    monkeypatch.delenv("ODPLUG_TFJS_PYTHON")
+    monkeypatch.setattr("odplug_builtins.tfjs.convert.REPO", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OdplugError, match=r"dockerfiles/requirements/tfjs\.txt.*tfjs image"):
+        converter_python()
+
+
+def test_missing_node_or_packages_name_the_command(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.delenv(PREFIX_ENV, raising=False)
+    monkeypatch.setattr("odplug_builtins.tfjs.node.HERE", tmp_path)
+    with pytest.raises(OdplugError, match=re.escape(f"npm ci --prefix {tmp_path}")):
+        tfjs_dist()
+    dist = tmp_path / "node_modules" / "@tensorflow" / "tfjs" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "tf.min.js").touch()
+    assert tfjs_dist() == dist
+    with pytest.raises(OdplugError, match=r"@tensorflow/tfjs-backend-wasm npm package.*npm ci"):
+        page_files()
+    monkeypatch.setenv(PREFIX_ENV, str(tmp_path / "shared"))
+    assert node_prefix() == tmp_path / "shared"
+    with pytest.raises(OdplugError, match=re.escape(str(tmp_path / "shared" / "node_modules"))):
+        tfjs_dist()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OdplugError, match="Node.js"):
+        node_binary()
+
+
+def test_every_variant_is_a_complete_folder(exported: dict) -> None:
+    sizes = {}
+    for variant, model in exported.items():
+        names = {path.name for path in model.path.iterdir()}
+        assert {"model.json", "manifest.json", "labels.json", "label_map.pbtxt", "index.html",
+                "app.js", "tf.min.js", "tf-backend-wasm.min.js", *WASM_BINARIES} <= names, names
+        manifest = json.loads(model.manifest.read_text())
+        assert manifest["variant"] == variant
+        assert all((model.path / shard).is_file() for shard in manifest["weights"])
+        assert json.loads((model.path / "labels.json").read_text()) == {
+            "1": "circle", "2": "square", "3": "triangle"}
+        sizes[variant] = model.size_bytes
+    assert sizes["uint8"] < sizes["float16"] < sizes["float32"], sizes
+    assert not [p for p in exported["float32"].path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_manifest_matches_the_model(exported: dict, node_float32: NodeDetector) -> None:
+    model = exported["float32"]
+    manifest = json.loads(model.manifest.read_text())
+    signature = json.loads((model.path / "model.json").read_text())["signature"]
+    real = signature["inputs"][manifest["input"]["name"]]
+    assert real["name"] == manifest["input"]["tensor"] == "images:0"
+    assert manifest["input"]["shape"] == [1, SIZE, SIZE, 3]
+    assert real["dtype"] == "DT_UINT8" and manifest["input"]["dtype"] == "uint8"
+    specs = list(signature["outputs"].values())
+    assert {o["name"] for o in manifest["outputs"]} == {
+        "detection_boxes", "detection_classes", "detection_scores", "num_detections"}
+    for output in manifest["outputs"]:
+        spec = specs[output["index"]]
+        assert spec["name"] == output["tensor"]
+        assert [int(d["size"]) for d in spec["tensorShape"]["dim"]] == output["shape"]
+    shapes = {o["name"]: o["shape"] for o in manifest["outputs"]}
+    assert shapes == {"detection_boxes": [1, 100, 4], "detection_classes": [1, 100],
+                      "detection_scores": [1, 100], "num_detections": [1]}
+    described = node_float32.describe()
+    assert [i["name"] for i in described["inputs"]] == ["images"]
+    assert described["inputs"][0]["dtype"] == manifest["input"]["tfjs_dtype"] == "int32"
+    in_order = [o["name"] for o in described["outputs"]]
+    for output in manifest["outputs"]:
+        assert in_order[output["index"]] + ":0" == output["tensor"]
+
+
+def test_float32_in_node_matches_the_reference(node_float32: NodeDetector, reference,  # type: ignore[no-untyped-def]
+                                               images: list[np.ndarray]) -> None:
+    assert len(images) >= 20
+    for image in images:
+        expected, got = reference(image), node_float32(image)
+        assert len(expected.scores) > 10
+        assert_same_detections((got.boxes, got.classes, got.scores),
+                               (expected.boxes, expected.classes, expected.scores))
+
+
+def test_runner_protocol_frames_and_bad_requests(node_float32: NodeDetector,
+                                                 images: list[np.ndarray]) -> None:
+    """The framed protocol (node.send_frame / runner.mjs): a detect frame, then bad requests,
+    one of them a frame larger than one pipe chunk, each answered with one error line while
+    the runner keeps going."""
+    big = np.zeros((1024, 1024, 3), np.uint8)  # 3 MB: reaches Node in many 64 KB pipe chunks
+    reply, payload = node_float32._ask({"op": "detect", "shape": [SIZE, SIZE, 3]},
+                                       resize_uint8(big, SIZE).tobytes())
+    assert [o["name"] for o in reply["outputs"]] == [
+        "detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    assert len(payload) == sum(o["bytes"] for o in reply["outputs"]) == 4 * (400 + 100 + 100 + 1)
+    with pytest.raises(OdplugError, match=r"TF.js in Node.js: got 5 bytes for an image of "
+                                          r"shape 2,2,3$"):
+        node_float32._ask({"op": "detect", "shape": [2, 2, 3]}, b"\0" * 5)
+    with pytest.raises(OdplugError, match=r'unknown op "detekt"'):
+        node_float32._ask({"op": "detekt"}, big.tobytes())
+    got, expected = node_float32(images[0]), node_float32(images[0])
+    assert_same_detections((got.boxes, got.classes, got.scores),
+                           (expected.boxes, expected.classes, expected.scores))
+
+
+def test_a_runner_that_dies_mid_frame_is_one_clear_error() -> None:
+    """A frame cut short (the Node process killed while writing) reads as "no more frames",
+    which the detector reports with the runner's last stderr lines, not a JSON traceback."""
+    import io
+    import struct
+
+    from odplug_builtins.tfjs.node import read_frame, send_frame
+
+    stream = io.BytesIO()
+    send_frame(stream, {"ok": True}, b"abc")
+    whole = stream.getvalue()
+    assert read_frame(io.BytesIO(whole)) == ({"ok": True, "bytes": 3}, b"abc")
+    assert whole[:4] == struct.pack("<I", len(whole) - 4 - 3)
+    for cut in (0, 2, 6, len(whole) - 1):
+        assert read_frame(io.BytesIO(whole[:cut])) is None
+
+
+def test_wasm_and_cpu_backends_find_the_same_detections(
+        exported: dict, node_float32: NodeDetector, images: list[np.ndarray]) -> None:
+    """Verification runs on wasm by default; the pure-JS cpu backend is the fallback, so both
+    must give one answer, to the same tolerances as TF.js against TensorFlow."""
+    assert node_float32.backend == "wasm", node_float32.ready
+    with NodeDetector(exported["float32"].path, backend="cpu") as cpu:
+        assert cpu.backend == "cpu"
+        for image in images:
+            got, expected = node_float32(image), cpu(image)
+            assert_same_detections((got.boxes, got.classes, got.scores),
+                                   (expected.boxes, expected.classes, expected.scores))
+
+
+@pytest.mark.parametrize(("broken", "reason"), [
+    ("package", "Cannot find module '@tensorflow/tfjs-backend-wasm'"),
+    ("binaries", "no such file or directory"),
+])
+def test_wasm_that_cannot_start_falls_back_to_cpu_saying_so(
+        exported: dict, node_float32: NodeDetector, images: list[np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, broken: str,
+        reason: str) -> None:
+    """An npm install without the wasm package (an older lock file, a shared prefix), or with
+    the package but not its .wasm binaries: the model still runs, on cpu, and one warning line
+    says why. (A failed ``setBackend("wasm")`` leaves TF.js naming wasm as its backend: the
+    runner used to trust that and then failed on the first tensor.)"""
+    scope = tmp_path / "node_modules" / "@tensorflow"
+    scope.mkdir(parents=True)
+    installed = node_prefix() / "node_modules" / "@tensorflow"
+    for package in installed.iterdir():
+        if package.name != "tfjs-backend-wasm":
+            (scope / package.name).symlink_to(package.resolve())
+        elif broken == "binaries":
+            shutil.copytree(package, scope / package.name,
+                            ignore=shutil.ignore_patterns("*.wasm"))
+    monkeypatch.setenv(PREFIX_ENV, str(tmp_path))
+    with caplog.at_level("WARNING", logger="odplug_builtins.tfjs.node"), \
+            NodeDetector(exported["float32"].path) as detector:
+        got = detector(images[0])
+    assert detector.backend == "cpu"
+    [record] = [r for r in caplog.records if r.name == "odplug_builtins.tfjs.node"]
+    message = record.getMessage()
+    assert "cpu backend" in message and reason in message and "npm ci" in message, message
+    assert "\n" not in message
+    expected = node_float32(images[0])
+    assert_same_detections((got.boxes, got.classes, got.scores),
+                           (expected.boxes, expected.classes, expected.scores))
+
+
+def test_unknown_backend_is_one_line_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match=r"unknown TF.js backend 'wsam'. Did you mean 'wasm'"):
+        NodeDetector(tmp_path, backend="wsam")
+    assert BACKENDS == ("wasm", "cpu")
+
+
+def test_benchmark_times_both_backends_and_saves_what_it_prints(exported: dict,
+                                                                  tmp_path: Path) -> None:
+    from bench.tfjs import RESULTS_FILE, run
+
+    printed: list[str] = []
+    results = run(model=exported["float32"].path, images=2, runs=1, workdir=tmp_path,
+                  echo=printed.append)
+    assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
+    assert set(results["median_ms_per_image"]) == {"wasm", "cpu"}
+    assert all(ms > 0 for ms in results["median_ms_per_image"].values())
+    assert results["first_image_max_score_difference"] < 1e-5
+    assert "load average" in printed[-1] and "wasm" in printed[-1]
+    with pytest.raises(OdplugError, match="no model.json"):
+        run(model=tmp_path, workdir=tmp_path)
+
+
+@pytest.mark.parametrize("variant", ["float16", "uint8"])
+def test_quantized_variants_run_in_node(exported: dict, variant: str, reference,  # type: ignore[no-untyped-def]
+                                        images: list[np.ndarray]) -> None:
+    _needs(node_binary)
+    with NodeDetector(exported[variant].path) as detector:
+        got = detector(images[0])
+    expected = reference(images[0])
+    assert 0 < len(got.scores) <= 100 and got.boxes.shape == (len(got.scores), 4)
+    assert set(got.classes.tolist()) <= {1, 2, 3}
+    assert abs(float(got.scores.max()) - float(expected.scores.max())) < 0.01
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if found := shutil.which(name):
+            return found
+    pytest.skip("no Chromium for the page test: apt-get install -y chromium")
+
+
+@pytest.fixture
+def served(exported: dict, images: list[np.ndarray], tmp_path: Path) -> Iterator[str]:
+    """The float32 folder plus test.png, over http on 127.0.0.1 (the page fetches its files)."""
+    from PIL import Image
+
+    site = tmp_path / "site"
+    shutil.copytree(exported["float32"].path, site)
+    Image.fromarray(images[0]).save(site / "test.png")
+    handler = partial(QuietHandler, directory=str(site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/index.html?image=test.png&threshold=0"
+        server.shutdown()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=60000",
+         *extra, url], capture_output=True, text=True, timeout=120, check=True)
+
+
+def _page_result(url: str, profile: Path) -> tuple[str, list[dict]]:
+    """The page's status line and the detections it lists, once it has run on the image."""
+    dom = _browse(url, profile, "--dump-dom").stdout
+    assert 'data-status="done"' in dom, dom[-2000:]
+    status = re.search(r'<div id="status">(.*?)</div>', dom, re.S)
+    found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
+    assert status and found, dom[-2000:]
+    return html.unescape(status[1]), json.loads(html.unescape(found[1]))["detections"]
+
+
+def _assert_page_matches(shown: list[dict], expected) -> None:  # type: ignore[no-untyped-def]
+    assert len(shown) == len(expected.scores) > 10
+    assert_same_detections(([d["box"] for d in shown], [d["id"] for d in shown],
+                            [d["score"] for d in shown]),
+                           (expected.boxes, expected.classes, expected.scores))
+
+
+def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDetector,
+                                               images: list[np.ndarray], tmp_path: Path) -> None:
+    from PIL import Image
+
+    status, shown = _page_result(served, tmp_path / "profile")
+    assert status.endswith("(backend wasm)"), status
+    _assert_page_matches(shown, node_float32(images[0]))
+
+    shot = tmp_path / "page.png"
+    _browse(served, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,900")
+    page = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    plain = np.asarray(Image.fromarray(images[0]).resize((640, 640))).astype(int)
+    assert _palette_pixels(page) > _palette_pixels(plain) + 2000
+
+
+def test_page_without_its_wasm_files_falls_back_to_cpu_saying_so(
+        served: str, node_float32: NodeDetector, images: list[np.ndarray],
+        tmp_path: Path) -> None:
+    """A page copied without the .wasm binaries (or opened where they cannot be fetched)
+    still draws the same detections, on cpu, and its status line says wasm was unavailable."""
+    for name in WASM_BINARIES:
+        (tmp_path / "site" / name).unlink()
+    status, shown = _page_result(served, tmp_path / "profile")
+    assert status.endswith("(backend cpu (wasm unavailable))"), status
+    _assert_page_matches(shown, node_float32(images[0]))
+
+
+def _palette_pixels(pixels: np.ndarray) -> int:
+    return sum(int((np.abs(pixels - colour).max(axis=-1) <= 3).sum()) for colour in PALETTE)
+

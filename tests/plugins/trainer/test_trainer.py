@@ -1,0 +1,518 @@
+"""The ssd trainer on tiny data: the loss falls, a killed run resumes, the trainer decides what
+becomes of a run already in its folder, the SavedModel serves exactly what the Keras model
+computes, and the model tasks work through the command line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.errors import OdplugError
+from odplug.run import RunInfo
+from odplug_builtins.trainer.config import RANGES, Config, load_config
+from odplug_builtins.trainer.runfolder import RunFolder, start
+from tests.plugins.trainer.common import TINY
+from tests.support.detectors import assert_same_detections
+from tests.support.records import run_import
+from tests.support.tools import BIN, ROOT
+
+
+def _set(overrides: dict) -> str:
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in overrides.items())
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
+    from odplug.data.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("trainer")
+    project = write_demo_project(base / "demo", images=24, size=96, seed=3)
+    run_import(project, base / "records", registry)
+    return base / "records"
+
+
+@pytest.fixture(scope="module")
+def trained(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short run shared by the tests that need a trained model."""
+    from odplug_builtins.trainer.train import train
+
+    run = tmp_path_factory.mktemp("run") / "run"
+    history: list[dict] = []
+    # the SSD loss without mosaic: its loss is known to fall by a fifth within these 30 steps
+    ssd = {"train.box_loss": "huber", "train.assigner": "iou", "train.quality_focal": False,
+           "train.box_loss_weight": 1.0, "augment.mosaic": 0.0}
+    info = train(records, run, overrides={**TINY, **ssd, "train.steps": 30},
+                 on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
+    return {"run": run, "saved": info.saved_model, "info": info, "history": history,
+            "records": records}
+
+
+def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
+    losses = [h["loss"] for h in trained["history"]]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    run: Path = trained["run"]
+    for name in ("config.toml", "label_map.pbtxt", "run.json", "inputs.json", "best.json",
+                 "best.weights.h5", "metrics/test.json", "metrics/test-pr.png",
+                 "saved_model/saved_model.pb", "saved_model/label_map.pbtxt",
+                 "saved_model/anchors.npy"):
+        assert (run / name).exists(), name
+    assert list((run / "logs").glob("events.out.tfevents.*"))
+    assert (run / "checkpoints" / "checkpoint").is_file()
+    resolved = load_config(run / "config.toml")
+    assert resolved.train.steps == 30 and resolved.model.input_size == 96
+    metrics = json.loads((run / "metrics" / "test.json").read_text())
+    assert 0.0 <= metrics["map50"] <= 1.0 and metrics["images"] > 0
+
+
+def test_the_run_description_is_what_train_returns(trained: dict) -> None:
+    from odplug_builtins.trainer import SSDTrainer
+
+    info: RunInfo = trained["info"]
+    assert RunInfo.read(trained["run"]) == info == SSDTrainer().describe(trained["run"])
+    assert info.complete and info.resumable and info.trainer == "ssd"
+    assert info.records == trained["records"].resolve()
+    assert info.saved_model == trained["run"] / "saved_model" == trained["saved"]
+    assert info.label_map.is_file() and info.logs == trained["run"] / "logs"
+    written = json.loads((info.metrics_dir / "test.json").read_text())
+    assert info.metrics == {"test": {"map50": written["map50"], "map": written["map"]}}
+
+
+def test_saved_model_serves_what_the_keras_model_computes(trained: dict) -> None:
+    from odplug.model.detector import SavedModelDetector
+    from odplug.model.postprocess import detect
+    from odplug_builtins.trainer.evaluation import nms
+    from odplug_builtins.trainer.train import load_run_model
+
+    model, config, labels, anchors = load_run_model(trained["run"])
+    detector = SavedModelDetector(trained["saved"])
+    rng = np.random.default_rng(0)
+    loaded = tf.saved_model.load(str(trained["saved"]))
+    for height, width in ((96, 96), (120, 80)):
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        resized = tf.image.resize(tf.cast(image[None], tf.float32), (96, 96))
+        outputs = model(resized, training=False)
+        expected = detect(outputs["box_codes"], outputs["class_logits"], tf.constant(anchors),
+                          nms(config.eval), class_ids=labels.ids)
+        got = detector(image)
+        count = int(expected["num_detections"][0])
+        assert len(got.scores) == count
+        assert_same_detections(
+            (got.boxes, got.classes, got.scores),
+            tuple(expected[key][0, :count] for key in ("detection_boxes", "detection_classes",
+                                                       "detection_scores")),
+            score_atol=1e-4)
+        raw = loaded.signatures["raw"](images=resized)
+        np.testing.assert_allclose(raw["box_codes"], outputs["box_codes"], atol=1e-4)
+        np.testing.assert_allclose(raw["class_scores"], tf.sigmoid(outputs["class_logits"]),
+                                   atol=1e-5)
+
+
+def test_saved_model_holds_its_weights_as_constants_or_variables(trained: dict) -> None:
+    """An exported model must not need the Python model around it: load it fresh and run it."""
+    done = subprocess.run(
+        [str(BIN / "python"), "-c",
+         "import sys, numpy as np, tensorflow as tf;"
+         f"m = tf.saved_model.load({str(trained['saved'])!r});"
+         "out = m.signatures['serving_default'](images=tf.zeros([1, 64, 64, 3], tf.uint8));"
+         "print(sorted(out))"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "detection_boxes" in done.stdout and "num_detections" in done.stdout
+
+
+def test_step_throughput_times_the_compiled_training_step(records: Path) -> None:
+    """What bench.train compares the input pipeline against: the same step `train` runs."""
+    from odplug.data.labelmap import read_label_map
+    from odplug.data.shards import shard_files
+    from odplug_builtins.trainer import data
+    from odplug_builtins.trainer.train import step_throughput
+
+    config = load_config(overrides=TINY)
+    label_map = read_label_map(records / "label_map.pbtxt")
+    dataset = data.train_dataset(shard_files(records, "train"), label_map, config.model,
+                                 config.train, config.augment)
+    rate = step_throughput(config, len(label_map), next(iter(dataset.take(1))), steps=2)
+    assert 0 < rate < float("inf")
+
+
+def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path
+                                                           ) -> None:
+    from odplug_builtins.trainer.train import train
+
+    run = tmp_path / "run"
+    overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000}
+    process = subprocess.Popen(
+        [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(run),
+         "--set", _set(overrides)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list((run / "checkpoints").glob("ckpt-10.index")):
+        if process.poll() is not None:
+            pytest.fail(process.stderr.read().decode()[-2000:] if process.stderr else "died")
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert saved is not None
+    saved_step = int(saved.rsplit("-", 1)[1])
+    assert 10 <= saved_step < 400
+    killed = RunInfo.read(run)
+    assert killed.resumable and not killed.complete
+    steps: list[int] = []
+    info = train(records, run, resume="required", overrides={"train.steps": saved_step + 5},
+                 on_step=lambda step, total, metrics: steps.append(step))
+    assert info.complete and RunInfo.read(run) == info
+    assert steps == list(range(saved_step + 1, saved_step + 6))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 5
+
+
+def test_starting_over_an_existing_run_or_resuming_nothing_is_refused(records: Path,
+                                                                      trained: dict,
+                                                                      tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    with pytest.raises(OdplugError, match="already holds a run"):
+        train(records, trained["run"], overrides={**TINY, "train.steps": 1})
+    with pytest.raises(OdplugError, match="nothing to resume"):
+        train(records, tmp_path / "empty", resume="required")
+    with pytest.raises(OdplugError, match="no label_map.pbtxt"):
+        train(tmp_path, tmp_path / "x")
+
+
+def _unfinished_run(records: Path, folder: RunFolder, *, trainer: str = "ssd") -> RunInfo:
+    """What a run killed after its first checkpoint leaves, without training anything."""
+    start(records, folder, None, {**TINY, "train.steps": 5}, "never")
+    folder.checkpoints.mkdir()
+    (folder.checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+    return RunInfo(folder.root, trainer, records.resolve(), folder.label_map,
+                   folder.saved_model, complete=False, resumable=True).write()
+
+
+@pytest.mark.parametrize("change", ["nothing", "config", "records", "finished", "other trainer",
+                                    "unreadable run.json"])
+def test_auto_continues_only_an_unfinished_run_with_the_same_inputs(tmp_path: Path,
+                                                                    change: str) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "train.record-00000-of-00001").write_bytes(b"x")
+    folder = RunFolder(tmp_path / "run")
+    info = _unfinished_run(records, folder, trainer="yolo" if change == "other trainer" else "ssd")
+    overrides = {**TINY, "train.steps": 7 if change == "config" else 5}
+    if change == "records":
+        (records / "train.record-00000-of-00001").write_bytes(b"re-imported")
+    elif change == "finished":
+        (folder.saved_model / "saved_model.pb").parent.mkdir()
+        (folder.saved_model / "saved_model.pb").write_bytes(b"")
+        replace(info, complete=True).write()
+    elif change == "unreadable run.json":
+        info.path.write_text("{")
+    config, resuming = start(records, folder, None, overrides, "auto")
+    assert resuming == (change == "nothing")
+    assert folder.has_checkpoint() == resuming, "a replaced run leaves none of its files"
+    assert load_config(folder.config).to_dict() == config.to_dict()
+    assert config.train.steps == overrides["train.steps"]
+
+
+def test_never_and_required_refuse_what_they_cannot_do(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    folder = RunFolder(tmp_path / "run")
+    info = _unfinished_run(records, folder)
+    with pytest.raises(OdplugError, match="already holds a run: continue it with --resume"):
+        start(records, folder, None, {}, "never")
+    with pytest.raises(OdplugError, match="leave out --config"):
+        start(records, folder, tmp_path / "other.toml", {}, "required")
+    config, resuming = start(records, folder, None, {"train.steps": 9}, "required")
+    assert resuming and config.train.steps == 9 and config.model.input_size == 96
+    replace(info, trainer="yolo").write()
+    with pytest.raises(OdplugError, match="a run of the 'yolo' trainer; the ssd trainer cannot"):
+        start(records, folder, None, {}, "required")
+    (folder.checkpoints / "checkpoint").unlink()
+    replace(info, trainer="ssd").write()
+    from odplug_builtins.trainer.runfolder import describe
+
+    assert describe(folder.root) == replace(info, resumable=False), "checkpoints gone"
+    with pytest.raises(OdplugError, match="nothing to resume"):
+        start(records, folder, None, {}, "required")
+
+
+def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    with pytest.raises(OdplugError, match="'imagenet.h5': no such file; give a local MobileNetV2"):
+        train(records, tmp_path / "run",
+              overrides={**TINY, "train.steps": 1, "model.weights": "imagenet.h5"})
+    assert not (tmp_path / "run").exists(), "refused before the run folder is made"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[train]\nstepz = 3\n", "unknown setting 'stepz'. Did you mean 'steps'?"),
+    ("[train]\nsteps = 'many'\n", "should be a int"),
+    ("[model]\ninput_size = 100\n", "multiple of 32"),
+    ("[model]\ninput_size = 160\nfpn = true\nlevels = [4, 5, 6]\n",
+     r"input_size = 160: with model.fpn and level 6 it must be a multiple of 64"),
+    ("[model]\nfpn = true\nlevels = [3, 5]\n", r"consecutive and ascending \(e.g. \[3, 4, 5\]\)"),
+    ("[train\n", "not valid TOML"),
+])
+def test_bad_configs_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(OdplugError, match=message):
+        load_config(path)
+
+
+def _with_bad_record(records: Path, folder: Path, split: str, encoded: bytes) -> tuple[Path, int]:
+    """A copy of `records` whose first `split` shard ends with one record holding `encoded`;
+    the shard and the index of that record."""
+    import shutil
+
+    from odplug.data.protos import Example
+    from odplug.data.tfrecord import iter_records, write_record
+
+    shutil.copytree(records, folder)
+    shard = sorted(folder.glob(f"{split}.record-*"))[0]
+    last = list(iter_records(shard))[-1]
+    example = Example()
+    example.ParseFromString(last)
+    feature = example.features.feature["image/encoded"].bytes_list
+    del feature.value[:]
+    feature.value.append(encoded)
+    with shard.open("ab") as handle:
+        write_record(handle, example.SerializeToString())
+    return shard, len(list(iter_records(shard))) - 1
+
+
+def _corrupt_jpeg(records: Path) -> bytes:
+    """A JPEG whose header reads (so data.stats passes it) but whose scan header is broken."""
+    from odplug.data.protos import Example
+    from odplug.data.tfrecord import iter_records
+
+    example = Example()
+    example.ParseFromString(next(iter_records(sorted(records.glob("train.record-*"))[0])))
+    jpeg = bytes(example.features.feature["image/encoded"].bytes_list.value[0])
+    scan = jpeg.index(b"\xff\xda")
+    return jpeg[:scan + 2] + b"\x00\x01" + jpeg[scan + 4:]
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage", "corrupt"])
+def test_the_training_reader_names_the_file_and_record_it_cannot_read(
+        records: Path, tmp_path: Path, kind: str) -> None:
+    from odplug.data.labelmap import read_label_map
+    from odplug_builtins.trainer import data
+
+    encoded = {"empty": b"", "garbage": b"no image at all" * 10,
+               "corrupt": _corrupt_jpeg(records)}[kind]
+    folder = tmp_path / "records"
+    shard, index = _with_bad_record(records, folder, "train", encoded)
+    config = load_config(overrides=TINY)
+    label_map = read_label_map(folder / "label_map.pbtxt")
+    files = sorted(folder.glob("train.record-*"))
+    batches = data.train_dataset(files, label_map, config.model, config.train, config.augment)
+    with pytest.raises(OdplugError) as caught:
+        for _batch in itertools.islice(data.checked(batches, files), 50):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"{shard} record {index}: ") and "\n" not in message, message
+    assert "{{" not in message and "0x" not in message
+    expected = {"empty": "image/encoded is empty", "garbage": "no format Pillow knows",
+                "corrupt": "TensorFlow cannot decode image/encoded"}[kind]
+    assert expected in message
+    evaluation = data.eval_dataset(files, label_map, 96, 8)
+    with pytest.raises(OdplugError, match=f"^{re.escape(str(shard))} record {index}: "):
+        list(data.checked(evaluation, files))
+
+
+def test_a_bad_validation_record_stops_training_with_one_line(records: Path,
+                                                              tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    shard, index = _with_bad_record(records, tmp_path / "records", "val", b"")
+    with pytest.raises(OdplugError, match=f"^{re.escape(str(shard))} record {index}: image/enc"):
+        train(tmp_path / "records", tmp_path / "run",
+              overrides={**TINY, "train.steps": 1, "train.eval_every": 1})
+
+
+def test_a_config_that_is_a_folder_or_nests_too_deep_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(OdplugError, match="is a folder"):
+        load_config(tmp_path)
+    path = tmp_path / "deep.toml"
+    path.write_text("[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(OdplugError, match="nested too deeply"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("model.alpha", float("nan"), "0 < value <= 1.4"),
+    ("train.learning_rate", -0.001, "0 < value <= 1"),
+    ("train.learning_rate", float("inf"), "0 < value <= 1"),
+    ("eval.iou_threshold", 5.0, "0 < value <= 1"),
+    ("train.batch_size", 10**30, "1 <= value <= 4096"),
+    ("model.anchor_scales", [1.0, -2.0], "0 < value <= 16"),
+    ("train.seed", -1, "0 <= value <= 2147483647"),
+])
+def test_out_of_range_settings_name_the_key_and_the_range(key: str, value: object,
+                                                           allowed: str) -> None:
+    with pytest.raises(OdplugError) as caught:
+        load_config(overrides={key: value})
+    message = str(caught.value)
+    assert message.startswith(f"{key} = ") and message.endswith(f"the allowed range is {allowed}")
+    assert "\n" not in message
+
+
+def test_every_numeric_setting_has_a_range_the_default_is_in() -> None:
+    numeric = {f"{section}.{key}" for section, table in Config().to_dict().items()
+               for key, value in table.items()
+               if not isinstance(value, (bool, str)) and (
+                   isinstance(value, (int, float)) or value and all(isinstance(v, (int, float))
+                                                                    for v in value))}
+    assert numeric == set(RANGES)
+    load_config()  # every default within its range
+
+
+def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, path in enumerate(sorted((trained["records"].parent / "demo").glob("*/img/*"))[:3]):
+        Image.open(path).save(images / f"test {index}.png")
+    (images / "broken.jpg").write_bytes(b"not an image")
+    done = run_inv("model.predict", "--model", str(trained["run"]), "--source", str(images),
+                   "--out", str(tmp_path / "pred"), "--threshold", "0.0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "pred" / "detections.json").read_text())
+    assert len(document["images"]) == 3 and document["skipped"][0]["file"].endswith("broken.jpg")
+    assert all(d["class"] in ("circle", "square", "triangle")
+               for image in document["images"] for d in image["detections"])
+    assert Image.open(tmp_path / "pred" / "test 0.png").size == (96, 96)
+    done = run_inv("model.evaluate", "--model", str(trained["run"]), "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mAP@.5" in done.stdout and (tmp_path / "m" / "test-pr.png").is_file()
+    done = run_inv("model.evaluate", "--model", str(trained["saved"]), "--records",
+                   str(trained["records"]), "--split", "val", "--out", str(tmp_path / "bare"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "bare" / "val.json").is_file(), "a bare SavedModel with --records"
+    run = tmp_path / "cli-run"
+    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(run),
+                   "--set", _set({**TINY, "train.steps": 2}))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"SavedModel: {run / 'saved_model'}" in done.stdout
+    assert f"tensorboard --logdir {run / 'logs'}" in done.stdout
+    test = RunInfo.read(run).metrics["test"]
+    assert (f"Test split: mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f} "
+            f"(details in {run / 'metrics'})") in done.stdout
+    done = run_inv("model.config")
+    assert done.returncode == 0 and "[train]" in done.stdout and "steps = " in done.stdout
+    done = run_inv("model.evaluate", "--model", str(tmp_path))
+    assert done.returncode == 1 and "not a run folder" in done.stderr
+
+
+GAPPED_MAP = """
+item { id: 1 name: 'circle' }
+item { id: 3 name: 'square' }
+item { id: 7 name: 'triangle' }
+"""
+
+
+@pytest.fixture(scope="module")
+def gapped(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type: ignore[no-untyped-def]
+    """Demo records imported with a COCO-like label map: ids 1, 3 and 7."""
+    from odplug.data.demo import write_demo_project
+
+    base = tmp_path_factory.mktemp("gapped")
+    (base / "label_map.pbtxt").write_text(GAPPED_MAP)
+    project = write_demo_project(base / "demo", images=24, size=96, seed=5)
+    run_import(project, base / "records", registry, label_map=base / "label_map.pbtxt")
+    return base / "records"
+
+
+def _record_classes(records: Path, split: str) -> list[list[int]]:
+    from odplug.model.tfdata import record_dataset
+
+    files = sorted(records.glob(f"{split}.record-*"))
+    return [item["classes"].tolist() for item in record_dataset(files).as_numpy_iterator()]
+
+
+def test_the_input_pipeline_trains_gapped_ids_in_their_own_columns(gapped: Path) -> None:
+    """Ids 1, 3, 7 become class columns 0, 1, 2 (the label map's ascending order): none falls
+    outside the C columns, where it would train as background."""
+    from odplug.data.labelmap import read_label_map
+    from odplug_builtins.trainer import data
+
+    label_map = read_label_map(gapped / "label_map.pbtxt")
+    recorded = _record_classes(gapped, "train")
+    assert {id_ for classes in recorded for id_ in classes} == {1, 3, 7}
+    files = sorted(gapped.glob("train.record-*"))
+    evaluated = [row[row >= 0].tolist() for batch in data.eval_dataset(files, label_map, 96, 8)
+                 for row in batch["classes"].numpy()]
+    assert evaluated == [[label_map.column_of(id_) for id_ in classes] for classes in recorded]
+    config = load_config(None, overrides={**TINY, "train.steps": 1})
+    batch = next(iter(data.train_dataset(files, label_map, config.model, config.train,
+                                         config.augment)))
+    columns = set(batch[1]["classes"].numpy().ravel().tolist())
+    assert columns <= {-1, 0, 1, 2} and columns & {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_gapped_label_ids_survive_training_export_and_tflite(gapped: Path, tmp_path: Path
+                                                             ) -> None:
+    """A map with ids 1, 3, 7 through training, the SavedModel and a float32 TFLite file: every
+    detection carries one of those ids, and the two runtimes give a box the same id."""
+    from odplug.model.contract import validate_detector
+    from odplug.model.detector import SavedModelDetector
+    from odplug.model.litert import detector as tflite_detector
+    from odplug.model.tfdata import record_dataset
+    from odplug_builtins.tflite import TFLiteExporter
+    from odplug_builtins.trainer.train import train
+
+    assert {id_ for classes in _record_classes(gapped, "test") for id_ in classes} <= {1, 3, 7}
+    info = train(gapped, tmp_path / "run", overrides={
+        **TINY, "train.steps": 40, "train.eval_every": 1000, "eval.score_threshold": 0.001})
+    saved = SavedModelDetector(info.saved_model)
+    (exported,) = TFLiteExporter().export(validate_detector(info.saved_model), tmp_path / "out",
+                                          variants=["float32"])
+    assert json.loads(exported.manifest.read_text())["label_ids"] == [1, 3, 7]
+    lite = tflite_detector(exported)
+    files = sorted(gapped.glob("test.record-*"))
+    seen: set[int] = set()
+    compared = 0
+    for item in record_dataset(files).take(4).as_numpy_iterator():
+        reference, found = saved(item["image"]), lite(item["image"])
+        assert set(reference.classes.tolist()) <= {1, 3, 7}
+        assert set(found.classes.tolist()) <= {1, 3, 7}
+        seen |= set(reference.classes.tolist())
+        for i in range(min(3, len(found.scores))):  # the top detections of the TFLite file
+            same = [j for j in range(len(reference.scores))
+                    if abs(reference.scores[j] - found.scores[i]) <= 1e-4
+                    and np.allclose(reference.boxes[j], found.boxes[i], atol=1e-3)]
+            assert same, f"TFLite detection {i} has no SavedModel counterpart"
+            assert found.classes[i] in reference.classes[same], (
+                f"TFLite says id {found.classes[i]}, the SavedModel "
+                f"{reference.classes[same].tolist()} for the same box")
+            compared += 1
+    assert compared >= 6 and seen & {3, 7}
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
+                    reason="no GPU here: the mixed-precision, XLA and MirroredStrategy path "
+                    "runs on machines with one")
+def test_gpu_training_uses_mixed_precision_and_xla(records: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(tmp_path / "r"),
+         "--set", _set({**TINY, "train.steps": 20})],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "r" / "saved_model" / "saved_model.pb").is_file()

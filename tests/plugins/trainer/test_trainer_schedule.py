@@ -1,0 +1,220 @@
+"""How long the ssd trainer trains, what it keeps, and that a seed gives the same run twice.
+
+The schedule and the time budget are checked against Keras' own schedule and a simulated
+clock; the weight average against its formula; reproducibility and the learning curve on real
+(tiny) runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.errors import OdplugError
+from odplug_builtins.trainer.config import TrainConfig, load_config
+from odplug_builtins.trainer.ema import WeightAverage
+from odplug_builtins.trainer.schedule import StepBudget, WarmupCosine, mosaic_closes
+from tests.plugins.trainer import test_trainer
+from tests.plugins.trainer.common import TINY
+
+records = test_trainer.records  # the tiny demo records fixture, made once per module
+
+
+def test_the_schedule_is_keras_cosine_decay_with_warmup_for_a_fixed_length() -> None:
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=2e-5, decay_steps=850, alpha=0.01, warmup_target=2e-3,
+        warmup_steps=150)
+    ours = WarmupCosine(2e-3, 150, tf.Variable(1000, dtype=tf.int64))
+    for step in (0, 1, 75, 149, 150, 151, 500, 999, 1000, 1200):
+        assert float(ours(step)) == pytest.approx(float(keras_schedule(step)), rel=1e-5), step
+
+
+def test_the_schedule_follows_its_length_variable() -> None:
+    total = tf.Variable(1000, dtype=tf.int64)
+    schedule = WarmupCosine(1e-2, 10, total)
+    assert float(schedule(1000)) == pytest.approx(1e-4)
+    total.assign(2000)
+    assert float(schedule(1000)) > 4e-3  # half-way down the cosine now
+    assert float(schedule(2000)) == pytest.approx(1e-4)
+
+
+def test_a_time_budget_sets_the_step_count_from_the_measured_speed() -> None:
+    total = tf.Variable(0, dtype=tf.int64)
+    budget = StepBudget(TrainConfig(steps=1000, minutes=1.0), total, resuming=False)
+    assert budget.steps == 1000  # until measured
+    seen = []
+    for step in range(1, 10_000):
+        seen.append(budget.update(step, elapsed=step * 0.1 + 5.0))  # 5 s to trace, 0.1 s/step
+        if step >= seen[-1]:
+            break
+    assert seen[-1] == step
+    assert 5.0 + 0.1 * step == pytest.approx(60, abs=1.5)  # the run fits the minute
+    assert len(set(seen[-int(0.15 * step):])) == 1  # frozen for the last part
+
+
+def test_a_time_budget_foresees_the_validations_to_come() -> None:
+    # 0.1 s a step after 5 s of tracing, and a validation of 3 s every 100 steps and at the end
+    budget = StepBudget(TrainConfig(steps=1000, minutes=1.0, eval_every=100),
+                        tf.Variable(0, dtype=tf.int64), resuming=False)
+    step, total, clock, validations = 0, budget.steps, 5.0, 0
+    while step < total:
+        step += 1
+        clock += 0.1
+        total = budget.update(step, clock, validations, 3.0 * validations)
+        if step % 100 == 0 or step == total:
+            clock += 3.0
+            validations += 1
+    assert 54.0 <= clock <= 60.0, f"{step} steps and {validations} validations: {clock:.1f} s"
+
+
+def test_a_time_budget_stops_at_once_when_the_time_is_spent() -> None:
+    budget = StepBudget(TrainConfig(minutes=0.01), tf.Variable(0, dtype=tf.int64),
+                        resuming=False)
+    assert budget.update(10, elapsed=30.0) == 10
+
+
+def test_without_a_budget_the_steps_are_the_configs_even_on_resume() -> None:
+    total = tf.Variable(500, dtype=tf.int64)  # as restored from a checkpoint
+    budget = StepBudget(TrainConfig(steps=800), total, resuming=True)
+    assert [budget.update(s, elapsed=s * 10.0) for s in (10, 20)] == [800, 800]
+    kept = StepBudget(TrainConfig(steps=800, minutes=1), total, resuming=True)
+    assert kept.update(10, elapsed=1.0) == 800  # the checkpoint's count, now 800, frozen
+
+
+def test_the_weight_average_follows_its_ramped_decay_and_swaps_back() -> None:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False),
+                              keras.layers.BatchNormalization()])
+    kernel = model.layers[0].kernel
+    kernel.assign([[1.0], [2.0]])
+    average = WeightAverage(model, decay=0.5)
+    assert len(average.shadows) == 5  # kernel, gamma, beta, moving mean and variance
+    kernel.assign([[3.0], [4.0]])
+    average.update(tf.constant(1))  # decay min(0.5, 2 / 11)
+    d = 2 / 11
+    expected = [[d * 1 + (1 - d) * 3], [d * 2 + (1 - d) * 4]]
+    np.testing.assert_allclose(average.shadows[0].numpy(), expected, rtol=1e-6)
+    average.update(tf.constant(100))  # capped at 0.5
+    expected = [[0.5 * expected[0][0] + 1.5], [0.5 * expected[1][0] + 2.0]]
+    np.testing.assert_allclose(average.shadows[0].numpy(), expected, rtol=1e-6)
+    with average.swapped_in():
+        np.testing.assert_allclose(kernel.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(kernel.numpy(), [[3.0], [4.0]])
+
+
+def _weights(run: Path) -> list[np.ndarray]:
+    from odplug_builtins.trainer.train import load_run_model
+
+    model, *_ = load_run_model(run)
+    return [w.numpy() for w in model.weights]
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another(records: Path,
+                                                                     tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    settings = {**TINY, "train.steps": 12, "train.eval_every": 6, "train.ema_decay": 0.9}
+    runs = {}
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        info = train(records, tmp_path / name, overrides={**settings, "train.seed": seed})
+        runs[name] = (_weights(tmp_path / name), info.metrics["test"])
+    assert all(np.array_equal(a, b) for a, b in zip(runs["a"][0], runs["b"][0], strict=True))
+    assert runs["a"][1] == runs["b"][1]
+    assert not all(np.array_equal(a, c) for a, c in zip(runs["a"][0], runs["c"][0],
+                                                        strict=True))
+    from tensorflow.python.framework import config as tf_config
+    assert not tf_config.is_op_determinism_enabled()  # put back after the run
+
+
+def test_the_learning_curve_scores_val_and_curve_splits_at_every_validation(
+        records: Path, tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    run = tmp_path / "run"
+    train(records, run, overrides={**TINY, "train.steps": 10, "train.eval_every": 5,
+                                   "eval.curve_splits": ["test"]})
+    points = json.loads((run / "metrics" / "curve.json").read_text())["points"]
+    assert [p["step"] for p in points] == [5, 10]
+    assert [p["images"] for p in points] == [20, 40]
+    assert all(set(p) == {"step", "seconds", "images", "val", "test"} for p in points)
+    assert 0 < points[0]["seconds"] < points[1]["seconds"]
+    assert all(0 <= p[s][k] <= 1 for p in points for s in ("val", "test")
+               for k in ("map50", "map"))
+
+
+def test_a_time_budget_ends_the_run_within_it(records: Path, tmp_path: Path) -> None:
+    from odplug_builtins.trainer.train import train
+
+    run = tmp_path / "run"
+    started = time.perf_counter()
+    steps: list[tuple[int, int]] = []
+    stamps: list[float] = []
+
+    def on_step(step: int, total: int, metrics: dict) -> None:
+        steps.append((step, total))
+        stamps.append(time.perf_counter())
+
+    train(records, run, overrides={**TINY, "train.minutes": 0.25, "train.steps": 100_000,
+                                   "train.eval_every": 20}, on_step=on_step)
+    looped = time.perf_counter() - started
+    last_step, last_total = steps[-1]
+    assert last_step == last_total < 100_000
+    points = json.loads((run / "metrics" / "curve.json").read_text())["points"]
+    assert points[-1]["step"] == last_step
+    # 15 s, plus what the estimate cannot foresee on a shared machine: the first step's tracing
+    # (10-40 s, by load), the validations (tracing included) and the checkpoints; set-up and
+    # the SavedModel come on top. From the first step on, the loop keeps to the budget.
+    assert stamps[-1] - stamps[0] < 45, f"{stamps[-1] - stamps[0]:.1f} s after the first step"
+    assert points[-1]["seconds"] < 90 and looped < 180
+
+
+@pytest.mark.parametrize("settings,total,closes", [
+    ({"close_mosaic": 0.15}, 1000, 850),
+    ({"close_mosaic": 0.15}, 7, 6),
+    ({"close_mosaic": 0.0}, 1000, 1000),
+    ({"close_mosaic": 0.15, "mosaic": 0.0}, 1000, 1000),  # nothing to close
+    ({"close_mosaic": 0.15, "mosaic": 0.0, "mixup": 0.3}, 1000, 850),
+    ({"close_mosaic": 1.0}, 1000, 0),
+])
+def test_close_mosaic_counts_its_fraction_from_the_end(settings: dict, total: int,
+                                                       closes: int) -> None:
+    from odplug_builtins.trainer.config import AugmentConfig
+
+    assert mosaic_closes(AugmentConfig(**{"mosaic": 0.5, **settings}), total) == closes
+
+
+def test_close_mosaic_rebuilds_the_pipeline_without_mosaic_for_the_last_steps(
+        records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odplug_builtins.trainer import data
+    from odplug_builtins.trainer.train import train
+
+    built: list[tuple[int, float, float]] = []
+    made = data.train_dataset
+
+    def recorded(files, label_map, model, train_config, augment, **kwargs):  # type: ignore[no-untyped-def]
+        built.append((train_config.seed, augment.mosaic, augment.mixup))
+        return made(files, label_map, model, train_config, augment, **kwargs)
+
+    monkeypatch.setattr(data, "train_dataset", recorded)
+    steps: list[int] = []
+    train(records, tmp_path / "run",
+          overrides={**TINY, "train.steps": 8, "train.seed": 3, "augment.mosaic": 1.0,
+                     "augment.mixup": 0.5, "augment.close_mosaic": 0.25},
+          on_step=lambda step, total, metrics: steps.append(step))
+    # steps 1-6 from the mosaic stream, 7-8 from a plain one seeded where it starts
+    assert built == [(3, 1.0, 0.5), (3 + 6, 0.0, 0.0)]
+    assert steps == list(range(1, 9))
+
+
+@pytest.mark.parametrize("value,message", [
+    (["tset"], "unknown split 'tset'. Did you mean 'test'?"),
+    ([3], "unknown split '3'"),
+])
+def test_a_bad_curve_split_is_one_clear_line(value: list, message: str) -> None:
+    with pytest.raises(OdplugError, match=message):
+        load_config(overrides={"eval.curve_splits": value})

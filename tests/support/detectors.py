@@ -1,0 +1,122 @@
+"""Tiny detectors for the export tests: SavedModel folders with fixed outputs, a few steps of
+the built-in trainer on demo records, and detections compared across runtimes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from odplug.data.labelmap import LabelMap, write_label_map
+from odplug.model.contract import RAW, SERVING
+from tests.support.records import run_import
+
+
+def assert_same_detections(got: tuple, expected: tuple, *, box_atol: float = 1e-4,
+                           score_atol: float = 1e-5) -> None:
+    """Two runtimes found the same detections: scores in the same order, and each detection's
+    class and box matched by one of the other's detections of the same score.
+
+    Detections whose scores tie (an untrained test model has many) may come out of NMS in
+    either order, and which of them comes first differs between runtimes; anything else must
+    agree to the tolerances.
+    """
+    import numpy as np
+
+    boxes, classes, scores = (np.asarray(a) for a in got)
+    want_boxes, want_classes, want_scores = (np.asarray(a) for a in expected)
+    assert len(scores) == len(want_scores), f"{len(scores)} detections, expected {len(want_scores)}"
+    np.testing.assert_allclose(scores, want_scores, atol=score_atol)
+    unused = set(range(len(want_scores)))
+    for i in range(len(scores)):
+        match = next((j for j in sorted(unused, key=lambda j: abs(j - i))
+                      if abs(want_scores[j] - scores[i]) <= score_atol
+                      and want_classes[j] == classes[i]
+                      and np.allclose(want_boxes[j], boxes[i], atol=box_atol, rtol=0)), None)
+        assert match is not None, (
+            f"detection {i} (class {classes[i]}, score {scores[i]:.6f}, box {boxes[i]}) has no "
+            f"counterpart among the expected detections of that score")
+        unused.remove(match)
+
+
+SIZE = 32
+
+
+def spread_anchors(count: int) -> np.ndarray:
+    """`count` small anchors on the diagonal, far enough apart that NMS keeps each."""
+    centres = (np.arange(count, dtype=np.float32) + 0.5) / count
+    return np.stack([centres, centres, np.full(count, 0.05), np.full(count, 0.05)],
+                    axis=1).astype(np.float32)
+
+
+def write_detector(path: Path, *, scores: np.ndarray | None = None,
+                   anchors: np.ndarray | None = None, names: Sequence[str] = ("a", "b", "c"),
+                   size: int = SIZE, raw_dtype: tf.DType = tf.float32,
+                   signatures: Sequence[str] = (SERVING, RAW), info: dict | None = None) -> Path:
+    """A SavedModel folder with the contract's signatures and files and fixed outputs.
+
+    ``raw`` returns zero box codes and `scores` [1, A, C] (default: 0.01 everywhere, the
+    focal-loss prior); ``serving_default`` returns five empty detections. Keyword arguments
+    break one part at a time: a signature left out, the raw input's dtype, anchors or label
+    names that do not match the outputs, or ``detector.json`` entries.
+    """
+    anchors = spread_anchors(8) if anchors is None else anchors
+    if scores is None:
+        scores = np.full((1, len(anchors), len(names)), 0.01, np.float32)
+    rows = scores.shape[1]
+
+    class Fixed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], raw_dtype)])
+        def raw(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+            bias = tf.reduce_mean(tf.cast(images, tf.float32)) * 0.0  # keeps the input used
+            return {"box_codes": tf.zeros([1, rows, 4]) + bias,
+                    "class_scores": tf.constant(scores, tf.float32) + bias}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8)])
+        def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+            bias = tf.reduce_mean(tf.cast(images, tf.float32)) * 0.0
+            return {"detection_boxes": tf.zeros([1, 5, 4]) + bias,
+                    "detection_classes": tf.ones([1, 5]) + bias,
+                    "detection_scores": tf.zeros([1, 5]) + bias,
+                    "num_detections": tf.zeros([1]) + bias}
+
+    module = Fixed()
+    functions = {SERVING: module.serve, RAW: module.raw}
+    tf.saved_model.save(module, str(path),
+                        signatures={name: functions[name] for name in signatures})
+    np.save(path / "anchors.npy", anchors)
+    write_label_map(LabelMap.from_names(names), path / "label_map.pbtxt")
+    (path / "detector.json").write_text(json.dumps({
+        "input_size": size, "scale_factors": [10.0, 10.0, 5.0, 5.0],
+        "nms": {"iou_threshold": 0.5, "score_threshold": 0.05, "max_detections": 20},
+    } | (info or {})))
+    return path
+
+
+TINY_DETECTOR = {
+    "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
+    "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
+    "train.checkpoint_every": 1000,
+}
+
+
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
+    """Demo records and a SavedModel trained on them for a few steps, made once per session in
+    the session's temporary folder, so test_edgetpu reuses it."""
+    from odplug.data.demo import write_demo_project
+    from odplug_builtins.trainer.train import train
+
+    base = tmp_path_factory.getbasetemp() / "tiny-detector"
+    done = base / "done"
+    if not done.is_file():
+        shutil.rmtree(base, ignore_errors=True)
+        project = write_demo_project(base / "demo", images=24, size=96)
+        run_import(project, base / "records", registry)
+        train(base / "records", base / "run", overrides=TINY_DETECTOR)
+        done.touch()
+    return {"records": base / "records", "saved": base / "run" / "saved_model"}
