@@ -17,10 +17,10 @@ from odplug.errors import OdplugError
 from odplug.run import Resume, RunInfo
 
 if TYPE_CHECKING:
-    from odplug.data.dataset import Sample
-    from odplug.data.labelmap import LabelMap
-    from odplug.data.report import Report
-    from odplug.model.contract import TrainedDetector
+    from odplug.dataset_report import Report
+    from odplug.labels import LabelMap
+    from odplug.samples import Sample
+    from odplug.trained import TrainedDetector
 
 Verify = Literal["header", "decode"]
 Progress = Callable[[int], None]

@@ -47,12 +47,12 @@ from typing import Any, TypeGuard
 
 from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
-from odplug.data.dataset import Box, Sample
-from odplug.data.labelmap import LabelMap, LabelMapItem
 from odplug.data.parallel import run_jobs, tick
 from odplug.data.prepare import copy_image, prepare
-from odplug.data.report import Report, Skip
+from odplug.dataset_report import Report, Skip
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap, LabelMapItem
+from odplug.samples import Box, Sample
 
 KEYS = ("images", "annotations", "categories")
 ROBOFLOW_FILE = "_annotations.coco.json"

@@ -40,7 +40,7 @@ from odplug.components import NO_INPUTS, ExportedModel, Exporter
 from odplug.errors import OdplugError
 
 if TYPE_CHECKING:
-    from odplug.model.contract import TrainedDetector
+    from odplug.trained import TrainedDetector
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from typing import Any, TypeGuard
 
 from odplug import hookimpl
 from odplug.components import Importer
-from odplug.data.dataset import SPLITS, Box, Sample
-from odplug.data.labelmap import LabelMap
-from odplug.data.report import Report, Skip
+from odplug.dataset_report import Report, Skip
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
+from odplug.samples import SPLITS, Box, Sample
 
 META = "meta.json"
 POINT_GEOMETRIES = ("rectangle", "polygon", "line", "polyline")

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
-from odplug.data.dataset import Box, Sample
-from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.labelmap import read_label_map
 from odplug.data.numbers import finite_number, shown
 from odplug.data.parallel import run_jobs, tick
 from odplug.data.prepare import copy_image, prepare
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
+from odplug.samples import Box, Sample
 
 COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 _SPLIT_FILE = re.compile(r"^(train|val|validation|test)(?:[_-]labels)?$", re.IGNORECASE)

@@ -5,7 +5,7 @@ The writer shards records as ``<split>.record-00000-of-00004`` (see `odplug.data
 The importer reads records made by any tool (legacy ``generate_tfrecord.py`` output, Roboflow
 and Datumaro exports, odplug's own output), so they can be validated, re-split, filtered,
 renamed and re-sharded by ``data.import`` like any other dataset. Its samples keep no image
-bytes: each remembers the byte offset of its record (`odplug.data.dataset.RecordRef`), and the
+bytes: each remembers the byte offset of its record (`odplug.samples.RecordRef`), and the
 writer's workers read the records back one at a time.
 
 **Detection.** A file given directly, or the files of the folder given named ``*.tfrecord``,
@@ -47,12 +47,13 @@ from typing import Any
 
 from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
-from odplug.data.dataset import Box, RecordRef, Sample
-from odplug.data.labelmap import LabelMap, LabelMapItem, read_label_map
-from odplug.data.report import Report, Skip
+from odplug.data.labelmap import read_label_map
 from odplug.data.shards import write_tfrecords
 from odplug.data.tfrecord import DamagedRecord, iter_framed, parse_example
+from odplug.dataset_report import Report, Skip
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap, LabelMapItem
+from odplug.samples import Box, RecordRef, Sample
 
 RECORD_NAME = re.compile(r"\.(tfrecords?|tfrec|record)(-\d+-of-\d+)?$", re.IGNORECASE)
 _SPLIT_WORD = re.compile(r"(?<![a-z])(train|val|valid|validation|test)(?![a-z])",

@@ -57,11 +57,11 @@ from xml.etree.ElementTree import Element, TreeBuilder
 
 from odplug import hookimpl
 from odplug.components import Importer
-from odplug.data.dataset import Box, Sample
 from odplug.data.images import IMAGE_SUFFIXES
 from odplug.data.numbers import finite_number, shown
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box, Sample
 
 ANNOTATION_FOLDERS = ("Annotations", "annotations")
 IMAGE_FOLDERS = ("JPEGImages", "images")

@@ -176,8 +176,8 @@ def import_(
     """Import a labelled dataset into TFRecords (or tf_csv, COCO, YOLO), with a report of
     every skip."""
     from odplug.data.convert import ImportOptions, import_dataset, parse_rename
-    from odplug.data.report import render_summary
     from odplug.data.splits import parse_ratios
+    from odplug.dataset_report import render_summary
 
     if split not in ("auto", "source", "ratio"):
         raise Exit(f"odplug: error: --split {split!r}: use auto, source or ratio", code=2)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from odplug.data.dataset import Box
-from odplug.data.report import Report
+from odplug.dataset_report import Report
+from odplug.samples import Box
 
 
 def fit_boxes(boxes: list[Box], width: int, height: int, file: str, report: Report) -> list[Box]:

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from odplug.atomic import folder_lock, recover_folder, replace_folder
 from odplug.components import DatasetWriter, Importer, Verify, WriteJob
-from odplug.data.dataset import Sample
-from odplug.data.labelmap import LabelMap, LabelMapItem, read_label_map, write_label_map
-from odplug.data.report import Report
+from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.splits import SplitMode, assign_splits
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap, LabelMapItem
 from odplug.plugins import IMPORTERS, WRITERS, Registry
+from odplug.samples import Sample
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
-from odplug.data.dataset import SPLITS
 from odplug.errors import OdplugError
+from odplug.samples import SPLITS
 
 # title, Supervisely geometry, base hue: a class has a colour family, each object a variation.
 CLASSES = (("circle", "bitmap", 0.0), ("square", "rectangle", 0.6), ("triangle", "polygon", 0.3))

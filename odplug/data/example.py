@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from odplug.data.dataset import Box
 from odplug.data.images import ImageData
-from odplug.data.labelmap import LabelMap
 from odplug.data.protos import Features
+from odplug.labels import LabelMap
+from odplug.samples import Box
 
 ENCODED_KEY = b"image/encoded"
 _LEN_FIELD_1 = b"\x0a"  # field number 1, wire type 2 (length-delimited)

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from odplug.components import Verify
-from odplug.data.report import Skip
+from odplug.dataset_report import Skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 """File suffixes taken for images where a folder is searched (most likely first), lower case."""

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from odplug.components import Verify
 from odplug.data.boxes import fit_boxes
-from odplug.data.dataset import Box, Sample
 from odplug.data.images import ImageData, ImageProblem, check_image, load_image
-from odplug.data.report import Report
 from odplug.data.tfrecord import encoded_image, read_record
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box, Sample
 
 
 @dataclass(slots=True)

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odplug.components import Verify, WriteJob
-from odplug.data.dataset import Sample
 from odplug.data.example import encode_example
-from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.labelmap import read_label_map
 from odplug.data.parallel import default_workers, run_jobs, tick
 from odplug.data.prepare import prepare
-from odplug.data.report import Report
 from odplug.data.tfrecord import write_record
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
+from odplug.samples import Sample
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)\.record-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 TARGET_SHARD_BYTES = 128 * 1024 * 1024

@@ -11,9 +11,9 @@ import random
 from collections.abc import Sequence
 from typing import Literal
 
-from odplug.data.dataset import SPLITS, Sample
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import SPLITS, Sample
 
 SplitMode = Literal["auto", "source", "ratio"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from odplug.data.labelmap import read_label_map
-from odplug.data.report import split_order
 from odplug.data.shards import SHARD_PATTERN, shard_files
 from odplug.data.tfrecord import iter_records, summarize
+from odplug.dataset_report import split_order
 from odplug.errors import OdplugError
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Exporter
-from odplug.data.labelmap import LabelMap
+from odplug.labels import LabelMap
 from odplug.model.bootstrap import RESAMPLES, average_precision, draws, ratio_interval
 from odplug.model.coco import CocoResult
 from odplug.model.detector import Detections, SavedModelDetector, evaluate_detector

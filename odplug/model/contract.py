@@ -12,16 +12,15 @@ them loads or checks it again. Imports TensorFlow: only export calls it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap
 from odplug.errors import OdplugError
-from odplug.model.detector_info import ANCHORS_NAME, LABEL_MAP_NAME, DetectorInfo
+from odplug.model.detector_info import ANCHORS_NAME, LABEL_MAP_NAME, read_detector_info
+from odplug.trained import TrainedDetector
 
 SERVING = "serving_default"
 RAW = "raw"
@@ -38,56 +37,13 @@ CLASS_SCORES = "class_scores"
 SEE = "the trained-detector contract is in docs/hooks.md"
 
 
-@dataclass(frozen=True)
-class TrainedDetector:
-    """A SavedModel folder that meets the contract, loaded once; what exporters convert."""
-
-    path: Path
-    info: DetectorInfo
-    loaded: Any
-    """What ``tf.saved_model.load`` returned: it owns the variables both signatures read, and
-    converters take it as the root object of what they convert."""
-    serving: Any
-    """``serving_default``: uint8 [1, H, W, 3] ``images`` -> the four ``detection_*`` outputs."""
-    raw: Any
-    """``raw``: float32 [1, S, S, 3] ``images`` (0..255) -> ``box_codes`` [1, A, 4] and
-    ``class_scores`` [1, A, C] (sigmoid scores)."""
-
-    @property
-    def input_size(self) -> int:
-        return self.info.input_size
-
-    @property
-    def anchors(self) -> np.ndarray:
-        return self.info.anchors
-
-    @property
-    def label_map(self) -> LabelMap:
-        return self.info.label_map
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.info.label_map)
-
-    @property
-    def class_ids(self) -> list[int]:
-        """The label-map id of each class column of ``class_scores``: column i is the i-th item
-        in ascending id order (`odplug.data.labelmap.LabelMap.ids`)."""
-        return self.info.label_map.ids
-
-    @property
-    def labels(self) -> list[str]:
-        """The name of each class column, in column order."""
-        return self.info.label_map.names
-
-
 def validate_detector(saved_model: Path) -> TrainedDetector:
     """Load `saved_model` and check it against the contract; raise one `OdplugError` line naming
     the file and what is missing or wrong, before any exporter starts."""
     if not saved_model.is_dir():
         raise OdplugError(f"{saved_model}: no such folder; give the saved_model folder of a "
                           "trained run")
-    info = DetectorInfo.read(saved_model)
+    info = read_detector_info(saved_model)
     loaded = load_saved_model(saved_model)
     serving = signature_of(loaded, SERVING, saved_model)
     raw = signature_of(loaded, RAW, saved_model)

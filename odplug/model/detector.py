@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
 from odplug.model.contract import load_saved_model, signature_of
 from odplug.model.tfdata import record_dataset

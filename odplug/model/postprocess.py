@@ -51,7 +51,7 @@ def detect(box_codes: tf.Tensor, class_logits: tf.Tensor, anchors: tf.Tensor, nm
     `box_codes` are encoded against `anchors` [A, 4] by `odplug.model.boxcoder`; column k of
     `class_logits` is the logit (sigmoid, no background column) of label id ``class_ids[k]``:
     pass ``label_map.ids`` (column i is the i-th label-map item in ascending id order, see
-    `odplug.data.labelmap`), so ids with gaps come out as themselves.
+    `odplug.labels`), so ids with gaps come out as themselves.
     Returns ``detection_boxes`` [B, N, 4] (normalised ymin, xmin, ymax, xmax, clipped),
     ``detection_classes`` [B, N] (label-map ids, float32 as the API exports them),
     ``detection_scores`` [B, N] and ``num_detections`` [B], N = ``nms.max_detections``.

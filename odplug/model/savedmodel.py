@@ -11,7 +11,7 @@ inside the model) and returns a dict of two float tensors:
   `odplug.model.boxcoder` (the TF OD API's Faster R-CNN coder, `scale_factors` 10, 10, 5, 5);
 - ``class_logits`` ``[B, A, C]``: one logit per class, scored with a sigmoid (no background
   column); C is the number of label-map items and column i is the i-th item in ascending id
-  order (``label_map.ids[i]``; `odplug.data.labelmap` states the rule), so ids may have gaps
+  order (``label_map.ids[i]``; `odplug.labels` states the rule), so ids may have gaps
   (1, 3, 7 gives columns 0, 1, 2).
 
 `anchors` is float32 ``[A, 4]`` (ycenter, xcenter, height, width), normalised to the image, in
@@ -29,7 +29,7 @@ The SavedModel then has two signatures:
   graph the TFLite and Edge TPU exporters quantize to int8 and finish with their runtime's own
   post-processing op.
 
-Beside them, `odplug.model.detector_info.DetectorInfo` writes ``detector.json`` (input size,
+Beside them, `odplug.model.detector_info.write_detector_info` writes ``detector.json`` (input size,
 classes, box coder, NMS settings), ``anchors.npy`` and ``label_map.pbtxt``. Exported through
 ``keras.export.ExportArchive``, which freezes Keras 3 variables into the SavedModel properly
 (a plain tf.Module around a Keras 3 model converts to a TFLite file without its weights).
@@ -46,11 +46,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model.boxcoder import SCALE_FACTORS
-from odplug.model.detector_info import DetectorInfo
+from odplug.model.detector_info import write_detector_info
 from odplug.model.postprocess import Nms, detect
+from odplug.trained import DetectorInfo
 
 
 def write_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
@@ -91,12 +92,12 @@ def write_detector(model: keras.Model, anchors: np.ndarray, label_map: LabelMap,
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     archive.write_out(str(staging), verbose=False)
-    DetectorInfo(
+    write_detector_info(DetectorInfo(
         input_size=input_size, scale_factors=factors,  # type: ignore[arg-type]
         iou_threshold=nms.iou_threshold, score_threshold=nms.score_threshold,
         max_detections=nms.max_detections, per_class_nms=nms.per_class, anchors=anchors,
         label_map=label_map,
-    ).write(staging)
+    ), staging)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap
+from odplug.labels import LabelMap
 
 FEATURES = {
     "image/encoded": tf.io.FixedLenFeature((), tf.string, default_value=""),

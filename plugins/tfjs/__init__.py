@@ -26,7 +26,7 @@ from odplug import hookimpl
 from odplug.components import NO_INPUTS, ExportedModel, Exporter, require_module
 
 if TYPE_CHECKING:
-    from odplug.model.contract import TrainedDetector
+    from odplug.trained import TrainedDetector
 
 VARIANTS = ("float32", "float16", "uint8")
 

@@ -27,8 +27,7 @@ from odplug.errors import OdplugError
 from odplug_builtins.tfjs.node import page_files
 
 if TYPE_CHECKING:
-    from odplug.model.contract import TrainedDetector
-    from odplug.model.detector_info import DetectorInfo
+    from odplug.trained import DetectorInfo, TrainedDetector
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from odplug.model.contract import TrainedDetector
 from odplug.model.postprocess import Nms, decode_boxes, select
+from odplug.trained import TrainedDetector
 
 INPUT_NAME = "images"
 OUTPUTS = {

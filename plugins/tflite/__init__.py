@@ -20,7 +20,7 @@ from odplug import hookimpl
 from odplug.components import NO_INPUTS, ExportedModel, Exporter
 
 if TYPE_CHECKING:
-    from odplug.model.contract import TrainedDetector
+    from odplug.trained import TrainedDetector
 
 
 class TFLiteExporter(Exporter):

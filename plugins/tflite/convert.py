@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from odplug.model.contract import TrainedDetector
 from odplug.model.litert import POSTPROCESS_OP
 from odplug.quiet import native_output_hidden
+from odplug.trained import TrainedDetector
 
 OUTPUT_NAMES = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"})

@@ -31,15 +31,16 @@ import numpy as np
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.components import ExportedModel
-from odplug.data.labelmap import LabelMap, read_label_map
+from odplug.data.labelmap import read_label_map
 from odplug.data.shards import shard_files
 from odplug.data.tfrecord import spread_sample
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model import litert
-from odplug.model.contract import TrainedDetector
 from odplug.model.detector import evaluate_detector
 from odplug.model.litert import POSTPROCESS_OP
 from odplug.model.tfdata import representative_images
+from odplug.trained import TrainedDetector
 from odplug_builtins.tflite.convert import VARIABLE_OPS, Calibration, convert, safe_threads
 
 log = logging.getLogger(__name__)

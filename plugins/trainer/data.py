@@ -31,10 +31,10 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap
 from odplug.data.protos import Example as ExampleProto
 from odplug.data.tfrecord import iter_records, summarize
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model.tfdata import make_decoder
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap
+from odplug.labels import LabelMap
 from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
 from odplug.model.postprocess import Nms, detect
 from odplug_builtins.trainer import data

@@ -25,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.atomic import atomic_write_text
-from odplug.data.labelmap import LabelMap, read_label_map, write_label_map
+from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from odplug.components import Importer
-from odplug.data.dataset import Box, Sample
 from odplug.data.images import ImageProblem, upright_size
-from odplug.data.labelmap import LabelMap
 from odplug.data.numbers import MAX_NUMBER_CHARS, finite_number
-from odplug.data.report import Report
+from odplug.dataset_report import Report
+from odplug.labels import LabelMap
+from odplug.samples import Box, Sample
 from odplug_builtins.yolo.layout import (
     IMAGE_SUFFIXES,
     Dataset,

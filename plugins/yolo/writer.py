@@ -11,11 +11,11 @@ from pathlib import Path
 import yaml
 
 from odplug.components import DatasetWriter, Verify, WriteJob
-from odplug.data.dataset import Sample
-from odplug.data.labelmap import LabelMap
 from odplug.data.parallel import default_workers, run_jobs, tick
 from odplug.data.prepare import prepare
-from odplug.data.report import Report
+from odplug.dataset_report import Report
+from odplug.labels import LabelMap
+from odplug.samples import Sample
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap, write_label_map
+from odplug.data.labelmap import write_label_map
 from odplug.errors import OdplugError
-from odplug.model.contract import RAW, SERVING, TrainedDetector, validate_detector
+from odplug.labels import LabelMap
+from odplug.model.contract import RAW, SERVING, validate_detector
+from odplug.trained import TrainedDetector
 from tests.support.detectors import SIZE, spread_anchors, write_detector
 
 

@@ -12,9 +12,9 @@ import pytest
 from odplug.components import NO_INPUTS, ExportedModel, Exporter
 from odplug.errors import OdplugError
 from odplug.export.plan import check_variants, export_all, plan, requirements, variants_for
-from odplug.model.contract import TrainedDetector
 from odplug.plugins import Registry
 from odplug.suggest import did_you_mean
+from odplug.trained import TrainedDetector
 from tests.support.detectors import write_detector
 
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image, ImageFile
 
 from odplug.data.images import ImageProblem, load_image, upright_size
-from odplug.data.report import render_summary
+from odplug.dataset_report import render_summary
 
 
 def _save(path: Path, image: Image.Image, fmt: str, **kwargs: object) -> Path:
@@ -259,9 +259,9 @@ def test_an_image_over_the_warning_limit_is_kept_with_a_note_and_no_raw_warning(
 def test_prepare_reports_the_notes_of_a_kept_image(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from odplug.data.dataset import Box, Sample
     from odplug.data.prepare import prepare
-    from odplug.data.report import Report
+    from odplug.dataset_report import Report
+    from odplug.samples import Box, Sample
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     path = _save(tmp_path / "big.jpg", _photo(40, 30), "JPEG")

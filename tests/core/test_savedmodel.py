@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap, LabelMapItem
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap, LabelMapItem
 from odplug.model.boxcoder import SCALE_FACTORS
 from odplug.model.detector import SavedModelDetector
-from odplug.model.detector_info import DetectorInfo
+from odplug.model.detector_info import read_detector_info
 from odplug.model.postprocess import Nms, detect, select, suppress
 from odplug.model.savedmodel import write_detector
 from tests.support.detectors import assert_same_detections
@@ -47,7 +47,7 @@ def test_a_third_party_model_becomes_a_conforming_detector(tmp_path: Path) -> No
     assert write_detector(model, ANCHORS, LABELS, SIZE, out, nms=nms) == out
     assert not list(tmp_path.glob("*.partial")), "the staging folder is renamed into place"
 
-    info = DetectorInfo.read(out)
+    info = read_detector_info(out)
     assert (info.input_size, info.scale_factors) == (SIZE, SCALE_FACTORS)
     assert (info.score_threshold, info.iou_threshold, info.max_detections) == (0.1, 0.6, 5)
     np.testing.assert_array_equal(info.anchors, ANCHORS)
@@ -116,7 +116,7 @@ def test_a_label_map_with_gaps_in_its_ids_makes_a_detector(tmp_path: Path) -> No
     model = tiny_detector(classes=3)
     out = write_detector(model, ANCHORS, GAPPED, SIZE, tmp_path / "saved_model",
                          nms=Nms(score_threshold=0.0, max_detections=12))
-    assert DetectorInfo.read(out).label_map == GAPPED
+    assert read_detector_info(out).label_map == GAPPED
     image = np.random.default_rng(2).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
     found = SavedModelDetector(out)(image)
     assert sorted(set(found.classes.tolist())) == [1, 3, 7]
@@ -168,4 +168,4 @@ def test_the_nms_setting_reaches_detector_json(tmp_path: Path) -> None:
     for per_class in (True, False):
         out = write_detector(tiny_detector(), ANCHORS, LABELS, SIZE, tmp_path / str(per_class),
                              nms=Nms(per_class=per_class))
-        assert DetectorInfo.read(out).per_class_nms is per_class
+        assert read_detector_info(out).per_class_nms is per_class

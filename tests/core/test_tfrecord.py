@@ -17,8 +17,6 @@ from PIL import Image
 
 import odplug.data.tfrecord as tfrecord
 from odplug.components import WriteJob
-from odplug.data.dataset import Box, Sample
-from odplug.data.labelmap import LabelMap
 from odplug.data.shards import shard_files, write_tfrecords
 from odplug.data.tfrecord import (
     DamagedRecord,
@@ -29,7 +27,9 @@ from odplug.data.tfrecord import (
     write_record,
 )
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model.tfdata import record_dataset
+from odplug.samples import Box, Sample
 from tests.support.records import read_records
 
 
@@ -233,10 +233,10 @@ def test_example_parts_are_the_example_protobuf_would_write(size: int) -> None:
 
 ENCODE_ONE = """
 import hashlib
-from odplug.data.dataset import Box
+from odplug.samples import Box
 from odplug.data.example import encode_example
 from odplug.data.images import ImageData
-from odplug.data.labelmap import LabelMap
+from odplug.labels import LabelMap
 parts = encode_example(ImageData(b"x", "png", 7, 5), filename="a.png", source_id="a",
                        boxes=[Box("cat", 1, 1, 3, 4)], label_map=LabelMap.from_names(["cat"]))
 print(hashlib.sha256(b"".join(parts)).hexdigest())

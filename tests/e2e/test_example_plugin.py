@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from odplug import __version__
-from odplug.data.dataset import Box
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.plugins import DEFAULT_PLUGINS
+from odplug.samples import Box
 from tests.support.records import read_records
 from tests.support.tools import ROOT, Run, warnings
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from odplug.data.labelmap import LabelMap, write_label_map
+from odplug.data.labelmap import write_label_map
+from odplug.labels import LabelMap
 from odplug.model.contract import RAW, SERVING
 from tests.support.records import run_import
 

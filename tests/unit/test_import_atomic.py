@@ -22,9 +22,9 @@ import pytest
 
 from odplug import atomic
 from odplug.components import DatasetWriter, WriteJob
-from odplug.data.report import Report
 from odplug.data.shards import shard_files, write_tfrecords
 from odplug.data.stats import folder_stats
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from tests.support.records import run_import as run
 

@@ -4,14 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from odplug.data.labelmap import (
-    LabelMap,
-    LabelMapItem,
-    parse_label_map,
-    read_label_map,
-    write_label_map,
-)
+from odplug.data.labelmap import parse_label_map, read_label_map, write_label_map
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap, LabelMapItem
 
 
 def test_comments_both_quote_styles_and_unknown_fields() -> None:

@@ -35,8 +35,7 @@ from odplug.components import (
     WriteJob,
 )
 from odplug.data.convert import choose_importer
-from odplug.data.dataset import Sample
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.plugins import (
     DEFAULT_PLUGINS,
@@ -51,10 +50,11 @@ from odplug.plugins import (
     load_registry,
 )
 from odplug.run import RunInfo
+from odplug.samples import Sample
 from tests.support.tools import ROOT, Run, warnings
 
 if TYPE_CHECKING:
-    from odplug.model.contract import TrainedDetector
+    from odplug.trained import TrainedDetector
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("odplug_"))
 BUILTINS = {module.rsplit(".", 1)[-1] for module in DEFAULT_PLUGINS}

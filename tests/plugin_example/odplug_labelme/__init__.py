@@ -25,9 +25,9 @@ from typing import Any
 
 from odplug import hookimpl
 from odplug.components import Importer
-from odplug.data.dataset import Box, Sample
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box, Sample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DETECT_FILES = 5

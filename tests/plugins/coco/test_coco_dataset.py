@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from odplug.data.dataset import Box
 from odplug.data.labelmap import read_label_map
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box
 from odplug_builtins.coco import CocoImporter, split_of
 from tests.support.fuzz import FUZZ, assert_accounted, image_files, imported, json_values
 from tests.support.records import problem_files as codes
@@ -182,8 +182,8 @@ def test_evaluation_ignores_crowd_regions(tmp_path: Path, registry) -> None:
 def test_box_crowd_survives_the_record(tmp_path: Path) -> None:
     from odplug.data.example import encode_example
     from odplug.data.images import ImageData
-    from odplug.data.labelmap import LabelMap
     from odplug.data.protos import Example
+    from odplug.labels import LabelMap
 
     boxes = [Box("cat", 1, 1, 3, 4), Box("cat", 2, 2, 5, 5, crowd=True)]
     parts = encode_example(ImageData(b"x", "png", 7, 5), filename="a.png", source_id="a",

@@ -19,9 +19,10 @@ import pytest
 
 from odplug.errors import OdplugError
 from odplug.export import plan as exporting
-from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.model.contract import validate_detector
 from odplug.model.edgetpu_check import predict
 from odplug.model.litert import POSTPROCESS_OP, Op, float_ops, interpreter, ops
+from odplug.trained import TrainedDetector
 from odplug_builtins.edgetpu import (
     EdgeTPUExporter,
     check_compiler_log,

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from odplug import hookspecs
-from odplug.data.dataset import Box, Sample
-from odplug.data.labelmap import LabelMap
-from odplug.data.report import Problem, Report
+from odplug.dataset_report import Problem, Report
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
+from odplug.samples import Box, Sample
 from odplug_builtins import supervisely
 from odplug_builtins.supervisely import SuperviselyImporter
 

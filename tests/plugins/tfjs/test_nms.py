@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 from odplug.components import ExportedModel
-from odplug.data.labelmap import LabelMap
-from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.labels import LabelMap
+from odplug.model.contract import validate_detector
 from odplug.model.detector import Detections, Detector, SavedModelDetector
 from odplug.model.litert import TFLiteDetector
 from odplug.model.postprocess import Nms
 from odplug.model.savedmodel import write_detector
+from odplug.trained import TrainedDetector
 from odplug_builtins.tflite import TFLiteExporter
 from tests.support.detectors import assert_same_detections
 from tests.support.records import run_import

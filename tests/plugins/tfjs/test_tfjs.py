@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from odplug.errors import OdplugError
-from odplug.model.contract import TrainedDetector, validate_detector
+from odplug.model.contract import validate_detector
+from odplug.trained import TrainedDetector
 from odplug_builtins.tfjs import TfjsExporter
 from odplug_builtins.tfjs.convert import REQUIREMENTS, converter_python
 from odplug_builtins.tfjs.node import (

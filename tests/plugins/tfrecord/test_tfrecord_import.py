@@ -22,10 +22,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from odplug.data.convert import ImportOptions, import_dataset
-from odplug.data.dataset import RecordRef, Sample
 from odplug.data.prepare import prepare
 from odplug.data.protos import Example
-from odplug.data.report import Report
 from odplug.data.shards import shard_files
 from odplug.data.tfrecord import (
     DamagedRecord,
@@ -36,8 +34,10 @@ from odplug.data.tfrecord import (
     summarize,
     write_record,
 )
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.plugins import load_registry
+from odplug.samples import RecordRef, Sample
 from odplug_builtins.tfrecord import TFRecordImporter, record_files, split_of
 from tests.support.records import problem_files as codes
 from tests.support.records import read_records

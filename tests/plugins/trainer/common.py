@@ -8,8 +8,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from odplug.data.dataset import Box
-from odplug.data.labelmap import LabelMap
+from odplug.labels import LabelMap
+from odplug.samples import Box
 
 TINY = {
     "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,

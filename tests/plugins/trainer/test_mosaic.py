@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from odplug.data.dataset import Box
 from odplug.data.example import encode_example
 from odplug.data.images import ImageData
 from odplug.data.tfrecord import write_record
+from odplug.samples import Box
 from odplug_builtins.trainer import data
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 from tests.plugins.trainer.common import LABELS, NO_COLOUR, png

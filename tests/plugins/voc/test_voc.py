@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from odplug.data.dataset import Box
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box
 from odplug_builtins.tf_csv import TFCsvImporter
 from odplug_builtins.voc import VocImporter
 from tests.support.records import problem_files as codes

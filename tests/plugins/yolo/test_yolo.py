@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from odplug.data.dataset import Box, Sample
 from odplug.data.labelmap import read_label_map
-from odplug.data.report import Report
+from odplug.dataset_report import Report
 from odplug.errors import OdplugError
+from odplug.samples import Box, Sample
 from odplug_builtins.yolo.layout import label_path
 from odplug_builtins.yolo.reader import YoloImporter
 from odplug_builtins.yolo.writer import file_names

@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.components import StepCallback
-from odplug.data.labelmap import LabelMap, write_label_map
+from odplug.data.labelmap import write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
+from odplug.labels import LabelMap
 from odplug.model import boxcoder
 from odplug.model.detector import SavedModelDetector, evaluate_detector
 from odplug.model.savedmodel import write_detector
