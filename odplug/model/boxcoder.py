@@ -1,9 +1,10 @@
-"""The box coder and box geometry shared by the trainer and every exporter.
+"""The box coder shared by the trainer and every exporter.
 
 Boxes are encoded as the TF Object Detection API's Faster R-CNN coder does, relative to anchors
 given as (ycenter, xcenter, height, width), with scale factors (10, 10, 5, 5) by default —
 exactly what TFLite's ``TFLite_Detection_PostProcess`` op decodes. One implementation, so the
-loss the model learns and the decoding each runtime does cannot drift apart.
+loss the model learns and the decoding each runtime does cannot drift apart. Box geometry
+(areas, IoU) is `odplug.model.boxops`.
 Imports TensorFlow.
 """
 
@@ -49,17 +50,3 @@ def decode(codes: tf.Tensor, anchors: tf.Tensor,
     h = tf.exp(th / sh) * ha
     w = tf.exp(tw / sw) * wa
     return tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
-
-
-def iou(boxes_a: tf.Tensor, boxes_b: tf.Tensor) -> tf.Tensor:
-    """Pairwise IoU of corner boxes: [..., N, 4] x [..., M, 4] -> [..., N, M]."""
-    a = boxes_a[..., :, None, :]
-    b = boxes_b[..., None, :, :]
-    top = tf.maximum(a[..., 0], b[..., 0])
-    left = tf.maximum(a[..., 1], b[..., 1])
-    bottom = tf.minimum(a[..., 2], b[..., 2])
-    right = tf.minimum(a[..., 3], b[..., 3])
-    inter = tf.maximum(bottom - top, 0.0) * tf.maximum(right - left, 0.0)
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / tf.maximum(area_a + area_b - inter, 1e-9)

@@ -35,6 +35,7 @@ from odplug.data.protos import Example as ExampleProto
 from odplug.data.tfrecord import iter_records, summarize
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
+from odplug.model import boxops
 from odplug.model.tfdata import make_decoder
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 
@@ -431,8 +432,8 @@ def crop_boxes(boxes: tf.Tensor, window: tf.Tensor, image_size: tf.Tensor,
     origin, extent = corners[:2], corners[2:] - corners[:2]
     moved = (boxes - tf.concat([origin, origin], 0)) / tf.concat([extent, extent], 0)
     clipped = tf.clip_by_value(moved, 0.0, 1.0)
-    visible = _area(clipped) * extent[0] * extent[1]
-    whole = _area(boxes)
+    visible = boxops.area(clipped) * extent[0] * extent[1]
+    whole = boxops.area(boxes)
     keep = (visible > 0) & (whole > 0) & (visible >= min_visible * whole)
     return tf.boolean_mask(clipped, keep), keep
 
@@ -441,11 +442,6 @@ def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
     """Boxes of the horizontally mirrored image."""
     ymin, xmin, ymax, xmax = tf.unstack(boxes, num=4, axis=-1)
     return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
-
-
-def _area(boxes: tf.Tensor) -> tf.Tensor:
-    return (tf.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
-            * tf.maximum(boxes[:, 3] - boxes[:, 1], 0.0))
 
 
 def _random_window(shape: tf.Tensor, seed: tf.Tensor, augment: AugmentConfig) -> tf.Tensor:

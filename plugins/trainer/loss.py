@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.model import boxcoder
+from odplug.model import boxcoder, boxops
 from odplug_builtins.trainer import anchors as anchor_lib
 from odplug_builtins.trainer.config import ModelConfig, TrainConfig
 
@@ -85,7 +85,7 @@ class DetectionLoss:
     def assign(self, gt_boxes: tf.Tensor, gt_classes: tf.Tensor) -> Assignment:
         """The configured assignment of a batch of padded objects (class -1 = padding)."""
         valid = gt_classes >= 0  # [B, M]
-        overlaps = boxcoder.iou(self.corners, gt_boxes)  # [B, A, M]
+        overlaps = boxops.iou(self.corners, gt_boxes)  # [B, A, M]
         overlaps = tf.where(valid[:, None, :], overlaps, -1.0)
         if self.train.assigner == "atss":
             return atss_assign(overlaps, valid, self.anchors, gt_boxes, self.level_sizes,
@@ -117,7 +117,7 @@ class DetectionLoss:
 
         if self.train.quality_focal:
             # the target follows the predicted box, but no gradient flows back into it
-            quality = paired_iou(tf.stop_gradient(decoded), matched_boxes)  # [B, A]
+            quality = boxops.paired_iou(tf.stop_gradient(decoded), matched_boxes)  # [B, A]
             per_class = quality_focal_loss(logits, class_targets * quality[..., None],
                                            self.train.focal_gamma)
         else:
@@ -216,26 +216,6 @@ def decode_for_loss(codes: tf.Tensor, anchors: tf.Tensor) -> tf.Tensor:
                            anchors)
 
 
-def paired_iou(boxes_a: tf.Tensor, boxes_b: tf.Tensor) -> tf.Tensor:
-    """IoU of corner boxes row by row: [..., 4] x [..., 4] -> [...] (`boxcoder.iou` is
-    pairwise, A x M; the losses compare each anchor's box with its own object only)."""
-    return _overlap(boxes_a, boxes_b)[0]
-
-
-def _overlap(a: tf.Tensor, b: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """IoU and union of paired boxes; a degenerate (zero-area) box has IoU 0, never NaN."""
-    inter = (tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-             * tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]),
-                          0.0))
-    union = _area(a) + _area(b) - inter
-    return inter / tf.maximum(union, _EPS), union
-
-
-def _area(boxes: tf.Tensor) -> tf.Tensor:
-    return (tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-            * tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0))
-
-
 def iou_loss(predicted: tf.Tensor, target: tf.Tensor, kind: str) -> tf.Tensor:
     """1 - GIoU (Rezatofighi et al. 2019) or 1 - CIoU (Zheng et al. 2020) of paired corner boxes.
 
@@ -245,7 +225,7 @@ def iou_loss(predicted: tf.Tensor, target: tf.Tensor, kind: str) -> tf.Tensor:
     as the authors do; 0 for identical boxes, at most 1 + 1 + 1 = 3. Every denominator is
     guarded, so zero-area boxes (padding rows) give finite values and gradients.
     """
-    iou, union = _overlap(predicted, target)
+    iou, union = boxops.paired_iou_and_union(predicted, target)
     top_left = tf.minimum(predicted[..., :2], target[..., :2])
     bottom_right = tf.maximum(predicted[..., 2:], target[..., 2:])
     enclosing = bottom_right - top_left  # [..., 2] (height, width)

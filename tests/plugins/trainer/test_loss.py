@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from odplug.model import boxcoder
+from odplug.model import boxcoder, boxops
 from odplug_builtins.trainer.anchors import level_sizes, make_anchors
 from odplug_builtins.trainer.config import Config, ModelConfig, TrainConfig, load_config
 from odplug_builtins.trainer.loss import DetectionLoss, iou_loss, quality_focal_loss
@@ -105,7 +105,7 @@ def test_ciou_never_rewards_less_than_one_minus_iou() -> None:
     corners = np.sort(rng.uniform(0, 1, (2, 500, 2, 2)), axis=2)  # y pair, x pair, sorted
     boxes = tf.constant(corners.transpose(0, 1, 3, 2).reshape(2, 500, 4)[..., [0, 2, 1, 3]],
                         tf.float32)
-    one_minus_iou = 1 - tf.linalg.diag_part(boxcoder.iou(boxes[0], boxes[1]))
+    one_minus_iou = 1 - tf.linalg.diag_part(boxops.iou(boxes[0], boxes[1]))
     ciou = iou_loss(boxes[0], boxes[1], "ciou")
     giou = iou_loss(boxes[0], boxes[1], "giou")
     assert np.all(ciou.numpy() >= one_minus_iou.numpy() - 1e-6)
@@ -156,7 +156,7 @@ def _atss_reference(anchors: np.ndarray, sizes: list[int], boxes: np.ndarray,
     corners = boxcoder.to_corners(tf.constant(anchors)).numpy()
     result = -np.ones((len(boxes), len(anchors)), np.int64)
     for image, (objects, labels) in enumerate(zip(boxes, classes, strict=True)):
-        overlaps = boxcoder.iou(tf.constant(corners), tf.constant(objects)).numpy()  # [A, M]
+        overlaps = boxops.iou(tf.constant(corners), tf.constant(objects)).numpy()  # [A, M]
         claims = np.full(overlaps.shape, -1.0)
         for m, box in enumerate(objects):
             if labels[m] < 0:
@@ -210,7 +210,7 @@ def test_quality_focal_target_is_the_iou_of_the_decoded_box() -> None:
     assigned = loss.assign(targets["boxes"], targets["classes"])
     (anchor,) = np.flatnonzero(assigned.positive.numpy()[0])
     decoded = boxcoder.decode(tf.constant(codes[0, anchor]), tf.constant(anchors[anchor]))
-    quality = float(boxcoder.iou(decoded[None], tf.constant([box]))[0, 0])
+    quality = float(boxops.iou(decoded[None], tf.constant([box]))[0, 0])
     assert 0.1 < quality < 0.9
 
     def gradient(probability: float) -> np.ndarray:

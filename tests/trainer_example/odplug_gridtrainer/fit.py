@@ -17,7 +17,7 @@ from odplug.data.labelmap import write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
-from odplug.model import boxcoder
+from odplug.model import boxcoder, boxops
 from odplug.model.detector import SavedModelDetector, evaluate_detector
 from odplug.model.savedmodel import write_detector
 from odplug.model.tfdata import record_dataset
@@ -101,7 +101,7 @@ def _load(files: list[Path], label_map: LabelMap, anchors: np.ndarray,
         codes = np.zeros((len(anchors), 4), np.float32)
         classes = np.zeros((len(anchors), len(label_map)), np.float32)
         if len(boxes):
-            overlap = boxcoder.iou(tf.constant(corners), tf.constant(boxes)).numpy()
+            overlap = boxops.iou(tf.constant(corners), tf.constant(boxes)).numpy()
             best = overlap.argmax(axis=1)
             positive = overlap.max(axis=1) >= POSITIVE_IOU
             positive[overlap.argmax(axis=0)] = True  # every object gets its closest anchor
