@@ -2,11 +2,11 @@
 
 Keras 3's BatchNormalization computes a training batch's statistics and the normalisation
 from separate ops (Mean, SquaredDifference, Sub, Mul, their gradients and Tile for the
-broadcasts), and no TensorFlow rewrite fuses them back. Profiled on the default detector
-(MobileNetV2 0.35, 192 px, batch 16, this 2-core machine) those ops took about half the
-time of the forward and backward pass: 573 ms per pass with Keras' layer, 285-335 ms with the
-fused kernel (``FusedBatchNormV3`` and its gradient, oneDNN's on x86), the same outputs to
-3e-5 and gradients to round-off (a single conv + BN layer: 4e-7 relative).
+broadcasts), and no TensorFlow rewrite fuses them back. Profiled on the default detector on a
+CPU, those ops took about half the time of the forward and backward pass; TensorFlow's fused
+kernel (``FusedBatchNormV3`` and its gradient, oneDNN's on x86) computes the same outputs and
+gradients up to round-off in much less (the measurements: docs/training.md, "How fast it
+trains on a CPU").
 
 The fused path is taken only where it computes what Keras' layer computes: training mode,
 float32 NHWC input over the channel axis, no mask, no renormalisation and no cross-replica
