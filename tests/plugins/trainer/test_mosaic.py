@@ -14,6 +14,7 @@ from odplug.data.images import ImageData
 from odplug.data.tfrecord import write_record
 from odplug.samples import Box
 from odplug_builtins.trainer import data
+from odplug_builtins.trainer.augment import MOSAIC_FILL, augment_example, mix_up, mosaic
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 from tests.plugins.trainer.common import LABELS, NO_COLOUR, png
 
@@ -126,7 +127,7 @@ def test_every_mosaic_box_is_its_rectangle(shapes: list[Path]) -> None:
         _check_boxes_match_the_colours(image, boxes, classes, inside=200, where=f"sample {index}")
     counts = [len(boxes) for _, boxes, _ in samples]
     assert max(counts) > 3  # more boxes than any one image has: these are mosaics
-    grey = [(image == data.MOSAIC_FILL).all(axis=2).any() for image, _, _ in samples]
+    grey = [(image == MOSAIC_FILL).all(axis=2).any() for image, _, _ in samples]
     assert any(grey) and not all(grey)  # zoomed out past the images sometimes, not always
 
 
@@ -144,7 +145,7 @@ def test_mosaic_drops_boxes_cut_below_min_box_visible() -> None:
 
     def compiled(min_visible: float):  # type: ignore[no-untyped-def]
         augment = AugmentConfig(mosaic_scale_min=1.0, min_box_visible=min_visible)
-        return tf.function(lambda seed: data.mosaic(tiles, seed, SIZE, augment))
+        return tf.function(lambda seed: mosaic(tiles, seed, SIZE, augment))
 
     runs = {min_visible: compiled(min_visible)  # 0.45 x 256: no w x h of whole pixels near it
             for min_visible in (0.0, 0.45)}
@@ -184,7 +185,7 @@ def _overlap(boxes: np.ndarray) -> bool:
 def test_mix_up_averages_the_images_and_joins_the_boxes() -> None:
     one = (tf.fill([2, 2, 3], 200.0), tf.constant([[0.0, 0.0, 0.5, 0.5]]), tf.constant([1]))
     two = (tf.fill([2, 2, 3], 100.0), tf.constant([[0.5, 0.5, 1.0, 1.0]]), tf.constant([0]))
-    image, boxes, classes = data.mix_up(one, two)
+    image, boxes, classes = mix_up(one, two)
     np.testing.assert_array_equal(image.numpy(), np.full([2, 2, 3], 150.0))
     np.testing.assert_array_equal(boxes.numpy(), [[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1]])
     assert classes.numpy().tolist() == [1, 0]
@@ -199,7 +200,7 @@ def _plain_reference(files: list[Path], model: ModelConfig, train: TrainConfig,
     def prepare(index: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, dict]:
         example = decode(serialized)
         seed = tf.stack([tf.constant(train.seed, tf.int64), index])
-        image, boxes, classes = data.augment_example(
+        image, boxes, classes = augment_example(
             example["image"], example["boxes"], columns(example["classes"]), seed,
             model.input_size, augment)
         boxes, classes, _ = pad(boxes, classes, tf.zeros_like(classes), example["source_id"])

@@ -17,6 +17,7 @@ from odplug.labels import LabelMap
 from odplug.model.tfdata import representative_images
 from odplug.samples import Box
 from odplug_builtins.trainer import data
+from odplug_builtins.trainer.augment import augment_example, crop_boxes, flip_boxes
 from odplug_builtins.trainer.config import AugmentConfig, ModelConfig, TrainConfig
 from tests.plugins.trainer.common import LABELS, NO_COLOUR, png
 from tests.support.records import run_import
@@ -106,7 +107,7 @@ def test_the_box_still_encloses_the_rectangle_after_any_augmentation() -> None:
         pixels = np.zeros((height, width, 3), np.uint8)
         pixels[top:bottom, left:right] = (40, 220, 90)
         box = np.array([[top / height, left / width, bottom / height, right / width]], np.float32)
-        image, boxes, classes = data.augment_example(
+        image, boxes, classes = augment_example(
             tf.constant(pixels), tf.constant(box), tf.constant([2], tf.int64),
             tf.constant([7, index], tf.int64), size, augment)
         image = image.numpy()
@@ -130,14 +131,14 @@ def test_the_box_still_encloses_the_rectangle_after_any_augmentation() -> None:
 
 def test_flip_mirrors_boxes() -> None:
     boxes = tf.constant([[0.1, 0.2, 0.5, 0.3], [0.0, 0.0, 1.0, 1.0]])
-    np.testing.assert_allclose(data.flip_boxes(boxes).numpy(),
+    np.testing.assert_allclose(flip_boxes(boxes).numpy(),
                                [[0.1, 0.7, 0.5, 0.8], [0.0, 0.0, 1.0, 1.0]], atol=1e-6)
     augment = AugmentConfig(flip=True, crop_probability=0.0, **NO_COLOUR)
     pixels = np.zeros((20, 40, 3), np.uint8)
     pixels[5:10, 0:8] = 255
     flips = 0
     for index in range(10):
-        image, out, _ = data.augment_example(
+        image, out, _ = augment_example(
             tf.constant(pixels), tf.constant([[0.25, 0.0, 0.5, 0.2]]), tf.constant([1], tf.int64),
             tf.constant([0, index], tf.int64), 32, augment)
         flipped = image.numpy()[:, -1].max() > 0
@@ -155,11 +156,11 @@ def test_crop_renormalises_boxes_and_drops_those_it_cuts_away() -> None:
         [0.2, 0.2, 0.2, 0.4],   # no area
     ])
     window, size = tf.constant([0, 0, 50, 50]), tf.constant([100, 100])
-    kept, mask = data.crop_boxes(boxes, window, size, 0.3)
+    kept, mask = crop_boxes(boxes, window, size, 0.3)
     assert mask.numpy().tolist() == [True, False, True, False]
     np.testing.assert_allclose(kept.numpy(), [[0.2, 0.2, 0.6, 0.6], [0.8, 0.2, 1.0, 0.6]],
                                atol=1e-6)
-    _, strict = data.crop_boxes(boxes, window, size, 0.6)
+    _, strict = crop_boxes(boxes, window, size, 0.6)
     assert strict.numpy().tolist() == [True, False, False, False]
 
 
