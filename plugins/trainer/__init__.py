@@ -35,7 +35,7 @@ class SSDTrainer(Trainer):
               on_step: StepCallback | None = None, workers: int = 1) -> RunInfo:
         step = on_step or (lambda step, total, metrics: None)
         if workers > 1:
-            from odplug_builtins.trainer.cluster import train_locally
+            from odplug_builtins.trainer.launcher import train_locally
 
             return train_locally(workers, records, run_dir, config=config,
                                  overrides=overrides or {}, resume=resume, on_step=step).info

@@ -19,7 +19,7 @@ import pytest
 
 from odplug.errors import OdplugError
 from odplug.run import RunInfo
-from odplug_builtins.trainer import cluster
+from odplug_builtins.trainer import cluster, launcher
 from tests.support.records import run_import
 from tests.support.tools import BIN, ROOT
 
@@ -83,7 +83,7 @@ def test_a_time_budget_is_refused_with_several_workers() -> None:
 
 def test_a_local_cluster_needs_two_workers_or_more(tmp_path: Path) -> None:
     with pytest.raises(OdplugError, match="give 2 to 16 local workers"):
-        cluster.train_locally(1, tmp_path, tmp_path / "run", config=None, overrides={},
+        launcher.train_locally(1, tmp_path, tmp_path / "run", config=None, overrides={},
                               resume="never", on_step=lambda step, total, metrics: None)
 
 
@@ -107,7 +107,7 @@ def two_workers(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     history: list[dict] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TMPDIR", str(scratch))
-        result = cluster.train_locally(
+        result = launcher.train_locally(
             2, records, base / "run", config=None, overrides={**TINY, "train.steps": STEPS},
             resume="never",
             on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
@@ -119,7 +119,7 @@ def test_two_workers_end_with_the_weights_the_chief_saved(two_workers: dict) -> 
     from odplug_builtins.trainer.config import load_config
     from odplug_builtins.trainer.model import build_model
 
-    result: cluster.LocalRun = two_workers["result"]
+    result: launcher.LocalRun = two_workers["result"]
     assert sorted(result.digests) == ["worker 0", "worker 1"]
     assert len(set(result.digests.values())) == 1
     run: Path = two_workers["run"]
@@ -160,7 +160,7 @@ def _worker_pid(run: Path, index: int) -> int | None:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (b"odplug_builtins.trainer.cluster" in argv and str(index).encode() in argv
+        if (b"odplug_builtins.trainer.launcher" in argv and str(index).encode() in argv
                 and any(str(run).encode() in arg for arg in argv)):
             return int(entry.name)
     return None
@@ -201,7 +201,7 @@ def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(records: Path, tm
     saved_step = int(saved.rsplit("-", 1)[1])
     assert saved_step >= 8 and saved_step % 4 == 0
     steps: list[int] = []
-    resumed = cluster.train_locally(
+    resumed = launcher.train_locally(
         2, records, run, config=None, overrides={"train.steps": saved_step + 3},
         resume="required", on_step=lambda step, total, metrics: steps.append(step))
     assert steps == list(range(saved_step + 1, saved_step + 4))
