@@ -4,18 +4,22 @@ The odplug tasks themselves live in `odplug.cli.tasks` so the installed ``odplug
 them too; the benchmarks need this checkout, so they are added here only.
 
 ``inv`` is invoke's own program, which has no ``--verbose``: ``ODPLUG_VERBOSE=1 inv ...`` shows
-everything TensorFlow prints, as ``odplug --verbose`` does.
+everything TensorFlow prints, as ``odplug --verbose`` does. It is given odplug's exit status
+for parse errors, 2, as every usage error has.
 """
 
 from pathlib import Path
 
+import invoke.main
 from invoke import Collection
 
+from odplug.cli import usage_status_in
 from odplug.cli.console import quiet_console, user_errors
 from odplug.cli.tasks import build_namespace, task, whole_number
-from odplug.errors import OdplugError
+from odplug.errors import UsageError
 
 quiet_console()
+usage_status_in(invoke.main.program)
 
 
 @task(
@@ -57,7 +61,7 @@ def bench_train(c, datasets="demo,raccoon", seeds=1, set="", workdir="bench/work
     or, with --workers N, images/s of one and of N local training workers."""
     workers = whole_number("workers", workers, 0, 16, " (0: the learning-curve benchmark)")
     if workers == 1:
-        raise OdplugError("bench.train --workers 1: give 2 or more (one worker is always "
+        raise UsageError("bench.train --workers 1: give 2 or more (one worker is always "
                           "measured, to compare with)")
     if workers:
         from bench import workers as cluster_bench
@@ -88,7 +92,7 @@ def bench_tfjs(c, model="", images=30, runs=3, workdir="bench/work/tfjs"):
     from bench.tfjs import run
 
     if not model:
-        raise OdplugError("bench.tfjs needs --model: a TF.js export folder "
+        raise UsageError("bench.tfjs needs --model: a TF.js export folder "
                           "(model.export --to tfjs)")
     run(model=Path(model), images=whole_number("images", images, 1, 100_000),
         runs=whole_number("runs", runs, 1, 1000), workdir=Path(workdir))

@@ -35,7 +35,7 @@ import pluggy
 
 from odplug import __version__, hookspecs
 from odplug.components import Component, DatasetWriter, Exporter, Importer, Trainer
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.suggest import unknown
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -165,11 +165,12 @@ class Registry:
         return self.table(EXPORTERS)
 
     def get(self, kind: Kind[C], name: str) -> C:
-        """The component called `name`, or an error listing the choices and a likely typo."""
+        """The component called `name`, or a `UsageError` listing the choices and a likely
+        typo (a name the user gave that nothing registers)."""
         table = self.table(kind)
         if name in table:
             return table[name]
-        raise OdplugError(unknown(kind.noun, name, table))
+        raise UsageError(unknown(kind.noun, name, table))
 
     def owner(self, kind: str, name: str) -> str:
         """The name of the plugin whose `kind` component (``"importers"``...) `name` is."""

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from odplug.atomic import atomic_write_text
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 
 RUN_FILE = "run.json"
 SCHEMA = 1
@@ -174,8 +174,9 @@ def resolve_model(model: Path) -> tuple[Path, RunInfo | None]:
         return run.finished_saved_model(), run
     if (model / "saved_model.pb").is_file():
         return model, None
-    raise OdplugError(f"{model}: not a run folder (no {RUN_FILE}) and not a SavedModel folder "
-                      "(no saved_model.pb); train one with model.train")
+    wrong = OdplugError if model.exists() else UsageError  # a path that is not there: usage
+    raise wrong(f"{model}: not a run folder (no {RUN_FILE}) and not a SavedModel folder "
+                "(no saved_model.pb); train one with model.train")
 
 
 def _text(document: dict[str, Any], key: str, path: Path) -> str:

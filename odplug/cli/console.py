@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 
 from odplug import quiet
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 
 if TYPE_CHECKING:
     from odplug.plugins import Registry
@@ -121,8 +121,16 @@ class _QuietLoader(importlib.abc.Loader):
             self.loader.exec_module(module)
 
 
+USAGE = 2
+"""Exit status of a usage error: the command line is wrong (an unknown task or flag, a missing
+argument, a bad value, a name no plugin registers); invoke exits 2 on its own too in odplug."""
+FAILURE = 1
+"""Exit status of a failure found while doing the work (data, environment, a missed target)."""
+
+
 def user_errors(body: F) -> F:
-    """Turn `OdplugError` into ``odplug: error: ...`` and exit status 1, with no traceback.
+    """Turn `OdplugError` into ``odplug: error: ...`` with no traceback: exit status `USAGE`
+    for a `UsageError`, `FAILURE` for any other.
 
     An `OSError` that reaches a task is the environment's, not odplug's: a folder that cannot
     be read, a path that is a file, a full disk. It becomes the same one line, naming the path
@@ -134,13 +142,24 @@ def user_errors(body: F) -> F:
         try:
             return body(*args, **kwargs)
         except OdplugError as error:
-            raise Exit(f"odplug: error: {error}", code=1) from None
+            code = USAGE if isinstance(error, UsageError) else FAILURE
+            raise Exit(f"odplug: error: {error}", code=code) from None
         except OSError as error:
-            raise Exit(f"odplug: error: {os_error_line(error)}", code=1) from None
+            raise Exit(f"odplug: error: {os_error_line(error)}", code=FAILURE) from None
         except KeyboardInterrupt:
             raise Exit("odplug: interrupted; nothing was left half-written", code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def parse_errors_are_usage() -> Iterator[None]:
+    """invoke's own parse errors (an unknown task or flag, a flag without its value) as exit
+    status `USAGE`, like every other usage error; invoke itself exits 1 on them."""
+    try:
+        yield
+    except ParseError as error:
+        raise Exit(str(error), code=USAGE) from None
 
 
 def os_error_line(error: OSError) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from odplug.errors import OdplugError
+from odplug.errors import UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,7 +22,7 @@ def parse_overrides(text: str) -> dict[str, object]:
         key, sep, raw = part.partition("=")
         key = key.strip()
         if not sep or "." not in key:
-            raise OdplugError(
+            raise UsageError(
                 f"--set {part!r}: write it as section.key=value, e.g. train.steps=500"
             )
         try:
@@ -30,7 +30,7 @@ def parse_overrides(text: str) -> dict[str, object]:
         except tomllib.TOMLDecodeError:
             values[key] = raw.strip()
         except RecursionError:
-            raise OdplugError(f"--set {part!r}: the value is nested too deeply") from None
+            raise UsageError(f"--set {part!r}: the value is nested too deeply") from None
     return values
 
 

@@ -24,7 +24,7 @@ from odplug.components import DatasetWriter, Importer, Verify, WriteJob
 from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.splits import SplitMode, assign_splits
 from odplug.dataset_report import Report
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap, LabelMapItem
 from odplug.plugins import IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
@@ -67,7 +67,7 @@ def parse_rename(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         old, sep, new = part.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise OdplugError(f"--rename {part!r}: write it as old=new")
+            raise UsageError(f"--rename {part!r}: write it as old=new")
         mapping[old.strip()] = new.strip()
     return mapping
 
@@ -76,10 +76,10 @@ def choose_importer(registry: Registry, source: Path, name: str | None) -> Impor
     if source.is_dir():  # an unreadable folder is said as such, not as "not a dataset"
         with os.scandir(source):
             pass
+    if not source.exists():
+        raise UsageError(f"{source}: no such file or folder")
     if name:
         return registry.get(IMPORTERS, name)
-    if not source.exists():
-        raise OdplugError(f"{source}: no such file or folder")
     found = [imp for imp in registry.importers.values() if _detects(registry, imp, source)]
     if len(found) == 1:
         return found[0]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from odplug.dataset_report import Report
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.samples import SPLITS, Sample
 
 SplitMode = Literal["auto", "source", "ratio"]
@@ -23,11 +23,11 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise OdplugError(f"--ratios {text!r}: give numbers separated by commas, "
+        raise UsageError(f"--ratios {text!r}: give numbers separated by commas, "
                           "e.g. 0.8,0.1,0.1") from None
     if (len(values) not in (2, 3) or not all(math.isfinite(v) and v >= 0 for v in values)
             or not 0 < sum(values) < math.inf):
-        raise OdplugError(f"--ratios {text!r}: give 2 (train,test) or 3 (train,val,test) "
+        raise UsageError(f"--ratios {text!r}: give 2 (train,test) or 3 (train,val,test) "
                           "finite, non-negative numbers")
     total = sum(values)
     return tuple(v / total for v in values)

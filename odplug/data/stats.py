@@ -16,12 +16,12 @@ from odplug.data.labelmap import read_label_map
 from odplug.data.shards import SHARD_PATTERN, shard_files
 from odplug.data.tfrecord import iter_records, summarize
 from odplug.dataset_report import split_order
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 
 
 def folder_stats(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
-        raise OdplugError(f"{folder}: no such folder")
+        raise UsageError(f"{folder}: no such folder")
     files = shard_files(folder) or sorted(
         p for p in folder.iterdir() if p.suffix in (".record", ".tfrecord")
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.plugins import EXPORTERS, Registry
 from odplug.suggest import did_you_mean
 
@@ -98,7 +98,7 @@ def variants_for(exporters: Sequence[Exporter], quantize: Sequence[str]) -> dict
     known = sorted({v for e in exporters for v in e.variants})
     for value in quantize:
         if value not in known:
-            raise OdplugError(f"--quantize {value!r} is not a variant of "
+            raise UsageError(f"--quantize {value!r} is not a variant of "
                               f"{', '.join(e.name for e in exporters)}."
                               f"{did_you_mean(value, known)} Available: {', '.join(known)}.")
     chosen = {}

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.data.images import IMAGE_SUFFIXES
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.model.detector import SavedModelDetector
 from odplug.model.draw import draw_detections
 
@@ -24,7 +24,7 @@ def image_files(source: Path) -> list[Path]:
         if found:
             return found
         raise OdplugError(f"{source}: no images here ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    raise OdplugError(f"{source}: no such file or folder")
+    raise UsageError(f"{source}: no such file or folder")
 
 
 def predict_images(model: Path, source: Path, out: Path, threshold: float) -> int:

@@ -21,7 +21,7 @@ from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
 from odplug.data.demo import IMAGES as DEMO_IMAGES
 from odplug.data.fingerprint import fingerprint
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.plugins import EXPORTERS, TRAINERS, Registry
 from odplug.run import RunInfo
 
@@ -102,6 +102,8 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     variants = exporting.variants_for(exporters, options.quantize)
     for component in (trainer, *exporters):
         component.check()
+    if options.source is not None and not options.source.exists():
+        raise UsageError(f"{options.source}: no such file or folder")
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out, options.force)
     reused: list[str] = []
@@ -124,8 +126,6 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
         state.run("dataset", {"images": options.demo_images, "seed": options.seed},
                   lambda: (project / "meta.json").is_file(), make_demo, event)
         source = project
-    elif not source.exists():
-        raise OdplugError(f"{source}: no such file or folder")
 
     records = out / "records"
 

@@ -113,8 +113,12 @@ def test_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:
 def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Path  # type: ignore[no-untyped-def]
                                                           ) -> None:
     done = run_inv("pipeline", "--out", str(tmp_path / "o"), "--to", "tflite,tfjz")
-    assert done.returncode == 1
+    assert done.returncode == 2, "a usage error"
     assert "unknown exporter 'tfjz'. Did you mean 'tfjs'" in done.stderr
+    assert not (tmp_path / "o").exists()
+    done = run_inv("pipeline", "--out", str(tmp_path / "o"), "--source", str(tmp_path / "no"))
+    assert done.returncode == 2, "a usage error"
+    assert done.stderr.strip().endswith(f"{tmp_path / 'no'}: no such file or folder")
     assert not (tmp_path / "o").exists()
 
 

@@ -85,50 +85,87 @@ def test_odplug_command_works_from_any_folder(run_inv, demo_project: Path,  # ty
     assert "bench.convert" not in run_inv("--list", program="odplug", cwd=tmp_path).stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (["data.import", "--source", "/no/such/folder"], "/no/such/folder: no such file or folder"),
-    (["data.import"], "give the dataset with --source"),
-    (["data.import", "--source", ".", "--split", "bogus"], "--split 'bogus'"),
-    (["data.import", "--source", ".", "--ratios", "a,b"], "--ratios 'a,b'"),
-    (["data.import", "--source", ".", "--to", "tfrecods"], "Did you mean 'tfrecord'"),
-    (["data.stats", "--folder", "/no/such/folder"], "no such folder"),
-    (["data.import", "--source", ".", "--ratios", "nan,1,1"], "--ratios 'nan,1,1'"),
-    (["data.import", "--source", ".", "--ratios", "inf,1"], "--ratios 'inf,1'"),
-    (["data.import", "--source", ".", "--shards", "abc"], "--shards 'abc': give a whole number"),
-    (["data.import", "--source", ".", "--shards", "-1"], "--shards '-1': give a whole number"),
-    (["data.import", "--source", ".", "--workers", "-3"], "--workers '-3'"),
-    (["data.import", "--source", ".", "--seed", "1.5"], "--seed '1.5'"),
-    (["data.import", "--source", ".", "--out", "README.md"], "README.md is a file, not a folder"),
-    (["data.import", "--source", ".", "--out", "README.md/x"], "README.md is a file"),
-    (["data.import", "--source", ".", "--label-map", "odplug"], "--label-map 'odplug': is a fo"),
-    (["demo.dataset", "--images", "many"], "--images 'many'"),
-    (["demo.dataset", "--size", "8"], "--size '8': give a whole number from 32"),
-    (["demo.dataset", "--out", "README.md"], "--out 'README.md'"),
-    (["model.train", "--records", ".", "--steps", "-5"], "--steps '-5'"),
-    (["model.train", "--records", ".", "--config", "odplug"], "--config 'odplug': is a folder"),
+@pytest.mark.parametrize("args,message,status", [
+    (["data.import", "--source", "/no/such/folder"], "/no/such/folder: no such file or folder",
+     2),
+    (["data.import"], "give the dataset with --source", 2),
+    (["data.import", "--source", ".", "--split", "bogus"], "--split 'bogus'", 2),
+    (["data.import", "--source", ".", "--ratios", "a,b"], "--ratios 'a,b'", 2),
+    (["data.import", "--source", ".", "--to", "tfrecods"], "Did you mean 'tfrecord'", 2),
+    (["data.import", "--source", "/no/such/folder", "--format", "tf_csv"],
+     "/no/such/folder: no such file or folder", 2),
+    (["data.import", "--source", "docs"], "not a dataset format odplug recognises", 1),
+    (["data.stats", "--folder", "/no/such/folder"], "no such folder", 2),
+    (["data.stats", "--folder", "docs"], "no TFRecord files", 1),
+    (["data.import", "--source", ".", "--ratios", "nan,1,1"], "--ratios 'nan,1,1'", 2),
+    (["data.import", "--source", ".", "--ratios", "inf,1"], "--ratios 'inf,1'", 2),
+    (["data.import", "--source", ".", "--shards", "abc"], "--shards 'abc': give a whole number",
+     2),
+    (["data.import", "--source", ".", "--shards", "-1"], "--shards '-1': give a whole number",
+     2),
+    (["data.import", "--source", ".", "--workers", "-3"], "--workers '-3'", 2),
+    (["data.import", "--source", ".", "--seed", "1.5"], "--seed '1.5'", 2),
+    (["data.import", "--source", ".", "--rename", "car"], "--rename 'car': write it as old=new",
+     2),
+    (["data.import", "--source", ".", "--out", "README.md"], "README.md is a file, not a folder",
+     2),
+    (["data.import", "--source", ".", "--out", "README.md/x"], "README.md is a file", 2),
+    (["data.import", "--source", ".", "--label-map", "odplug"], "--label-map 'odplug': is a fo",
+     2),
+    (["demo.dataset", "--images", "many"], "--images 'many'", 2),
+    (["demo.dataset", "--size", "8"], "--size '8': give a whole number from 32", 2),
+    (["demo.dataset", "--out", "README.md"], "--out 'README.md'", 2),
+    (["model.train", "--records", ".", "--steps", "-5"], "--steps '-5'", 2),
+    (["model.train", "--records", ".", "--config", "odplug"], "--config 'odplug': is a folder",
+     2),
     (["model.train", "--records", ".", "--set", "train.steps=" + "[" * 3000],
-     "nested too deeply"),
+     "nested too deeply", 2),
+    (["model.train", "--records", ".", "--set", "steps"], "--set 'steps': write it as", 2),
+    (["model.config", "--trainer", "sdd"], "unknown trainer 'sdd'. Did you mean 'ssd'", 2),
+    (["model.evaluate", "--model", "/no/such/run"], "/no/such/run: not a run folder", 2),
     (["model.predict", "--model", ".", "--source", ".", "--threshold", "nan"],
-     "--threshold 'nan'"),
-    (["model.export", "--model", ".", "--limit", "x"], "--limit 'x'"),
-    (["model.export", "--model", ".", "--min-ratio", "abc"], "--min-ratio 'abc': give 'targets'"),
-    (["pipeline", "--min-ratio", "1.5"], "--min-ratio '1.5': give 'targets' or a number"),
-    (["model.config", "--out", "odplug"], "--out 'odplug': is a folder"),
-    (["pipeline", "--steps", "1e3"], "--steps '1e3'"),
-    (["pipeline", "--config", "odplug"], "--config 'odplug'"),
-    (["bench.convert", "--images", "abc"], "--images 'abc': give a whole number"),
-    (["bench.train", "--steps", "0"], "--steps '0': give a whole number from 1"),
-    (["bench.tfjs"], "bench.tfjs needs --model: a TF.js export folder"),
-    (["bench.tfjs", "--model", "odplug"], "odplug: no model.json"),
+     "--threshold 'nan'", 2),
+    (["model.export", "--model", ".", "--limit", "x"], "--limit 'x'", 2),
+    (["model.export", "--model", ".", "--min-ratio", "abc"], "--min-ratio 'abc': give 'targets'",
+     2),
+    (["model.export", "--model", ".", "--to", "tfjz"], "unknown exporter 'tfjz'", 2),
+    (["model.export", "--model", ".", "--to", "tflite", "--quantize", "int9"],
+     "--quantize 'int9' is not a variant of tflite", 2),
+    (["pipeline", "--min-ratio", "1.5"], "--min-ratio '1.5': give 'targets' or a number", 2),
+    (["model.config", "--out", "odplug"], "--out 'odplug': is a folder", 2),
+    (["pipeline", "--steps", "1e3"], "--steps '1e3'", 2),
+    (["pipeline", "--config", "odplug"], "--config 'odplug'", 2),
+    (["bench.convert", "--images", "abc"], "--images 'abc': give a whole number", 2),
+    (["bench.train", "--steps", "0"], "--steps '0': give a whole number from 1", 2),
+    (["bench.train", "--workers", "1"], "bench.train --workers 1: give 2 or more", 2),
+    (["bench.tfjs"], "bench.tfjs needs --model: a TF.js export folder", 2),
+    (["bench.tfjs", "--model", "odplug"], "odplug: no model.json", 1),
 ])
 def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  # type: ignore[no-untyped-def]
-                                                    message: str) -> None:
+                                                    message: str, status: int) -> None:
+    """One line each; exit status 2 for what is wrong on the command line itself, 1 for what
+    only doing the work finds."""
     done = run_inv(*args)
-    assert done.returncode != 0
+    assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("odplug: error:"), done.stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("program", ["inv", "odplug"])
+@pytest.mark.parametrize("args,message", [
+    (["data.imprt"], "No idea what 'data.imprt' is!"),
+    (["data.import", "--bogus"], "No idea what '--bogus' is!"),
+    (["data.import", "--source"], "Flag <Argument: source (s)> needed value and was not given "
+     "one!"),
+    (["--help", "data.imprt"], "No idea what 'data.imprt' is!"),
+])
+def test_invokes_own_parse_errors_are_usage_errors(run_inv, program: str, args: list[str],  # type: ignore[no-untyped-def]
+                                                   message: str) -> None:
+    done = run_inv(*args, program=program)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == message
 
 
 def _run_folder(path: Path, **changes: object) -> Path:

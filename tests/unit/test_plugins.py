@@ -36,7 +36,7 @@ from odplug.components import (
 )
 from odplug.data.convert import choose_importer
 from odplug.dataset_report import Report
-from odplug.errors import OdplugError
+from odplug.errors import UsageError
 from odplug.plugins import (
     DEFAULT_PLUGINS,
     DISABLE_ENV,
@@ -317,7 +317,7 @@ def test_fake_plugin_components_are_usable_from_the_registry(
     assert [m.path for m in written] == [tmp_path / "model.fake"]
     assert exporter.requires == ("tflite",)
     assert set(registry.writers) == BUILTIN_WRITERS | {"fake_writer"}
-    with pytest.raises(OdplugError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
+    with pytest.raises(UsageError, match="unknown exporter 'fake_exprt'.*'fake_export'"):
         registry.get(EXPORTERS, "fake_exprt")
 
 
@@ -782,7 +782,7 @@ def test_a_plugin_exiting_at_import_does_not_decide_the_exit_status(
     site.add("quitter", "import sys\nsys.exit(0)\n")
     failed = run_inv("data.import", "--source", str(tmp_path / "missing"), "--out",
                      str(tmp_path / "nothing"), env=site.env)
-    assert failed.returncode == 1, failed.stderr
+    assert failed.returncode == 2, "a usage error (no such source), not the plugin's 0"
     assert "odplug: warning: plugin 'quitter'" in failed.stderr
     assert failed.stderr.strip().endswith(f"{tmp_path / 'missing'}: no such file or folder")
     done = run_inv("data.import", "--source", str(demo_project), "--out", str(tmp_path / "out"),
