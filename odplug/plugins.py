@@ -52,6 +52,23 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 DISABLE_ENV = "ODPLUG_DISABLE"
 
+
+@dataclass(frozen=True)
+class BuiltinDefaults:
+    """The built-in components odplug uses when the user names none: the one place the core
+    names them, next to the plugins that register them, so every default and help text agrees.
+    A plugin that registers one of these names (or `ODPLUG_DISABLE`) changes what it means."""
+
+    writer: str = "tfrecord"
+    """``data.import --to``"""
+    trainer: str = "ssd"
+    """``model.train --trainer``, ``model.config --trainer``, the pipeline's trainer"""
+    exporters: tuple[str, ...] = ("tflite", "edgetpu", "tfjs")
+    """``model.export --to`` and the pipeline's exports"""
+
+
+BUILTIN_DEFAULTS = BuiltinDefaults()
+
 C = TypeVar("C", bound=Component)
 
 

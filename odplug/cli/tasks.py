@@ -24,6 +24,9 @@ from invoke.exceptions import Exit
 
 from odplug.cli.console import load_registry_warning, progress_bar, training_reporter, user_errors
 from odplug.cli.overrides import parse_overrides
+from odplug.plugins import BUILTIN_DEFAULTS
+
+DEFAULT_EXPORTS = ",".join(BUILTIN_DEFAULTS.exporters)
 
 # These tasks run in a command-line process that ends when its task does. The interpreter's
 # final garbage collections then cost a tenth of a second after a data.import (measured), a
@@ -150,8 +153,8 @@ def _steps(value: int | str) -> int:
         "TFRecord folder (or file), or any format a plugin adds",
         "out": "output folder (default: output/<source name>-<to>)",
         "format": "input format; detected when left out (see `plugins` for the list)",
-        "to": "what to write: tfrecord (default), tf_csv, coco or yolo, or a writer a plugin "
-        "adds",
+        "to": f"what to write: {BUILTIN_DEFAULTS.writer} (default), tf_csv, coco or yolo, or a "
+        "writer a plugin adds",
         "split": "auto (default: the dataset's own train/val/test marks if it has any, else "
         "--ratios), source, or ratio",
         "ratios": "train,val,test fractions for --split ratio (default 0.8,0.1,0.1; two "
@@ -169,7 +172,8 @@ def _steps(value: int | str) -> int:
 )
 @user_errors
 def import_(
-    c, source=None, out=None, format=None, to="tfrecord", split="auto", ratios="0.8,0.1,0.1",
+    c, source=None, out=None, format=None, to=BUILTIN_DEFAULTS.writer, split="auto",
+    ratios="0.8,0.1,0.1",
     seed=0, classes=None, rename=None, label_map=None, shards=0, workers=0, verify="header",
     quiet=False,
 ):
@@ -290,7 +294,7 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
         "steps": "number of training steps (overrides train.steps)",
         "set": "comma-separated overrides, e.g. train.batch_size=8,model.fpn=true",
         "resume": "continue the run in --run from its latest checkpoint",
-        "trainer": "trainer plugin (default ssd)",
+        "trainer": f"trainer plugin (default {BUILTIN_DEFAULTS.trainer})",
         "workers": "train with N worker processes on this machine, a local multi-worker "
         "cluster (default 1: this process; a real cluster sets TF_CONFIG on each machine, see "
         "docs/distributed.md)",
@@ -298,7 +302,7 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
 )
 @user_errors
 def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=False,
-                trainer="ssd", workers=1):
+                trainer=BUILTIN_DEFAULTS.trainer, workers=1):
     """Train a detector on a TFRecord folder; resumable, GPU when present."""
     import time
 
@@ -332,9 +336,9 @@ def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=
 
 
 @task(name="config", help={"out": "write the default config here instead of printing it",
-                           "trainer": "trainer plugin (default ssd)"})
+                           "trainer": f"trainer plugin (default {BUILTIN_DEFAULTS.trainer})"})
 @user_errors
-def model_config(c, out="", trainer="ssd"):
+def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
     """Print (or write) a trainer's full default config, to copy and edit for --config."""
     from odplug.atomic import atomic_write_text
     from odplug.plugins import TRAINERS
@@ -407,7 +411,7 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     name="export",
     help={
         "model": "run folder (or its saved_model folder) to export",
-        "to": "comma-separated formats: tflite, edgetpu, tfjs (see `plugins`)",
+        "to": f"comma-separated formats (default {DEFAULT_EXPORTS}; see `plugins`)",
         "quantize": "comma-separated variants to write, e.g. float32,int8 or float16 (default: "
         "each format's defaults)",
         "out": "output folder (default: export/ in the run folder, or beside a SavedModel "
@@ -421,7 +425,7 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     },
 )
 @user_errors
-def model_export(c, model=None, to="tflite,edgetpu,tfjs", quantize="", out=None, records=None,
+def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, records=None,
                  verify=True, limit=0, min_ratio=""):
     """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
     from odplug.workflows.export import check_targets, export, plan_export, verify_exports
@@ -529,7 +533,7 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
         "config": "training config TOML (see model.config)",
         "steps": "training steps (default: the trainer's, 1000 for ssd; more is better)",
         "set": "comma-separated training overrides, e.g. model.input_size=320",
-        "to": "export formats (default tflite,edgetpu,tfjs)",
+        "to": f"export formats (default {DEFAULT_EXPORTS})",
         "quantize": "export variants (default: each format's defaults)",
         "force": "rerun every stage, even those whose inputs have not changed",
         "min_ratio": MIN_RATIO_HELP,
@@ -537,7 +541,7 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
 )
 @user_errors
 def pipeline(c, source=None, format=None, out="output/pipeline", config=None, steps=0, set="",
-             to="tflite,edgetpu,tfjs", quantize="", force=False, min_ratio=""):
+             to=DEFAULT_EXPORTS, quantize="", force=False, min_ratio=""):
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
 

@@ -26,7 +26,7 @@ from odplug.data.splits import SplitMode, assign_splits
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap, LabelMapItem
-from odplug.plugins import IMPORTERS, WRITERS, Registry
+from odplug.plugins import BUILTIN_DEFAULTS, IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ FAILED_REPORT_SUFFIX = ".failed-report.json"
 @dataclass
 class ImportOptions:
     format: str | None = None
-    to: str = "tfrecord"
+    to: str = BUILTIN_DEFAULTS.writer
     split: SplitMode = "auto"
     ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
     seed: int = 0

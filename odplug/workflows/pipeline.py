@@ -22,7 +22,7 @@ from odplug.components import ExportedModel
 from odplug.data.demo import IMAGES as DEMO_IMAGES
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError, UsageError
-from odplug.plugins import EXPORTERS, TRAINERS, Registry
+from odplug.plugins import BUILTIN_DEFAULTS, EXPORTERS, TRAINERS, Registry
 from odplug.run import RunInfo
 
 STATE = "pipeline.json"
@@ -41,10 +41,10 @@ class PipelineOptions:
     format: str | None = None
     demo_images: int = DEMO_IMAGES
     seed: int = 0
-    trainer: str = "ssd"
+    trainer: str = BUILTIN_DEFAULTS.trainer
     config: Path | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    to: list[str] = field(default_factory=lambda: ["tflite", "edgetpu", "tfjs"])
+    to: list[str] = field(default_factory=lambda: list(BUILTIN_DEFAULTS.exporters))
     quantize: list[str] = field(default_factory=list)
     force: bool = False
 

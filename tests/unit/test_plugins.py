@@ -38,10 +38,12 @@ from odplug.data.convert import choose_importer
 from odplug.dataset_report import Report
 from odplug.errors import UsageError
 from odplug.plugins import (
+    BUILTIN_DEFAULTS,
     DEFAULT_PLUGINS,
     DISABLE_ENV,
     EXPORTERS,
     TRAINERS,
+    WRITERS,
     PluginInfo,
     Registrar,
     Registry,
@@ -268,6 +270,14 @@ def test_builtins_register_through_the_same_hooks(pm: pluggy.PluginManager) -> N
         BUILTIN_IMPORTERS)
     assert {w.name for w in writers} == BUILTIN_WRITERS and len(writers) == len(BUILTIN_WRITERS)
     assert all(c.summary for c in [*importers, *writers])
+
+
+def test_the_builtin_defaults_are_registered_by_builtins(plugins: Plugins) -> None:
+    registry = plugins.collect()
+    defaults = [(WRITERS, BUILTIN_DEFAULTS.writer), (TRAINERS, BUILTIN_DEFAULTS.trainer),
+                *((EXPORTERS, name) for name in BUILTIN_DEFAULTS.exporters)]
+    for kind, name in defaults:
+        assert registry.plugins[registry.owner(kind.key, name)].builtin, name
 
 
 def test_builtins_are_credited_in_the_registry(plugins: Plugins) -> None:
