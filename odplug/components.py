@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from odplug.errors import OdplugError
 from odplug.run import Resume, RunInfo
@@ -124,16 +124,45 @@ class Trainer(Component):
 
 @dataclass
 class ExportedModel:
-    """One model an exporter wrote: one row of the verification table."""
+    """One model an exporter wrote: one row of the verification table.
 
-    name: str
-    """``<exporter>-<variant>``, e.g. ``tflite-int8`` or ``tfjs-float16``."""
+    It says which exporter wrote it and which variant it is, so nothing reads them back out of
+    a name; `to_json` and `from_json` are its one stored form (the pipeline's state).
+    """
+
+    exporter: str
+    """The registered name of the exporter that wrote it, e.g. ``tflite``."""
+    variant: str
+    """Which of that exporter's `Exporter.variants` it is, e.g. ``int8``."""
     path: Path
     """The model file (``.tflite``) or folder (a TF.js graph model)."""
     manifest: Path
     """JSON beside the model: input name, dtype, shape and preprocessing; every output's name,
     index, shape and dtype; labels."""
     size_bytes: int
+
+    @property
+    def name(self) -> str:
+        """``<exporter>-<variant>``, e.g. ``tflite-int8``: what the table and the files show."""
+        return f"{self.exporter}-{self.variant}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exporter": self.exporter, "variant": self.variant, "path": str(self.path),
+                "manifest": str(self.manifest), "size_bytes": self.size_bytes}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExportedModel:
+        """The model `to_json` wrote; `ValueError` for anything else (an older odplug's form,
+        which named a model without its variant), so a reader can treat it as stale."""
+        try:
+            model = cls(data["exporter"], data["variant"], Path(data["path"]),
+                        Path(data["manifest"]), data["size_bytes"])
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not an exported model ({error!r}): {data!r}") from None
+        if not (isinstance(model.exporter, str) and isinstance(model.variant, str)
+                and isinstance(model.size_bytes, int)):
+            raise ValueError(f"not an exported model: {data!r}")
+        return model
 
 
 NO_INPUTS: Mapping[str, Mapping[str, ExportedModel]] = MappingProxyType({})
@@ -160,7 +189,8 @@ class Exporter(Component):
                records: Path | None = None,
                inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
                ) -> list[ExportedModel]:
-        """Write one ``<name>-<variant>`` model per variant under `out`.
+        """Write one model per variant under `out`, each an `ExportedModel` with this
+        exporter's `name` and its variant.
 
         `records` (a data.import folder) feeds calibration; `inputs` holds what each required
         exporter wrote, by exporter name and variant (``inputs["tflite"]["int8"]``)."""

@@ -208,8 +208,8 @@ class EdgeTPUExporter(Exporter):
         atomic_write_text(manifest, json.dumps(
             _manifest(source, name, path) | {"edgetpu": entry | {"prediction": prediction}},
             indent=2) + "\n")
-        return [ExportedModel(name=name, path=path, manifest=manifest,
-                              size_bytes=path.stat().st_size)]
+        return [ExportedModel(exporter=self.name, variant="int8", path=path,
+                              manifest=manifest, size_bytes=path.stat().st_size)]
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:
         """The compiler-ready model on the CPU: the Edge TPU runs the same int8 arithmetic."""

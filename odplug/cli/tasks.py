@@ -142,6 +142,11 @@ def _min_ratio(value: str) -> tuple[bool, float | None]:
         raise _usage("min-ratio", value, "give 'targets' or a number from 0 to 1") from None
 
 
+def _names(value: str) -> list[str]:
+    """A comma-separated list of names (``--to``, ``--quantize``), blanks left out."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
 def _steps(value: int | str) -> int:
     return whole_number("steps", value, 0, 10**9, " (0: the trainer's default)")
 
@@ -192,7 +197,7 @@ def import_(
     options = ImportOptions(
         format=format, to=to, split=split, ratios=parse_ratios(ratios),
         seed=whole_number("seed", seed, 0, 2**63 - 1),
-        classes=[n.strip() for n in (classes or "").split(",") if n.strip()],
+        classes=_names(classes or ""),
         rename=parse_rename(rename or ""), label_map=_in_file("label-map", label_map),
         shards=whole_number("shards", shards, 0, 100_000, " (0: auto)"),
         workers=whole_number("workers", workers, 0, 1024, " (0: one per core)"), verify=verify,
@@ -436,10 +441,8 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
     enforce, floor = _min_ratio(min_ratio)
     if enforce and not verify:
         raise _usage("min-ratio", min_ratio, "needs the verification; leave out --no-verify")
-    job = plan_export(load_registry_warning(), Path(model),
-                      to=[n.strip() for n in to.split(",") if n.strip()],
-                      quantize=[q.strip() for q in quantize.split(",") if q.strip()],
-                      out=_out_folder("out", out),
+    job = plan_export(load_registry_warning(), to=_names(to), quantize=_names(quantize),
+                      model=Path(model), out=_out_folder("out", out),
                       records=Path(records) if records else None, verify=verify)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
@@ -449,7 +452,7 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
         return
     print(f"Verifying on {job.records} (test split) ...", flush=True)
     verification = verify_exports(
-        job.saved_model, written, job.records, job.out, limit=limit or None,
+        job, written, limit=limit or None,
         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
     print(verification.table.read_text(), end="")
     print(f"Wrote {verification.table} and {verification.data}")
@@ -545,7 +548,6 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
 
-    from odplug.export.verify import Row
     from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
@@ -560,8 +562,7 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     options = PipelineOptions(
         source=Path(source) if source else None, format=format,
         config=config_path, overrides=overrides,
-        to=[n.strip() for n in to.split(",") if n.strip()],
-        quantize=[q.strip() for q in quantize.split(",") if q.strip()], force=force)
+        to=_names(to), quantize=_names(quantize), force=force)
     started = time.perf_counter()
 
     def on_stage(stage: str, event: str) -> None:
@@ -583,7 +584,7 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
         print(f"reused: {', '.join(result.reused)} (--force reruns them)")
     print(f"total: {time.perf_counter() - started:.0f} s")
     if enforce:
-        check_targets([Row(**row) for row in result.rows], floor)
+        check_targets(result.rows, floor)
 
 
 def build_namespace() -> Collection:

@@ -151,12 +151,12 @@ def export_all(exporters: Sequence[Exporter], saved_model: Path, out: Path,
 
 def _by_variant(exporter: Exporter, asked: Sequence[str],
                 models: Sequence[ExportedModel]) -> dict[str, ExportedModel]:
-    """`models` by variant, read from their names; every variant asked for, named as the
-    contract says (``<exporter>-<variant>``), so an exporter that builds on them finds them."""
-    expected = {f"{exporter.name}-{variant}": variant for variant in asked}
-    got = {model.name for model in models}
-    if got != set(expected) or len(models) != len(expected):
+    """`models` by variant: one per variant asked for, each saying it is `exporter`'s, as the
+    contract says, so an exporter that builds on them finds them."""
+    got = sorted((model.exporter, model.variant) for model in models)
+    if got != sorted((exporter.name, variant) for variant in asked):
+        expected = ", ".join(f"{exporter.name}-{variant}" for variant in asked)
         raise OdplugError(f"exporter {exporter.name!r} wrote "
                           f"{', '.join(m.name for m in models) or 'nothing'} where "
-                          f"{', '.join(expected)} (one model per variant asked) was expected")
-    return {expected[model.name]: model for model in models}
+                          f"{expected} (one model per variant asked) was expected")
+    return {model.variant: model for model in models}

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +40,16 @@ SEED = 0
 """Seed of the bootstrap draws: the same test split gives the same intervals."""
 
 
-def target_for(name: str) -> float:
-    """The share of the SavedModel's mAP a model named ``<format>-<variant>`` must keep."""
-    return EIGHT_BIT_TARGET if name.rsplit("-", 1)[-1] in EIGHT_BIT else FLOAT_TARGET
+def target_for(variant: str) -> float:
+    """The share of the SavedModel's mAP a model of `variant` must keep."""
+    return EIGHT_BIT_TARGET if variant in EIGHT_BIT else FLOAT_TARGET
 
 
 @dataclass
 class Row:
+    """One model's line of the table; `to_json` and `from_json` are its one stored form, in
+    ``verification.json`` and in the pipeline's state alike."""
+
     name: str
     path: str
     size_mb: float
@@ -67,6 +71,23 @@ class Row:
     """The 95% paired bootstrap interval of `map_vs_reference`."""
     target: float | None = None
     """The share both ratios must reach (None for the SavedModel itself)."""
+    exporter: str | None = None
+    variant: str | None = None
+    """The exported model's `ExportedModel.exporter` and `.variant` (None for the SavedModel)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, and whether the row met its target (`met`), for readers of the file."""
+        return {**asdict(self), "met": self.met}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Row:
+        """The row `to_json` wrote: `met` is worked out again, a field an older file lacks gets
+        its default, and a document that is not a row is a `ValueError`."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{key: value for key, value in data.items() if key in known})
+        except (AttributeError, TypeError) as error:  # not a mapping, or a field missing
+            raise ValueError(f"not a verification row: {error}") from None
 
     @property
     def met(self) -> bool:
@@ -123,7 +144,9 @@ def verify(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]]
         row = Row(model.name, str(model.path), round(model.size_bytes / 1e6, 2), scored.map50,
                   scored.map, _ratio(scored.map50, result.map50), round(timed.median_ms, 2),
                   scored.images, note=exporter.note(model),
-                  map_vs_reference=_ratio(scored.map, result.map), target=target_for(model.name))
+                  map_vs_reference=_ratio(scored.map, result.map),
+                  target=target_for(model.variant), exporter=model.exporter,
+                  variant=model.variant)
         _add_interval(row, scored, result, weights, reference_scores)
         rows.append(row)
         on_row(row)
@@ -177,7 +200,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
 
 def missed(rows: Sequence[Row], min_ratio: float | None = None) -> list[str]:
     """One line per exported model whose mAP@.5 or mAP@[.5:.95] ratio (point estimate) is
-    under `min_ratio`, or under its own target (`target_for`) when `min_ratio` is None."""
+    under `min_ratio`, or under its own target (`Row.target`) when `min_ratio` is None."""
     lines = []
     for row in rows:
         if row.target is None:
@@ -190,14 +213,14 @@ def missed(rows: Sequence[Row], min_ratio: float | None = None) -> list[str]:
 
 
 def quantization_checks(rows: Sequence[Row]) -> list[str]:
-    """Each ``<format>-int8`` model against its ``<format>-float32`` sibling: mAP@.5 kept
+    """Each int8 model against the float32 one of the same exporter: mAP@.5 kept
     (target: >= 99%: quantization alone costs little) and file size (target: <= 0.35x)."""
-    by_name = {row.name: row for row in rows}
+    by_model = {(row.exporter, row.variant): row for row in rows if row.exporter}
     lines = []
     for row in rows:
-        if not row.name.endswith("-int8"):
+        if not row.exporter or row.variant != "int8":
             continue
-        float_row = by_name.get(row.name[: -len("int8")] + "float32")
+        float_row = by_model.get((row.exporter, "float32"))
         if float_row is None or not float_row.map50:
             continue
         kept = row.map50 / float_row.map50
@@ -214,6 +237,5 @@ def write_table(rows: Sequence[Row], folder: Path) -> tuple[Path, Path]:
     checks = quantization_checks(rows)
     atomic_write_text(markdown, to_markdown(rows) + "".join(f"\n- {c}" for c in checks)
                       + ("\n" if checks else ""))
-    atomic_write_text(data, json.dumps([{**asdict(r), "met": r.met} for r in rows], indent=2)
-                      + "\n")
+    atomic_write_text(data, json.dumps([row.to_json() for row in rows], indent=2) + "\n")
     return markdown, data

@@ -1,15 +1,16 @@
 """``model.export``: a trained model into every format asked for, then the verification table.
 
-`plan_export` resolves the model (a run folder or a SavedModel folder), orders the exporters
-and checks them all before any work; `export` writes each format; `verify_exports` runs every
-exported model on the test split beside the SavedModel. The command line and the pipeline both
-call these and only print what they return.
+`plan_export` orders the exporters, checks them all and resolves the model (a run folder or a
+SavedModel folder) before any work; `export` writes each format; `verify_exports` runs every
+exported model on the test split beside the SavedModel. ``model.export`` and the pipeline both
+call these three, so an export is planned, checked, written and verified one way whichever
+started it; the command line only prints what they return.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from odplug.components import ExportedModel, Exporter
@@ -31,10 +32,15 @@ class ExportJob:
     exporters: list[Exporter]
     """Dependencies first (tflite before edgetpu), each once."""
     variants: dict[str, list[str]]
-    saved_model: Path
     out: Path
     records: Path | None
     """The data.import folder for int8 calibration and verification, if known."""
+    saved_model: Path | None = None
+    """The SavedModel to convert; None while it is not trained yet (the pipeline plans its
+    export before training and gives it with `for_model` once it is)."""
+
+    def for_model(self, saved_model: Path) -> ExportJob:
+        return replace(self, saved_model=saved_model)
 
 
 @dataclass
@@ -46,41 +52,61 @@ class Verification:
     """``verification.json``"""
 
 
-def plan_export(registry: Registry, model: Path, *, to: Sequence[str],
-                quantize: Sequence[str] = (), out: Path | None = None,
+def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str] = (),
+                model: Path | None = None, out: Path | None = None,
                 records: Path | None = None, verify: bool = True) -> ExportJob:
-    """Resolve and check everything an export needs; raises before any work is done."""
+    """Check everything an export needs, in one order, and raise before any work is done.
+
+    The order: the exporter names and what they require, the variants (the user's mistakes,
+    `UsageError`), every exporter's `check()` (what is missing here), then `model`, a run
+    folder or a SavedModel folder, whose run gives the default `records` and `out` (``export/``
+    in the run folder, or beside the SavedModel), and last that verification has records.
+    The pipeline plans before its model is trained: it leaves `model` out and gives `out` and
+    `records` (`ExportJob.for_model` adds the SavedModel later).
+    """
     exporters = exporting.plan(registry, to)
     variants = exporting.variants_for(exporters, quantize)
     exporting.check(exporters)
-    saved_model, run = resolve_model(model)
-    if records is None and run is not None:
-        records = run.records
+    saved_model = None
+    if model is not None:
+        saved_model, run = resolve_model(model)
+        if records is None and run is not None:
+            records = run.records
+        if out is None:
+            out = (run.run_dir if run else saved_model.parent) / "export"
     if verify and records is None:
         raise OdplugError(f"{model}: not a run folder, so no test split is known: give "
                           "--records or --no-verify")
     if out is None:
-        out = (run.run_dir if run else saved_model.parent) / "export"
-    return ExportJob(exporters, variants, saved_model, out, records)
+        raise ValueError("plan_export needs the model or the output folder")
+    return ExportJob(exporters, variants, out, records, saved_model)
 
 
 def export(job: ExportJob, on_done: Callable[[ExportedModel], None] = lambda model: None
            ) -> Written:
     """Run every exporter of `job` into ``<out>/<exporter>``; `on_done` hears of each model."""
-    return exporting.export_all(job.exporters, job.saved_model, job.out, job.variants,
+    return exporting.export_all(job.exporters, _saved_model(job), job.out, job.variants,
                                 job.records, on_done=on_done)
 
 
-def verify_exports(saved_model: Path, written: Written, records: Path, out: Path, *,
-                   limit: int | None = None, on_row: Callable[[Row], None] = lambda row: None
-                   ) -> Verification:
-    """Score the SavedModel and every exported model on the test split of `records`; write
-    ``verification.md`` and ``verification.json`` to `out`."""
-    files = split_files(records, "test", "to verify on")
-    rows = verify(saved_model, written, files, read_label_map(records / "label_map.pbtxt"),
-                  limit=limit, on_row=on_row)
-    table, data = write_table(rows, out)
+def verify_exports(job: ExportJob, written: Written, *, limit: int | None = None,
+                   on_row: Callable[[Row], None] = lambda row: None) -> Verification:
+    """Score the SavedModel and every exported model of `job` on the test split of its
+    records; write ``verification.md`` and ``verification.json`` to its output folder."""
+    if job.records is None:
+        raise ValueError("verify_exports needs a job planned with its records")
+    files = split_files(job.records, "test", "to verify on")
+    rows = verify(_saved_model(job), written, files,
+                  read_label_map(job.records / "label_map.pbtxt"), limit=limit, on_row=on_row)
+    table, data = write_table(rows, job.out)
     return Verification(rows, table, data)
+
+
+def _saved_model(job: ExportJob) -> Path:
+    if job.saved_model is None:
+        raise ValueError("the export job has no SavedModel yet: plan it with the model or "
+                         "give it with ExportJob.for_model")
+    return job.saved_model
 
 
 def check_targets(rows: Sequence[Row], min_ratio: float | None = None) -> None:

@@ -6,24 +6,31 @@ is still there (``force`` reruns everything), and a stage that reruns makes ever
 rerun. The dataset counts as changed when any of its files is added, removed or rewritten.
 Training asks the trainer to continue its run if it can (``resume="auto"``): the trainer
 decides whether an interrupted run goes on or is replaced. The stages call the same library
-functions as the single tasks, so this module is only order and bookkeeping.
+functions as the single tasks (the export is planned, written and verified by
+`odplug.workflows.export`, as ``model.export`` does it), so this module is only order and
+bookkeeping. A stage whose stored outputs this odplug cannot read (an older odplug's) runs
+again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel
+from odplug.components import ExportedModel, Trainer
 from odplug.data.demo import IMAGES as DEMO_IMAGES
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError, UsageError
-from odplug.plugins import BUILTIN_DEFAULTS, EXPORTERS, TRAINERS, Registry
+from odplug.plugins import BUILTIN_DEFAULTS, TRAINERS, Registry
 from odplug.run import RunInfo
+
+if TYPE_CHECKING:  # TensorFlow comes with them: imported where a stage needs them
+    from odplug.export.verify import Row
+    from odplug.workflows.export import ExportJob, Written
 
 STATE = "pipeline.json"
 TABLE_VERSION = 2
@@ -32,6 +39,7 @@ rebuilt rather than reused without them."""
 STAGES = ("dataset", "import", "train", "export", "verify")
 StageEvent = Callable[[str, str], None]
 """Called with (stage, "reused" | "running" | "done")."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,36 +64,61 @@ class PipelineResult:
     run: RunInfo
     exported: list[ExportedModel]
     table: Path | None
-    rows: list[Any]
+    rows: list[Row]
     reused: list[str]
 
 
 class _State:
-    def __init__(self, out: Path, force: bool) -> None:
+    """``pipeline.json``: each stage's inputs and outputs, and which stages were reused."""
+
+    def __init__(self, out: Path, force: bool, on_stage: StageEvent) -> None:
         self.path = out / STATE
         self.stages: dict[str, Any] = {}
         self.dirty = force
+        self.on_stage = on_stage
+        self.reused: list[str] = []
         if self.path.is_file() and not force:
             try:
-                self.stages = json.loads(self.path.read_text())
+                stages = json.loads(self.path.read_text())
             except json.JSONDecodeError:
-                self.stages = {}
+                stages = {}
+            self.stages = stages if isinstance(stages, dict) else {}
 
     def run(self, name: str, inputs: dict[str, Any], done: Callable[[], bool],
-            work: Callable[[], dict[str, Any]], on_stage: StageEvent) -> dict[str, Any]:
-        inputs = json.loads(json.dumps(inputs, default=str))
+            work: Callable[[], dict[str, Any]], read: Callable[[dict[str, Any]], T]) -> T:
+        """Stage `name`'s result, `read` from its stored outputs: those of the last run when
+        no stage before it ran, its `inputs` are the same and its output is still there
+        (`done`), else those `work` returns, stored first. One reading for both, so a reused
+        stage gives what a fresh one does; outputs `read` refuses run the stage again."""
+        inputs = _plain(inputs)
         previous = self.stages.get(name)
-        if not self.dirty and previous and previous["inputs"] == inputs and done():
-            on_stage(name, "reused")
-            return dict(previous["outputs"])
+        if not self.dirty and isinstance(previous, dict) and previous.get("inputs") == inputs \
+                and done():
+            try:
+                result = read(previous["outputs"])
+            except (KeyError, TypeError, ValueError):  # an older odplug's outputs
+                pass
+            else:
+                self.reused.append(name)
+                self.on_stage(name, "reused")
+                return result
         self.dirty = True
-        on_stage(name, "running")
-        outputs = work()
-        self.stages[name] = {"inputs": inputs,
-                             "outputs": json.loads(json.dumps(outputs, default=str))}
+        self.on_stage(name, "running")
+        outputs = _plain(work())
+        self.stages[name] = {"inputs": inputs, "outputs": outputs}
         atomic_write_text(self.path, json.dumps(self.stages, indent=2) + "\n")
-        on_stage(name, "done")
-        return outputs
+        self.on_stage(name, "done")
+        return read(outputs)
+
+
+def _plain(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` as JSON stores it (paths as text), so a fresh stage reads like a stored one."""
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return plain
+
+
+def _nothing(outputs: dict[str, Any]) -> None:
+    """The reading of a stage whose outputs no later stage needs."""
 
 
 def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
@@ -93,54 +126,65 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                  on_step: Callable[[int, int, dict[str, float]], None] | None = None,
                  on_import_total: Callable[[int], None] = lambda total: None,
                  on_import_progress: Callable[[int], None] = lambda n: None) -> PipelineResult:
-    from odplug.data.convert import ImportOptions, import_dataset
-    from odplug.export import plan as exporting
-    from odplug.workflows.export import verify_exports
+    """Every stage in order, each reused when it can be; nothing is done before every check
+    that can fail without work has passed: the trainer's name, the export planned and checked
+    as ``model.export`` does it (`plan_export`), the trainer's own check and the source."""
+    from odplug.workflows.export import plan_export
 
+    records, run_dir = out / "records", out / "run"
     trainer = registry.get(TRAINERS, options.trainer)
-    exporters = exporting.plan(registry, options.to)
-    variants = exporting.variants_for(exporters, options.quantize)
-    for component in (trainer, *exporters):
-        component.check()
+    job = plan_export(registry, to=options.to, quantize=options.quantize,
+                      out=run_dir / "export", records=records)
+    trainer.check()
     if options.source is not None and not options.source.exists():
         raise UsageError(f"{options.source}: no such file or folder")
     out.mkdir(parents=True, exist_ok=True)
-    state = _State(out, options.force)
-    reused: list[str] = []
+    state = _State(out, options.force, on_stage)
+    source = options.source or _demo_dataset(state, out / "demo-project", options)
+    _import(state, source, records, options.format, registry, exclude=out,
+            on_total=on_import_total, on_progress=on_import_progress)
+    run = _train(state, trainer, records, run_dir, options, on_step)
+    job = job.for_model(run.saved_model)
+    written = _export(state, job, options.to)
+    rows, table = _verify(state, job, written)
+    return PipelineResult(out=out, records=records, run=run,
+                          exported=[model for _exporter, model in written], table=table,
+                          rows=rows, reused=state.reused)
 
-    def event(stage: str, what: str) -> None:
-        if what == "reused":
-            reused.append(stage)
-        on_stage(stage, what)
 
-    source = options.source
-    if source is None:
-        project = out / "demo-project"
+def _demo_dataset(state: _State, project: Path, options: PipelineOptions) -> Path:
+    def make() -> dict[str, Any]:
+        from odplug.data.demo import write_demo_project
 
-        def make_demo() -> dict[str, Any]:
-            from odplug.data.demo import write_demo_project
+        write_demo_project(project, images=options.demo_images, seed=options.seed)
+        return {"project": str(project)}
 
-            write_demo_project(project, images=options.demo_images, seed=options.seed)
-            return {"project": str(project)}
+    state.run("dataset", {"images": options.demo_images, "seed": options.seed},
+              lambda: (project / "meta.json").is_file(), make, _nothing)
+    return project
 
-        state.run("dataset", {"images": options.demo_images, "seed": options.seed},
-                  lambda: (project / "meta.json").is_file(), make_demo, event)
-        source = project
 
-    records = out / "records"
+def _import(state: _State, source: Path, records: Path, format: str | None,
+            registry: Registry, *, exclude: Path, on_total: Callable[[int], None],
+            on_progress: Callable[[int], None]) -> None:
+    """`source` into `records`; `exclude` (the pipeline's own folder, which may lie inside
+    the dataset) is left out of the dataset's fingerprint."""
+    from odplug.data.convert import ImportOptions, import_dataset
 
-    def do_import() -> dict[str, Any]:
-        result = import_dataset(source, records, ImportOptions(format=options.format), registry,
-                                on_total=on_import_total, progress=on_import_progress)
+    def work() -> dict[str, Any]:
+        result = import_dataset(source, records, ImportOptions(format=format), registry,
+                                on_total=on_total, progress=on_progress)
         return {"images": sum(result.report.images.values())}
 
-    state.run("import", {"source": source.resolve(), "format": options.format,
-                         "files": fingerprint(source, exclude=out)},
-              lambda: (records / "label_map.pbtxt").is_file(), do_import, event)
+    state.run("import", {"source": source.resolve(), "format": format,
+                         "files": fingerprint(source, exclude=exclude)},
+              lambda: (records / "label_map.pbtxt").is_file(), work, _nothing)
 
-    run_dir = out / "run"
 
-    def do_train() -> dict[str, Any]:
+def _train(state: _State, trainer: Trainer, records: Path, run_dir: Path,
+           options: PipelineOptions,
+           on_step: Callable[[int, int, dict[str, float]], None] | None) -> RunInfo:
+    def work() -> dict[str, Any]:
         trainer.train(records, run_dir, config=options.config, overrides=options.overrides,
                       resume="auto", on_step=on_step)
         return {"run": str(run_dir)}
@@ -154,33 +198,38 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
 
     config_text = options.config.read_text() if options.config else ""
     state.run("train", {"trainer": options.trainer, "config": config_text,
-                        "overrides": options.overrides}, trained, do_train, event)
+                        "overrides": options.overrides}, trained, work, _nothing)
     run = trainer.describe(run_dir)
     if run is None or not run.complete:
         raise OdplugError(f"{run_dir}: the {trainer.name} trainer finished without a complete "
                           "run description")
-    saved_model = run.saved_model
-    export_dir = run_dir / "export"
+    return run
 
-    def do_export() -> dict[str, Any]:
-        written = exporting.export_all(exporters, saved_model, export_dir, variants, records)
-        return {"models": [{"exporter": e.name, **asdict(m)} for e, m in written]}
 
-    exported_state = state.run(
-        "export", {"to": options.to, "variants": variants},
-        lambda: export_dir.is_dir(), do_export, event)
-    written = [(registry.get(EXPORTERS, m["exporter"]),
-                ExportedModel(m["name"], Path(m["path"]), Path(m["manifest"]), m["size_bytes"]))
-               for m in exported_state["models"]]
+def _export(state: _State, job: ExportJob, to: list[str]) -> Written:
+    from odplug.workflows.export import export
 
-    def do_verify() -> dict[str, Any]:
-        verification = verify_exports(saved_model, written, records,  # type: ignore[arg-type]
-                                      export_dir)
+    exporters = {exporter.name: exporter for exporter in job.exporters}
+
+    def read(outputs: dict[str, Any]) -> Written:
+        models = [ExportedModel.from_json(model) for model in outputs["models"]]
+        return [(exporters[model.exporter], model) for model in models]
+
+    return state.run("export", {"to": to, "variants": job.variants}, job.out.is_dir,
+                     lambda: {"models": [model.to_json() for _e, model in export(job)]}, read)
+
+
+def _verify(state: _State, job: ExportJob, written: Written) -> tuple[list[Row], Path]:
+    from odplug.export.verify import Row
+    from odplug.workflows.export import verify_exports
+
+    def work() -> dict[str, Any]:
+        verification = verify_exports(job, written)
         return {"table": str(verification.table),
-                "rows": [asdict(r) for r in verification.rows]}
+                "rows": [row.to_json() for row in verification.rows]}
 
-    verified = state.run("verify", {"table": TABLE_VERSION},
-                         lambda: (export_dir / "verification.md").is_file(), do_verify, event)
-    return PipelineResult(out=out, records=records, run=run,
-                          exported=[m for _e, m in written], table=Path(verified["table"]),
-                          rows=verified["rows"], reused=reused)
+    def read(outputs: dict[str, Any]) -> tuple[list[Row], Path]:
+        return [Row.from_json(row) for row in outputs["rows"]], Path(outputs["table"])
+
+    return state.run("verify", {"table": TABLE_VERSION},
+                     lambda: (job.out / "verification.md").is_file(), work, read)

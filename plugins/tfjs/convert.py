@@ -110,7 +110,7 @@ def export(trained: TrainedDetector, out: Path, variants: Sequence[str]) -> list
             folder.rename(target)
             size = sum(target.joinpath(f).stat().st_size
                        for f in ["model.json", *manifest["weights"]])
-            exported.append(ExportedModel(f"tfjs-{variant}", target, target / "manifest.json",
+            exported.append(ExportedModel("tfjs", variant, target, target / "manifest.json",
                                           size))
     return exported
 

@@ -42,7 +42,7 @@ class TFLiteExporter(Exporter):
         from odplug_builtins.tflite.export import calibration, export_variant
 
         int8 = calibration(records)(trained.input_size) if "int8" in variants else None
-        return [export_variant(trained, variant, out, name=f"{self.name}-{variant}", int8=int8)
+        return [export_variant(trained, variant, out, exporter=self.name, int8=int8)
                 for variant in variants]
 
     def detector(self, exported: ExportedModel) -> Callable[..., object]:

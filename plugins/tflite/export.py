@@ -100,10 +100,10 @@ def calibration(records: Path | None) -> Callable[[int], Int8Data]:
     return for_size
 
 
-def export_variant(trained: TrainedDetector, variant: str, out: Path, *, name: str,
+def export_variant(trained: TrainedDetector, variant: str, out: Path, *, exporter: str,
                    int8: Int8Data | None = None) -> ExportedModel:
-    """Convert, verify and write `name`.tflite, `name`.json and labelmap.txt under `out`;
-    int8 is the better of its two weight quantizations (`choose_int8`)."""
+    """Convert, verify and write ``<exporter>-<variant>`` .tflite and .json, and labelmap.txt,
+    under `out`; int8 is the better of its two weight quantizations (`choose_int8`)."""
     quantization = None
     if variant == "int8":
         if int8 is None:
@@ -112,6 +112,7 @@ def export_variant(trained: TrainedDetector, variant: str, out: Path, *, name: s
     else:
         model = convert(trained, variant)
         verify(model, litert.ops(model), variant)
+    name = f"{exporter}-{variant}"
     path = out / f"{name}.tflite"
     manifest = out / f"{name}.json"
     atomic_write_bytes(path, model)
@@ -119,7 +120,8 @@ def export_variant(trained: TrainedDetector, variant: str, out: Path, *, name: s
     atomic_write_text(manifest, json.dumps(
         manifest_for(trained, model, name, variant, path, quantization=quantization),
         indent=2) + "\n")
-    return ExportedModel(name=name, path=path, manifest=manifest, size_bytes=len(model))
+    return ExportedModel(exporter=exporter, variant=variant, path=path, manifest=manifest,
+                         size_bytes=len(model))
 
 
 def choose_int8(trained: TrainedDetector, data: Int8Data) -> tuple[bytes, dict[str, Any]]:

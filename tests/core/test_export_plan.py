@@ -4,7 +4,9 @@ that builds on it, and nothing converted when a variant or the SavedModel is wro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ class Recording(Exporter):
         for variant in variants:
             path = out / f"{self.name}-{variant}.bin"
             path.write_bytes(b"model")
-            written.append(ExportedModel(f"{self.name}-{variant}", path, path, 5))
+            written.append(ExportedModel(self.name, variant, path, path, 5))
         return written
 
 
@@ -163,8 +165,32 @@ def test_an_exporter_that_misnames_its_models_is_refused(saved_model: Path,
                                                          tmp_path: Path) -> None:
     class Misnamed(Recording):
         def export(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            return [ExportedModel("model", m.path, m.manifest, m.size_bytes)
-                    for m in super().export(*args, **kwargs)]
+            return [replace(m, exporter="model") for m in super().export(*args, **kwargs)]
 
-    with pytest.raises(OdplugError, match="exporter 'odd' wrote model where odd-float32 "):
+    class Unasked(Recording):
+        def export(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return [replace(m, variant="int8") for m in super().export(*args, **kwargs)]
+
+    with pytest.raises(OdplugError, match="exporter 'odd' wrote model-float32 where "
+                                          "odd-float32 "):
         export_all([Misnamed("odd")], saved_model, tmp_path, {"odd": ["float32"]}, None)
+    with pytest.raises(OdplugError, match="exporter 'odd' wrote odd-int8 where odd-float32 "):
+        export_all([Unasked("odd")], saved_model, tmp_path, {"odd": ["float32"]}, None)
+
+
+def test_an_exported_model_is_named_by_its_exporter_and_variant(tmp_path: Path) -> None:
+    model = ExportedModel("tflite", "int8", tmp_path / "m.tflite", tmp_path / "m.json", 7)
+    assert model.name == "tflite-int8"
+    assert ExportedModel.from_json(json.loads(json.dumps(model.to_json()))) == model
+
+
+@pytest.mark.parametrize("stored", [
+    {"exporter": "tflite", "name": "tflite-int8", "path": "m", "manifest": "j",
+     "size_bytes": 7},  # the form before models carried their variant
+    {"exporter": "tflite", "variant": "int8", "path": "m", "manifest": "j", "size_bytes": "7"},
+    {"exporter": "tflite", "variant": 8, "path": "m", "manifest": "j", "size_bytes": 7},
+    ["tflite", "int8"],
+])
+def test_anything_else_is_not_read_as_an_exported_model(stored: object) -> None:
+    with pytest.raises(ValueError, match="not an exported model"):
+        ExportedModel.from_json(stored)  # type: ignore[arg-type]

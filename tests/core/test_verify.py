@@ -26,18 +26,19 @@ def _rows(int8_map50: float = 0.97) -> list[Row]:
     reference = Row("saved_model", "s", 7.8, 0.900, 0.600, 1.0, 17.0, 300)
     floating = Row("tflite-float32", "f", 2.7, 0.899, 0.599, 0.899 / 0.9, 2.3, 300,
                    map_vs_reference=0.599 / 0.6, map50_low=0.996, map50_high=1.001,
-                   map_low=0.994, map_high=1.002, target=target_for("tflite-float32"))
+                   map_low=0.994, map_high=1.002, target=target_for("float32"),
+                   exporter="tflite", variant="float32")
     eight_bit = Row("tflite-int8", "i", 0.8, 0.9 * int8_map50, 0.597, int8_map50, 2.7, 300,
                     note="calibrated | 100 images", map_vs_reference=0.995,
                     map50_low=int8_map50 - 0.01, map50_high=int8_map50 + 0.005,
-                    map_low=0.99, map_high=1.0, target=target_for("tflite-int8"))
+                    map_low=0.99, map_high=1.0, target=target_for("int8"),
+                    exporter="tflite", variant="int8")
     return [reference, floating, eight_bit]
 
 
 def test_targets_follow_the_variant() -> None:
-    assert [target_for(n) for n in ("tflite-float32", "tfjs-float16", "edgetpu-int8",
-                                    "tfjs-uint8")] == [FLOAT_TARGET, FLOAT_TARGET,
-                                                       EIGHT_BIT_TARGET, EIGHT_BIT_TARGET]
+    assert [target_for(v) for v in ("float32", "float16", "dynamic", "int8", "uint8")] == [
+        FLOAT_TARGET, FLOAT_TARGET, FLOAT_TARGET, EIGHT_BIT_TARGET, EIGHT_BIT_TARGET]
     assert (FLOAT_TARGET, EIGHT_BIT_TARGET) == (0.995, 0.98)
 
 
@@ -55,11 +56,26 @@ def test_the_table_shows_ratios_with_intervals_and_targets(tmp_path: Path) -> No
                         "99.5% (99.0%-100.0%) | NOT met (>= 98.0%) | 2.7 | "
                         "calibrated \\| 100 images |")
     assert "paired bootstrap over the 300 test images (1000 draws)" in markdown.read_text()
+    assert lines[-1] == ("- tflite-int8: 97.1% of tflite-float32's mAP@.5 (target >= 99%: "
+                         "NOT met), 0.30x the size (<= 0.35x: met)")
     saved = json.loads(data.read_text())
     assert [r["met"] for r in saved] == [True, True, False]
     assert saved[2]["map50_low"] == pytest.approx(0.96)
     assert saved[2]["target"] == 0.98 and saved[0]["target"] is None
     assert saved[1]["map_vs_reference"] == pytest.approx(0.599 / 0.6)
+    assert [(r["exporter"], r["variant"]) for r in saved] == [
+        (None, None), ("tflite", "float32"), ("tflite", "int8")]
+    assert [Row.from_json(r) for r in saved] == _rows()
+
+
+def test_a_row_reads_back_from_older_files_and_refuses_anything_else() -> None:
+    older = {key: value for key, value in _rows()[2].to_json().items()
+             if key not in ("map_low", "map_high", "target", "exporter", "variant")}
+    row = Row.from_json(older)
+    assert (row.name, row.map_low, row.target, row.variant) == ("tflite-int8", 1.0, None, None)
+    for stored in ({"name": "tflite-int8"}, ["tflite-int8"], "row"):
+        with pytest.raises(ValueError, match="not a verification row"):
+            Row.from_json(stored)  # type: ignore[arg-type]
 
 
 def test_a_missed_target_is_named_with_its_numbers() -> None:
@@ -135,7 +151,6 @@ def test_min_ratio_needs_the_verification(exported) -> None:  # type: ignore[no-
 
 def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import asdict
     from types import SimpleNamespace
 
     from odplug.workflows import pipeline as pipeline_workflow
@@ -143,7 +158,7 @@ def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.Monke
     table, _data = write_table(_rows(), tmp_path)
     result = pipeline_workflow.PipelineResult(
         out=tmp_path, records=tmp_path, run=SimpleNamespace(run_dir=tmp_path, saved_model=tmp_path),
-        exported=[], table=table, rows=[asdict(r) for r in _rows()], reused=[])
+        exported=[], table=table, rows=_rows(), reused=[])
     monkeypatch.setattr(pipeline_workflow, "run_pipeline", lambda *a, **k: result)
     monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
     tasks.pipeline(Context(), out=str(tmp_path / "out"))

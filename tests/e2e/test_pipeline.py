@@ -48,6 +48,17 @@ def test_pipeline_runs_every_stage_then_reuses_them(project: Path, tmp_path: Pat
     assert "train: reused" in changed.stdout and "export: done" in changed.stdout
     assert "| tflite-float16 |" in changed.stdout
 
+    state = json.loads((out / "pipeline.json").read_text())
+    state["export"]["outputs"]["models"] = [  # as odplug wrote it before models had variants
+        {"exporter": m["exporter"], "name": f"{m['exporter']}-{m['variant']}", "path": m["path"],
+         "manifest": m["manifest"], "size_bytes": m["size_bytes"]}
+        for m in state["export"]["outputs"]["models"]]
+    (out / "pipeline.json").write_text(json.dumps(state))
+    older = run_inv(*args[:-2], "--quantize", "float16")
+    assert older.returncode == 0, older.stderr[-3000:]
+    assert "train: reused" in older.stdout and "export: done" in older.stdout
+    assert "| tflite-float16 |" in older.stdout
+
 
 class Interrupted(Exception):
     """Stands for a Ctrl-C in the middle of training."""
@@ -81,7 +92,8 @@ def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
     assert steps == list(range(6, 13)), "continued from the checkpoint of step 5"
     assert result.reused == ["import"]
     assert result.run.complete and result.run.metrics["test"]["map50"] >= 0
-    assert [row["name"] for row in result.rows] == ["saved_model", "tflite-float32"]
+    assert [row.name for row in result.rows] == ["saved_model", "tflite-float32"]
+    assert [(m.exporter, m.variant) for m in result.exported] == [("tflite", "float32")]
 
     steps.clear()
     changed = replace(options, overrides={**overrides, "train.steps": 6})
@@ -89,6 +101,33 @@ def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
                           on_step=lambda step, total, metrics: steps.append(step))
     assert steps == list(range(1, 7)), "a finished run with other inputs starts over"
     assert result.run.complete and (result.run.saved_model / "saved_model.pb").is_file()
+
+
+def test_stored_outputs_this_odplug_cannot_read_run_the_stage_again(tmp_path: Path) -> None:
+    """An older odplug's state (models without their variant, a file that is not an object)
+    is stale, never a crash: the stage runs again and stores what it reads."""
+    from odplug.components import ExportedModel
+    from odplug.workflows.pipeline import STATE, _State
+
+    model = ExportedModel("tflite", "int8", tmp_path / "m.tflite", tmp_path / "m.json", 7)
+    events: list[tuple[str, str]] = []
+
+    def export() -> list[ExportedModel]:
+        state = _State(tmp_path, False, lambda stage, event: events.append((stage, event)))
+        return state.run("export", {"to": ["tflite"]}, lambda: True,
+                         lambda: {"models": [model.to_json()]},
+                         lambda outputs: [ExportedModel.from_json(m) for m in outputs["models"]])
+
+    assert export() == [model] and events == [("export", "running"), ("export", "done")]
+    events.clear()
+    assert export() == [model] and events == [("export", "reused")]
+    state = json.loads((tmp_path / STATE).read_text())
+    state["export"]["outputs"]["models"] = [{"exporter": "tflite", "name": "tflite-int8",
+                                             "path": "m", "manifest": "j", "size_bytes": 7}]
+    for older in (state, ["not", "an", "object"]):
+        (tmp_path / STATE).write_text(json.dumps(older))
+        events.clear()
+        assert export() == [model] and events == [("export", "running"), ("export", "done")]
 
 
 def test_fingerprint_follows_every_file_but_the_output(tmp_path: Path) -> None:

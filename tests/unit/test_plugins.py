@@ -114,8 +114,7 @@ class FakeExporter(Exporter):
                inputs: Mapping[str, Mapping[str, ExportedModel]] = NO_INPUTS
                ) -> list[ExportedModel]:
         path = out / f"model{self.suffix}"
-        return [ExportedModel(f"{self.name}-{v}", path, out / "manifest.json", 0)
-                for v in variants]
+        return [ExportedModel(self.name, v, path, out / "manifest.json", 0) for v in variants]
 
 
 class ImporterPlugin:

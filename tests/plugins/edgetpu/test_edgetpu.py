@@ -206,7 +206,8 @@ class _Records(logging.Handler):
 def test_without_the_compiler_the_compiler_ready_model_and_one_clear_line(
         without_compiler: dict) -> None:
     model = without_compiler["model"]
-    assert model.name == "edgetpu-int8" and model.path.is_file()
+    assert (model.exporter, model.variant, model.name) == ("edgetpu", "int8", "edgetpu-int8")
+    assert model.path.is_file()
     (message,) = without_compiler["messages"]
     assert "\n" not in message
     assert "edgetpu_compiler not found" in message and str(model.path) in message

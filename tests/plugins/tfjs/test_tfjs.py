@@ -96,7 +96,8 @@ def trained(saved_model: Path) -> TrainedDetector:
 def exported(trained: TrainedDetector, tmp_path_factory: pytest.TempPathFactory) -> dict:
     models = TfjsExporter().export(trained, tmp_path_factory.mktemp("tfjs-out"),
                                    variants=("float32", "float16", "uint8"))
-    return {model.name.removeprefix("tfjs-"): model for model in models}
+    assert {model.exporter for model in models} == {"tfjs"}
+    return {model.variant: model for model in models}
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,8 @@ def exported(low_threshold: Path, tiny: dict, tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("exported")
     models = TFLiteExporter().export(validate_detector(low_threshold), out,
                                      variants=TFLiteExporter.variants, records=tiny["records"])
-    return {model.name.removeprefix("tflite-"): model for model in models}
+    assert {model.exporter for model in models} == {"tflite"}
+    return {model.variant: model for model in models}
 
 
 def images(records: Path, count: int) -> list[np.ndarray]:
