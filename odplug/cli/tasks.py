@@ -29,9 +29,9 @@ from odplug.plugins import BUILTIN_DEFAULTS
 DEFAULT_EXPORTS = ",".join(BUILTIN_DEFAULTS.exporters)
 
 # These tasks run in a command-line process that ends when its task does. The interpreter's
-# final garbage collections then cost a tenth of a second after a data.import (measured), a
-# tenth of the whole run; freezing every object at exit skips them. atexit handlers still run
-# and files are still flushed and closed.
+# final garbage collections then cost a noticeable share of a short run such as a data.import
+# (docs/formats.md, "Measurements"); freezing every object at exit skips them. atexit
+# handlers still run and files are still flushed and closed.
 atexit.register(gc.freeze)
 
 

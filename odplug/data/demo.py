@@ -33,8 +33,9 @@ IMAGES = 600
 # train and 330 test images by default. The test split is the large one because the
 # verification table compares exported models to the SavedModel on it: 330 images hold about
 # 820 boxes, so a 1% difference in mAP is some eight boxes, and the paired bootstrap interval
-# of a ratio is about 1% wide (30 test images gave 2.5%). Validation only picks the best
-# checkpoint; it comes first so that even a dozen-image project has one validation image.
+# of a ratio is narrow enough to resolve 1% (docs/exports.md, "Measurements"; 30 test images
+# could not). Validation only picks the best checkpoint; it comes first so that even a
+# dozen-image project has one validation image.
 RANK_BOUNDS = (("val", 0.05), ("train", 0.45), ("test", 1.0))
 NEGATIVES = 0.03  # share of images without objects
 MAX_OVERLAP = 0.3  # of the smaller box, so an occluded object stays mostly visible

@@ -5,8 +5,8 @@ normalised to [0, 1] by the image size, and every class text written is in the l
 the decoder silently turns unknown text into class -1.
 
 The encoded image is most of every record, and serializing it through protobuf would copy it
-once more than needed (measured: a fifth of the conversion time). So protobuf serializes every
-feature but the image, and the image's map entry is framed around the untouched bytes here:
+once more than needed, a large share of the conversion time (docs/formats.md,
+"Measurements"). So protobuf serializes every feature but the image, and the image's map entry is framed around the untouched bytes here:
 a protobuf message is the concatenation of its fields, so ``prefix + image + rest`` is the
 same Example that protobuf would write with the entries in another order.
 """

@@ -7,22 +7,16 @@ at run time) and answers framed requests on stdin/stdout (`send_frame`, `read_fr
 header and raw bytes). Images are resized here, with ``tf.image.resize`` bilinear as the
 SavedModel's serving signature does, and sent as raw RGB bytes.
 
-Why raw bytes and not JSON lines (as until this was measured): with the pixels base64-encoded
-in JSON, the outputs as JSON number arrays and the pixels copied by ``Int32Array.from``, one
-call on the demo detector (192 px) took 28.4 and 28.5 ms, framed 26.1 and 25.1 ms (``inv
-bench.tfjs``, medians of 3 x 30 images, the two versions taking turns, load average 1.0-1.8 on
-2 cores; 25.7 ms at 0.6-0.9, median of 5). What is left is the model: the wasm kernels take
-about 13 ms (a ``tf.profile``), ``executeAsync`` with the read-back 19-21 ms, the tensor
-from the pixels 0.6 ms, the resize in Python 2 ms.
+Why raw bytes and not JSON lines (as until this was measured): base64 pixels in JSON, the
+outputs as JSON number arrays and the pixels copied by ``Int32Array.from`` made every call
+slower, and what is left is the model itself (docs/exports.md, "Measurements").
 
-Why wasm by default (`DEFAULT_BACKEND`): on the demo detector (192 px, float32, 256 px demo
-images) one verification call takes 251 ms on the pure-JS ``cpu`` backend and 17 ms on wasm
-(medians of 3 runs x 30 images, the backends taking turns, load average 1.8-2.0 on 2 shared
-cores; 354 ms and 32 ms at load 2.6-3.1), with the same detections
-(tests/plugins/tfjs/test_tfjs.py compares the two on every test image; ``inv bench.tfjs``
-measures). wasm runs on one thread in Node (the package turns threads off there), with SIMD.
-The ``cpu`` backend stays as the fallback: when wasm cannot start, the runner says why in one
-warning line and verifies on ``cpu``.
+Why wasm by default (`DEFAULT_BACKEND`): one verification call on the demo detector is over
+ten times faster on wasm than on the pure-JS ``cpu`` backend, with the same detections
+(docs/exports.md, "Measurements"; tests/plugins/tfjs/test_tfjs.py compares the two on every
+test image; ``inv bench.tfjs`` measures). wasm runs on one thread in Node (the package turns
+threads off there), with SIMD. The ``cpu`` backend stays as the fallback: when wasm cannot
+start, the runner says why in one warning line and verifies on ``cpu``.
 """
 
 from __future__ import annotations

@@ -8,9 +8,8 @@
 //
 // The protocol is framed binary, both ways: a 4-byte little-endian length, that many bytes of a
 // JSON header, then header.bytes raw bytes (none when absent). Pixels and outputs travel as raw
-// bytes: with base64 + JSON for 110 KB of pixels per 192 px image, JSON number arrays for the
-// outputs and Int32Array.from for the pixels, a verification call took 28.4-28.5 ms, framed
-// 25.1-26.1 ms (inv bench.tfjs, the two taking turns, load 1.0-1.8; node.py has the details).
+// bytes: base64 + JSON for the pixels, JSON number arrays for the outputs and Int32Array.from
+// made every verification call slower (docs/exports.md, "Measurements").
 //   {"op": "describe"}  -> the graph model's real inputs and outputs, as TF.js sees them
 //   {"op": "detect", "shape": [h, w, 3], "bytes": h*w*3} + the uint8 RGB pixels
 //                       -> {"outputs": [{"name", "shape", "dtype", "bytes"}, ...]} + each output's
@@ -22,7 +21,7 @@
 // wasm is @tensorflow/tfjs-backend-wasm: its .wasm binaries ship inside the npm package (no
 // download at run time) and are read from that package's dist/ folder. In Node it runs on one
 // thread (the package turns threads off in Node, tensorflow/tfjs#3830) with SIMD where the Node
-// has it. cpu is tfjs's pure-JavaScript backend, over ten times slower.
+// has it. cpu is tfjs's pure-JavaScript backend, over ten times slower (docs/exports.md).
 
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";

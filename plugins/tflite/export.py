@@ -51,17 +51,15 @@ smaller), spread evenly over it."""
 LABELS_FILE = "labelmap.txt"
 PER_CHANNEL, PER_TENSOR = "per-channel", "per-tensor"
 DEFAULT_WEIGHTS = PER_TENSOR
-"""Without a validation split to measure on: one scale per weight tensor. On the demo model
-(MobileNetV2 0.35, 192 px) per-tensor scored as per-channel on the test split of two runs
-(mAP@[.5:.95] 0.752 and 0.738 against 0.747 and 0.735) in a file a quarter smaller, and it is
-the scheme that accelerators built for per-tensor int8 run at full speed."""
+"""Without a validation split to measure on: one scale per weight tensor, which scored as
+per-channel on the demo model in a smaller file (docs/exports.md, "Measurements"), and which
+accelerators built for per-tensor int8 run at full speed."""
 PER_CHANNEL_MARGIN = 0.02
-"""How much higher per-channel's validation mAP@[.5:.95] must be for per-channel to be kept.
-On two demo runs (30 validation and 30 test images each) per-channel's validation differences,
--0.002 and +0.017, did not carry over to the test split, where per-tensor was ahead both times
-(by 0.006 and 0.003): below 0.02 a difference is the split's noise. A per-tensor model that
-really loses accuracy (depthwise convolutions whose channels differ in range by orders of
-magnitude) loses far more than this."""
+"""How much higher per-channel's validation mAP@[.5:.95] must be for per-channel to be kept:
+on the demo runs, smaller validation differences did not carry over to the test split, so
+below it a difference is the validation split's noise (docs/exports.md, "Measurements"). A
+per-tensor model that really loses accuracy (depthwise convolutions whose channels differ in
+range by orders of magnitude) loses far more than this."""
 RULE = (f"{PER_CHANNEL} if its validation mAP@[.5:.95] is higher than {PER_TENSOR}'s by more "
         f"than {PER_CHANNEL_MARGIN}, else {PER_TENSOR}")
 
