@@ -6,9 +6,10 @@ the decoder silently turns unknown text into class -1.
 
 The encoded image is most of every record, and serializing it through protobuf would copy it
 once more than needed, a large share of the conversion time (docs/formats.md,
-"Measurements"). So protobuf serializes every feature but the image, and the image's map entry is framed around the untouched bytes here:
-a protobuf message is the concatenation of its fields, so ``prefix + image + rest`` is the
-same Example that protobuf would write with the entries in another order.
+"Measurements"). So protobuf serializes every feature but the image, and the image's map entry
+is framed around the untouched bytes here: a protobuf message is the concatenation of its
+fields, so ``prefix + image + rest`` is the same Example that protobuf would write with the
+entries in another order.
 """
 
 from __future__ import annotations

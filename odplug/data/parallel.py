@@ -4,8 +4,8 @@ Jobs are whole output files (a shard, a split's CSV), so each file is written by
 process and nothing needs locking. Workers are forked where the platform allows it, which
 keeps start-up to milliseconds, and then they find their jobs in the memory they inherited:
 only an index crosses the pipe (pickling a shard's samples to send it cost time per job and
-before the first image: docs/formats.md, "Measurements"). They count finished images in a shared integer that the
-parent turns into progress updates.
+before the first image: docs/formats.md, "Measurements"). They count finished images in a
+shared integer that the parent turns into progress updates.
 """
 
 from __future__ import annotations
