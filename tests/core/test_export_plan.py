@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from odplug.components import NO_INPUTS, ExportedModel, Exporter
-from odplug.errors import OdplugError
+from odplug.errors import OdplugError, UsageError
 from odplug.export.plan import check_variants, export_all, plan, requirements, variants_for
 from odplug.plugins import Registry
 from odplug.suggest import did_you_mean
@@ -194,3 +194,30 @@ def test_an_exported_model_is_named_by_its_exporter_and_variant(tmp_path: Path) 
 def test_anything_else_is_not_read_as_an_exported_model(stored: object) -> None:
     with pytest.raises(ValueError, match="not an exported model"):
         ExportedModel.from_json(stored)  # type: ignore[arg-type]
+
+
+def test_plan_export_checks_in_one_order_before_any_work(tmp_path: Path) -> None:
+    """Names, then variants (the user's mistakes), then each exporter's check, then the
+    model; the pipeline's plan (no model yet: out and records given) goes the same way."""
+    from odplug.workflows.export import plan_export
+
+    class Unready(Recording):
+        def check(self) -> None:
+            raise OdplugError("needs a package")
+
+    unready, ready = registry_of(Unready("base")), registry_of(Recording("base"))
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(UsageError, match="unknown exporter 'bse'"):
+        plan_export(unready, to=["bse"], model=nowhere)
+    with pytest.raises(UsageError, match="--quantize 'int9' is not a variant of base"):
+        plan_export(unready, to=["base"], quantize=["int9"], model=nowhere)
+    with pytest.raises(OdplugError, match="cannot export: base: needs a package"):
+        plan_export(unready, to=["base"], model=nowhere)
+    with pytest.raises(UsageError, match="nowhere: not a run folder"):
+        plan_export(ready, to=["base"], model=nowhere)
+    with pytest.raises(OdplugError, match="no test split is known"):
+        plan_export(ready, to=["base"], out=tmp_path / "out")
+    job = plan_export(ready, to=["base"], out=tmp_path / "out", records=tmp_path / "records")
+    assert (job.saved_model, job.variants) == (None, {"base": ["float32"]})
+    assert job.for_model(tmp_path / "saved_model").saved_model == tmp_path / "saved_model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing written"
