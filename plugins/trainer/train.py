@@ -6,6 +6,11 @@ by COCO mAP@[.5:.95] on the validation split, and a distribution strategy chosen
 machine: MirroredStrategy over all local GPUs, MultiWorkerMirroredStrategy when ``TF_CONFIG``
 names a cluster, and the default strategy on a CPU. On a GPU the step uses mixed precision and
 XLA where the config allows.
+
+A run goes in parts that hand one state (`_Run`) along: `_build` starts or resumes the run
+folder and builds the strategy, the model and what trains it (`build_learner`) and the
+checkpoint; `_fit` is the loop, each step logged, checkpointed and validated (`_validate`) at
+its intervals; `_finish` scores the test split and writes the SavedModel.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
-from odplug.model.coco import plot_precision_recall, write_metrics
+from odplug.model.coco import CocoResult, plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import cluster, data, pretrained
@@ -76,12 +81,138 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
            config_path: Path | None, overrides: dict[str, Any], resume: Resume,
            on_step: StepCallback) -> RunInfo:
     """`train` as one worker: `run` is the folder it writes (`shared` for the chief)."""
+    state = _build(records, shared, run, me, config_path=config_path, overrides=overrides,
+                   resume=resume)
+    _fit(state, on_step)
+    return _finish(state)
+
+
+@dataclass
+class Learner:
+    """The model and what trains it: one builder (`build_learner`) serves the training loop
+    and `step_throughput`, so the step bench.train times is the step a run takes."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    schedule: keras.optimizers.schedules.LearningRateSchedule
+    total_steps: tf.Variable
+    """The step the learning rate schedule ends at (a time budget moves it: `StepBudget`)."""
+    average: WeightAverage | None
+    anchors: np.ndarray
+    train_step: Callable[..., dict[str, tf.Tensor]]
+    """One optimizer step on a global batch (`_make_train_step`)."""
+
+
+def build_learner(config: Config, num_classes: int, strategy: tf.distribute.Strategy, *,
+                  weights: Path | None = None) -> Learner:
+    """The model (its backbone from `weights`), optimizer, weight average and compiled step,
+    their variables made in `strategy`'s scope; on a GPU the step is XLA-compiled where
+    ``train.xla`` allows."""
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = build_model(config.model, num_classes, weights)
+        cluster.synchronise_batchnorm(model, replicas)
+        total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False,
+                                  name="total_steps")
+        schedule = learning_rate_schedule(config, total_steps)
+        optimizer = build_optimizer(config, model, schedule, replicas=replicas)
+        average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
+    jit = bool(tf.config.list_logical_devices("GPU")) and config.train.xla
+    anchors = make_anchors(config.model)
+    loss_fn = DetectionLoss(anchors, num_classes, config.train, config.model, xla=jit)
+    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit,
+                                  clip_norm=config.train.clip_norm)
+    return Learner(model, optimizer, schedule, total_steps, average, anchors, train_step)
+
+
+@dataclass
+class _Run:
+    """One worker's run as `_build` makes it and the loop, validation and finish share it."""
+
+    config: Config
+    records: Path
+    shared: RunFolder
+    """The run folder all workers read (`train`'s `run_dir`)."""
+    run: RunFolder
+    """The folder this worker writes: `shared` for the chief, a scratch folder for the others."""
+    me: cluster.Role
+    label_map: LabelMap
+    info: RunInfo
+    resuming: bool
+    strategy: tf.distribute.Strategy
+    learner: Learner
+    step: tf.Variable
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    best: dict[str, Any]
+    """best.json: the validation that chose the best weights so far (`_better`)."""
+    curve: LearningCurve
+    writer: tf.summary.SummaryWriter
+    """TensorBoard's, into the run's logs."""
+    train_files: list[Path]
+    """The train files this worker reads (`cluster.my_files`)."""
+    own_files: bool
+    val_files: list[Path]
+    """Empty for every worker but the chief, which alone validates."""
+    curve_files: dict[str, list[Path]]
+
+
+def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
+           config_path: Path | None, overrides: dict[str, Any], resume: Resume) -> _Run:
+    """The run folder started or resumed (`_open`) and everything the loop needs: the
+    strategy, the learner, the checkpoint restored when resuming, the logs."""
     label_map, train_files = training_inputs(records)
-    val_files = shard_files(records, "val") if me.chief else []
-    if me.chief and not val_files:
+    val_files = _val_files(records, me)
+    config, resuming, info = _open(records, shared, run, me, label_map, config_path=config_path,
+                                   overrides=overrides, resume=resume)
+    strategy = choose_strategy()
+    resuming = cluster.chief_decides(strategy, me, resuming)
+    cluster.check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
+    cluster.check_budget(config.train.minutes, me)
+    if tf.config.list_logical_devices("GPU") and config.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.train.seed)  # weight initialisation; data has its own
+    learner = build_learner(config, len(label_map), strategy,
+                            weights=None if resuming else pretrained.weights_file(config.model))
+    with strategy.scope():
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        average = learner.average
+        checkpoint = tf.train.Checkpoint(model=learner.model, optimizer=learner.optimizer,
+                                         step=step, total_steps=learner.total_steps,
+                                         **({"ema": average.state} if average else {}))
+    best = {"map50": -1.0, "map": -1.0, "step": 0}
+    if resuming:
+        _restore(checkpoint, shared, step)
+        if run.best.is_file():
+            best = json.loads(run.best.read_text())
+    read, own_files = cluster.my_files(train_files, me)
+    return _Run(config=config, records=records, shared=shared, run=run, me=me,
+                label_map=label_map, info=info, resuming=resuming, strategy=strategy,
+                learner=learner, step=step, checkpoint=checkpoint,
+                manager=tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3),
+                best=best, curve=LearningCurve(run.metrics / CURVE_FILE, resuming=resuming),
+                writer=tf.summary.create_file_writer(str(run.logs)),
+                train_files=read, own_files=own_files, val_files=val_files,
+                curve_files={split: shard_files(records, split)
+                             for split in config.eval.curve_splits})
+
+
+def _val_files(records: Path, me: cluster.Role) -> list[Path]:
+    """The val split, for the chief, which alone validates; none for every other worker."""
+    files = shard_files(records, "val") if me.chief else []
+    if me.chief and not files:
         log.warning("%s has no val split: the best checkpoint cannot be chosen without looking "
                     "at the test split, so the last one is used (data.import --split ratio "
                     "makes a val split)", records)
+    return files
+
+
+def _open(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role,
+          label_map: LabelMap, *, config_path: Path | None, overrides: dict[str, Any],
+          resume: Resume) -> tuple[Config, bool, RunInfo]:
+    """The config and whether the run resumes, as the chief decides them (`runfolder.start`)
+    and the other workers follow (`cluster.follow`); the label map and the first ``run.json``
+    in the folder this worker writes."""
     if me.chief:
         config, resuming = start(records, run, config_path, overrides, resume)
     else:
@@ -90,146 +221,185 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     info = RunInfo(run_dir=run.root, trainer=TRAINER, records=records.resolve(),
                    label_map=run.label_map, saved_model=run.saved_model, complete=False,
                    resumable=resuming, logs=run.logs).write()
+    return config, resuming, info
 
-    strategy = choose_strategy()
-    resuming = cluster.chief_decides(strategy, me, resuming)
-    cluster.check_batch(config.train.batch_size, strategy.num_replicas_in_sync)
-    cluster.check_budget(config.train.minutes, me)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    if on_gpu and config.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    anchors = make_anchors(config.model)
-    keras.utils.set_random_seed(config.train.seed)  # weight initialisation; data has its own
-    with strategy.scope():
-        model = build_model(config.model, len(label_map),
-                            None if resuming else pretrained.weights_file(config.model))
-        cluster.synchronise_batchnorm(model, strategy.num_replicas_in_sync)
-        total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False,
-                                  name="total_steps")
-        schedule = learning_rate_schedule(config, total_steps)
-        optimizer = build_optimizer(config, model, schedule,
-                                    replicas=strategy.num_replicas_in_sync)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
-                                         total_steps=total_steps,
-                                         **({"ema": average.state} if average else {}))
-    manager = tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=3)
-    best = {"map50": -1.0, "map": -1.0, "step": 0}
-    if resuming:
-        latest = tf.train.latest_checkpoint(str(shared.checkpoints))
-        if latest is None:
-            raise OdplugError(f"{shared.checkpoints}: no checkpoint to resume from")
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        if run.best.is_file():
-            best = json.loads(run.best.read_text())
-        log.info("resuming at step %d", int(step.numpy()))
-    start_step = int(step.numpy())
-    budget = StepBudget(config.train, total_steps, resuming=resuming)
-    jit = on_gpu and config.train.xla
-    loss_fn = DetectionLoss(anchors, len(label_map), config.train, config.model, xla=jit)
-    curve = LearningCurve(run.metrics / CURVE_FILE, resuming=resuming)
-    curve_files = {split: shard_files(records, split) for split in config.eval.curve_splits}
 
-    read, own_files = cluster.my_files(train_files, me)
+def _restore(checkpoint: tf.train.Checkpoint, shared: RunFolder, step: tf.Variable) -> None:
+    """The latest checkpoint of the run, which every worker reads from the shared folder."""
+    latest = tf.train.latest_checkpoint(str(shared.checkpoints))
+    if latest is None:
+        raise OdplugError(f"{shared.checkpoints}: no checkpoint to resume from")
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    log.info("resuming at step %d", int(step.numpy()))
 
-    def batches(start: int, closed: bool) -> Iterator[Any]:
-        augment = replace(config.augment, mosaic=0.0, mixup=0.0) if closed else config.augment
+
+@dataclass
+class _Clock:
+    """The loop's time: its seconds of training (`EvalConfig.curve_splits` left out), what the
+    validations took (the budget foresees the ones to come from it), and the window since the
+    last log that images/s is measured over."""
+
+    started: float = field(default_factory=time.perf_counter)
+    excluded: float = 0.0
+    validations: int = 0
+    validating: float = 0.0
+    window_start: float = field(init=False)
+    window_images: int = 0
+
+    def __post_init__(self) -> None:
+        self.window_start = self.started
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started - self.excluded
+
+
+class _Batches:
+    """The loop's global batches from step `start` on, from this worker's files.
+
+    ``augment.close_mosaic`` trains the last steps without mosaic and mixup: the pipeline is
+    rebuilt, reseeded (`_reseeded`), at the step where they end, and never turned back on,
+    even when a time budget later moves the end.
+    """
+
+    def __init__(self, state: _Run, start: int, total: int) -> None:
+        self.state = state
+        self.closed = start >= mosaic_closes(state.config.augment, total)
+        self.iterator = self._pipeline(start)
+
+    def next(self, current: int, total: int) -> Any:
+        """The batch of step ``current + 1`` of `total`."""
+        if not self.closed and current >= mosaic_closes(self.state.config.augment, total):
+            self.closed = True
+            self.iterator = self._pipeline(current)
+            log.info("step %d: mosaic and mixup off for the last %d steps "
+                     "(augment.close_mosaic)", current, total - current)
+        return next(self.iterator)
+
+    def _pipeline(self, start: int) -> Iterator[Any]:
+        state, config = self.state, self.state.config
+        augment = (replace(config.augment, mosaic=0.0, mixup=0.0) if self.closed
+                   else config.augment)
         dataset = cluster.split_by_data(
-            data.train_dataset(read, label_map, config.model, _reseeded(config, start), augment),
-            own_files)
-        return data.checked(strategy.experimental_distribute_dataset(dataset), read)
+            data.train_dataset(state.train_files, state.label_map, config.model,
+                               _reseeded(config, start), augment),
+            state.own_files)
+        return data.checked(state.strategy.experimental_distribute_dataset(dataset),
+                            state.train_files)
 
-    closed = start_step >= mosaic_closes(config.augment, budget.steps)
-    iterator = batches(start_step, closed)
-    train_step = _make_train_step(model, optimizer, loss_fn, strategy, average, jit=jit,
-                                  clip_norm=config.train.clip_norm)
-    writer = tf.summary.create_file_writer(str(run.logs))
-    batch = config.train.batch_size
-    started = time.perf_counter()
-    excluded = 0.0  # seconds spent on curve_splits, which the clock leaves out
-    validations, validating = 0, 0.0  # what the budget needs to foresee the ones to come
-    window_start, window_images = started, 0
-    total = budget.steps
+
+def _fit(state: _Run, on_step: StepCallback) -> None:
+    """Train from the checkpoint's step to the last the budget allows: each step logged,
+    checkpointed and validated at its intervals, and always at the last."""
+    train = state.config.train
+    start = int(state.step.numpy())
+    budget = StepBudget(train, state.learner.total_steps, resuming=state.resuming)
+    current, total = start, budget.steps
+    batches = _Batches(state, start, total)
+    clock = _Clock()
     metrics: dict[str, float] = {}
-    current = start_step
-    with op_determinism(config.train.deterministic):
+    with op_determinism(train.deterministic):
         while current < total:
-            if not closed and current >= mosaic_closes(config.augment, total):
-                closed = True
-                iterator = batches(current, closed)
-                log.info("step %d: mosaic and mixup off for the last %d steps "
-                         "(augment.close_mosaic)", current, total - current)
+            images, targets = batches.next(current, total)
             current += 1
-            images, targets = next(iterator)
-            losses = train_step(images, targets)
-            step.assign(current)
-            window_images += batch
-            total = budget.update(current, time.perf_counter() - started - excluded,
-                                  validations, validating)
-            if (current % config.train.log_every == 0 or current == total
-                    or current == start_step + 1):
-                elapsed = time.perf_counter() - window_start
-                metrics = {k: float(v) for k, v in losses.items()}
-                if not np.isfinite(metrics["loss"]):
-                    raise OdplugError(f"the loss became {metrics['loss']} at step {current}; "
-                                      "lower train.learning_rate or raise train.warmup_steps")
-                metrics["images_per_second"] = window_images / max(elapsed, 1e-9)
-                metrics["learning_rate"] = float(schedule(current))
-                with writer.as_default(step=current):
-                    for name, value in metrics.items():
-                        tf.summary.scalar(f"train/{name}", value)
-                window_start, window_images = time.perf_counter(), 0
+            losses = state.learner.train_step(images, targets)
+            state.step.assign(current)
+            clock.window_images += train.batch_size
+            total = budget.update(current, clock.seconds(), clock.validations,
+                                  clock.validating)
+            if current % train.log_every == 0 or current == total or current == start + 1:
+                metrics = _log(state, clock, current, losses)
             on_step(current, total, metrics)
-            if current % config.train.checkpoint_every == 0 or current == total:
-                manager.save(checkpoint_number=current)
-                if not info.resumable:
-                    info = replace(info, resumable=True).write()
-            if val_files and (current % config.train.eval_every == 0 or current == total):
-                validation_started = time.perf_counter()
-                with _averaged(average):
-                    result = evaluate_model(model, val_files, label_map, anchors, config)
-                    point = {"val": _scores(result)}
-                    extra_started = time.perf_counter()
-                    for split, files in curve_files.items():
-                        if files:
-                            point[split] = _scores(evaluate_model(model, files, label_map,
-                                                                  anchors, config))
-                    extra = time.perf_counter() - extra_started
-                    excluded += extra
-                    if _better(result.map, result.map50, best):
-                        best = {"map50": result.map50, "map": result.map, "step": current}
-                        model.save_weights(str(run.best_weights))
-                        atomic_write_text(run.best, json.dumps(best, indent=2) + "\n")
-                with writer.as_default(step=current):
-                    for split, scores in point.items():
-                        for name, value in scores.items():
-                            tf.summary.scalar(f"{split}/{name}", value)
-                curve.add(step=current, seconds=time.perf_counter() - started - excluded,
-                          images=current * batch, **point)
-                metrics["val_map50"] = result.map50
-                window_start = time.perf_counter()
-                validations += 1
-                validating += window_start - validation_started - extra
-    writer.flush()
-    if average is not None:
-        average.apply()
-    cluster.report(me, model)
+            if current % train.checkpoint_every == 0 or current == total:
+                state.manager.save(checkpoint_number=current)
+                if not state.info.resumable:
+                    state.info = replace(state.info, resumable=True).write()
+            if state.val_files and (current % train.eval_every == 0 or current == total):
+                metrics["val_map50"] = _validate(state, clock, current)
+
+
+def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, tf.Tensor]
+         ) -> dict[str, float]:
+    """The step's losses, images/s since the last log and the learning rate, also written to
+    TensorBoard; a loss that is no longer finite stops the run."""
+    elapsed = time.perf_counter() - clock.window_start
+    metrics = {k: float(v) for k, v in losses.items()}
+    if not np.isfinite(metrics["loss"]):
+        raise OdplugError(f"the loss became {metrics['loss']} at step {current}; "
+                          "lower train.learning_rate or raise train.warmup_steps")
+    metrics["images_per_second"] = clock.window_images / max(elapsed, 1e-9)
+    metrics["learning_rate"] = float(state.learner.schedule(current))
+    _summaries(state.writer, current, {"train": metrics})
+    clock.window_start, clock.window_images = time.perf_counter(), 0
+    return metrics
+
+
+def _validate(state: _Run, clock: _Clock, current: int) -> float:
+    """Score the val split, and the `EvalConfig.curve_splits` outside the clock, with the
+    weights as they would be exported (the average, when kept); keep them if they are the best
+    so far; add the point to the learning curve and TensorBoard. Returns val mAP@.5."""
+    began = time.perf_counter()
+    model = state.learner.model
+    with _averaged(state.learner.average):
+        result = _evaluate(state, state.val_files)
+        point = {"val": _scores(result)}
+        extra_began = time.perf_counter()
+        for split, files in state.curve_files.items():
+            if files:
+                point[split] = _scores(_evaluate(state, files))
+        extra = time.perf_counter() - extra_began
+        clock.excluded += extra
+        if _better(result.map, result.map50, state.best):
+            state.best = {"map50": result.map50, "map": result.map, "step": current}
+            model.save_weights(str(state.run.best_weights))
+            atomic_write_text(state.run.best, json.dumps(state.best, indent=2) + "\n")
+    _summaries(state.writer, current, point)
+    state.curve.add(step=current, seconds=clock.seconds(),
+                    images=current * state.config.train.batch_size, **point)
+    clock.window_start = time.perf_counter()
+    clock.validations += 1
+    clock.validating += clock.window_start - began - extra
+    return result.map50
+
+
+def _finish(state: _Run) -> RunInfo:
+    """After the last step: the last weights (averaged, if kept) saved, the best ones scored on
+    the test split and written as the SavedModel, ``run.json`` complete; every worker then
+    waits for the others (`cluster.all_done`)."""
+    run, model, learner = state.run, state.learner.model, state.learner
+    state.writer.flush()
+    if learner.average is not None:
+        learner.average.apply()
+    cluster.report(state.me, model)
     model.save_weights(str(run.last_weights))
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
-    test_files = shard_files(records, "test") if me.chief else []
+    test_files = shard_files(state.records, "test") if state.me.chief else []
+    info = state.info
     if test_files:
-        result = evaluate_model(model, test_files, label_map, anchors, config)
+        result = _evaluate(state, test_files)
         write_metrics(result, run.metrics / "test.json")
         plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
         info = replace(info, metrics={"test": {"map50": result.map50, "map": result.map}},
                        metrics_dir=run.metrics)
-    write_detector(model, anchors, label_map, config.model.input_size, run.saved_model,
-                   nms=nms(config.eval))
+    write_detector(model, learner.anchors, state.label_map, state.config.model.input_size,
+                   run.saved_model, nms=nms(state.config.eval))
     info = replace(info, complete=True).write()
-    cluster.all_done(strategy, me)
+    cluster.all_done(state.strategy, state.me)
     return info
+
+
+def _evaluate(state: _Run, files: list[Path]) -> CocoResult:
+    return evaluate_model(state.learner.model, files, state.label_map, state.learner.anchors,
+                          state.config)
+
+
+def _summaries(writer: tf.summary.SummaryWriter, step: int,
+               groups: dict[str, dict[str, float]]) -> None:
+    """TensorBoard scalars ``group/name`` at `step`."""
+    with writer.as_default(step=step):
+        for group, values in groups.items():
+            for name, value in values.items():
+                tf.summary.scalar(f"{group}/{name}", value)
 
 
 CURVE_FILE = "curve.json"
@@ -335,14 +505,7 @@ def step_throughput(config: Config, num_classes: int, batch: tuple[Any, Any],
 
     This is the rate the input pipeline has to outrun; bench.train compares the two.
     """
-    model = build_model(config.model, num_classes)
-    optimizer = build_optimizer(config, model, learning_rate_schedule(config))
-    jit = bool(tf.config.list_logical_devices("GPU")) and config.train.xla
-    loss_fn = DetectionLoss(make_anchors(config.model), num_classes, config.train,
-                            config.model, xla=jit)
-    average = WeightAverage(model, config.train.ema_decay) if config.train.ema_decay else None
-    train_step = _make_train_step(model, optimizer, loss_fn, tf.distribute.get_strategy(),
-                                  average, jit=jit, clip_norm=config.train.clip_norm)
+    train_step = build_learner(config, num_classes, tf.distribute.get_strategy()).train_step
     images, targets = batch
     for _ in range(3):  # trace and warm up
         train_step(images, targets)
