@@ -48,6 +48,15 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_demo_project(tmp_path_factory.mktemp("demo") / "project", images=30, size=96)
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, registry):  # type: ignore[no-untyped-def]
+    """The built-in trainer's tiny run that every test needing *a* trained detector shares,
+    trained once per session (`tests.support.detectors.shared_tiny_run`); read-only."""
+    from tests.support.detectors import shared_tiny_run
+
+    return shared_tiny_run(tmp_path_factory, registry)
+
+
 @pytest.fixture
 def demo_copy(demo_project: Path, tmp_path: Path) -> Path:
     target = tmp_path / "project"

@@ -1,11 +1,13 @@
-"""Tiny detectors for the export tests: SavedModel folders with fixed outputs, a few steps of
-the built-in trainer on demo records, and detections compared across runtimes."""
+"""Tiny detectors for the export tests: SavedModel folders with fixed outputs, the one tiny
+training a test session shares, and detections compared across runtimes."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import tensorflow as tf
 from odplug.data.labelmap import write_label_map
 from odplug.labels import LabelMap
 from odplug.model.contract import RAW, SERVING
+from odplug.model.postprocess import Nms
+from odplug.model.savedmodel import write_detector as write_trained_detector
 from tests.support.records import run_import
 
 
@@ -99,25 +103,72 @@ def write_detector(path: Path, *, scores: np.ndarray | None = None,
     return path
 
 
-TINY_DETECTOR = {
+TINY_RUN = {
     "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
     "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
     "train.checkpoint_every": 1000,
 }
+"""The one tiny training the whole test session shares (`shared_tiny_run`): 15 steps leave
+every class score near the focal-loss prior (about 0.01), which the export tests rely on when
+they lower the NMS threshold to compare dozens of detections."""
 
 
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
-    """Demo records and a SavedModel trained on them for a few steps, made once per session in
-    the session's temporary folder, so test_edgetpu reuses it."""
+@dataclass(frozen=True)
+class TinyRun:
+    """Demo records (24 images of 96 px) and a run of the built-in trainer on them."""
+
+    records: Path
+    run: Path
+
+    @property
+    def saved_model(self) -> Path:
+        return self.run / "saved_model"
+
+
+def shared_tiny_run(tmp_path_factory: pytest.TempPathFactory, registry) -> TinyRun:  # type: ignore[no-untyped-def]
+    """`TinyRun`, trained once per test session however many xdist workers ask for it.
+
+    A training costs about half a minute, nearly all of it fixed (tracing the step, writing
+    the SavedModel), so every test that only needs *a* trained detector shares this one. It
+    lives beside the workers' own temporary folders, and a file lock makes the first worker
+    train it while any other that asks meanwhile waits. Treat it as read-only: copy what a test
+    changes (`saved_model_copy`, `resaved`).
+    """
+    from filelock import FileLock
+
     from odplug.data.demo import write_demo_project
     from odplug_builtins.trainer.train import train
 
-    base = tmp_path_factory.getbasetemp() / "tiny-detector"
-    done = base / "done"
-    if not done.is_file():
-        shutil.rmtree(base, ignore_errors=True)
-        project = write_demo_project(base / "demo", images=24, size=96)
-        run_import(project, base / "records", registry)
-        train(base / "records", base / "run", overrides=TINY_DETECTOR)
-        done.touch()
-    return {"records": base / "records", "saved": base / "run" / "saved_model"}
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by every worker
+    base = root / "tiny-run"
+    with FileLock(str(root / "tiny-run.lock")):
+        if not (base / "done").is_file():
+            shutil.rmtree(base, ignore_errors=True)
+            project = write_demo_project(base / "demo", images=24, size=96)
+            run_import(project, base / "records", registry)
+            train(base / "records", base / "run", overrides=TINY_RUN)
+            (base / "done").touch()
+    return TinyRun(base / "records", base / "run")
+
+
+def saved_model_copy(tiny: TinyRun, out: Path, **nms: float) -> Path:
+    """A copy of the shared run's SavedModel whose ``detector.json`` has these NMS settings,
+    which the exporters read (the SavedModel's own serving signature keeps its own)."""
+    shutil.copytree(tiny.saved_model, out)
+    info = json.loads((out / "detector.json").read_text())
+    info["nms"].update(nms)
+    (out / "detector.json").write_text(json.dumps(info))
+    return out
+
+
+def resaved(tiny: TinyRun, out: Path, nms: Nms) -> Path:
+    """The shared run's detector written again from its weights with other NMS settings,
+    baked into the serving signature as training would have: a few seconds instead of a
+    training."""
+    from odplug_builtins.trainer.train import load_run_model
+
+    model, config, label_map, anchors = load_run_model(tiny.run)
+    return write_trained_detector(model, anchors, label_map, config.model.input_size, out,
+                                  nms=nms)

@@ -32,7 +32,7 @@ from odplug_builtins.edgetpu import (
     require_integer_ops,
 )
 from odplug_builtins.tflite import TFLiteExporter
-from tests.support.detectors import tiny_model
+from tests.support.detectors import TinyRun
 from tests.support.tools import ROOT, hide_module
 
 # What edgetpu_compiler 16 prints for the demo detector (91 operators), in Coral's format:
@@ -93,12 +93,7 @@ REGRESSED = LOG.replace(
     "due to some unspecified limitation")
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
-    return tiny_model(tmp_path_factory, registry)
-
-
-def export_edgetpu(registry, tiny: dict, out: Path) -> dict:  # type: ignore[no-untyped-def]
+def export_edgetpu(registry, tiny_run: TinyRun, out: Path) -> dict:  # type: ignore[no-untyped-def]
     """``model.export --to edgetpu --quantize int8`` through the core, counting the variants
     the tflite exporter converts and keeping what edgetpu logs."""
     import odplug_builtins.tflite.export as tflite_export
@@ -117,8 +112,8 @@ def export_edgetpu(registry, tiny: dict, out: Path) -> dict:  # type: ignore[no-
             patch.setattr(tflite_export, "convert", counting)
             exporters = exporting.plan(registry, ["edgetpu"])
             variants = exporting.variants_for(exporters, ["int8"])
-            written = exporting.export_all(exporters, tiny["saved"], out, variants,
-                                           tiny["records"])
+            written = exporting.export_all(exporters, tiny_run.saved_model, out, variants,
+                                           tiny_run.records)
     finally:
         logging.getLogger("odplug_builtins.edgetpu").removeHandler(handler)
     return {"models": {model.name: model for _, model in written}, "converted": converted,
@@ -126,10 +121,10 @@ def export_edgetpu(registry, tiny: dict, out: Path) -> dict:  # type: ignore[no-
 
 
 @pytest.fixture(scope="module")
-def exported(tiny: dict, tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
+def exported(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", str(tmp_path_factory.mktemp("no-compiler-bin")))
-        return export_edgetpu(registry, tiny, tmp_path_factory.mktemp("export"))
+        return export_edgetpu(registry, tiny_run, tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +133,8 @@ def without_compiler(exported: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny: dict) -> TrainedDetector:
-    return validate_detector(tiny["saved"])
+def trained(tiny_run: TinyRun) -> TrainedDetector:
+    return validate_detector(tiny_run.saved_model)
 
 
 @pytest.fixture(scope="module")
@@ -241,14 +236,14 @@ def test_the_detector_is_predicted_fully_mapped_up_to_the_postprocessing(
 
 
 def test_the_verification_tables_edgetpu_row_shows_the_prediction(without_compiler: dict,
-                                                                  tiny: dict) -> None:
+                                                                  tiny_run: TinyRun) -> None:
     from odplug.data.labelmap import read_label_map
     from odplug.export.verify import to_markdown, verify
 
     model = without_compiler["model"]
-    files = sorted(tiny["records"].glob("test.record-*"))
-    rows = verify(tiny["saved"], [(EdgeTPUExporter(), model)], files,
-                  read_label_map(tiny["records"] / "label_map.pbtxt"), limit=1)
+    files = sorted(tiny_run.records.glob("test.record-*"))
+    rows = verify(tiny_run.saved_model, [(EdgeTPUExporter(), model)], files,
+                  read_label_map(tiny_run.records / "label_map.pbtxt"), limit=1)
     assert [row.note for row in rows] == ["", predict(model.path).summary]
     (line,) = [line for line in to_markdown(rows).splitlines() if line.startswith("| edgetpu")]
     assert line.endswith(" operators before the post-processing on the Edge TPU (1 subgraph) |")
@@ -285,10 +280,11 @@ def test_only_the_nms_op_and_the_dequantize_ops_feeding_it_may_be_float() -> Non
     assert [op.index for op in float_ops(found)] == [2, 5]
 
 
-def test_the_detector_runs_the_compiler_ready_model(without_compiler: dict, tiny: dict) -> None:
+def test_the_detector_runs_the_compiler_ready_model(without_compiler: dict,
+                                                   tiny_run: TinyRun) -> None:
     from odplug.model.tfdata import record_dataset
 
-    files = sorted(tiny["records"].glob("test.record-*"))
+    files = sorted(tiny_run.records.glob("test.record-*"))
     image = next(record_dataset(files).as_numpy_iterator())["image"]
     found = EdgeTPUExporter().detector(without_compiler["model"])(image)
     assert len(found.boxes) == len(found.classes) == len(found.scores)
@@ -355,7 +351,7 @@ def test_the_compiler_is_run_and_its_log_read(without_compiler: dict, tmp_path: 
 
 
 def test_with_a_compiler_its_log_is_held_against_the_prediction(
-        tiny: dict, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+        tiny_run: TinyRun, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
     """The stand-in compiler logs the 91-operator demo detector's table, not the tiny one's:
     the export still succeeds, with the disagreement in the manifest and in a warning."""
     bin_dir = tmp_path / "bin"
@@ -363,7 +359,7 @@ def test_with_a_compiler_its_log_is_held_against_the_prediction(
     _fake_compiler(bin_dir, LOG)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", str(bin_dir))
-        done = export_edgetpu(registry, tiny, tmp_path / "out")
+        done = export_edgetpu(registry, tiny_run, tmp_path / "out")
     model = done["models"]["edgetpu-int8"]
     entry = json.loads(model.manifest.read_text())["edgetpu"]
     assert entry["compiled"] is True and entry["on_edgetpu"] == 88
@@ -416,8 +412,8 @@ def test_registered_as_a_built_in_that_requires_tflite(registry) -> None:  # typ
                     reason="edgetpu_compiler is not on PATH: it comes only from Coral's apt "
                     "repository (dockerfiles/edgetpu.Dockerfile); run this test in that image")
 def test_the_real_compiler_maps_everything_before_the_postprocessing(
-        tiny: dict, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
-    model = export_edgetpu(registry, tiny, tmp_path)["models"]["edgetpu-int8"]
+        tiny_run: TinyRun, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    model = export_edgetpu(registry, tiny_run, tmp_path)["models"]["edgetpu-int8"]
     manifest = json.loads(model.manifest.read_text())
     assert manifest["edgetpu"]["compiled"] is True
     assert list((tmp_path / "edgetpu").glob("*_edgetpu.tflite"))

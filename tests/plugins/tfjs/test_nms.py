@@ -29,8 +29,7 @@ from odplug.model.postprocess import Nms
 from odplug.model.savedmodel import write_detector
 from odplug.trained import TrainedDetector
 from odplug_builtins.tflite import TFLiteExporter
-from tests.support.detectors import assert_same_detections
-from tests.support.records import run_import
+from tests.support.detectors import TinyRun, assert_same_detections, resaved
 from tests.support.tools import needs_tfjs_toolchain
 
 SIZE = 32
@@ -43,12 +42,9 @@ SCORES = np.array([[0.9, 0.01, 0.01], [0.01, 0.8, 0.01], [0.01, 0.01, 0.7]], np.
 PER_CLASS = {True: ([1, 2, 3], [0.9, 0.8, 0.7]), False: ([1, 3], [0.9, 0.7])}
 """What each mode must keep: the dog overlaps the better-scoring cat, so only per-class NMS
 keeps it."""
-TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
-        "train.batch_size": 4, "train.steps": 60, "train.eval_every": 1000,
-        "train.checkpoint_every": 1000, "eval.score_threshold": 0.001,
-        "eval.max_detections": 30, "eval.iou_threshold": 1.0}
-"""Sixty steps leave the scores near the focal-loss prior (0.01): the threshold is lowered so
-each image has 30 detections to compare, in the serving signature as in detector.json. NMS
+NMS = {"score_threshold": 0.001, "max_detections": 30, "iou_threshold": 1.0}
+"""The shared tiny run's scores sit near the focal-loss prior (0.01): the threshold is lowered
+so each image has 30 detections to compare, in the serving signature as in detector.json. NMS
 suppresses nothing here (IoU 1): the SavedModel and TF.js suppress boxes clipped to the image,
 TFLite's op the boxes as decoded, and an untrained model's boxes past the border at overlaps
 near the threshold flip either way; the crafted detector above checks the suppression."""
@@ -139,24 +135,16 @@ def test_the_tfjs_model_follows_the_mode(crafted: TrainedDetector, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type: ignore[no-untyped-def]
-    from odplug.data.demo import write_demo_project
-
-    base = tmp_path_factory.mktemp("nms-demo")
-    project = write_demo_project(base / "demo", images=12, size=96)
-    run_import(project, base / "records", registry)
-    return base / "records"
+def records(tiny_run: TinyRun) -> Path:
+    return tiny_run.records
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["per-class", "class-agnostic"])
-def tiny(request: pytest.FixtureRequest, records: Path,
+def tiny(request: pytest.FixtureRequest, tiny_run: TinyRun,
          tmp_path_factory: pytest.TempPathFactory) -> TrainedDetector:
-    """A tiny detector trained for a few steps with each NMS setting."""
-    from odplug_builtins.trainer.train import train
-
-    run = tmp_path_factory.mktemp("nms-run") / "run"
-    trained = train(records, run, overrides=TINY | {"eval.per_class_nms": request.param})
-    return validate_detector(trained.saved_model)
+    """The shared tiny detector with each NMS setting, written again from its weights."""
+    out = tmp_path_factory.mktemp("nms-run") / "saved_model"
+    return validate_detector(resaved(tiny_run, out, Nms(**NMS, per_class=request.param)))
 
 
 def _images(records: Path, count: int) -> list[np.ndarray]:
@@ -173,7 +161,7 @@ def _same_as_the_saved_model(tiny: TrainedDetector, records: Path, runtime: Dete
     for image in _images(records, 3):
         assert image.shape == (96, 96, 3)
         expected, found = saved(image), runtime(image)
-        assert len(expected.scores) == TINY["eval.max_detections"]
+        assert len(expected.scores) == NMS["max_detections"]
         assert_same_detections((found.boxes, found.classes, found.scores),
                                (expected.boxes, expected.classes, expected.scores))
 

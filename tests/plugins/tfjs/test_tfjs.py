@@ -40,12 +40,8 @@ from odplug_builtins.tfjs.node import (
     resize_uint8,
     tfjs_dist,
 )
-from tests.support.detectors import assert_same_detections
-from tests.support.records import run_import
+from tests.support.detectors import TinyRun, assert_same_detections, saved_model_copy
 
-TINY = {"model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 32,
-        "train.batch_size": 4, "train.steps": 15, "train.eval_every": 1000,
-        "train.checkpoint_every": 1000}
 SIZE = 96
 PALETTE = [(0xff, 0x00, 0xff), (0x00, 0xc8, 0xff), (0xff, 0xb4, 0x00)]  # app.js COLOURS[:3]
 
@@ -58,18 +54,13 @@ def _needs(check) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
-    from odplug.data.demo import write_demo_project
-
-    base = tmp_path_factory.mktemp("tfjs")
-    project = write_demo_project(base / "demo", images=24, size=SIZE)
-    run_import(project, base / "records", registry)
-    return base / "records"
+def records(tiny_run: TinyRun) -> Path:
+    return tiny_run.records
 
 
 @pytest.fixture(scope="module")
-def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny trained SavedModel whose NMS keeps every box.
+def saved_model(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared tiny SavedModel, its NMS keeping every box.
 
     After 15 steps the class scores still sit at the focal-loss prior (about 0.01), under the
     trained 0.05 threshold, so the copy's detector.json lowers it to 0: every image then has
@@ -77,14 +68,8 @@ def saved_model(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     """
     _needs(converter_python)
     _needs(page_files)
-    from odplug_builtins.trainer.train import train
-
-    run = tmp_path_factory.mktemp("tfjs-run") / "run"
-    trained = train(records, run, overrides=TINY).saved_model
-    info = json.loads((trained / "detector.json").read_text())
-    info["nms"]["score_threshold"] = 0.0
-    (trained / "detector.json").write_text(json.dumps(info))
-    return trained
+    return saved_model_copy(tiny_run, tmp_path_factory.mktemp("tfjs-run") / "saved_model",
+                            score_threshold=0.0)
 
 
 @pytest.fixture(scope="module")

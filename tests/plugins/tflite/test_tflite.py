@@ -20,36 +20,29 @@ from odplug.model.litert import POSTPROCESS_OP, TFLiteDetector, interpreter, ops
 from odplug_builtins.tflite import TFLiteExporter
 from odplug_builtins.tflite.convert import VARIABLE_OPS
 from tests.support.detectors import (
+    TinyRun,
     assert_same_detections,
+    saved_model_copy,
     spread_anchors,
-    tiny_model,
     write_detector,
 )
 from tests.support.tools import hide_module
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, registry) -> dict:  # type: ignore[no-untyped-def]
-    return tiny_model(tmp_path_factory, registry)
-
-
-@pytest.fixture(scope="module")
-def low_threshold(tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def low_threshold(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with NMS keeping scores from 0.001: a few steps of training leave every
     score near the focal-loss prior of 0.01, below the usual 0.05."""
-    saved = tmp_path_factory.mktemp("low") / "saved_model"
-    shutil.copytree(tiny["saved"], saved)
-    info = json.loads((saved / "detector.json").read_text())
-    info["nms"]["score_threshold"] = 0.001
-    (saved / "detector.json").write_text(json.dumps(info))
-    return saved
+    return saved_model_copy(tiny_run, tmp_path_factory.mktemp("low") / "saved_model",
+                            score_threshold=0.001)
 
 
 @pytest.fixture(scope="module")
-def exported(low_threshold: Path, tiny: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def exported(low_threshold: Path, tiny_run: TinyRun,
+             tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("exported")
     models = TFLiteExporter().export(validate_detector(low_threshold), out,
-                                     variants=TFLiteExporter.variants, records=tiny["records"])
+                                     variants=TFLiteExporter.variants, records=tiny_run.records)
     assert {model.exporter for model in models} == {"tflite"}
     return {model.variant: model for model in models}
 
@@ -61,9 +54,9 @@ def images(records: Path, count: int) -> list[np.ndarray]:
     return [item["image"] for item in record_dataset(files).take(count).as_numpy_iterator()]
 
 
-def test_every_variant_exports_and_runs(exported: dict, tiny: dict) -> None:
+def test_every_variant_exports_and_runs(exported: dict, tiny_run: TinyRun) -> None:
     assert set(exported) == set(TFLiteExporter.variants)
-    image = images(tiny["records"], 1)[0]
+    image = images(tiny_run.records, 1)[0]
     for variant, model in exported.items():
         assert model.path.is_file() and model.path.suffix == ".tflite", variant
         assert model.size_bytes == model.path.stat().st_size
@@ -139,19 +132,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_float32_computes_what_the_saved_model_computes(exported: dict, low_threshold: Path,
-                                                        tiny: dict) -> None:
+                                                        tiny_run: TinyRun) -> None:
     model = exported["float32"]
     manifest = json.loads(model.manifest.read_text())
     raw = tf.saved_model.load(str(low_threshold)).signatures["raw"]
     size = manifest["input"]["shape"][1]
-    for image in images(tiny["records"], 3):
+    for image in images(tiny_run.records, 3):
         resized = tf.image.resize(tf.cast(image[None], tf.float32), (size, size)).numpy()
         expected = raw(images=tf.constant(resized))
         codes, scores, anchors, boxes, classes, found_scores, count = _raw_tensors(
             model.path, resized)
         np.testing.assert_allclose(codes, expected["box_codes"].numpy(), atol=1e-4, rtol=1e-4)
         np.testing.assert_allclose(scores, expected["class_scores"].numpy(), atol=1e-4)
-        np.testing.assert_array_equal(anchors, np.load(tiny["saved"] / "anchors.npy"))
+        np.testing.assert_array_equal(anchors, np.load(tiny_run.saved_model / "anchors.npy"))
         ref_boxes, ref_classes, ref_scores = reference_nms(codes[0], scores[0], anchors,
                                                            manifest)
         n = int(count[0])
@@ -224,8 +217,8 @@ def test_every_class_can_come_out(tmp_path: Path, per_class: bool, threads: int)
     np.testing.assert_allclose(found.scores, 0.9, atol=1e-6)
 
 
-def test_int8_needs_the_training_records(tiny: dict, tmp_path: Path) -> None:
-    trained = validate_detector(tiny["saved"])
+def test_int8_needs_the_training_records(tiny_run: TinyRun, tmp_path: Path) -> None:
+    trained = validate_detector(tiny_run.saved_model)
     with pytest.raises(OdplugError, match="calibration"):
         TFLiteExporter().export(trained, tmp_path, variants=["int8"])
     with pytest.raises(OdplugError, match=f"{tmp_path}: no train.record"):
@@ -245,11 +238,11 @@ def test_registered_as_a_built_in(registry) -> None:  # type: ignore[no-untyped-
     assert registry.owner("exporters", "tflite") == "tflite"
 
 
-def test_calibration_images_are_the_training_preprocessing(tiny: dict) -> None:
+def test_calibration_images_are_the_training_preprocessing(tiny_run: TinyRun) -> None:
     from odplug.data.tfrecord import spread_sample
     from odplug.model.tfdata import record_dataset, representative_images
 
-    files = sorted(tiny["records"].glob("train.record-*"))
+    files = sorted(tiny_run.records.glob("train.record-*"))
     sample = spread_sample(files, 5)
     first = list(representative_images(sample, 32))
     assert len(first) == 5 and all(i.shape == (1, 32, 32, 3) and i.dtype == np.float32
@@ -261,7 +254,7 @@ def test_calibration_images_are_the_training_preprocessing(tiny: dict) -> None:
     np.testing.assert_array_equal(first[0][0], expected)
 
 
-def test_calibration_reads_its_records_once_and_no_others(tiny: dict,
+def test_calibration_reads_its_records_once_and_no_others(tiny_run: TinyRun,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import odplug.data.tfrecord as tfrecord
     from odplug_builtins.tflite import export
@@ -271,7 +264,7 @@ def test_calibration_reads_its_records_once_and_no_others(tiny: dict,
     monkeypatch.setattr(tfrecord, "read_record",
                         lambda path, offset: reads.append(offset) or real(path, offset))
     monkeypatch.setattr(export, "CALIBRATION_IMAGES", 5)
-    data = export.calibration(tiny["records"])(32)
+    data = export.calibration(tiny_run.records)(32)
     assert len(reads) == data.calibration_images == 5
     for _ in range(2):  # per-channel, then per-tensor: the same five images, not read again
         assert len(list(data.calibrate())) == 5
@@ -284,13 +277,14 @@ def weight_scales_of(model: ExportedModel) -> str:
     return weight_scales(model.path.read_bytes())
 
 
-def test_the_manifest_records_the_int8_choice_and_both_scores(exported: dict, tiny: dict) -> None:
+def test_the_manifest_records_the_int8_choice_and_both_scores(exported: dict,
+                                                              tiny_run: TinyRun) -> None:
     from odplug_builtins.tflite.export import RULE, choose_weights
 
     quantization = json.loads(exported["int8"].manifest.read_text())["quantization"]
     candidates = quantization["candidates"]
     assert set(candidates) == {"per-channel", "per-tensor"}
-    validation = sum(1 for f in tiny["records"].glob("val.record-*")
+    validation = sum(1 for f in tiny_run.records.glob("val.record-*")
                      for _ in tf.data.TFRecordDataset(str(f)))
     for measured in candidates.values():
         assert set(measured) == {"size_bytes", "convert_s", "val_map50", "val_map", "val_images"}
@@ -301,22 +295,22 @@ def test_the_manifest_records_the_int8_choice_and_both_scores(exported: dict, ti
     assert quantization["chosen_by"] == f"validation split ({validation} images)"
     assert quantization["rule"] == RULE
     assert quantization["calibration_images"] == sum(  # every training record: fewer than 200
-        1 for f in tiny["records"].glob("train.record-*") for _ in tf.data.TFRecordDataset(str(f)))
+        1 for f in tiny_run.records.glob("train.record-*") for _ in tf.data.TFRecordDataset(str(f)))
     for variant in ("float32", "float16", "dynamic"):
         assert "quantization" not in json.loads(exported[variant].manifest.read_text())
 
 
 @pytest.mark.parametrize("better", ["per-channel", "per-tensor"])
 def test_the_better_scoring_weights_are_the_ones_written(
-        better: str, tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        better: str, tiny_run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from odplug_builtins.tflite import export
 
     def forced(model: bytes, trained: object, data: object) -> tuple[float, float, int]:
         return (0.5, 0.6, 3) if export.weight_scales(model) == better else (0.5, 0.5, 3)
 
     monkeypatch.setattr(export, "validation_score", forced)
-    (model,) = TFLiteExporter().export(validate_detector(tiny["saved"]), tmp_path,
-                                       variants=["int8"], records=tiny["records"])
+    (model,) = TFLiteExporter().export(validate_detector(tiny_run.saved_model), tmp_path,
+                                       variants=["int8"], records=tiny_run.records)
     quantization = json.loads(model.manifest.read_text())["quantization"]
     assert quantization["weights"] == better == weight_scales_of(model)
     assert quantization["candidates"][better]["val_map"] == 0.6
@@ -337,12 +331,12 @@ def test_per_channel_must_score_clearly_higher(per_channel: float, per_tensor: f
 
 
 def test_without_a_validation_split_int8_is_the_documented_default(
-        tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tiny_run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     from odplug_builtins.tflite import export
 
     records = tmp_path / "records"
-    shutil.copytree(tiny["records"], records,
+    shutil.copytree(tiny_run.records, records,
                     ignore=lambda folder, names: [n for n in names if n.startswith("val.")])
     converted: list[bool] = []
     real = export.convert
@@ -350,8 +344,8 @@ def test_without_a_validation_split_int8_is_the_documented_default(
                         converted.append(per_channel) or real(trained, variant, calibration,
                                                               per_channel=per_channel))
     with caplog.at_level(logging.INFO, logger=export.__name__):
-        (model,) = TFLiteExporter().export(validate_detector(tiny["saved"]), tmp_path / "out",
-                                           variants=["int8"], records=records)
+        (model,) = TFLiteExporter().export(validate_detector(tiny_run.saved_model),
+                                           tmp_path / "out", variants=["int8"], records=records)
     quantization = json.loads(model.manifest.read_text())["quantization"]
     assert quantization["weights"] == export.DEFAULT_WEIGHTS == weight_scales_of(model)
     assert quantization["chosen_by"] == "default: the records have no validation split"
