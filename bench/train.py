@@ -79,7 +79,7 @@ def _throughputs(records: Path, steps: int) -> tuple[float, float]:
     from odplug.data.shards import shard_files
     from odplug_builtins.trainer import data
     from odplug_builtins.trainer.config import Config
-    from odplug_builtins.trainer.train import step_throughput
+    from odplug_builtins.trainer.learner import step_throughput
 
     config = Config()
     label_map = read_label_map(records / "label_map.pbtxt")

@@ -229,7 +229,7 @@ def clipped_global_gradients(grads: list[tf.Tensor], clip_norm: float | tf.Tenso
     with ``global_clipnorm`` each replica's share would be clipped on its own and the sum could
     reach ``replicas`` times the limit. The norm that counts is the sum's, so the sum is taken
     here first (one more all-reduce per step, only when several replicas train) and the
-    optimizer is built without clipping (`train.build_optimizer`).
+    optimizer is built without clipping (`learner.build_optimizer`).
     """
     import tensorflow as tf
 

@@ -359,8 +359,8 @@ def _tiny_detector(num_classes: int) -> keras.Model:
                                      {"assigner": "atss"}, {"quality_focal": True}],
                          ids=lambda o: "-".join(map(str, o.values())))
 def test_a_few_training_steps_lower_every_option_s_loss(options: dict) -> None:
-    """The train loop's own step (`train._make_train_step`) on one batch of 96 px images."""
-    from odplug_builtins.trainer.train import (
+    """The train loop's own step (`learner._make_train_step`) on one batch of 96 px images."""
+    from odplug_builtins.trainer.learner import (
         _make_train_step,
         build_optimizer,
         learning_rate_schedule,

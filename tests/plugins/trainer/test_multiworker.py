@@ -224,7 +224,8 @@ from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import load_config
 from odplug_builtins.trainer.loss import DetectionLoss
 from odplug_builtins.trainer.model import build_model
-from odplug_builtins.trainer.train import _make_train_step, build_optimizer, learning_rate_schedule
+from odplug_builtins.trainer.learner import (
+    _make_train_step, build_optimizer, learning_rate_schedule)
 
 records, steps = Path(sys.argv[1]), int(sys.argv[2])
 config = load_config(overrides=json.loads(sys.argv[3]))

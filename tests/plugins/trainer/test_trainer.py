@@ -137,7 +137,7 @@ def test_step_throughput_times_the_compiled_training_step(records: Path) -> None
     from odplug.data.labelmap import read_label_map
     from odplug.data.shards import shard_files
     from odplug_builtins.trainer import data
-    from odplug_builtins.trainer.train import step_throughput
+    from odplug_builtins.trainer.learner import step_throughput
 
     config = load_config(overrides=TINY)
     label_map = read_label_map(records / "label_map.pbtxt")
