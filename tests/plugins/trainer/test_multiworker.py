@@ -170,7 +170,7 @@ def _worker_pid(run: Path, index: int) -> int | None:
 def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(records: Path, tmp_path: Path
                                                               ) -> None:
     run = tmp_path / "run"
-    launcher = subprocess.Popen(
+    inv = subprocess.Popen(
         [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(run),
          "--workers", "2", "--set", _set({**TINY, "train.steps": 400, "train.eval_every": 1000})],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -178,18 +178,18 @@ def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(records: Path, tm
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (run / "checkpoints" / "ckpt-8.index").exists():
-            if launcher.poll() is not None:
-                pytest.fail(launcher.stderr.read()[-2000:] if launcher.stderr else "died")
+            if inv.poll() is not None:
+                pytest.fail(inv.stderr.read()[-2000:] if inv.stderr else "died")
             time.sleep(0.5)
         pid = _worker_pid(run, 1)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        _, stderr = launcher.communicate(timeout=60)
+        _, stderr = inv.communicate(timeout=60)
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
-    assert launcher.returncode != 0
+        if inv.poll() is None:
+            os.killpg(inv.pid, signal.SIGKILL)
+            inv.wait()
+    assert inv.returncode != 0
     assert "worker 1 failed (killed by SIGKILL)" in stderr, stderr[-2000:]
     assert "the other workers were stopped" in stderr
     assert _worker_pid(run, 0) is None, "the chief outlived the cluster"
