@@ -8,7 +8,7 @@ the same function the export verification uses, so the numbers compare.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -28,15 +28,31 @@ def nms(config: EvalConfig) -> Nms:
                max_detections=config.max_detections, per_class=config.per_class_nms)
 
 
+Predict = Callable[[tf.Tensor], dict[str, tf.Tensor]]
+
+
+def predictor(model: keras.Model, input_size: int) -> Predict:
+    """`model`'s forward pass on evaluation batches, traced once when first called.
+
+    A run validates many times and scores the test split at the end: it keeps one of these
+    (the weights it reads are the model's own variables, so swapping in the weight average or
+    loading the best weights needs no new trace), where a new ``tf.function`` per evaluation
+    traced the whole model again every time."""
+    return tf.function(lambda images: model(images, training=False), input_signature=[
+        tf.TensorSpec([None, input_size, input_size, 3], tf.float32)])
+
+
 def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anchors: np.ndarray,
-            config: Config) -> tuple[list[ImageTruth], list[ImageDetections]]:
+            config: Config, predict: Predict | None = None
+            ) -> tuple[list[ImageTruth], list[ImageDetections]]:
+    """Ground truth and detections of every image of `files`; `predict` is the model's traced
+    forward pass when the caller keeps one (`predictor`)."""
     truths: list[ImageTruth] = []
     found: list[ImageDetections] = []
     anchors_t = tf.constant(anchors)
     settings = nms(config.eval)
     ids = np.asarray(label_map.ids, np.int64)
-    predict = tf.function(lambda images: model(images, training=False), input_signature=[
-        tf.TensorSpec([None, config.model.input_size, config.model.input_size, 3], tf.float32)])
+    predict = predict or predictor(model, config.model.input_size)
     dataset = data.eval_dataset(files, label_map, config.model.input_size,
                                 config.eval.batch_size)
     for batch in data.checked(dataset, files):
@@ -61,6 +77,7 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
 
 
 def evaluate_model(model: keras.Model, files: Sequence[Path], label_map: LabelMap,
-                   anchors: np.ndarray, config: Config) -> CocoResult:
-    truths, found = collect(model, files, label_map, anchors, config)
+                   anchors: np.ndarray, config: Config, predict: Predict | None = None
+                   ) -> CocoResult:
+    truths, found = collect(model, files, label_map, anchors, config, predict)
     return evaluate(truths, found, {item.id: item.name for item in label_map.items})

@@ -41,7 +41,7 @@ from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config, load_config
 from odplug_builtins.trainer.ema import WeightAverage
-from odplug_builtins.trainer.evaluation import evaluate_model, nms
+from odplug_builtins.trainer.evaluation import Predict, evaluate_model, nms, predictor
 from odplug_builtins.trainer.learner import Learner, build_learner
 from odplug_builtins.trainer.model import build_model
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
@@ -117,6 +117,8 @@ class _Run:
     val_files: list[Path]
     """Empty for every worker but the chief, which alone validates."""
     curve_files: dict[str, list[Path]]
+    predict: Predict
+    """The model's forward pass for every evaluation of the run, traced once."""
 
 
 def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
@@ -156,7 +158,8 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 writer=tf.summary.create_file_writer(str(run.logs)),
                 train_files=read, own_files=own_files, val_files=val_files,
                 curve_files={split: shard_files(records, split)
-                             for split in config.eval.curve_splits})
+                             for split in config.eval.curve_splits},
+                predict=predictor(learner.model, config.model.input_size))
 
 
 def _val_files(records: Path, me: cluster.Role) -> list[Path]:
@@ -352,7 +355,7 @@ def _finish(state: _Run) -> RunInfo:
 
 def _evaluate(state: _Run, files: list[Path]) -> CocoResult:
     return evaluate_model(state.learner.model, files, state.label_map, state.learner.anchors,
-                          state.config)
+                          state.config, state.predict)
 
 
 def _summaries(writer: tf.summary.SummaryWriter, step: int,
