@@ -147,10 +147,11 @@ def test_step_throughput_times_the_compiled_training_step(records: Path) -> None
     assert 0 < rate < float("inf")
 
 
-def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path
-                                                           ) -> None:
-    from odplug_builtins.trainer.train import train
-
+def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path,
+                                                           run_inv) -> None:  # type: ignore[no-untyped-def]
+    """``model.train`` killed mid-run, then ``model.train --resume``: the second command
+    trains only the steps left and prints where the run is (the command line's training
+    output is checked here, on the one run it finishes)."""
     run = tmp_path / "run"
     overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000}
     process = subprocess.Popen(
@@ -170,11 +171,19 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
     assert 10 <= saved_step < 400
     killed = RunInfo.read(run)
     assert killed.resumable and not killed.complete
-    steps: list[int] = []
-    info = train(records, run, resume="required", overrides={"train.steps": saved_step + 5},
-                 on_step=lambda step, total, metrics: steps.append(step))
-    assert info.complete and RunInfo.read(run) == info
-    assert steps == list(range(saved_step + 1, saved_step + 6))
+    total = saved_step + 5
+    done = run_inv("model.train", "--records", str(records), "--run", str(run), "--resume",
+                   "--set", f"train.steps={total}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [int(m) for m in re.findall(rf"^step (\d+)/{total} ", done.stdout, re.M)]
+    assert steps == list(range(saved_step + 1, total + 1)), done.stdout
+    info = RunInfo.read(run)
+    assert info.complete
+    assert f"SavedModel: {run / 'saved_model'}" in done.stdout
+    assert f"tensorboard --logdir {run / 'logs'}" in done.stdout
+    test = info.metrics["test"]
+    assert (f"Test split: mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f} "
+            f"(details in {run / 'metrics'})") in done.stdout
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 5
 
@@ -383,6 +392,8 @@ def test_every_numeric_setting_has_a_range_the_default_is_in() -> None:
 
 
 def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: Path) -> None:
+    """predict, evaluate and config as a user runs them (model.train's own output: the resume
+    test above)."""
     from PIL import Image
 
     images = tmp_path / "images"
@@ -405,15 +416,6 @@ def test_model_tasks_through_the_command_line(trained: dict, run_inv, tmp_path: 
                    str(trained["records"]), "--split", "val", "--out", str(tmp_path / "bare"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "bare" / "val.json").is_file(), "a bare SavedModel with --records"
-    run = tmp_path / "cli-run"
-    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(run),
-                   "--set", _set({**TINY, "train.steps": 2}))
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"SavedModel: {run / 'saved_model'}" in done.stdout
-    assert f"tensorboard --logdir {run / 'logs'}" in done.stdout
-    test = RunInfo.read(run).metrics["test"]
-    assert (f"Test split: mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f} "
-            f"(details in {run / 'metrics'})") in done.stdout
     done = run_inv("model.config")
     assert done.returncode == 0 and "[train]" in done.stdout and "steps = " in done.stdout
     done = run_inv("model.evaluate", "--model", str(tmp_path))

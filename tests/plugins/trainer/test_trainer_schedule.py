@@ -114,37 +114,77 @@ def _weights(run: Path) -> list[np.ndarray]:
     return [w.numpy() for w in model.weights]
 
 
-def test_the_same_seed_gives_the_same_run_and_another_seed_another(records: Path,
-                                                                     tmp_path: Path) -> None:
+SEEDED = {**TINY, "train.steps": 10, "train.eval_every": 5, "train.ema_decay": 0.9,
+          "eval.curve_splits": ["test"], "augment.mosaic": 1.0, "augment.mixup": 0.5,
+          "augment.close_mosaic": 0.25}
+"""The settings of three tiny runs (seeds 5, 5 and 6) that the reproducibility, learning-curve
+and close_mosaic tests share: a training costs half a minute of tracing and saving whatever
+its steps, so one set of runs answers all three. close_mosaic 0.25 of 10 steps: mosaic and
+mixup for steps 1-8, a plain pipeline for 9-10."""
+
+
+def _seeded_run(records: Path, folder: Path, seed: int) -> dict:
+    """One run of `SEEDED`: its folder, run description and steps, and the input pipelines it
+    built (seed, mosaic, mixup), recorded where the loop asks `data.train_dataset` for them."""
+    from odplug_builtins.trainer import data
     from odplug_builtins.trainer.train import train
 
-    settings = {**TINY, "train.steps": 12, "train.eval_every": 6, "train.ema_decay": 0.9}
-    runs = {}
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        info = train(records, tmp_path / name, overrides={**settings, "train.seed": seed})
-        runs[name] = (_weights(tmp_path / name), info.metrics["test"])
-    assert all(np.array_equal(a, b) for a, b in zip(runs["a"][0], runs["b"][0], strict=True))
-    assert runs["a"][1] == runs["b"][1]
-    assert not all(np.array_equal(a, c) for a, c in zip(runs["a"][0], runs["c"][0],
+    made = data.train_dataset
+    built: list[tuple[int, float, float]] = []
+
+    def recorded(files, label_map, model, train_config, augment, **kwargs):  # type: ignore[no-untyped-def]
+        built.append((train_config.seed, augment.mosaic, augment.mixup))
+        return made(files, label_map, model, train_config, augment, **kwargs)
+
+    steps: list[int] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "train_dataset", recorded)
+        info = train(records, folder, overrides={**SEEDED, "train.seed": seed},
+                     on_step=lambda step, total, metrics: steps.append(step))
+    return {"run": folder, "info": info, "steps": steps, "built": built}
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    base = tmp_path_factory.mktemp("seeded")
+    return {name: _seeded_run(records, base / name, seed)
+            for name, seed in (("a", 5), ("b", 5), ("c", 6))}
+
+
+def _curve(run: Path) -> list[dict]:
+    return json.loads((run / "metrics" / "curve.json").read_text())["points"]
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another(seeded_runs: dict) -> None:
+    a, b, c = (seeded_runs[name] for name in "abc")
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(a["run"]), _weights(b["run"]),
+                                                    strict=True))
+    assert a["info"].metrics["test"] == b["info"].metrics["test"]
+    assert ([{k: v for k, v in point.items() if k != "seconds"} for point in _curve(a["run"])]
+            == [{k: v for k, v in point.items() if k != "seconds"} for point in _curve(b["run"])])
+    assert not all(np.array_equal(x, z) for x, z in zip(_weights(a["run"]), _weights(c["run"]),
                                                         strict=True))
     from tensorflow.python.framework import config as tf_config
     assert not tf_config.is_op_determinism_enabled()  # put back after the run
 
 
 def test_the_learning_curve_scores_val_and_curve_splits_at_every_validation(
-        records: Path, tmp_path: Path) -> None:
-    from odplug_builtins.trainer.train import train
-
-    run = tmp_path / "run"
-    train(records, run, overrides={**TINY, "train.steps": 10, "train.eval_every": 5,
-                                   "eval.curve_splits": ["test"]})
-    points = json.loads((run / "metrics" / "curve.json").read_text())["points"]
+        seeded_runs: dict) -> None:
+    points = _curve(seeded_runs["a"]["run"])
     assert [p["step"] for p in points] == [5, 10]
     assert [p["images"] for p in points] == [20, 40]
     assert all(set(p) == {"step", "seconds", "images", "val", "test"} for p in points)
     assert 0 < points[0]["seconds"] < points[1]["seconds"]
     assert all(0 <= p[s][k] <= 1 for p in points for s in ("val", "test")
                for k in ("map50", "map"))
+
+
+def test_close_mosaic_rebuilds_the_pipeline_without_mosaic_for_the_last_steps(
+        seeded_runs: dict) -> None:
+    for run, seed in ((seeded_runs["a"], 5), (seeded_runs["c"], 6)):
+        # steps 1-8 from the mosaic stream, 9-10 from a plain one seeded where it starts
+        assert run["built"] == [(seed, 1.0, 0.5), (seed + 8, 0.0, 0.0)]
+        assert run["steps"] == list(range(1, 11))
 
 
 def test_a_time_budget_ends_the_run_within_it(records: Path, tmp_path: Path) -> None:
@@ -186,29 +226,6 @@ def test_close_mosaic_counts_its_fraction_from_the_end(settings: dict, total: in
     from odplug_builtins.trainer.config import AugmentConfig
 
     assert mosaic_closes(AugmentConfig(**{"mosaic": 0.5, **settings}), total) == closes
-
-
-def test_close_mosaic_rebuilds_the_pipeline_without_mosaic_for_the_last_steps(
-        records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from odplug_builtins.trainer import data
-    from odplug_builtins.trainer.train import train
-
-    built: list[tuple[int, float, float]] = []
-    made = data.train_dataset
-
-    def recorded(files, label_map, model, train_config, augment, **kwargs):  # type: ignore[no-untyped-def]
-        built.append((train_config.seed, augment.mosaic, augment.mixup))
-        return made(files, label_map, model, train_config, augment, **kwargs)
-
-    monkeypatch.setattr(data, "train_dataset", recorded)
-    steps: list[int] = []
-    train(records, tmp_path / "run",
-          overrides={**TINY, "train.steps": 8, "train.seed": 3, "augment.mosaic": 1.0,
-                     "augment.mixup": 0.5, "augment.close_mosaic": 0.25},
-          on_step=lambda step, total, metrics: steps.append(step))
-    # steps 1-6 from the mosaic stream, 7-8 from a plain one seeded where it starts
-    assert built == [(3, 1.0, 0.5), (3 + 6, 0.0, 0.0)]
-    assert steps == list(range(1, 9))
 
 
 @pytest.mark.parametrize("value,message", [
