@@ -29,8 +29,23 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         self.peak = peak
         self.warmup = warmup
         self.total = total
+        self._traced: tuple[object, object, tf.Tensor] | None = None
 
     def __call__(self, step: tf.Tensor | int) -> tf.Tensor:
+        """The rate at `step`, built once per traced graph and step: Keras' AdamW asks for it
+        again for every variable it decays, and rebuilding the schedule each time was a large
+        share of tracing the training step (docs/training.md, "How fast it trains on a CPU").
+        The graph that holds the tensor is the step function's, which its ``tf.function``
+        keeps for the run anyway. The value is the same, so the run is unchanged; eagerly the
+        rate is computed at every call."""
+        if tf.executing_eagerly():
+            return self._rate(step)
+        graph = tf.compat.v1.get_default_graph()
+        if self._traced is None or self._traced[0] is not graph or self._traced[1] is not step:
+            self._traced = (graph, step, self._rate(step))
+        return self._traced[2]
+
+    def _rate(self, step: tf.Tensor | int) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         warmup = float(self.warmup)
         start = self.peak * FLOOR

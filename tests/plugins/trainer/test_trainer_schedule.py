@@ -44,6 +44,28 @@ def test_the_schedule_follows_its_length_variable() -> None:
     assert float(schedule(2000)) == pytest.approx(1e-4)
 
 
+def test_the_schedule_is_built_once_per_traced_graph() -> None:
+    """AdamW asks for the rate once per variable it decays: inside one trace the schedule
+    gives the same tensor each time for the same step, which still follows the variables."""
+    total = tf.Variable(100, dtype=tf.int64)
+    schedule = WarmupCosine(1e-3, 10, total)
+    step = tf.Variable(5, dtype=tf.int64)
+    same: list[bool] = []
+
+    @tf.function
+    def twice() -> tf.Tensor:
+        first, second = schedule(step), schedule(step)
+        same.append(first is second)
+        return first + second
+
+    np.testing.assert_allclose(twice(), 2 * schedule(5), rtol=1e-6)
+    step.assign(50)
+    total.assign(60)
+    np.testing.assert_allclose(twice(), 2 * schedule(50), rtol=1e-6)
+    assert same == [True], "traced once, with one schedule in the graph"
+    assert schedule(50) is not schedule(50), "eagerly the rate is computed at every call"
+
+
 def test_a_time_budget_sets_the_step_count_from_the_measured_speed() -> None:
     total = tf.Variable(0, dtype=tf.int64)
     budget = StepBudget(TrainConfig(steps=1000, minutes=1.0), total, resuming=False)
