@@ -22,7 +22,6 @@ LABELS = LabelMap.from_names(["red", "green"])
 NO_COLOUR = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
 
 
-
 def png(width: int, height: int, boxes: list[Box]) -> bytes:
     pixels = np.zeros((height, width, 3), np.uint8)
     for box in boxes:

@@ -23,7 +23,7 @@ from odplug.run import RunInfo
 from odplug_builtins.trainer.config import RANGES, Config, load_config
 from odplug_builtins.trainer.runfolder import RunFolder, start
 from tests.plugins.trainer.common import TINY
-from tests.support.detectors import assert_same_detections
+from tests.support.detectors import TinyRun, assert_same_detections
 from tests.support.records import run_import
 from tests.support.tools import BIN, ROOT
 
@@ -43,19 +43,12 @@ def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One short run shared by the tests that need a trained model."""
-    from odplug_builtins.trainer.train import train
-
-    run = tmp_path_factory.mktemp("run") / "run"
-    history: list[dict] = []
-    # the SSD loss without mosaic: its loss is known to fall by a fifth within these 30 steps
-    ssd = {"train.box_loss": "huber", "train.assigner": "iou", "train.quality_focal": False,
-           "train.box_loss_weight": 1.0, "augment.mosaic": 0.0}
-    info = train(records, run, overrides={**TINY, **ssd, "train.steps": 30},
-                 on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
-    return {"run": run, "saved": info.saved_model, "info": info, "history": history,
-            "records": records}
+def trained(tiny_run: TinyRun) -> dict:
+    """The session's shared tiny run (`tests.support.detectors.TINY_RUN`: 30 steps of the SSD
+    loss without mosaic, whose loss is known to fall by a fifth over them); read-only."""
+    return {"run": tiny_run.run, "saved": tiny_run.saved_model,
+            "info": tiny_run.returned, "history": tiny_run.history,
+            "records": tiny_run.records}
 
 
 def test_loss_falls_and_the_run_folder_is_complete(trained: dict) -> None:
