@@ -29,7 +29,6 @@ TINY = {
     "train.learning_rate": 3e-3, "train.log_every": 1, "train.checkpoint_every": 4,
     "train.eval_every": 6, "train.shuffle_buffer": 50, "eval.batch_size": 8,
 }
-STEPS = 12
 
 
 def _set(overrides: dict) -> str:
@@ -98,59 +97,6 @@ def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type
     return base / "records"
 
 
-@pytest.fixture(scope="module")
-def two_workers(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One run of a two-worker local cluster, its scratch folders under a temp dir of its own."""
-    base = tmp_path_factory.mktemp("cluster")
-    scratch = base / "tmp"
-    scratch.mkdir()
-    history: list[dict] = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TMPDIR", str(scratch))
-        result = launcher.train_locally(
-            2, records, base / "run", config=None, overrides={**TINY, "train.steps": STEPS},
-            resume="never",
-            on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
-    return {"run": base / "run", "result": result, "history": history, "scratch": scratch}
-
-
-@pytest.mark.slow
-def test_two_workers_end_with_the_weights_the_chief_saved(two_workers: dict) -> None:
-    from odplug_builtins.trainer.config import load_config
-    from odplug_builtins.trainer.model import build_model
-
-    result: launcher.LocalRun = two_workers["result"]
-    assert sorted(result.digests) == ["worker 0", "worker 1"]
-    assert len(set(result.digests.values())) == 1
-    run: Path = two_workers["run"]
-    model = build_model(load_config(run / "config.toml").model, 3)
-    model.load_weights(str(run / "last.weights.h5"))
-    assert cluster.weights_digest(model) == result.digests["worker 0"]
-    assert [h["step"] for h in two_workers["history"]] == list(range(1, STEPS + 1))
-    assert result.info.complete and result.info == RunInfo.read(run)
-
-
-@pytest.mark.slow
-def test_only_the_chief_writes_the_run_folder(two_workers: dict) -> None:
-    run: Path = two_workers["run"]
-    found = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
-    saves = [f"checkpoints/ckpt-{n}.{part}" for n in (4, 8, 12)
-             for part in ("data-00000-of-00001", "index")]
-    events = [name for name in found if name.startswith("logs/")]
-    assert len(events) == 1 and "events.out.tfevents" in events[0], events
-    saved_model = [name for name in found if name.startswith("saved_model/")]
-    assert "saved_model/saved_model.pb" in saved_model
-    assert found == sorted([
-        "best.json", "best.weights.h5", "config.toml", "inputs.json", "label_map.pbtxt",
-        "last.weights.h5", "run.json", "metrics/test.json", "metrics/test-pr.png",
-        "metrics/curve.json",
-        "checkpoints/checkpoint", *saves, *events, *saved_model])
-    # Only odplug's folders: TensorFlow's autograph leaves files of its own in a TMPDIR that a
-    # fresh process (such as a pytest-xdist worker) first reads here.
-    left = [p.name for p in two_workers["scratch"].iterdir() if p.name.startswith("odplug-")]
-    assert not left, f"scratch folders left: {left}"
-
-
 def _worker_pid(run: Path, index: int) -> int | None:
     """The process id of local worker `index` training into `run`."""
     for entry in Path("/proc").iterdir():
@@ -166,15 +112,14 @@ def _worker_pid(run: Path, index: int) -> int | None:
     return None
 
 
-@pytest.mark.slow
-def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(records: Path, tmp_path: Path
-                                                              ) -> None:
-    run = tmp_path / "run"
+def _kill_worker_1_past_checkpoint_8(records: Path, run: Path, scratch: Path) -> dict:
+    """``inv model.train --workers 2`` until checkpoint 8 exists, then SIGKILL worker 1: what
+    the launcher says, its exit status, and whether the chief outlived it."""
     inv = subprocess.Popen(
         [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(run),
-         "--workers", "2", "--set", _set({**TINY, "train.steps": 400, "train.eval_every": 1000})],
+         "--workers", "2", "--set", _set({**TINY, "train.steps": 400})],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, env={**os.environ, "TMPDIR": str(scratch)})
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not (run / "checkpoints" / "ckpt-8.index").exists():
@@ -189,25 +134,95 @@ def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(records: Path, tm
         if inv.poll() is None:
             os.killpg(inv.pid, signal.SIGKILL)
             inv.wait()
-    assert inv.returncode != 0
-    assert "worker 1 failed (killed by SIGKILL)" in stderr, stderr[-2000:]
-    assert "the other workers were stopped" in stderr
-    assert _worker_pid(run, 0) is None, "the chief outlived the cluster"
+    return {"returncode": inv.returncode, "stderr": stderr,
+            "chief_alive": _worker_pid(run, 0) is not None}
+
+
+@pytest.fixture(scope="module")
+def two_workers(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One two-worker local cluster run as a user may meet it: ``model.train --workers 2``
+    with a worker killed past checkpoint 8, then continued by `launcher.train_locally` for four
+    more steps, its scratch folders under a temp dir of its own. (A cluster costs a minute of
+    tracing whatever its steps, so one run answers the kill, the resume and what a finished
+    cluster leaves.)"""
+    import tensorflow as tf
+
+    base = tmp_path_factory.mktemp("cluster")
+    run, killed_scratch, scratch = base / "run", base / "killed-tmp", base / "tmp"
+    killed_scratch.mkdir()
+    scratch.mkdir()
+    killed = _kill_worker_1_past_checkpoint_8(records, run, killed_scratch)
+    saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert saved is not None, killed["stderr"][-2000:]
+    saved_step = int(saved.rsplit("-", 1)[1])
+    history: list[dict] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(scratch))
+        result = launcher.train_locally(
+            2, records, run, config=None, overrides={"train.steps": saved_step + 4},
+            resume="required",
+            on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
+    return {"run": run, "killed": killed, "saved_step": saved_step, "result": result,
+            "history": history, "scratch": scratch}
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(two_workers: dict) -> None:
+    killed = two_workers["killed"]
+    assert killed["returncode"] != 0
+    assert "worker 1 failed (killed by SIGKILL)" in killed["stderr"], killed["stderr"][-2000:]
+    assert "the other workers were stopped" in killed["stderr"]
+    assert not killed["chief_alive"], "the chief outlived the cluster"
 
     import tensorflow as tf
 
-    saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
-    assert saved is not None
-    saved_step = int(saved.rsplit("-", 1)[1])
+    saved_step = two_workers["saved_step"]
     assert saved_step >= 8 and saved_step % 4 == 0
-    steps: list[int] = []
-    resumed = launcher.train_locally(
-        2, records, run, config=None, overrides={"train.steps": saved_step + 3},
-        resume="required", on_step=lambda step, total, metrics: steps.append(step))
-    assert steps == list(range(saved_step + 1, saved_step + 4))
-    assert resumed.info.complete
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
-    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 3
+    assert [h["step"] for h in two_workers["history"]] == list(range(saved_step + 1,
+                                                                    saved_step + 5))
+    assert two_workers["result"].info.complete
+    reader = tf.train.load_checkpoint(
+        tf.train.latest_checkpoint(str(two_workers["run"] / "checkpoints")))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 4
+
+
+@pytest.mark.slow
+def test_two_workers_end_with_the_weights_the_chief_saved(two_workers: dict) -> None:
+    from odplug_builtins.trainer.config import load_config
+    from odplug_builtins.trainer.model import build_model
+
+    result: launcher.LocalRun = two_workers["result"]
+    assert sorted(result.digests) == ["worker 0", "worker 1"]
+    assert len(set(result.digests.values())) == 1
+    run: Path = two_workers["run"]
+    model = build_model(load_config(run / "config.toml").model, 3)
+    model.load_weights(str(run / "last.weights.h5"))
+    assert cluster.weights_digest(model) == result.digests["worker 0"]
+    assert result.info.complete and result.info == RunInfo.read(run)
+
+
+@pytest.mark.slow
+def test_only_the_chief_writes_the_run_folder(two_workers: dict) -> None:
+    run: Path = two_workers["run"]
+    last = two_workers["saved_step"] + 4
+    found = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    saves = [f"checkpoints/ckpt-{n}.{part}" for n in (last - 8, last - 4, last)
+             for part in ("data-00000-of-00001", "index")]
+    events = [name for name in found if name.startswith("logs/")]
+    # one events file per chief process: the killed one and the one that resumed
+    assert len(events) == 2 and all("events.out.tfevents" in e for e in events), events
+    saved_model = [name for name in found if name.startswith("saved_model/")]
+    assert "saved_model/saved_model.pb" in saved_model
+    assert found == sorted([
+        "best.json", "best.weights.h5", "config.toml", "inputs.json", "label_map.pbtxt",
+        "last.weights.h5", "run.json", "metrics/test.json", "metrics/test-pr.png",
+        "metrics/curve.json",
+        "checkpoints/checkpoint", *saves, *events, *saved_model])
+    # Only odplug's folders (of the cluster that finished: a SIGKILLed worker cannot remove
+    # its own): TensorFlow's autograph leaves files of its own in a TMPDIR that a fresh
+    # process (such as a pytest-xdist worker) first reads here.
+    left = [p.name for p in two_workers["scratch"].iterdir() if p.name.startswith("odplug-")]
+    assert not left, f"scratch folders left: {left}"
 
 
 _CURVES = """
