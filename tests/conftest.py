@@ -78,3 +78,14 @@ def run_inv() -> Run:
     return run
 
 
+E2E = ROOT / "tests" / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` what is slow by what it uses: the e2e tier (installed programs, command
+    lines that load TensorFlow, clusters, benchmarks) and every test that needs the session's
+    tiny training (`tiny_run`). Other tests that take more than a few seconds carry the mark
+    themselves; ``pytest -m "not slow"`` is the fast tier."""
+    for item in items:
+        if item.path.is_relative_to(E2E) or "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -116,6 +116,7 @@ def _paired(images: int, seed: int):  # type: ignore[no-untyped-def]
     return _result(truths, found), _result(truths, worse)
 
 
+@pytest.mark.slow
 def test_intervals_shrink_with_more_images_and_hold_the_true_ratio() -> None:
     """The 'true' ratio is the one on a large population; intervals from small samples of it
     contain it, and an interval from four times the images is about half as wide."""

@@ -105,12 +105,17 @@ def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
     assert [row.name for row in result.rows] == ["saved_model", "tflite-float32"]
     assert [(m.exporter, m.variant) for m in result.exported] == [("tflite", "float32")]
 
+    def stop_at_the_first(step: int, total: int, metrics: dict) -> None:
+        steps.append(step)
+        raise Interrupted  # the first step says it all, and the rest costs a training
+
     steps.clear()
     changed = replace(options, overrides={**overrides, "train.steps": 6})
-    result = run_pipeline(out, changed, registry,
-                          on_step=lambda step, total, metrics: steps.append(step))
-    assert steps == list(range(1, 7)), "a finished run with other inputs starts over"
-    assert result.run.complete and (result.run.saved_model / "saved_model.pb").is_file()
+    with pytest.raises(Interrupted):
+        run_pipeline(out, changed, registry, on_step=stop_at_the_first)
+    assert steps == [1], "a finished run with other inputs starts over"
+    replaced = registry.get(TRAINERS, "ssd").describe(out / "run")
+    assert replaced is not None and not replaced.complete
 
 
 def test_pipeline_reports_unknown_formats_before_any_work(run_inv, tmp_path: Path  # type: ignore[no-untyped-def]

@@ -323,6 +323,7 @@ def test_kill_9_mid_write_keeps_the_previous_output(
     assert [p.name for p in shard_files(good, "train")] == ["train.record-00000-of-00001"]
 
 
+@pytest.mark.slow
 def test_a_second_import_into_the_same_folder_is_refused(
         good: Path, project: Path, registry, slow_import) -> None:  # type: ignore[no-untyped-def]
     before = snapshot(good)
@@ -349,6 +350,7 @@ def test_the_lock_refuses_a_second_holder_in_the_same_process(tmp_path: Path) ->
         pass
 
 
+@pytest.mark.slow
 def test_the_lock_is_per_folder(good: Path, project: Path, tmp_path: Path, registry,
                                 slow_import) -> None:  # type: ignore[no-untyped-def]
     first = slow_import(project, good, 4)

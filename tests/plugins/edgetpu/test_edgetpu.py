@@ -262,6 +262,7 @@ def test_the_model_is_uint8_in_static_and_integer_up_to_the_nms(without_compiler
         "DEQUANTIZE", "DEQUANTIZE", "TFLite_Detection_PostProcess"]
 
 
+@pytest.mark.slow
 def test_a_float_model_is_refused_naming_its_float_operators(float_model: Path) -> None:
     with pytest.raises(OdplugError, match=rf"^{float_model}: the Edge TPU model has float "
                                           r"operators before the post-processing: \w+ \(op \d+: "

@@ -32,6 +32,8 @@ from odplug_builtins.tflite import TFLiteExporter
 from tests.support.detectors import TinyRun, assert_same_detections, resaved
 from tests.support.tools import needs_tfjs_toolchain
 
+pytestmark = pytest.mark.slow  # the TF.js converter and Node runs: seconds each
+
 SIZE = 32
 LABELS = LabelMap.from_names(["cat", "dog", "fox"])
 ANCHORS = np.array([[0.3, 0.3, 0.3, 0.3], [0.32, 0.32, 0.3, 0.3], [0.8, 0.8, 0.2, 0.2]],

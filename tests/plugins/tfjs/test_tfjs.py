@@ -42,6 +42,8 @@ from odplug_builtins.tfjs.node import (
 )
 from tests.support.detectors import TinyRun, assert_same_detections, saved_model_copy
 
+pytestmark = pytest.mark.slow  # the TF.js converter and Node runs: seconds each
+
 SIZE = 96
 PALETTE = [(0xff, 0x00, 0xff), (0x00, 0xc8, 0xff), (0xff, 0xb4, 0x00)]  # app.js COLOURS[:3]
 

@@ -38,11 +38,29 @@ def low_threshold(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def exported(low_threshold: Path, tiny_run: TinyRun,
+def conversions() -> dict[tuple[str, bool], bytes]:
+    """What the converter made while `exported` ran, by (variant, per-channel weights)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def exported(low_threshold: Path, tiny_run: TinyRun, conversions: dict,
              tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from odplug_builtins.tflite import export
+
+    real = export.convert
+
+    def recorded(trained, variant, calibration=None, *, per_channel=False):  # type: ignore[no-untyped-def]
+        conversions[(variant, per_channel)] = real(trained, variant, calibration,
+                                                   per_channel=per_channel)
+        return conversions[(variant, per_channel)]
+
     out = tmp_path_factory.mktemp("exported")
-    models = TFLiteExporter().export(validate_detector(low_threshold), out,
-                                     variants=TFLiteExporter.variants, records=tiny_run.records)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "convert", recorded)
+        models = TFLiteExporter().export(validate_detector(low_threshold), out,
+                                         variants=TFLiteExporter.variants,
+                                         records=tiny_run.records)
     assert {model.exporter for model in models} == {"tflite"}
     return {model.variant: model for model in models}
 
@@ -302,14 +320,21 @@ def test_the_manifest_records_the_int8_choice_and_both_scores(exported: dict,
 
 @pytest.mark.parametrize("better", ["per-channel", "per-tensor"])
 def test_the_better_scoring_weights_are_the_ones_written(
-        better: str, tiny_run: TinyRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        better: str, low_threshold: Path, exported: dict, conversions: dict, tiny_run: TinyRun,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The choice between the two int8 weight layouts, not the converter, is under test: the
+    conversions are those `exported` made of the same SavedModel."""
     from odplug_builtins.tflite import export
 
     def forced(model: bytes, trained: object, data: object) -> tuple[float, float, int]:
         return (0.5, 0.6, 3) if export.weight_scales(model) == better else (0.5, 0.5, 3)
 
+    def converted(trained, variant, calibration=None, *, per_channel=False):  # type: ignore[no-untyped-def]
+        return conversions[(variant, per_channel)]
+
     monkeypatch.setattr(export, "validation_score", forced)
-    (model,) = TFLiteExporter().export(validate_detector(tiny_run.saved_model), tmp_path,
+    monkeypatch.setattr(export, "convert", converted)
+    (model,) = TFLiteExporter().export(validate_detector(low_threshold), tmp_path,
                                        variants=["int8"], records=tiny_run.records)
     quantization = json.loads(model.manifest.read_text())["quantization"]
     assert quantization["weights"] == better == weight_scales_of(model)

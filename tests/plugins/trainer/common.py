@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import keras
 import numpy as np
 from PIL import Image
 
@@ -30,3 +31,19 @@ def png(width: int, height: int, boxes: list[Box]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+Weights = dict[str, list[np.ndarray]]
+
+
+def random_backbone(alpha: float, size: int) -> tuple[keras.Model, Weights]:
+    """MobileNetV2 (include_top=False) with every variable, BatchNorm statistics included,
+    set to seeded random values no initialiser would produce."""
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
+                                           include_top=False, weights=None)
+    rng = np.random.default_rng(7)
+    for variable in model.weights:
+        values = rng.uniform(0.5, 1.5, variable.shape) if "variance" in variable.path else \
+            rng.normal(0.0, 0.1, variable.shape)
+        variable.assign(values.astype("float32"))
+    return model, {layer.name: layer.get_weights() for layer in model.layers if layer.weights}

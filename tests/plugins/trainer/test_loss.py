@@ -274,6 +274,7 @@ def test_dropping_shared_padding_changes_no_value(options: dict) -> None:
             assert float(trimmed[key]) == float(value), key
 
 
+@pytest.mark.slow
 def test_every_option_compiles_with_xla_and_runs_under_a_strategy() -> None:
     """What the train step does with the loss on a GPU (XLA) and on several devices."""
     anchors, targets, outputs = _fixed_case()

@@ -226,6 +226,7 @@ def test_mosaic_and_mixup_off_leave_the_batches_as_they_were(shapes: list[Path])
         assert targets["classes"].tobytes() == targets2["classes"].tobytes()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_mixed_batches_on_any_threads(shapes: list[Path]) -> None:
     augment = AugmentConfig(mosaic=0.5, mixup=0.5)
 

@@ -8,7 +8,6 @@ that refuses connections.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -22,24 +21,10 @@ from odplug_builtins.trainer import pretrained
 from odplug_builtins.trainer.config import ModelConfig, load_config
 from odplug_builtins.trainer.model import build_model
 from odplug_builtins.trainer.runfolder import RunFolder, start
-from tests.plugins.trainer.common import TINY
+from tests.plugins.trainer.common import TINY, Weights, random_backbone
 from tests.support.records import run_import
 
-Weights = dict[str, list[np.ndarray]]
 UNREACHABLE = "http://127.0.0.1:1/keras-applications/mobilenet_v2/"
-
-
-def _random_backbone(alpha: float, size: int) -> tuple[keras.Model, Weights]:
-    """MobileNetV2 (include_top=False) with every variable, BatchNorm statistics included,
-    set to seeded random values no initialiser would produce."""
-    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
-                                           include_top=False, weights=None)
-    rng = np.random.default_rng(7)
-    for variable in model.weights:
-        values = rng.uniform(0.5, 1.5, variable.shape) if "variance" in variable.path else \
-            rng.normal(0.0, 0.1, variable.shape)
-        variable.assign(values.astype("float32"))
-    return model, {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +33,7 @@ def backbone(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (what a user fine-tuned elsewhere) and as a legacy .h5 (the format of Keras' ImageNet
     files)."""
     folder = tmp_path_factory.mktemp("backbone")
-    model, weights = _random_backbone(0.35, TINY["model.input_size"])
+    model, weights = random_backbone(0.35, TINY["model.input_size"])
     model.save_weights(folder / "backbone.weights.h5")
     model.save(folder / "legacy.h5")
     return {"weights": weights, "file": folder / "backbone.weights.h5",
@@ -93,6 +78,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_the_backbone_starts_from_exactly_a_local_weights_file(backbone: dict) -> None:
     config = load_config(overrides={**TINY, "model.weights": str(backbone["file"])})
     assert pretrained.fetch(config.model) == {
@@ -113,28 +99,6 @@ def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type
     project = write_demo_project(base / "demo", images=12, size=96, seed=5)
     run_import(project, base / "records", registry)
     return base / "records"
-
-
-def test_a_run_trains_from_a_local_file_and_records_it(backbone: dict, records: Path,
-                                                       tmp_path: Path) -> None:
-    from odplug_builtins.trainer.train import load_run_model, train
-
-    file = tmp_path / "mine.weights.h5"
-    file.write_bytes(backbone["file"].read_bytes())
-    run = tmp_path / "run"
-    history: list[float] = []
-    info = train(records, run, overrides={**TINY, "train.steps": 3, "model.weights": str(file)},
-                 on_step=lambda step, total, metrics: history.append(metrics["loss"]))
-    assert info.complete and len(history) == 3 and np.all(np.isfinite(history))
-    started = json.loads((run / "inputs.json").read_text())
-    assert started["backbone"] == {"from": "file", "path": str(file.resolve()),
-                                   "sha256": _sha256(file)}
-    file.unlink()  # the run's own weights replace the backbone's: going on needs no file
-    load_run_model(run)
-    steps: list[int] = []
-    resumed = train(records, run, overrides={"train.steps": 4}, resume="required",
-                    on_step=lambda step, total, metrics: steps.append(step))
-    assert resumed.complete and steps == [4]
 
 
 def test_imagenet_weights_in_the_keras_cache_load_without_network(

@@ -4,6 +4,7 @@ computes, and the model tasks work through the command line."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -22,7 +23,7 @@ from odplug.errors import OdplugError
 from odplug.run import RunInfo
 from odplug_builtins.trainer.config import RANGES, Config, load_config
 from odplug_builtins.trainer.runfolder import RunFolder, start
-from tests.plugins.trainer.common import TINY
+from tests.plugins.trainer.common import TINY, random_backbone
 from tests.support.detectors import TinyRun, assert_same_detections
 from tests.support.records import run_import
 from tests.support.tools import BIN, ROOT
@@ -125,6 +126,7 @@ def test_saved_model_holds_its_weights_as_constants_or_variables(trained: dict) 
     assert "detection_boxes" in done.stdout and "num_detections" in done.stdout
 
 
+@pytest.mark.slow
 def test_step_throughput_times_the_compiled_training_step(records: Path) -> None:
     """What bench.train compares the input pipeline against: the same step `train` runs."""
     from odplug.data.labelmap import read_label_map
@@ -140,13 +142,19 @@ def test_step_throughput_times_the_compiled_training_step(records: Path) -> None
     assert 0 < rate < float("inf")
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_path: Path,
                                                            run_inv) -> None:  # type: ignore[no-untyped-def]
-    """``model.train`` killed mid-run, then ``model.train --resume``: the second command
-    trains only the steps left and prints where the run is (the command line's training
-    output is checked here, on the one run it finishes)."""
+    """``model.train`` from a local backbone file, killed mid-run; the file moved away; then
+    ``model.train --resume``: the second command trains only the steps left, needing no
+    backbone file (the run's own weights replace it), and prints where the run is. (The
+    command line's training output, and a run from a local backbone file, are checked here on
+    the one run they need: a training costs half a minute of fixed work.)"""
     run = tmp_path / "run"
-    overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000}
+    backbone = tmp_path / "mine.weights.h5"
+    random_backbone(0.35, TINY["model.input_size"])[0].save_weights(backbone)
+    overrides = {**TINY, "train.steps": 400, "train.eval_every": 1000,
+                 "model.weights": str(backbone)}
     process = subprocess.Popen(
         [str(BIN / "inv"), "model.train", "--records", str(records), "--run", str(run),
          "--set", _set(overrides)],
@@ -164,12 +172,17 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
     assert 10 <= saved_step < 400
     killed = RunInfo.read(run)
     assert killed.resumable and not killed.complete
+    started = json.loads((run / "inputs.json").read_text())
+    assert started["backbone"] == {"from": "file", "path": str(backbone.resolve()),
+                                   "sha256": hashlib.sha256(backbone.read_bytes()).hexdigest()}
+    backbone.unlink()
     total = saved_step + 5
     done = run_inv("model.train", "--records", str(records), "--run", str(run), "--resume",
                    "--set", f"train.steps={total}")
     assert done.returncode == 0, done.stderr[-2000:]
-    steps = [int(m) for m in re.findall(rf"^step (\d+)/{total} ", done.stdout, re.M)]
-    assert steps == list(range(saved_step + 1, total + 1)), done.stdout
+    steps = re.findall(rf"^step (\d+)/{total} loss=(\S+) ", done.stdout, re.M)
+    assert [int(step) for step, _ in steps] == list(range(saved_step + 1, total + 1)), done.stdout
+    assert all(np.isfinite(float(loss)) for _, loss in steps)
     info = RunInfo.read(run)
     assert info.complete
     assert f"SavedModel: {run / 'saved_model'}" in done.stdout
@@ -337,6 +350,7 @@ def test_the_training_reader_names_the_file_and_record_it_cannot_read(
         list(data.checked(evaluation, files))
 
 
+@pytest.mark.slow
 def test_a_bad_validation_record_stops_training_with_one_line(records: Path,
                                                               tmp_path: Path) -> None:
     from odplug_builtins.trainer.train import train
@@ -441,6 +455,7 @@ def _record_classes(records: Path, split: str) -> list[list[int]]:
     return [item["classes"].tolist() for item in record_dataset(files).as_numpy_iterator()]
 
 
+@pytest.mark.slow
 def test_the_input_pipeline_trains_gapped_ids_in_their_own_columns(gapped: Path) -> None:
     """Ids 1, 3, 7 become class columns 0, 1, 2 (the label map's ascending order): none falls
     outside the C columns, where it would train as background."""

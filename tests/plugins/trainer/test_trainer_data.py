@@ -77,6 +77,7 @@ def test_training_batches_have_the_promised_shapes_types_and_ranges(demo_records
         assert (real[:, 2] > real[:, 0]).all() and (real[:, 3] > real[:, 1]).all()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_batches_and_another_seed_others(demo_records) -> None:  # type: ignore[no-untyped-def]
     files, label_map = demo_records
 
