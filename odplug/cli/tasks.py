@@ -400,7 +400,6 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 @user_errors
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     """Detect objects in images: PNGs with boxes, classes and scores drawn, and a JSON."""
-    from odplug.model.predict import predict_images
     from odplug.run import resolve_model
 
     if not model or not source:
@@ -408,6 +407,8 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     threshold = _fraction("threshold", threshold, 0.0, 1.0)
     out_path = _out_folder("out", out) or Path("predictions")
     saved_model, _run = resolve_model(Path(model))
+    from odplug.model.predict import predict_images  # TensorFlow, once the arguments hold
+
     written = predict_images(saved_model, Path(source), out_path, threshold)
     print(f"Wrote {written} drawn image(s) and {out_path / 'detections.json'}")
 

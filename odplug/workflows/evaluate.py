@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from odplug.data.labelmap import read_label_map
 from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
-from odplug.model.coco import CocoResult, plot_precision_recall, write_metrics
-from odplug.model.detector import SavedModelDetector, evaluate_detector
 from odplug.run import resolve_model
+
+if TYPE_CHECKING:
+    from odplug.model.coco import CocoResult
 
 
 @dataclass
@@ -47,6 +49,11 @@ def evaluate_model(model: Path, *, records: Path | None = None, split: str = "te
                               "was trained on: give --records")
         records = run.records
     files = split_files(records, split, "to evaluate on")
+    # TensorFlow only now: a wrong model, records or split is one line in a second, not after
+    # the seconds TensorFlow takes to import
+    from odplug.model.coco import plot_precision_recall, write_metrics
+    from odplug.model.detector import SavedModelDetector, evaluate_detector
+
     detector = SavedModelDetector(saved_model)
     label_map = detector.label_map or read_label_map(records / "label_map.pbtxt")
     result = evaluate_detector(detector, files, label_map)

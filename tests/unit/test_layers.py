@@ -23,11 +23,15 @@ def test_import_linter_contracts_hold() -> None:
     assert "0 broken" in done.stdout and " kept" in done.stdout
 
 
-def test_every_dataset_module_imports_without_tensorflow() -> None:
+def test_the_dataset_path_and_the_command_line_import_without_tensorflow() -> None:
     modules = [f"odplug.data.{info.name}" for info in pkgutil.iter_modules(odplug.data.__path__)]
     modules += ["odplug_builtins.supervisely", "odplug_builtins.tf_csv",
                 "odplug_builtins.tfrecord", "odplug_builtins.yolo", "odplug_builtins.coco",
-                "odplug_builtins.voc", "odplug.plugins"]
+                "odplug_builtins.voc", "odplug.plugins",
+                # the command line and its workflows, to their argument checks: a wrong path or
+                # number is one line at once, not after TensorFlow's seconds of importing
+                "odplug.cli.tasks", "odplug.workflows.export", "odplug.workflows.pipeline",
+                "odplug.workflows.evaluate"]
     code = ("import importlib, sys\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             "from odplug.plugins import load_registry\n"
