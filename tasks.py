@@ -4,8 +4,8 @@ The odplug tasks themselves live in `odplug.cli.tasks` so the installed ``odplug
 them too; the benchmarks need this checkout, so they are added here only.
 
 ``inv`` is invoke's own program, which has no ``--verbose``: ``ODPLUG_VERBOSE=1 inv ...`` shows
-everything TensorFlow prints, as ``odplug --verbose`` does. It is given odplug's exit status
-for parse errors, 2, as every usage error has.
+everything TensorFlow prints, as ``odplug --verbose`` does. It is given odplug's parsing
+(`parse_like_odplug`): the same answers to a wrong command line, exit status 2, and help.
 """
 
 from pathlib import Path
@@ -13,13 +13,13 @@ from pathlib import Path
 import invoke.main
 from invoke import Collection
 
-from odplug.cli import usage_status_in
 from odplug.cli.console import quiet_console, user_errors
+from odplug.cli.parsing import parse_like_odplug
 from odplug.cli.tasks import build_namespace, task, whole_number
 from odplug.errors import UsageError
 
 quiet_console()
-usage_status_in(invoke.main.program)
+parse_like_odplug(invoke.main.program)
 
 
 @task(

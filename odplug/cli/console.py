@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from invoke.exceptions import Exit, ParseError
+from invoke.exceptions import Exit
 
 from odplug import quiet
 from odplug.errors import OdplugError, UsageError
@@ -150,16 +150,6 @@ def user_errors(body: F) -> F:
             raise Exit("odplug: interrupted; nothing was left half-written", code=130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def parse_errors_are_usage() -> Iterator[None]:
-    """invoke's own parse errors (an unknown task or flag, a flag without its value) as exit
-    status `USAGE`, like every other usage error; invoke itself exits 1 on them."""
-    try:
-        yield
-    except ParseError as error:
-        raise Exit(str(error), code=USAGE) from None
 
 
 def os_error_line(error: OSError) -> str:

@@ -42,17 +42,33 @@ class _Uncast(Argument):  # type: ignore[misc]
         super().set_value(value, cast=False)
 
 
+SHORT_FLAGS = {"source": "s", "out": "o", "model": "m"}
+"""The only short flags: each means the same in every task that has it (what to read, where to
+write, which model). invoke's automatic ones meant something else in each task (``-t`` was
+``--to``, ``--steps``, ``--trainer`` or ``--threshold``) and took ``-h`` from ``--help``."""
+
+
 class CheckedTask(Task):  # type: ignore[misc]
-    """A task whose numeric arguments reach it as the text the user typed.
+    """A task whose numeric arguments reach it as the text the user typed, with the short
+    flags of `SHORT_FLAGS` only.
 
     invoke casts an argument to the type of its default while parsing, so ``--shards abc``
     would end in a ValueError traceback before any task code runs. Here such arguments keep
     their numeric default and kind, but a value given is passed on uncast, and each task checks
-    it with `_whole` or `_fraction`, whose errors name the flag.
+    it with `whole_number` or `_fraction`, whose errors name the flag.
     """
 
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        opts["names"] = [opts["names"][0], *SHORT_FLAGS.get(name, "")]
+        return opts
+
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
+        kept = dict(self.help)  # invoke's arg_opts pops each help it uses: a second parse had none
+        try:
+            arguments: list[Argument] = super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = kept
         return [_Uncast(names=a.names, kind=a.kind, default=a.default, help=a.help,
                         positional=a.positional, optional=a.optional,
                         incrementable=a.incrementable, attr_name=a.attr_name)

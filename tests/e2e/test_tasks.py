@@ -153,19 +153,25 @@ def test_user_errors_are_one_line_without_traceback(run_inv, args: list[str],  #
     assert message in lines[0]
 
 
-@pytest.mark.parametrize("program", ["inv", "odplug"])
-@pytest.mark.parametrize("args,message", [
-    (["data.imprt"], "No idea what 'data.imprt' is!"),
-    (["data.import", "--bogus"], "No idea what '--bogus' is!"),
-    (["data.import", "--source"], "Flag <Argument: source (s)> needed value and was not given "
-     "one!"),
-    (["--help", "data.imprt"], "No idea what 'data.imprt' is!"),
+@pytest.mark.parametrize("program,args,message", [
+    ("odplug", ["data.imprt"], "odplug: error: no task 'data.imprt'. Did you mean "
+     "'data.import'?"),
+    ("inv", ["data.imprt"], "odplug: error: no task 'data.imprt'. Did you mean 'data.import'?"),
+    ("inv", ["data.import", "--sorce", "x"], "odplug: error: data.import has no flag '--sorce'. "
+     "Did you mean '--source'?"),
 ])
 def test_invokes_own_parse_errors_are_usage_errors(run_inv, program: str, args: list[str],  # type: ignore[no-untyped-def]
                                                    message: str) -> None:
+    """The programs themselves (tests/unit/test_cli_parser.py has the other cases)."""
     done = run_inv(*args, program=program)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == message
+
+
+def test_inv_shows_a_tasks_help_with_h(run_inv) -> None:  # type: ignore[no-untyped-def]
+    done = run_inv("data.import", "-h")
+    assert done.returncode == 0, done.stderr
+    assert "-s STRING, --source=STRING" in done.stdout and "--shards=INT" in done.stdout
 
 
 def _run_folder(path: Path, **changes: object) -> Path:
