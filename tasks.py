@@ -41,11 +41,12 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
 
 @task(
     name="train",
+    iterable=["set"],
     help={
         "datasets": "comma-separated: demo, raccoon (default demo,raccoon)",
         "seeds": "training runs per dataset, seeds 0..N-1, for mean and spread (default 1)",
         "set": "extra config overrides for every run, e.g. train.ema_decay=0.998 (to compare "
-        "a change against the defaults)",
+        "a change against the defaults); repeat --set or separate them with commas",
         "workdir": "where the records, the runs and the results go (default bench/work/train)",
         "steps": "training steps timed for the step throughput (default 20)",
         "full": "also train and draw the learning curves (default on; --no-full times only "
@@ -55,7 +56,7 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
     },
 )
 @user_errors
-def bench_train(c, datasets="demo,raccoon", seeds=1, set="", workdir="bench/work/train",
+def bench_train(c, datasets="demo,raccoon", seeds=1, set=None, workdir="bench/work/train",
                 steps=20, full=True, workers=0):
     """Learning curves (test mAP vs training seconds) per dataset and seed, images/s, CPU use;
     or, with --workers N, images/s of one and of N local training workers."""
@@ -73,7 +74,7 @@ def bench_train(c, datasets="demo,raccoon", seeds=1, set="", workdir="bench/work
     from odplug.cli.overrides import parse_overrides
 
     run(workdir=Path(workdir), datasets=[d.strip() for d in datasets.split(",") if d.strip()],
-        seeds=whole_number("seeds", seeds, 1, 100), settings=parse_overrides(set),
+        seeds=whole_number("seeds", seeds, 1, 100), settings=parse_overrides(set or []),
         steps=whole_number("steps", steps, 1, 1_000_000), full=full)
 
 

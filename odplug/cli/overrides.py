@@ -1,4 +1,5 @@
-"""``--set section.key=value,...`` on the command line, values typed as TOML literals.
+"""``--set section.key=value,...`` on the command line, values typed as TOML literals; the flag
+may be repeated (``--set a.b=1 --set c.d=2``), each one holding one or more.
 
 So ``train.steps=500`` is an integer, ``model.fpn=true`` a boolean, ``model.levels=[3,4,5]``
 a list, and a bare word a string, exactly as they would be written in the config file.
@@ -7,6 +8,7 @@ a list, and a bare word a string, exactly as they would be written in the config
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from odplug.errors import UsageError
 
@@ -16,9 +18,10 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-def parse_overrides(text: str) -> dict[str, object]:
+def parse_overrides(texts: str | Iterable[str]) -> dict[str, object]:
+    """The overrides of one ``--set`` value, or of several; a key given twice keeps the last."""
     values: dict[str, object] = {}
-    for part in _split(text):
+    for part in [part for text in _one_or_many(texts) for part in _split(text)]:
         key, sep, raw = part.partition("=")
         key = key.strip()
         if not sep or "." not in key:
@@ -32,6 +35,10 @@ def parse_overrides(text: str) -> dict[str, object]:
         except RecursionError:
             raise UsageError(f"--set {part!r}: the value is nested too deeply") from None
     return values
+
+
+def _one_or_many(texts: str | Iterable[str]) -> Iterable[str]:
+    return [texts] if isinstance(texts, str) else texts
 
 
 def _split(text: str) -> list[str]:

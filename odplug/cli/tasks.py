@@ -12,7 +12,9 @@ import atexit
 import errno
 import functools
 import gc
+import inspect
 import math
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,12 +57,19 @@ class CheckedTask(Task):  # type: ignore[misc]
     invoke casts an argument to the type of its default while parsing, so ``--shards abc``
     would end in a ValueError traceback before any task code runs. Here such arguments keep
     their numeric default and kind, but a value given is passed on uncast, and each task checks
-    it with `whole_number` or `_fraction`, whose errors name the flag.
+    it with `whole_number` or `_fraction`, whose errors name the flag. An argument annotated
+    ``int | None`` (or ``float | None``) with the default None is such a number that may be left
+    out: the task gets None.
     """
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
         opts["names"] = [opts["names"][0], *SHORT_FLAGS.get(name, "")]
+        if default is None:
+            hint = typing.get_type_hints(inspect.unwrap(self.body)).get(name)
+            for kind in (int, float):
+                if hint == kind | None:
+                    opts["kind"] = kind
         return opts
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
@@ -163,8 +172,30 @@ def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def _steps(value: int | str) -> int:
-    return whole_number("steps", value, 0, 10**9, " (0: the trainer's default)")
+def _training_overrides(settings: list[str] | None, steps: int | str | None) -> dict[str, object]:
+    """The config overrides of ``--set`` (repeated or comma-separated) and ``--steps``.
+
+    ``--steps`` left out (None) keeps the config's; 0 is refused, as it would train nothing.
+    """
+    overrides = parse_overrides(settings or [])
+    if steps is not None:
+        overrides["train.steps"] = whole_number("steps", steps, 1, 10**9,
+                                                "; leave it out for the trainer's default")
+    return overrides
+
+
+def _in_folder(flag: str, value: str) -> Path:
+    """An input folder: refused up front when it is a file or missing."""
+    path = Path(value)
+    if not path.exists():
+        raise _usage(flag, value, "no such folder")
+    if not path.is_dir():
+        raise _usage(flag, value, "is a file; give a folder")
+    return path
+
+
+SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or separate them with "
+            "commas")
 
 
 @task(
@@ -306,14 +337,16 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
 
 @task(
     name="train",
+    iterable=["set"],
     help={
         "records": "TFRecord folder written by data.import (train split; val for the best "
         "checkpoint; test for the final metrics)",
         "run": "run folder: the trainer's files, its run description and the SavedModel "
         "(default: runs/<records folder name>)",
         "config": "TOML config with the settings to change (see `model.config` for all)",
-        "steps": "number of training steps (overrides train.steps)",
-        "set": "comma-separated overrides, e.g. train.batch_size=8,model.fpn=true",
+        "steps": "number of training steps, 1 or more (overrides train.steps; default: the "
+        "trainer's)",
+        "set": f"{SET_HELP}, e.g. --set train.batch_size=8 --set model.fpn=true",
         "resume": "continue the run in --run from its latest checkpoint",
         "trainer": f"trainer plugin (default {BUILTIN_DEFAULTS.trainer})",
         "workers": "train with N worker processes on this machine, a local multi-worker "
@@ -322,22 +355,21 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
     },
 )
 @user_errors
-def model_train(c, records=None, run=None, config=None, steps=0, set="", resume=False,
-                trainer=BUILTIN_DEFAULTS.trainer, workers=1):
+def model_train(c, records=None, run=None, config=None, steps: int | None = None, set=None,
+                resume=False, trainer=BUILTIN_DEFAULTS.trainer, workers=1):
     """Train a detector on a TFRecord folder; resumable, GPU when present."""
     import time
 
+    from odplug.data.shards import training_inputs
     from odplug.plugins import TRAINERS
 
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
-    steps = _steps(steps)
+    overrides = _training_overrides(set, steps)
     workers = whole_number("workers", workers, 1, 16)
     config_path = _in_file("config", config)
+    training_inputs(_in_folder("records", records))
     run_dir = _out_folder("run", run) or Path("runs") / Path(records).resolve().name
-    overrides = parse_overrides(set)
-    if steps:
-        overrides["train.steps"] = steps
     registry = load_registry_warning()
     chosen = registry.get(TRAINERS, trainer)
     chosen.check()
@@ -546,13 +578,15 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
 
 
 @task(
+    iterable=["set"],
     help={
         "source": "dataset to start from (default: make the demo dataset)",
         "format": "its format, when detection is not enough",
         "out": "output folder for every stage (default output/pipeline)",
         "config": "training config TOML (see model.config)",
-        "steps": "training steps (default: the trainer's, 1000 for ssd; more is better)",
-        "set": "comma-separated training overrides, e.g. model.input_size=320",
+        "steps": "training steps, 1 or more (default: the trainer's, 1000 for ssd; more is "
+        "better)",
+        "set": f"training {SET_HELP}, e.g. --set model.input_size=320",
         "to": f"export formats (default {DEFAULT_EXPORTS})",
         "quantize": "export variants (default: each format's defaults)",
         "force": "rerun every stage, even those whose inputs have not changed",
@@ -560,7 +594,8 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
     },
 )
 @user_errors
-def pipeline(c, source=None, format=None, out="output/pipeline", config=None, steps=0, set="",
+def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
+             steps: int | None = None, set=None,
              to=DEFAULT_EXPORTS, quantize="", force=False, min_ratio=""):
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
@@ -568,13 +603,10 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None, st
     from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
-    steps = _steps(steps)
+    overrides = _training_overrides(set, steps)
     enforce, floor = _min_ratio(min_ratio)
     out_path = _out_folder("out", out) or Path("output/pipeline")
     config_path = _in_file("config", config)
-    overrides = parse_overrides(set)
-    if steps:
-        overrides["train.steps"] = steps
     registry = load_registry_warning()
     options = PipelineOptions(
         source=Path(source) if source else None, format=format,

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from invoke import Collection, Program
+from invoke.parser import ParserContext
 
 from odplug.cli import OdplugProgram
+from odplug.cli.overrides import parse_overrides
 from odplug.cli.parsing import parse_like_odplug
 from odplug.cli.tasks import SHORT_FLAGS
 from tests.support.tools import ROOT
@@ -33,6 +36,16 @@ def run(ns: Collection, *argv: str, program: Program | None = None) -> int:
     with pytest.raises(SystemExit) as exited:
         program.run([program.binary, *argv])
     return int(exited.value.code or 0)
+
+
+def parsed(ns: Collection, *argv: str) -> ParserContext:
+    """The task context `argv` parses into, without running the task."""
+    program = OdplugProgram(namespace=ns, name="odplug", binary="odplug")
+    program.create_config()
+    program.parse_core(["odplug", *argv])
+    program.parse_collection()
+    program.parse_tasks()
+    return program.tasks[0]
 
 
 def test_h_and_help_show_every_tasks_help(ns: Collection,
@@ -100,9 +113,9 @@ def test_inv_answers_as_odplug_does(ns: Collection, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize("task,flags", [
     ("model.predict", ["-m STRING, --model=STRING", "--threshold=FLOAT"]),
     ("data.import", ["-s STRING, --source=STRING", "--shards=INT", "--quiet"]),
-    ("model.train", ["--steps=INT", "--workers=INT"]),
+    ("model.train", ["--set=STRING", "--steps=INT", "--workers=INT"]),
     ("model.export", ["--[no-]verify", "--limit=INT"]),
-    ("bench.train", ["--[no-]full"]),
+    ("bench.train", ["--set=STRING", "--[no-]full"]),
 ])
 def test_help_shows_the_type_of_every_value(ns: Collection, capsys: pytest.CaptureFixture[str],
                                             task: str, flags: list[str]) -> None:
@@ -110,3 +123,40 @@ def test_help_shows_the_type_of_every_value(ns: Collection, capsys: pytest.Captu
     shown = capsys.readouterr().out
     for flag in flags:
         assert f"  {flag}  " in shown, (flag, shown)
+
+
+@pytest.mark.parametrize("task", ["model.train", "pipeline", "bench.train"])
+def test_set_may_be_repeated(ns: Collection, task: str) -> None:
+    context = parsed(ns, task, "--set", "a.b=1", "--set=c.d=[1,2],e.f=x")
+    assert context.args.set.value == ["a.b=1", "c.d=[1,2],e.f=x"]
+    assert parse_overrides(context.args.set.value) == {"a.b": 1, "c.d": [1, 2], "e.f": "x"}
+    assert parsed(ns, task).args.set.value == []
+
+
+def test_steps_left_out_is_the_trainers_default(ns: Collection) -> None:
+    assert parsed(ns, "model.train", "--records", ".").args.steps.value is None
+    assert parsed(ns, "pipeline", "--steps", "5").args.steps.value == "5"
+
+
+@pytest.mark.parametrize("argv,status,line", [
+    (["model.train", "--records", "{tmp}", "--steps", "0"], 2,
+     "--steps '0': give a whole number from 1 to 1000000000; leave it out for the trainer's "
+     "default"),
+    (["pipeline", "--steps", "0"], 2, "--steps '0': give a whole number from 1 to 1000000000; "
+     "leave it out for the trainer's default"),
+    (["model.train", "--records", "/no/such/records"], 2,
+     "--records '/no/such/records': no such folder"),
+    (["model.train", "--records", "{tmp}/file"], 2,
+     "--records '{tmp}/file': is a file; give a folder"),
+    (["model.train", "--records", "{tmp}"], 1, "{tmp}: no label_map.pbtxt; give a folder "
+     "written by data.import"),
+    (["model.train", "--records", "{tmp}", "--config", "/no/such.toml"], 2,
+     "--config '/no/such.toml': no such file"),
+])
+def test_model_train_checks_its_arguments_before_tensorflow(
+        ns: Collection, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
+        status: int, line: str) -> None:
+    (tmp_path / "file").write_text("")
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert run(ns, *argv) == status
+    assert capsys.readouterr().err == f"odplug: error: {line.format(tmp=tmp_path)}\n"
