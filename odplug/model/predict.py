@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -27,11 +29,51 @@ def image_files(source: Path) -> list[Path]:
     raise UsageError(f"{source}: no such file or folder")
 
 
+@dataclass(frozen=True)
+class Detection:
+    """One object found in an image."""
+
+    class_id: int
+    """Its label-map id."""
+    name: str
+    """Its class name (the id as text when the model has no label map)."""
+    score: float
+    box: tuple[float, float, float, float]
+    """(ymin, xmin, ymax, xmax), normalised to [0, 1] of the image."""
+
+
+@dataclass
+class ImagePrediction:
+    """What the model found in one image, and the PNG it was drawn into."""
+
+    file: Path
+    width: int
+    height: int
+    drawn: Path
+    detections: list[Detection]
+
+
+@dataclass
+class Predictions:
+    """Every image predicted, every image skipped (with why), and ``detections.json``."""
+
+    images: list[ImagePrediction]
+    skipped: list[dict[str, str]]
+    """``{"file": ..., "reason": ...}`` per image that could not be read."""
+    json: Path
+
+
 def predict_images(model: Path, source: Path, out: Path, threshold: float) -> int:
+    """`predict`, returning how many images were drawn."""
+    return len(predict(model, source, out, threshold).images)
+
+
+def predict(model: Path, source: Path, out: Path, threshold: float) -> Predictions:
     """Draw and list detections for every image; unreadable images are reported, not fatal."""
     detector = SavedModelDetector(model)
     names = {item.id: item.name for item in detector.label_map.items} if detector.label_map else {}
-    results, problems = [], []
+    results: list[ImagePrediction] = []
+    problems: list[dict[str, str]] = []
     for path in image_files(source):
         try:
             with Image.open(path) as opened:
@@ -43,20 +85,28 @@ def predict_images(model: Path, source: Path, out: Path, threshold: float) -> in
         drawn = draw_detections(image, found.boxes, found.classes, found.scores, names)
         buffer = BytesIO()
         drawn.save(buffer, "PNG")
-        atomic_write_bytes(out / f"{path.stem}.png", buffer.getvalue())
-        results.append({
-            "file": str(path), "width": image.width, "height": image.height,
-            "detections": [
-                {"class_id": int(c), "class": names.get(int(c), str(int(c))),
-                 "score": round(float(s), 4),
-                 "box": {"ymin": float(b[0]), "xmin": float(b[1]),
-                         "ymax": float(b[2]), "xmax": float(b[3])}}
-                for b, c, s in zip(found.boxes, found.classes, found.scores, strict=True)
-            ],
-        })
-    document = {"model": str(model), "threshold": threshold, "images": results,
-                "skipped": problems}
-    atomic_write_text(out / "detections.json", json.dumps(document, indent=2) + "\n")
+        target = out / f"{path.stem}.png"
+        atomic_write_bytes(target, buffer.getvalue())
+        results.append(ImagePrediction(path, image.width, image.height, target, [
+            Detection(int(c), names.get(int(c), str(int(c))), float(s),
+                      (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for b, c, s in zip(found.boxes, found.classes, found.scores, strict=True)
+        ]))
+    predictions = Predictions(results, problems, out / "detections.json")
+    document = {"model": str(model), "threshold": threshold,
+                "images": [_image_json(result) for result in results], "skipped": problems}
+    atomic_write_text(predictions.json, json.dumps(document, indent=2) + "\n")
     for problem in problems:
         print(f"odplug: warning: skipped {problem['file']}: {problem['reason']}")
-    return len(results)
+    return predictions
+
+
+def _image_json(result: ImagePrediction) -> dict[str, Any]:
+    return {
+        "file": str(result.file), "width": result.width, "height": result.height,
+        "detections": [
+            {"class_id": d.class_id, "class": d.name, "score": round(d.score, 4),
+             "box": dict(zip(("ymin", "xmin", "ymax", "xmax"), d.box, strict=True))}
+            for d in result.detections
+        ],
+    }
