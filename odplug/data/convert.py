@@ -72,7 +72,18 @@ def parse_rename(text: str) -> dict[str, str]:
     return mapping
 
 
+SUBFOLDERS_SCANNED = 64
+"""Detection looks into at most this many subfolders for datasets of other formats (a folder of
+thousands of image folders would otherwise cost a detection each)."""
+
+
 def choose_importer(registry: Registry, source: Path, name: str | None) -> Importer:
+    """The importer `name`, else the one format detected, else an error naming what was found.
+
+    A folder that holds a dataset of one format and, in a subfolder, one of another (a VOC and a
+    COCO side by side) is refused like a folder that looks like two formats: importing one of
+    them without a word would be a guess.
+    """
     if source.is_dir():  # an unreadable folder is said as such, not as "not a dataset"
         with os.scandir(source):
             pass
@@ -80,20 +91,45 @@ def choose_importer(registry: Registry, source: Path, name: str | None) -> Impor
         raise UsageError(f"{source}: no such file or folder")
     if name:
         return registry.get(IMPORTERS, name)
-    found = [imp for imp in registry.importers.values() if _detects(registry, imp, source)]
-    if len(found) == 1:
-        return found[0]
-    names = ", ".join(sorted(registry.importers))
-    if not found:
+    detected = {imp.name: _detects(registry, imp, source) for imp in registry.importers.values()}
+    here = [registry.importers[n] for n, found in detected.items() if found]
+    others = [registry.importers[n] for n, found in detected.items() if found is False]
+    below = _datasets_below(registry, source, others) if source.is_dir() else []
+    if len(here) == 1 and not below:
+        return here[0]
+    if not here and not below:
+        names = ", ".join(sorted(registry.importers))
         raise OdplugError(f"{source}: not a dataset format odplug recognises; "
                           f"give --format (one of: {names})")
-    several = ", ".join(sorted(importer.name for importer in found))
-    raise OdplugError(f"{source}: looks like several formats ({several}); give --format")
+    raise OdplugError(_several(source, sorted(i.name for i in here), below))
 
 
-def _detects(registry: Registry, importer: Importer, source: Path) -> bool:
-    """Whether `importer` claims `source`. One that raises is named in a warning and left out
-    of this detection, so one plugin's bug cannot break the detection of every format."""
+def _datasets_below(registry: Registry, source: Path,
+                    importers: list[Importer]) -> list[tuple[str, Path]]:
+    """(format, subfolder) of each subfolder that `importers` claim, though not `source`."""
+    try:
+        with os.scandir(source) as entries:
+            subfolders = sorted(source / e.name for e in entries
+                                if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+    return [(importer.name, sub) for sub in subfolders[:SUBFOLDERS_SCANNED]
+            for importer in importers if _detects(registry, importer, sub)]
+
+
+def _several(source: Path, here: list[str], below: list[tuple[str, Path]]) -> str:
+    """The refusal of a folder that holds more than one dataset: what is where, how to choose."""
+    found = here + [f"{name} in {sub.name}/" for name, sub in below]
+    choices = [f"--format {name}" for name in here] + [f"--source {sub}" for _, sub in below]
+    what = (f"looks like several formats ({', '.join(found)})" if here
+            else f"not a dataset itself, but holds {' and '.join(found)}")
+    return f"{source}: {what}; give {' or '.join(choices)}"
+
+
+def _detects(registry: Registry, importer: Importer, source: Path) -> bool | None:
+    """Whether `importer` claims `source`; None when it raised. One that raises is named in a
+    warning and left out of this detection, so one plugin's bug cannot break the detection of
+    every format."""
     try:
         return bool(importer.detect(source))
     except (Exception, SystemExit) as error:
@@ -102,7 +138,7 @@ def _detects(registry: Registry, importer: Importer, source: Path) -> bool:
         log.warning("importer %r of plugin %r failed to detect %s (%s%s); it is left out of "
                     "format detection (give --format %s to use it)", importer.name, plugin,
                     source, type(error).__name__, f": {text}" if text else "", importer.name)
-        return False
+        return None
 
 
 def import_dataset(

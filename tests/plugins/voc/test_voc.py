@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from odplug.data.convert import choose_importer
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.samples import Box
@@ -103,6 +104,18 @@ def test_raccoon_holds_two_formats_and_says_so(raccoon: Path, tmp_path: Path, re
     with pytest.raises(OdplugError, match=r"several formats \(tf_csv, voc\); give --format"):
         run(raccoon, tmp_path / "out", registry)
     assert run(raccoon, tmp_path / "out", registry, format="voc").importer == "voc"
+
+
+def test_mediapipe_folder_holds_a_voc_and_a_coco_and_says_so(registry) -> None:
+    """Its VOC (one level down) was taken without a word, its COCO beside it left out."""
+    folder = MEDIAPIPE.parent
+    if not (folder / "coco_data").is_dir():
+        pytest.skip(f"MediaPipe's test data is not at {folder}")
+    with pytest.raises(OdplugError) as raised:
+        choose_importer(registry, folder, None)
+    assert str(raised.value) == (f"{folder}: looks like several formats (voc, coco in "
+                                 f"coco_data/); give --format voc or --source "
+                                 f"{folder / 'coco_data'}")
 
 
 # -- layouts and splits --------------------------------------------------------------------------
