@@ -7,6 +7,7 @@ boundaries by pickling; nothing here holds a file handle or a lock.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from odplug.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 ProblemKind = Literal["image skipped", "box skipped", "box changed", "image note"]
 """An image note is about an image that was kept: what the user should know about it anyway
@@ -29,6 +32,15 @@ class Problem:
     file: str
     code: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WarningEntry:
+    """What the import changed or guessed about the whole dataset (not one file): a ratio
+    rescaled, a class asked for that the dataset lacks, a split left empty."""
+
+    code: str
+    message: str
 
 
 class Skip(Exception):
@@ -53,6 +65,12 @@ class Report:
     filtered_boxes: Counter[str] = field(default_factory=Counter)
     reencoded: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[WarningEntry] = field(default_factory=list)
+
+    def warn(self, code: str, message: str) -> None:
+        """Tell the user now (one ``odplug: warning:`` line) and keep it in the report."""
+        log.warning("%s", message)
+        self.warnings.append(WarningEntry(code, message))
 
     def skip_image(self, file: str | Path, code: str, reason: str) -> None:
         self.problems.append(Problem("image skipped", str(file), code, reason))
@@ -83,6 +101,7 @@ class Report:
         self.filtered_boxes.update(other.filtered_boxes)
         self.reencoded.update(other.reencoded)
         self.problems.extend(other.problems)
+        self.warnings.extend(other.warnings)
 
     @classmethod
     def merged(cls, parts: Iterable[Report]) -> Report:
@@ -116,6 +135,7 @@ class Report:
             },
             "notes": dict(self.count_problems("image note")),
             "problems": [asdict(p) for p in self.problems],
+            "warnings": [asdict(w) for w in self.warnings],
         }
 
     def write_json(self, path: Path) -> None:

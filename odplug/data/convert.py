@@ -13,6 +13,7 @@ folder). A failed, interrupted or killed import leaves the previous output byte-
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from pathlib import Path
 from odplug.atomic import folder_lock, recover_folder, replace_folder
 from odplug.components import DatasetWriter, Importer, Verify, WriteJob
 from odplug.data.labelmap import read_label_map, write_label_map
-from odplug.data.splits import SplitMode, assign_splits
+from odplug.data.splits import CONSEQUENCE, DEFAULT_RATIOS, SplitMode, assign_splits
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap, LabelMapItem
@@ -42,7 +43,7 @@ class ImportOptions:
     format: str | None = None
     to: str = BUILTIN_DEFAULTS.writer
     split: SplitMode = "auto"
-    ratios: tuple[float, ...] = (0.8, 0.1, 0.1)
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
     seed: int = 0
     classes: list[str] = field(default_factory=list)
     rename: dict[str, str] = field(default_factory=dict)
@@ -165,9 +166,12 @@ def import_dataset(
         recover_folder(target)
         _refuse_foreign(target)
         report = Report()
-        label_map = _label_map(importer, source, options)
+        shipped = importer.label_map(source) if options.label_map is None else None
+        label_map = _label_map(shipped, source, options)
+        classes = set(shipped.names) if shipped is not None else set()
         samples = list(_checked(importer.read(source, report), source, label_map, options,
-                                report))
+                                report, classes))
+        _check_class_options(options, classes, source, report)
         splits = assign_splits(samples, options.split, options.ratios, options.seed, report)
         total = sum(len(items) for items in splits.values())
         if label_map is None:
@@ -205,6 +209,7 @@ def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: P
                        else f"writer {writer.name!r} wrote no image")
                 raise OdplugError(f"{target}: nothing imported, the folder is unchanged: "
                                   f"{why}; see {failed}")
+            _warn_emptied(job.splits, report)
             write_label_map(job.label_map, staging / LABEL_MAP_NAME)
             report.write_json(staging / REPORT_NAME)
     except OSError as error:
@@ -212,6 +217,16 @@ def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: P
         where = f" ({error.filename})" if error.filename else ""
         raise OdplugError(f"{target}: {reason}{where}; the import failed and the folder is "
                           "unchanged") from None
+
+
+def _warn_emptied(splits: dict[str, list[Sample]], report: Report) -> None:
+    """A split whose every image the writer skipped is empty: say so, as for one left empty."""
+    for name, samples in splits.items():
+        if samples and not report.images[name]:
+            cost = CONSEQUENCE.get(name, "it is not written")
+            lost = ("its only image was" if len(samples) == 1
+                    else f"all {len(samples)} of its images were")
+            report.warn("empty-split", f"split {name!r} is empty ({lost} skipped); {cost}")
 
 
 def _output_folder(source: Path, out: Path) -> Path:
@@ -253,9 +268,10 @@ def _refuse_foreign(target: Path) -> None:
                           "give a new or empty folder")
 
 
-def _label_map(importer: Importer, source: Path, options: ImportOptions) -> LabelMap | None:
-    """The user's label map, else the dataset's own with rename and filter applied, else None
-    (then the classes found decide, sorted by name).
+def _label_map(shipped: LabelMap | None, source: Path, options: ImportOptions
+               ) -> LabelMap | None:
+    """The user's label map, else the dataset's own (`shipped`) with rename and filter applied,
+    else None (then the classes found decide, sorted by name).
 
     Rename and filter keep the dataset's ids (a COCO-derived model keeps COCO's category ids,
     and its predictions stay comparable with the dataset's); classes merged into one by a
@@ -263,7 +279,6 @@ def _label_map(importer: Importer, source: Path, options: ImportOptions) -> Labe
     """
     if options.label_map is not None:
         return read_label_map(options.label_map)
-    shipped = importer.label_map(source)
     if shipped is None:
         return None
     if not options.rename and not options.classes:
@@ -279,9 +294,10 @@ def _label_map(importer: Importer, source: Path, options: ImportOptions) -> Labe
 
 def _checked(
     samples: Iterable[Sample], source: Path, label_map: LabelMap | None,
-    options: ImportOptions, report: Report,
+    options: ImportOptions, report: Report, labels: set[str],
 ) -> Iterable[Sample]:
-    """Apply rename and filter, and drop what cannot be right whatever the image holds."""
+    """Apply rename and filter, and drop what cannot be right whatever the image holds; the
+    class of every box, as the dataset names it, is added to `labels`."""
     root = os.path.join(os.path.abspath(source if source.is_dir() else source.parent), "")
     real_root = os.path.join(os.path.realpath(root), "")
     seen: dict[str, str] = {}
@@ -308,6 +324,7 @@ def _checked(
         seen[sample.key] = where
         boxes = []
         for index, box in enumerate(sample.boxes):
+            labels.add(box.label)
             label = options.rename.get(box.label, box.label)
             if options.classes and label not in options.classes:
                 report.filter_box(label)
@@ -321,3 +338,34 @@ def _checked(
             boxes.append(box if label == box.label else replace(box, label=label))
         sample.boxes = boxes
         yield sample
+
+
+def _check_class_options(options: ImportOptions, seen: set[str], source: Path,
+                         report: Report) -> None:
+    """A ``--rename`` or ``--classes`` name that is no class of the dataset (`seen`: its label
+    map's names and its boxes' classes) is a warning, with the closest name; ``--classes`` of
+    which no name is a class is refused, since nothing would be left to import."""
+    for old, new in options.rename.items():
+        if old not in seen:
+            report.warn("unknown-class", f"--rename {old}={new}: no class {old!r} in {source}, "
+                        f"nothing renamed ({_listed(seen)}){_closest(old, seen)}")
+    names = {options.rename.get(name, name) for name in seen}
+    unknown = [name for name in options.classes if name not in names]
+    if unknown and len(unknown) == len(options.classes):
+        raise UsageError(f"--classes {','.join(unknown)}: no such class in {source}, so nothing "
+                         f"would be imported ({_listed(names)}){_closest(unknown[0], names)}")
+    for name in unknown:
+        report.warn("unknown-class", f"--classes {name}: no class {name!r} in {source} "
+                    f"({_listed(names)}){_closest(name, names)}")
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _listed(names: set[str], most: int = 12) -> str:
+    """``its classes: a, b, c`` sorted, the first `most` of many."""
+    ordered = sorted(names)
+    more = f" ... ({len(ordered)} in all)" if len(ordered) > most else ""
+    return f"its classes: {', '.join(ordered[:most])}{more}" if ordered else "it has no classes"
