@@ -1,0 +1,152 @@
+"""The argument checks and defaults that the command line and the Python API share.
+
+``odplug.import_dataset(seed=-1)`` and ``odplug data.import --seed -1`` are the same mistake,
+so they get the same check and the same fix; only the way the argument is named differs
+(``--seed`` on the command line, ``seed`` in Python), and the caller gives that name. Every
+check raises `UsageError`: the command line turns it into exit status 2, the API lets it
+through. TensorFlow-free and below every tier, like `odplug.errors`.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+
+from odplug.errors import UsageError
+
+PathArg = str | PathLike[str]
+"""A path as a user gives it: text or any path object."""
+
+
+def _usage(name: str, value: object, fix: str) -> UsageError:
+    """``--seed 'abc': fix`` for a flag, ``seed='abc': fix`` for a keyword argument."""
+    shown = f"{name} {str(value)!r}" if name.startswith("-") else f"{name}={value!r}"
+    return UsageError(f"{shown}: {fix}")
+
+
+def whole_number(name: str, value: int | float | str, low: int, high: int,
+                 note: str = "") -> int:
+    """`value` (a whole number, or its text) from `low` to `high`, or an error naming `name`."""
+    fix = f"give a whole number from {low} to {high}{note}"
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise _usage(name, value, fix)
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _usage(name, value, fix) from None
+    if not low <= number <= high:
+        raise _usage(name, value, fix)
+    return number
+
+
+def fraction(name: str, value: float | str, low: float, high: float) -> float:
+    """`value` as a finite number from `low` to `high`, or an error naming `name`."""
+    fix = f"give a number from {low} to {high}"
+    if isinstance(value, bool):
+        raise _usage(name, value, fix)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _usage(name, value, fix) from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise _usage(name, value, fix)
+    return number
+
+
+def choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    """One of a fixed set of words (``--split``, ``--verify``)."""
+    if value not in allowed:
+        raise _usage(name, value, f"use {', '.join(allowed[:-1])} or {allowed[-1]}")
+    return value
+
+
+def out_folder(name: str, value: PathArg | None) -> Path | None:
+    """An output folder to create or reuse: refused up front when a file is in the way."""
+    if value is None or value == "":
+        return None
+    path = Path(value)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise _usage(name, value, f"{part} is a file, not a folder; give a folder")
+    return path
+
+
+def in_file(name: str, value: PathArg | None) -> Path | None:
+    """An input file: refused up front when it is a folder or missing."""
+    if value is None or value == "":
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise _usage(name, value, "is a folder; give a file")
+    if not path.exists():
+        raise _usage(name, value, "no such file")
+    return path
+
+
+def names(value: str | Sequence[str] | None) -> list[str]:
+    """A list of names (``--to``, ``--quantize``, ``--classes``), as ``a,b`` text or a list;
+    blanks left out."""
+    parts = (value or "").split(",") if isinstance(value, str) else list(value or ())
+    return [part.strip() for part in parts if part.strip()]
+
+
+MIN_RATIO_FIX = "give 'targets' or a number from 0 to 1"
+
+
+def min_ratio(name: str, value: str | float | None) -> tuple[bool, float | None]:
+    """``--min-ratio``: (enforce?, one floor for every model, or None for each own target).
+
+    Empty or None reports only; ``targets`` enforces each model's own target."""
+    if value is None or value == "":
+        return False, None
+    if value == "targets":
+        return True, None
+    try:
+        return True, fraction(name, value, 0.0, 1.0)
+    except UsageError:
+        raise _usage(name, value, MIN_RATIO_FIX) from None
+
+
+def in_folder(name: str, value: PathArg) -> Path:
+    """An input folder: refused up front when it is a file or missing."""
+    path = Path(value)
+    if not path.exists():
+        raise _usage(name, value, "no such folder")
+    if not path.is_dir():
+        raise _usage(name, value, "is a file; give a folder")
+    return path
+
+
+def with_steps(name: str, overrides: Mapping[str, object], steps: int | str | None
+               ) -> dict[str, object]:
+    """The config overrides with ``train.steps`` set when `steps` is given (None keeps the
+    config's); 0 is refused, as it would train nothing."""
+    if steps is None:
+        return dict(overrides)
+    return {**overrides, "train.steps": whole_number(
+        name, steps, 1, 10**9, "; leave it out for the trainer's default")}
+
+
+def default_import_out(source: Path, to: str) -> Path:
+    """Where ``data.import`` writes when not told: ``output/<source name>-<to>``."""
+    return Path("output") / f"{source.resolve().name}-{to}"
+
+
+def default_run_dir(records: Path) -> Path:
+    """Where ``model.train`` trains when not told: ``runs/<records folder name>``."""
+    return Path("runs") / records.resolve().name
+
+
+@contextmanager
+def writing_to(out: Path) -> Iterator[None]:
+    """Name `out` in a full-disk error: ``write()`` reports ENOSPC without a file name."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            error.filename = str(out)
+        raise
