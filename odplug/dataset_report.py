@@ -186,10 +186,27 @@ def render_summary(report: Report, *, max_problems: int = 10) -> str:
     if report.reencoded:
         parts = ", ".join(f"{n} {why}" for why, n in report.reencoded.most_common())
         console.print(f"Re-encoded images (TensorFlow would decode them differently): {parts}")
-    shown = [p for p in report.problems if p.kind != "box changed"][:max_problems]
-    for p in shown:
-        console.print(f"  {p.kind}: {p.file}: {p.reason}", highlight=False, markup=False)
-    hidden = sum(1 for p in report.problems if p.kind != "box changed") - len(shown)
+    groups = _identical([p for p in report.problems if p.kind != "box changed"])
+    for (kind, reason), files in groups[:max_problems]:
+        console.print(f"  {_group_line(kind, reason, files)}", highlight=False, markup=False)
+    hidden = sum(len(files) for _, files in groups[max_problems:])
     if hidden > 0:
         console.print(f"  ... and {hidden} more (see the JSON report)")
     return buffer.getvalue()
+
+
+def _identical(problems: list[Problem]) -> list[tuple[tuple[str, str], list[str]]]:
+    """Problems with the same kind and reason as one group of files, in first-met order: the
+    console shows each group once; the JSON report keeps every problem by its file."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in problems:
+        groups.setdefault((p.kind, p.reason), []).append(p.file)
+    return list(groups.items())
+
+
+def _group_line(kind: str, reason: str, files: list[str], shown: int = 2) -> str:
+    """``kind: file: reason`` for one file; ``kind, N times: reason (a, b and N-2 more)``."""
+    if len(files) == 1:
+        return f"{kind}: {files[0]}: {reason}"
+    rest = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"{kind}, {len(files)} times: {reason} ({', '.join(files[:shown])}{rest})"

@@ -13,6 +13,7 @@ import pytest
 from odplug.data.convert import choose_importer
 from odplug.data.demo import write_demo_project
 from odplug.data.splits import parse_ratios
+from odplug.dataset_report import Report, render_summary
 from odplug.errors import OdplugError, UsageError
 from tests.support.records import run_import as run
 
@@ -147,3 +148,16 @@ def test_a_folder_holding_one_dataset_below_names_it(project: Path, tmp_path: Pa
                                           r"in project/; give --source .*holder/project$"):
         choose_importer(registry, holder, None)
 
+
+def test_identical_skips_print_once_with_a_count() -> None:
+    report = Report()
+    for index in range(15):
+        report.skip_box(f"labels.json:annotations[{index}]", "background-class",
+                        "category 0 'background': id 0 is the background")
+    report.skip_image("b.jpg", "truncated", "the file ends early")
+    summary = " ".join(render_summary(report).split())  # as if the console were wide
+    assert ("box skipped, 15 times: category 0 'background': id 0 is the background "
+            "(labels.json:annotations[0], labels.json:annotations[1] and 13 more)") in summary
+    assert "image skipped: b.jpg: the file ends early" in summary
+    assert summary.count("annotations[") == 2 and "see the JSON report" not in summary
+    assert len(report.to_dict()["problems"]) == 16
