@@ -83,7 +83,47 @@ class DatasetWriter(Component):
 
 
 StepCallback = Callable[[int, int, "dict[str, float]"], None]
-"""Called after each training step with (step, total steps, latest metrics)."""
+"""Called after each training step with (step, total steps, latest metrics).
+
+The metrics are those of the step's last log (the same dict until the next one), at least
+``loss``; the command line shows ``loss``, ``classification``, ``box``, ``learning_rate`` and
+``images_per_second`` (the last only once measured over steps that did no tracing)."""
+
+
+@dataclass(frozen=True)
+class TrainingStatus:
+    """What a trainer is doing while it has no steps to count, in a few words a person reads:
+    ``reading the records``, ``building the model``, ``tracing the training step``, ``scoring
+    the test split``, ``writing the SavedModel``; or a one-line outcome (``the run finished at
+    step 1000 ...; nothing to train``)."""
+
+    text: str
+    during_steps: bool = False
+    """A pause inside the steps (``validating``): shown on the progress bar until the next
+    step, not as a line of its own."""
+
+
+@dataclass(frozen=True)
+class TrainingValidation:
+    """One validation: the scores that choose the best checkpoint, and the best so far."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    """The step's losses, at least ``loss`` (the same names as `StepCallback`'s metrics)."""
+    map50: float
+    """Val COCO mAP@.5, 0..1."""
+    map: float
+    """Val COCO mAP@[.5:.95], 0..1: the number the best checkpoint is chosen by."""
+    best_step: int
+    """The step of the best validation so far (this one included)."""
+    best_map: float
+    best_map50: float
+
+
+TrainingEvent = TrainingStatus | TrainingValidation
+EventCallback = Callable[[TrainingEvent], None]
+"""A trainer's `Trainer.train` ``on_event``: what it does besides steps, as it happens."""
 
 
 class Trainer(Component):
@@ -97,15 +137,21 @@ class Trainer(Component):
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: Resume = "never",
-              on_step: StepCallback | None = None, workers: int = 1) -> RunInfo:
+              on_step: StepCallback | None = None, workers: int = 1,
+              on_event: EventCallback | None = None) -> RunInfo:
         """Train on `records` into `run_dir` and return the complete run.
 
         `resume` (see `odplug.run.Resume`): ``never`` refuses a folder that holds a run,
         ``required`` continues one or refuses, ``auto`` continues one when the trainer can with
-        these inputs and otherwise starts over in its place. `workers` > 1 asks for that many
-        worker processes on this machine, training together as a local cluster
-        (``model.train --workers N``); a trainer that cannot raises `OdplugError`. Callers
-        pass it only when it is above 1, so trainers written before it keep working.
+        these inputs and otherwise starts over in its place, ``overwrite`` replaces it.
+        `workers` > 1 asks for that many worker processes on this machine, training together
+        as a local cluster (``model.train --workers N``); a trainer that cannot raises
+        `OdplugError`. `on_step` is called after every step; `on_event` (optional) with a
+        `TrainingStatus` for each phase without steps (start-up, finishing: the console prints
+        them, so the minute before the first step is not silent) and a `TrainingValidation`
+        for each validation (one line each on the console). Callers pass `workers` only above
+        1 and `on_event` only to a `train` that takes it (`train_with`), so trainers written
+        before them keep working.
         """
         raise NotImplementedError(f"trainer {self.name!r} does not implement train()")
 
@@ -205,6 +251,29 @@ class Exporter(Component):
         """One line for the model's row of the verification table, "" for none: what its
         scores cannot show (the edgetpu exporter: how the Edge TPU compiler will map it)."""
         return ""
+
+
+def train_with(trainer: Trainer, records: Path, run_dir: Path, *, workers: int = 1,
+               on_event: EventCallback | None = None, **arguments: Any) -> RunInfo:
+    """``trainer.train(records, run_dir, **arguments)`` with the optional arguments added to
+    the contract since trainers were first written: `workers` only above 1 (refused in one
+    line by a trainer that does not take it), `on_event` only where ``train`` takes it."""
+    optional: dict[str, Any] = {}
+    if workers > 1:
+        if not _takes(trainer.train, "workers"):
+            raise OdplugError(f"the {trainer.name} trainer cannot train with several workers "
+                              "(its train() takes no workers); leave out --workers")
+        optional["workers"] = workers
+    if on_event is not None and _takes(trainer.train, "on_event"):
+        optional["on_event"] = on_event
+    return trainer.train(records, run_dir, **arguments, **optional)
+
+
+def _takes(method: Callable[..., object], name: str) -> bool:
+    import inspect
+
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def require_module(module: str, *, what: str, install: str) -> None:

@@ -41,15 +41,20 @@ from odplug.errors import OdplugError, UsageError
 
 RUN_FILE = "run.json"
 SCHEMA = 1
-Resume = Literal["never", "required", "auto"]
+Resume = Literal["never", "required", "auto", "overwrite"]
 """How `Trainer.train` treats a run already in its run folder:
 
-``never``: start a new run; refuse if the folder already holds one (``model.train``).
+``never``: start a new run; refuse if the folder already holds one (``model.train``). What a
+start that failed before its first checkpoint left is not a run: a new start replaces it.
 ``required``: continue the run there; refuse if the trainer cannot (``model.train --resume``).
+A finished run is left as it is, with one line saying so, unless more steps are asked for.
 ``auto``: continue it if the trainer can with these inputs, else start over in its place
 (``pipeline``: an interrupted run goes on, a finished or outdated one is replaced).
+``overwrite``: start a new run, replacing whatever run is in the folder
+(``model.train --overwrite``); the trainer checks what can fail without work first (its
+config, its starting weights), so a mistake there leaves the old run as it was.
 """
-RESUME_MODES: tuple[Resume, ...] = ("never", "required", "auto")
+RESUME_MODES: tuple[Resume, ...] = ("never", "required", "auto", "overwrite")
 
 _REQUIRED = ("trainer", "records", "label_map", "saved_model", "complete", "resumable")
 
@@ -161,6 +166,17 @@ class RunInfo:
             return str(absolute.relative_to(self.run_dir.absolute()))
         except ValueError:
             return str(absolute)
+
+
+def numbered_run_dir(run_dir: Path) -> Path:
+    """`run_dir` if it is free, else the first free ``<run_dir>-2``, ``-3``, ... beside it
+    (``model.train --new-run``). Free: no such path, or an empty folder."""
+    number = 1
+    candidate = run_dir
+    while candidate.exists() and not (candidate.is_dir() and not any(candidate.iterdir())):
+        number += 1
+        candidate = run_dir.with_name(f"{run_dir.name}-{number}")
+    return candidate
 
 
 def resolve_model(model: Path) -> tuple[Path, RunInfo | None]:

@@ -181,7 +181,8 @@ class Bar:
     """A progress bar whose total may come after creation, once the work is counted.
 
     On an interactive stderr it is a rich bar; elsewhere (logs, CI, pipes) it only counts,
-    and `interactive` tells the task to print occasional plain lines instead.
+    and `interactive` tells the task to print occasional plain lines instead. `print` puts a
+    line above the bar, or on stdout where there is none.
     """
 
     def __init__(self, progress: Any, description: str, interactive: bool) -> None:
@@ -197,9 +198,21 @@ class Bar:
             self._task = self._progress.add_task(self._description, total=total,
                                                  completed=completed, status="")
 
+    def set_total(self, total: int) -> None:
+        """A new total (a training whose time budget re-estimates its steps)."""
+        self.total = total
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
+
     def advance(self, n: int, **fields: str) -> None:
         if self._task is not None and (n or fields):
             self._progress.update(self._task, advance=n, **fields)
+
+    def print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, flush=True)
 
 
 @contextmanager
@@ -222,24 +235,6 @@ def progress_bar(description: str, *, enabled: bool = True,
 
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TaskProgressColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    columns += [TextColumn(f"{{task.fields[{name}]}}") for name in fields]
+    columns += [TextColumn(f"{{task.fields[{name}]}}", markup=False) for name in fields]
     with Progress(*columns, console=Console(stderr=True)) as progress:
         yield Bar(progress, description, interactive=True)
-
-
-def training_reporter(bar: Bar, started: float, *, lines: int = 20
-                      ) -> Callable[[int, int, dict[str, float]], None]:
-    """The trainers' `on_step`: the bar with loss and images/s, or `lines` plain log lines."""
-    import time
-
-    def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
-        if bar.total is None:
-            bar.start(total, completed=step - 1)
-        status = " ".join(f"{k}={metrics[k]:.3g}" for k in
-                          ("loss", "images_per_second", "val_map50") if k in metrics)
-        bar.advance(1, status=status)
-        if not bar.interactive and metrics and step % max(1, total // lines) == 0:
-            print(f"step {step}/{total} {status} ({time.perf_counter() - started:.0f} s)",
-                  flush=True)
-
-    return on_step

@@ -24,7 +24,7 @@ from invoke import Argument, Collection, Task
 from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
-from odplug.cli.console import load_registry_warning, progress_bar, training_reporter, user_errors
+from odplug.cli.console import load_registry_warning, progress_bar, user_errors
 from odplug.cli.overrides import parse_overrides
 from odplug.plugins import BUILTIN_DEFAULTS
 
@@ -347,7 +347,11 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
         "steps": "number of training steps, 1 or more (overrides train.steps; default: the "
         "trainer's)",
         "set": f"{SET_HELP}, e.g. --set train.batch_size=8 --set model.fpn=true",
-        "resume": "continue the run in --run from its latest checkpoint",
+        "resume": "continue the run in --run from its latest checkpoint (a finished run: "
+        "only with --steps above its last step)",
+        "overwrite": "replace the run in --run with a new one (the old one is deleted once "
+        "the new run's config and starting weights are checked)",
+        "new_run": "if --run is taken, train into the first free <run>-2, <run>-3, ...",
         "trainer": f"trainer plugin (default {BUILTIN_DEFAULTS.trainer})",
         "workers": "train with N worker processes on this machine, a local multi-worker "
         "cluster (default 1: this process; a real cluster sets TF_CONFIG on each machine, see "
@@ -356,12 +360,16 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
 )
 @user_errors
 def model_train(c, records=None, run=None, config=None, steps: int | None = None, set=None,
-                resume=False, trainer=BUILTIN_DEFAULTS.trainer, workers=1):
+                resume=False, overwrite=False, new_run=False,
+                trainer=BUILTIN_DEFAULTS.trainer, workers=1):
     """Train a detector on a TFRecord folder; resumable, GPU when present."""
     import time
 
+    from odplug.cli.training_console import TrainingConsole
+    from odplug.components import train_with
     from odplug.data.shards import training_inputs
     from odplug.plugins import TRAINERS
+    from odplug.run import numbered_run_dir
 
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
@@ -369,16 +377,25 @@ def model_train(c, records=None, run=None, config=None, steps: int | None = None
     workers = whole_number("workers", workers, 1, 16)
     config_path = _in_file("config", config)
     training_inputs(_in_folder("records", records))
+    if sum(map(bool, (resume, overwrite, new_run))) > 1:
+        raise Exit("odplug: error: --resume, --overwrite and --new-run each say what to do "
+                   "with a run already in --run: give one of them", code=2)
     run_dir = _out_folder("run", run) or Path("runs") / Path(records).resolve().name
     registry = load_registry_warning()
     chosen = registry.get(TRAINERS, trainer)
     chosen.check()
+    if new_run and (free := numbered_run_dir(run_dir)) != run_dir:
+        print(f"{run_dir} is taken: training into {free}", flush=True)
+        run_dir = free
     started = time.perf_counter()
     with _writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
-        on_step = training_reporter(bar, started)
-        run_info = chosen.train(Path(records), run_dir, config=config_path, overrides=overrides,
-                                resume="required" if resume else "never", on_step=on_step,
-                                **({"workers": workers} if workers > 1 else {}))
+        console = TrainingConsole(bar, started)
+        run_info = train_with(chosen, Path(records), run_dir, config=config_path,
+                              overrides=overrides,
+                              resume="required" if resume else
+                              "overwrite" if overwrite else "never",
+                              on_step=console.on_step, on_event=console.on_event,
+                              workers=workers)
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
     print(f"Run folder: {run_info.run_dir}{board}")
     print(f"SavedModel: {run_info.saved_model}")
@@ -600,6 +617,7 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
     """Dataset -> TFRecords -> trained detector -> every export -> verification table."""
     import time
 
+    from odplug.cli.training_console import TrainingConsole
     from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
@@ -619,8 +637,9 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
         print(f"[{elapsed:6.0f} s] {stage}: {event}", flush=True)
 
     with _writing_to(out_path), progress_bar("training", fields=("status",)) as bar:
+        console = TrainingConsole(bar, started, lines=10)
         result = run_pipeline(out_path, options, registry, on_stage=on_stage,
-                              on_step=training_reporter(bar, started, lines=10))
+                              on_step=console.on_step, on_event=console.on_event)
     print()
     print(result.table.read_text() if result.table else "", end="")
     print(f"\nrecords:     {result.records}")

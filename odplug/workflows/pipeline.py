@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel, Trainer
+from odplug.components import EventCallback, ExportedModel, Trainer, train_with
 from odplug.data.demo import IMAGES as DEMO_IMAGES
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError, UsageError
@@ -124,6 +124,7 @@ def _nothing(outputs: dict[str, Any]) -> None:
 def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
                  on_stage: StageEvent = lambda stage, event: None,
                  on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+                 on_event: EventCallback | None = None,
                  on_import_total: Callable[[int], None] = lambda total: None,
                  on_import_progress: Callable[[int], None] = lambda n: None) -> PipelineResult:
     """Every stage in order, each reused when it can be; nothing is done before every check
@@ -143,7 +144,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     source = options.source or _demo_dataset(state, out / "demo-project", options)
     _import(state, source, records, options.format, registry, exclude=out,
             on_total=on_import_total, on_progress=on_import_progress)
-    run = _train(state, trainer, records, run_dir, options, on_step)
+    run = _train(state, trainer, records, run_dir, options, on_step, on_event)
     job = job.for_model(run.saved_model)
     written = _export(state, job, options.to)
     rows, table = _verify(state, job, written)
@@ -183,10 +184,12 @@ def _import(state: _State, source: Path, records: Path, format: str | None,
 
 def _train(state: _State, trainer: Trainer, records: Path, run_dir: Path,
            options: PipelineOptions,
-           on_step: Callable[[int, int, dict[str, float]], None] | None) -> RunInfo:
+           on_step: Callable[[int, int, dict[str, float]], None] | None,
+           on_event: EventCallback | None) -> RunInfo:
     def work() -> dict[str, Any]:
-        trainer.train(records, run_dir, config=options.config, overrides=options.overrides,
-                      resume="auto", on_step=on_step)
+        train_with(trainer, records, run_dir, config=options.config,
+                   overrides=options.overrides, resume="auto", on_step=on_step,
+                   on_event=on_event)
         return {"run": str(run_dir)}
 
     def trained() -> bool:

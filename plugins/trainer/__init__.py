@@ -6,10 +6,17 @@ and tasks stays fast.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from odplug import hookimpl
-from odplug.components import StepCallback, Trainer, require_module
+from odplug.components import (
+    EventCallback,
+    StepCallback,
+    Trainer,
+    TrainingStatus,
+    require_module,
+)
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer.runfolder import TRAINER, describe
 
@@ -32,17 +39,22 @@ class SSDTrainer(Trainer):
 
     def train(self, records: Path, run_dir: Path, *, config: Path | None = None,
               overrides: dict[str, object] | None = None, resume: Resume = "never",
-              on_step: StepCallback | None = None, workers: int = 1) -> RunInfo:
+              on_step: StepCallback | None = None, workers: int = 1,
+              on_event: EventCallback | None = None) -> RunInfo:
         step = on_step or (lambda step, total, metrics: None)
+        event = on_event or (lambda event: None)
         if workers > 1:
             from odplug_builtins.trainer.launcher import train_locally
 
             return train_locally(workers, records, run_dir, config=config,
-                                 overrides=overrides or {}, resume=resume, on_step=step).info
+                                 overrides=overrides or {}, resume=resume, on_step=step,
+                                 on_event=event).info
+        if "tensorflow" not in sys.modules:
+            event(TrainingStatus("loading TensorFlow"))
         from odplug_builtins.trainer.train import train
 
         return train(records, run_dir, config_path=config, overrides=overrides or {},
-                     resume=resume, on_step=step)
+                     resume=resume, on_step=step, on_event=event)
 
     def describe(self, run_dir: Path) -> RunInfo | None:
         return describe(run_dir)

@@ -23,16 +23,21 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from odplug.components import StepCallback
+from odplug.components import (
+    EventCallback,
+    StepCallback,
+    TrainingEvent,
+    TrainingStatus,
+    TrainingValidation,
+)
 from odplug.errors import OdplugError
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import cluster
-
-log = logging.getLogger(__name__)
+from odplug_builtins.trainer.runfolder import finished
 
 MAX_LOCAL_WORKERS = 16
 _ERROR = "odplug: error: "
@@ -48,9 +53,11 @@ class LocalRun:
 
 def train_locally(workers: int, records: Path, run_dir: Path, *, config: Path | None,
                   overrides: dict[str, object], resume: Resume,
-                  on_step: StepCallback) -> LocalRun:
+                  on_step: StepCallback, on_event: EventCallback = lambda event: None
+                  ) -> LocalRun:
     """Train with `workers` processes on this machine, a generated ``TF_CONFIG`` on free
-    localhost ports; the chief's progress reaches `on_step`.
+    localhost ports; the chief's steps reach `on_step` and its events `on_event`. A finished
+    run that ``--resume`` cannot take further starts no worker (`runfolder.finished`).
 
     Each worker gets ``cores // workers`` threads (at least one), so the workers share the
     machine rather than each assuming it has all of it, and no GPU (one machine's GPUs train
@@ -61,13 +68,17 @@ def train_locally(workers: int, records: Path, run_dir: Path, *, config: Path | 
     if not 2 <= workers <= MAX_LOCAL_WORKERS:
         raise OdplugError(f"--workers {workers}: give 2 to {MAX_LOCAL_WORKERS} local workers "
                           "(1 trains in this process, without a cluster)")
+    done = finished(run_dir, overrides, resume)
+    if done is not None:
+        on_event(TrainingStatus(done))
+        return LocalRun(info=RunInfo.read(run_dir), digests={})
     addresses = [f"localhost:{port}" for port in _free_ports(workers)]
     threads = max(1, (os.cpu_count() or 1) // workers)
     spec = {"records": str(records), "run": str(run_dir),
             "config": None if config is None else str(config),
             "overrides": overrides, "resume": resume, "threads": threads}
-    log.info("starting %d local workers (%d threads each) on %s", workers, threads,
-             ", ".join(addresses))
+    on_event(TrainingStatus(f"starting {workers} local workers ({threads} threads each) "
+                            f"on {', '.join(addresses)}"))
     with tempfile.TemporaryDirectory(prefix="odplug-workers-") as scratch:
         processes, stderr_files = [], []
         try:
@@ -75,7 +86,7 @@ def train_locally(workers: int, records: Path, run_dir: Path, *, config: Path | 
                 stderr = Path(scratch) / f"worker-{index}.stderr"
                 stderr_files.append(stderr)
                 processes.append(_start_worker(index, addresses, spec, stderr))
-            digests = _watch(processes, stderr_files, on_step)
+            digests = _watch(processes, stderr_files, on_step, on_event)
         finally:
             for process in processes:
                 _stop(process)
@@ -114,8 +125,9 @@ def _start_worker(index: int, addresses: list[str], spec: dict[str, Any], stderr
 
 
 def _watch(processes: list[subprocess.Popen[str]], stderr_files: list[Path],
-           on_step: StepCallback) -> dict[str, str]:
-    """Relay the chief's steps until every worker has ended; the workers' digests."""
+           on_step: StepCallback, on_event: EventCallback) -> dict[str, str]:
+    """Relay the chief's steps and events until every worker has ended; the workers'
+    digests."""
     messages: queue.Queue[dict[str, Any]] = queue.Queue()
     readers = [threading.Thread(target=_read_messages, args=(p.stdout, messages), daemon=True)
                for p in processes]
@@ -129,6 +141,8 @@ def _watch(processes: list[subprocess.Popen[str]], stderr_files: list[Path],
                 message = messages.get(timeout=wait)
                 if "step" in message:
                     on_step(message["step"], message["total"], message["metrics"])
+                elif "event" in message:
+                    on_event(event_from_json(message["event"]))
                 else:
                     digests[message["worker"]] = message["weights"]
 
@@ -152,6 +166,19 @@ def _watch(processes: list[subprocess.Popen[str]], stderr_files: list[Path],
         raise OdplugError(f"{', '.join(missing)} never reported its final weights: "
                           f"{_last_line(stderr_files[int(missing[0].split()[1])])}")
     return digests
+
+
+def event_to_json(event: TrainingEvent) -> dict[str, Any]:
+    """A training event as a worker sends it to its launcher (`event_from_json` reads it)."""
+    kind = "status" if isinstance(event, TrainingStatus) else "validation"
+    return {"kind": kind, **asdict(event)}
+
+
+def event_from_json(document: dict[str, Any]) -> TrainingEvent:
+    fields = {key: value for key, value in document.items() if key != "kind"}
+    if document["kind"] == "status":
+        return TrainingStatus(**fields)
+    return TrainingValidation(**fields)
 
 
 def _read_messages(stream: IO[str] | None, messages: queue.Queue[dict[str, Any]]) -> None:
@@ -203,7 +230,9 @@ def _worker(argv: list[str]) -> int:
               overrides=spec["overrides"], resume=spec["resume"],
               on_step=(lambda step, total, metrics: cluster.tell_launcher(
                   {"step": step, "total": total, "metrics": metrics})) if chief
-              else (lambda step, total, metrics: None))
+              else (lambda step, total, metrics: None),
+              on_event=(lambda event: cluster.tell_launcher({"event": event_to_json(event)}))
+              if chief else (lambda event: None))
     except OdplugError as error:
         print(f"{_ERROR}{error}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ TensorFlow-free: the pipeline asks `describe` before it knows whether anything w
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,9 +80,36 @@ class RunFolder:
         """Whether a checkpoint to continue from exists (the CheckpointManager's index)."""
         return (self.checkpoints / "checkpoint").is_file()
 
+    def last_step(self) -> int | None:
+        """The step of the latest checkpoint, as the CheckpointManager's index names it
+        (``ckpt-<step>``: the loop saves one at its last step); None without one."""
+        try:
+            index = (self.checkpoints / "checkpoint").read_text()
+        except OSError:
+            return None
+        found = re.search(r'^model_checkpoint_path:\s*"[^"]*-(\d+)"', index, re.M)
+        return int(found.group(1)) if found else None
+
     def holds_a_run(self) -> bool:
-        return RunInfo.exists(self.root) or (self.checkpoints.is_dir()
-                                             and any(self.checkpoints.iterdir()))
+        """Whether the folder holds a run to protect: one with checkpoints or trained weights, a
+        finished one, another trainer's, or a ``run.json`` that cannot be read.
+
+        What a start that failed before its first checkpoint left (the config, ``inputs.json``,
+        a ``run.json`` neither resumable nor complete) is not: nothing in it can be continued
+        or used, and a new start replaces it, so a failed download or a first step that ran out
+        of memory is never a dead end between "already holds a run" and "nothing to resume".
+        """
+        if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
+            return True
+        if self.best_weights.is_file() or self.last_weights.is_file():
+            return True
+        if not RunInfo.exists(self.root):
+            return False
+        try:
+            info = RunInfo.read(self.root)
+        except OdplugError:
+            return True
+        return info.trainer != TRAINER or info.complete or info.resumable
 
 
 def describe(root: Path) -> RunInfo | None:
@@ -102,40 +130,76 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
           overrides: dict[str, Any], resume: Resume) -> tuple[Config, bool]:
     """Decide how training begins in `folder`; returns the config and whether it resumes.
 
-    ``never`` and ``required`` refuse what they cannot do. ``auto`` continues an unfinished run
+    ``never`` and ``required`` refuse what they cannot do; a failed start (`holds_a_run`) is
+    replaced, not refused. ``required`` continues a finished run only to more steps than it
+    ran (`finished` tells the caller when there are none). ``auto`` continues an unfinished run
     only when it was started on the same records (same fingerprint) with the same resolved
     config, so that going on gives the run that was asked for; anything else in the folder
     (a finished run, other inputs, another trainer's run, an unreadable ``run.json``) is
-    deleted and a new run starts in its place. A new run makes sure the backbone's start is at
-    hand (`pretrained.fetch`: a local file, or ImageNet weights in the Keras cache) before it
-    touches the folder, so a missing file or a failed download leaves the folder as it was.
+    deleted and a new run starts in its place, as ``overwrite`` always does. A new run makes
+    sure the backbone's start is at hand (`pretrained.fetch`: a local file, or ImageNet weights
+    in the Keras cache) before it touches the folder, so a bad config, a missing file or a
+    failed download leaves the folder, and any run in it, as it was.
     """
     if resume == "required":
-        info = describe(folder.root)
-        if info is None or not info.resumable:
-            raise OdplugError(f"{folder.root}: nothing to resume (no run with a checkpoint); "
-                              "start a run without --resume")
-        if info.trainer != TRAINER:
-            raise OdplugError(f"{folder.root}: a run of the {info.trainer!r} trainer; the "
-                              f"{TRAINER} trainer cannot continue it")
-        if config_path is not None:
-            raise OdplugError("--resume continues with the run's own config.toml; "
-                              "leave out --config")
-        return load_config(folder.config, overrides), True
+        return _resumed(folder, config_path, overrides), True
     config = load_config(config_path, overrides)
     if resume == "auto" and _can_continue(records, folder, config):
         return config, True
     if resume == "never" and folder.holds_a_run():
         raise OdplugError(f"{folder.root} already holds a run: continue it with --resume, "
-                          "or give a new --run folder")
+                          "replace it with --overwrite, or start a new one beside it with "
+                          "--new-run")
     backbone = pretrained.fetch(config.model)
-    if folder.holds_a_run():  # resume == "auto": an unreadable run.json included
+    if RunInfo.exists(folder.root) or folder.holds_a_run():
         shutil.rmtree(folder.root)
     folder.root.mkdir(parents=True, exist_ok=True)
     save_config(config, folder.config)
     inputs = {**_inputs(records), "backbone": backbone}
     atomic_write_text(folder.inputs, json.dumps(inputs, indent=2) + "\n")
     return config, False
+
+
+def finished(root: Path, overrides: dict[str, Any], resume: Resume) -> str | None:
+    """The one line saying why ``resume="required"`` has nothing to train in `root`, or None.
+
+    A finished run is continued only to more steps than it ran: its config with `overrides`
+    must ask for more (``--resume --steps N``) and have no time budget, which would keep the
+    step count of its checkpoint (`schedule.StepBudget`). Anything else leaves it as it is:
+    re-scoring the test split would change nothing.
+    """
+    if resume != "required":
+        return None
+    info = describe(root)
+    if info is None or info.trainer != TRAINER or not info.complete or not info.resumable:
+        return None
+    folder = RunFolder(root)
+    last = folder.last_step()
+    config = load_config(folder.config, overrides)
+    if last is None or (config.train.minutes <= 0 and config.train.steps > last):
+        return None
+    test = info.metrics.get("test")
+    scores = (f" (test mAP@.5 {test['map50']:.3f}, mAP@[.5:.95] {test['map']:.3f})"
+              if test else "")
+    budget = (", with --set train.minutes=0 (its time budget fixed its step count)"
+              if config.train.minutes > 0 else "")
+    return (f"{root}: the run finished at step {last}{scores}; nothing to train "
+            f"(--resume --steps N, N above {last}, trains it further{budget})")
+
+
+def _resumed(folder: RunFolder, config_path: Path | None, overrides: dict[str, Any]) -> Config:
+    """The config of the run `folder` holds, for ``required``; refused when there is none."""
+    info = describe(folder.root)
+    if info is None or not info.resumable:
+        raise OdplugError(f"{folder.root}: nothing to resume (no run with a checkpoint); "
+                          "start a run without --resume")
+    if info.trainer != TRAINER:
+        raise OdplugError(f"{folder.root}: a run of the {info.trainer!r} trainer; the "
+                          f"{TRAINER} trainer cannot continue it")
+    if config_path is not None:
+        raise OdplugError("--resume continues with the run's own config.toml; "
+                          "leave out --config")
+    return load_config(folder.config, overrides)
 
 
 def _can_continue(records: Path, folder: RunFolder, config: Config) -> bool:

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from odplug.atomic import atomic_write_text
+from odplug.components import EventCallback, StepCallback, TrainingStatus, TrainingValidation
 from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
@@ -44,12 +45,10 @@ from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.evaluation import Predict, evaluate_model, nms, predictor
 from odplug_builtins.trainer.learner import Learner, build_learner
 from odplug_builtins.trainer.model import build_model
-from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, start
+from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, finished, start
 from odplug_builtins.trainer.schedule import StepBudget, mosaic_closes
 
 log = logging.getLogger(__name__)
-
-StepCallback = Callable[[int, int, dict[str, float]], None]
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -63,26 +62,34 @@ def choose_strategy() -> tf.distribute.Strategy:
 
 def train(records: Path, run_dir: Path, *, config_path: Path | None = None,
           overrides: dict[str, Any] | None = None, resume: Resume = "never",
-          on_step: StepCallback = lambda step, total, metrics: None) -> RunInfo:
+          on_step: StepCallback = lambda step, total, metrics: None,
+          on_event: EventCallback = lambda event: None) -> RunInfo:
     """Train on ``records`` (a data.import folder) into ``run_dir``; returns the complete run.
 
-    `resume` says what to do with a run already in `run_dir` (`runfolder.start` decides).
-    ``run.json`` is written when training starts, again once the first checkpoint exists (the
-    run can be resumed from then on) and last when the SavedModel is in place. Under a
-    multi-worker cluster only the chief writes `run_dir` (`cluster`).
+    `resume` says what to do with a run already in `run_dir` (`runfolder.start` decides; a
+    finished run that ``required`` cannot take further is returned as it is, after one
+    `TrainingStatus` saying so, `runfolder.finished`). ``run.json`` is written when training
+    starts, again once the first checkpoint exists (the run can be resumed from then on) and
+    last when the SavedModel is in place. Under a multi-worker cluster only the chief writes
+    `run_dir` (`cluster`). `on_event` hears each phase without steps and each validation.
     """
+    done = finished(run_dir, overrides or {}, resume)
+    if done is not None:
+        on_event(TrainingStatus(done))
+        return RunInfo.read(run_dir)
     me = cluster.role()
     with cluster.own_folder(RunFolder(run_dir), me) as own:
         return _train(records, RunFolder(run_dir), own, me, config_path=config_path,
-                      overrides=overrides or {}, resume=resume, on_step=on_step)
+                      overrides=overrides or {}, resume=resume, on_step=on_step,
+                      on_event=on_event)
 
 
 def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
            config_path: Path | None, overrides: dict[str, Any], resume: Resume,
-           on_step: StepCallback) -> RunInfo:
+           on_step: StepCallback, on_event: EventCallback) -> RunInfo:
     """`train` as one worker: `run` is the folder it writes (`shared` for the chief)."""
     state = _build(records, shared, run, me, config_path=config_path, overrides=overrides,
-                   resume=resume)
+                   resume=resume, on_event=on_event)
     _fit(state, on_step)
     return _finish(state)
 
@@ -119,12 +126,16 @@ class _Run:
     curve_files: dict[str, list[Path]]
     predict: Predict
     """The model's forward pass for every evaluation of the run, traced once."""
+    tell: EventCallback
+    """`train`'s `on_event`: the phases without steps and the validations."""
 
 
 def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
-           config_path: Path | None, overrides: dict[str, Any], resume: Resume) -> _Run:
+           config_path: Path | None, overrides: dict[str, Any], resume: Resume,
+           on_event: EventCallback) -> _Run:
     """The run folder started or resumed (`_open`) and everything the loop needs: the
     strategy, the learner, the checkpoint restored when resuming, the logs."""
+    on_event(TrainingStatus("reading the records"))
     label_map, train_files = training_inputs(records)
     val_files = _val_files(records, me)
     config, resuming, info = _open(records, shared, run, me, label_map, config_path=config_path,
@@ -136,6 +147,7 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     if tf.config.list_logical_devices("GPU") and config.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(config.train.seed)  # weight initialisation; data has its own
+    on_event(TrainingStatus("building the model"))
     learner = build_learner(config, len(label_map), strategy,
                             weights=None if resuming else pretrained.weights_file(config.model))
     with strategy.scope():
@@ -146,7 +158,8 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                                          **({"ema": average.state} if average else {}))
     best = {"map50": -1.0, "map": -1.0, "step": 0}
     if resuming:
-        _restore(checkpoint, shared, step)
+        _restore(checkpoint, shared)
+        on_event(TrainingStatus(f"resuming at step {int(step.numpy())}"))
         if run.best.is_file():
             best = json.loads(run.best.read_text())
     read, own_files = cluster.my_files(train_files, me)
@@ -159,7 +172,7 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 train_files=read, own_files=own_files, val_files=val_files,
                 curve_files={split: shard_files(records, split)
                              for split in config.eval.curve_splits},
-                predict=predictor(learner.model, config.model.input_size))
+                predict=predictor(learner.model, config.model.input_size), tell=on_event)
 
 
 def _val_files(records: Path, me: cluster.Role) -> list[Path]:
@@ -189,13 +202,12 @@ def _open(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role,
     return config, resuming, info
 
 
-def _restore(checkpoint: tf.train.Checkpoint, shared: RunFolder, step: tf.Variable) -> None:
+def _restore(checkpoint: tf.train.Checkpoint, shared: RunFolder) -> None:
     """The latest checkpoint of the run, which every worker reads from the shared folder."""
     latest = tf.train.latest_checkpoint(str(shared.checkpoints))
     if latest is None:
         raise OdplugError(f"{shared.checkpoints}: no checkpoint to resume from")
     checkpoint.restore(latest).assert_existing_objects_matched()
-    log.info("resuming at step %d", int(step.numpy()))
 
 
 @dataclass
@@ -210,6 +222,8 @@ class _Clock:
     validating: float = 0.0
     window_start: float = field(init=False)
     window_images: int = 0
+    window_measures: bool = False
+    """Whether the window holds only steps that ran, not the first one, which traces."""
 
     def __post_init__(self) -> None:
         self.window_start = self.started
@@ -236,8 +250,9 @@ class _Batches:
         if not self.closed and current >= mosaic_closes(self.state.config.augment, total):
             self.closed = True
             self.iterator = self._pipeline(current)
-            log.info("step %d: mosaic and mixup off for the last %d steps "
-                     "(augment.close_mosaic)", current, total - current)
+            self.state.tell(TrainingStatus(f"step {current}: mosaic and mixup off for the "
+                                           f"last {total - current} steps "
+                                           "(augment.close_mosaic)"))
         return next(self.iterator)
 
     def _pipeline(self, start: int) -> Iterator[Any]:
@@ -264,7 +279,11 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
     metrics: dict[str, float] = {}
     with op_determinism(train.deterministic):
         while current < total:
+            if current == start:
+                state.tell(TrainingStatus("reading the first batch"))
             images, targets = batches.next(current, total)
+            if current == start:
+                state.tell(TrainingStatus("tracing the training step"))
             current += 1
             losses = state.learner.train_step(images, targets)
             state.step.assign(current)
@@ -279,29 +298,34 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
                 if not state.info.resumable:
                     state.info = replace(state.info, resumable=True).write()
             if state.val_files and (current % train.eval_every == 0 or current == total):
-                metrics["val_map50"] = _validate(state, clock, current)
+                _validate(state, clock, current, total, losses)
 
 
 def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, tf.Tensor]
          ) -> dict[str, float]:
-    """The step's losses, images/s since the last log and the learning rate, also written to
-    TensorBoard; a loss that is no longer finite stops the run."""
+    """The step's losses, images/s since the last log (left out when the window holds the
+    first step, whose tracing would make it meaningless) and the learning rate, also written
+    to TensorBoard; a loss that is no longer finite stops the run."""
     elapsed = time.perf_counter() - clock.window_start
     metrics = {k: float(v) for k, v in losses.items()}
     if not np.isfinite(metrics["loss"]):
         raise OdplugError(f"the loss became {metrics['loss']} at step {current}; "
                           "lower train.learning_rate or raise train.warmup_steps")
-    metrics["images_per_second"] = clock.window_images / max(elapsed, 1e-9)
+    if clock.window_measures:
+        metrics["images_per_second"] = clock.window_images / max(elapsed, 1e-9)
     metrics["learning_rate"] = float(state.learner.schedule(current))
     _summaries(state.writer, current, {"train": metrics})
     clock.window_start, clock.window_images = time.perf_counter(), 0
+    clock.window_measures = True
     return metrics
 
 
-def _validate(state: _Run, clock: _Clock, current: int) -> float:
+def _validate(state: _Run, clock: _Clock, current: int, total: int,
+              losses: dict[str, tf.Tensor]) -> None:
     """Score the val split, and the `EvalConfig.curve_splits` outside the clock, with the
     weights as they would be exported (the average, when kept); keep them if they are the best
-    so far; add the point to the learning curve and TensorBoard. Returns val mAP@.5."""
+    so far; add the point to the learning curve and TensorBoard, and tell `on_event`."""
+    state.tell(TrainingStatus("validating", during_steps=True))
     began = time.perf_counter()
     model = state.learner.model
     with _averaged(state.learner.average):
@@ -320,10 +344,14 @@ def _validate(state: _Run, clock: _Clock, current: int) -> float:
     _summaries(state.writer, current, point)
     state.curve.add(step=current, seconds=clock.seconds(),
                     images=current * state.config.train.batch_size, **point)
-    clock.window_start = time.perf_counter()
+    clock.window_start, clock.window_images = time.perf_counter(), 0
     clock.validations += 1
     clock.validating += clock.window_start - began - extra
-    return result.map50
+    best = state.best
+    state.tell(TrainingValidation(
+        step=current, total=total, losses={k: float(v) for k, v in losses.items()},
+        map50=float(result.map50), map=float(result.map), best_step=int(best["step"]),
+        best_map=float(best.get("map", -1.0)), best_map50=float(best["map50"])))
 
 
 def _finish(state: _Run) -> RunInfo:
@@ -341,11 +369,13 @@ def _finish(state: _Run) -> RunInfo:
     test_files = shard_files(state.records, "test") if state.me.chief else []
     info = state.info
     if test_files:
+        state.tell(TrainingStatus("scoring the test split"))
         result = _evaluate(state, test_files)
         write_metrics(result, run.metrics / "test.json")
         plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
         info = replace(info, metrics={"test": {"map50": result.map50, "map": result.map}},
                        metrics_dir=run.metrics)
+    state.tell(TrainingStatus("writing the SavedModel"))
     write_detector(model, learner.anchors, state.label_map, state.config.model.input_size,
                    run.saved_model, nms=nms(state.config.eval))
     info = replace(info, complete=True).write()

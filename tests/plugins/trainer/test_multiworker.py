@@ -86,6 +86,18 @@ def test_a_local_cluster_needs_two_workers_or_more(tmp_path: Path) -> None:
                               resume="never", on_step=lambda step, total, metrics: None)
 
 
+def test_the_chiefs_events_reach_the_launcher_as_they_were_sent() -> None:
+    from odplug.components import TrainingStatus, TrainingValidation
+
+    sent = [TrainingStatus("validating", during_steps=True),
+            TrainingValidation(step=12, total=20, losses={"loss": 1.5, "box": 0.5}, map50=0.5,
+                               map=0.25, best_step=6, best_map=0.3, best_map50=0.4)]
+    line = json.dumps({"event": launcher.event_to_json(sent[1])})
+    assert [launcher.event_from_json(json.loads(json.dumps(launcher.event_to_json(event))))
+            for event in sent] == sent
+    assert json.loads(line)["event"]["kind"] == "validation"
+
+
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type: ignore[no-untyped-def]
     """Two train files, so each of two workers reads its own."""
@@ -156,14 +168,16 @@ def two_workers(records: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     assert saved is not None, killed["stderr"][-2000:]
     saved_step = int(saved.rsplit("-", 1)[1])
     history: list[dict] = []
+    events: list = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TMPDIR", str(scratch))
         result = launcher.train_locally(
             2, records, run, config=None, overrides={"train.steps": saved_step + 4},
             resume="required",
-            on_step=lambda step, total, metrics: history.append({"step": step, **metrics}))
+            on_step=lambda step, total, metrics: history.append({"step": step, **metrics}),
+            on_event=events.append)
     return {"run": run, "killed": killed, "saved_step": saved_step, "result": result,
-            "history": history, "scratch": scratch}
+            "history": history, "events": events, "scratch": scratch}
 
 
 @pytest.mark.slow
@@ -181,6 +195,11 @@ def test_a_killed_worker_stops_the_cluster_and_the_run_resumes(two_workers: dict
     assert [h["step"] for h in two_workers["history"]] == list(range(saved_step + 1,
                                                                     saved_step + 5))
     assert two_workers["result"].info.complete
+    texts = [getattr(event, "text", "validation") for event in two_workers["events"]]
+    assert texts[0].startswith("starting 2 local workers")
+    assert f"resuming at step {saved_step}" in texts, "the chief's events, relayed"
+    assert texts[-2:] == ["scoring the test split", "writing the SavedModel"], texts
+    assert "validation" in texts, "the last step is validated"
     reader = tf.train.load_checkpoint(
         tf.train.latest_checkpoint(str(two_workers["run"] / "checkpoints")))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step + 4

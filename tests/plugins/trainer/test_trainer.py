@@ -180,7 +180,8 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
     done = run_inv("model.train", "--records", str(records), "--run", str(run), "--resume",
                    "--set", f"train.steps={total}")
     assert done.returncode == 0, done.stderr[-2000:]
-    steps = re.findall(rf"^step (\d+)/{total} loss=(\S+) ", done.stdout, re.M)
+    steps = re.findall(rf"^\[ *\d+ s\] step +(\d+)/{total}  loss +(\S+) .* img/s ", done.stdout,
+                       re.M)
     assert [int(step) for step, _ in steps] == list(range(saved_step + 1, total + 1)), done.stdout
     assert all(np.isfinite(float(loss)) for _, loss in steps)
     info = RunInfo.read(run)
@@ -262,6 +263,161 @@ def test_never_and_required_refuse_what_they_cannot_do(tmp_path: Path) -> None:
     assert describe(folder.root) == replace(info, resumable=False), "checkpoints gone"
     with pytest.raises(OdplugError, match="nothing to resume"):
         start(records, folder, None, {}, "required")
+
+
+def _fake_records(tmp_path: Path) -> Path:
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "train.record-00000-of-00001").write_bytes(b"x")
+    return records
+
+
+def _failed_start(records: Path, folder: RunFolder) -> RunInfo:
+    """What a start that failed before its first checkpoint leaves (a download, the first
+    step out of memory): the config, inputs.json, an empty logs folder and a run.json that is
+    neither resumable nor complete."""
+    start(records, folder, None, {**TINY, "train.steps": 5}, "never")
+    (folder.logs).mkdir()
+    return RunInfo(folder.root, "ssd", records.resolve(), folder.label_map,
+                   folder.saved_model).write()
+
+
+def _finished_run(records: Path, folder: RunFolder, **settings: object) -> RunInfo:
+    """What a run of 5 steps leaves once finished, without training anything."""
+    start(records, folder, None, {**TINY, "train.steps": 5, **settings}, "never")
+    folder.checkpoints.mkdir()
+    (folder.checkpoints / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-5"\nall_model_checkpoint_paths: "ckpt-5"\n')
+    (folder.saved_model).mkdir()
+    (folder.saved_model / "saved_model.pb").write_bytes(b"")
+    return RunInfo(folder.root, "ssd", records.resolve(), folder.label_map, folder.saved_model,
+                   complete=True, resumable=True,
+                   metrics={"test": {"map50": 0.5, "map": 0.25}}).write()
+
+
+def test_a_failed_start_is_replaced_by_the_next_one(tmp_path: Path) -> None:
+    records = _fake_records(tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    _failed_start(records, folder)
+    assert not folder.holds_a_run()
+    with pytest.raises(OdplugError, match="nothing to resume"):
+        start(records, folder, None, {}, "required")
+    config, resuming = start(records, folder, None, {**TINY, "train.steps": 7}, "never")
+    assert not resuming and config.train.steps == 7
+    assert not RunInfo.exists(folder.root) and not folder.logs.exists(), "started afresh"
+    assert load_config(folder.config).train.steps == 7
+    start(records, folder, None, TINY, "never")  # config and inputs.json, no run.json: startable
+
+
+@pytest.mark.parametrize("kept", ["checkpoint", "best weights", "finished", "other trainer",
+                                  "unreadable run.json"])
+def test_a_run_with_anything_worth_keeping_is_protected(tmp_path: Path, kept: str) -> None:
+    records = _fake_records(tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    info = _failed_start(records, folder)
+    if kept == "checkpoint":
+        folder.checkpoints.mkdir()
+        (folder.checkpoints / "ckpt-5.index").write_bytes(b"")
+    elif kept == "best weights":
+        folder.best_weights.write_bytes(b"")
+    elif kept == "finished":
+        _finished_run(records, RunFolder(tmp_path / "run"))
+    elif kept == "other trainer":
+        replace(info, trainer="yolo").write()
+    else:
+        info.path.write_text("{")
+    assert folder.holds_a_run()
+    with pytest.raises(OdplugError, match="replace it with --overwrite, or start a new one "
+                                          "beside it with --new-run"):
+        start(records, folder, None, TINY, "never")
+
+
+def test_overwrite_replaces_a_run_only_once_its_start_is_at_hand(tmp_path: Path) -> None:
+    records = _fake_records(tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    _finished_run(records, folder)
+    with pytest.raises(OdplugError, match="nowhere.h5'\\: no such file"):
+        start(records, folder, None, {**TINY, "model.weights": str(tmp_path / "nowhere.h5")},
+              "overwrite")
+    assert folder.has_checkpoint() and RunInfo.read(folder.root).complete, "kept as it was"
+    config, resuming = start(records, folder, None, {**TINY, "train.steps": 3}, "overwrite")
+    assert not resuming and config.train.steps == 3
+    assert not folder.checkpoints.exists() and not folder.saved_model.exists()
+    assert not RunInfo.exists(folder.root), "the old run.json is gone with the old run"
+
+
+def test_resume_leaves_a_finished_run_as_it_is_unless_asked_for_more_steps(
+        tmp_path: Path) -> None:
+    from odplug_builtins.trainer.runfolder import finished
+
+    records = _fake_records(tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    _finished_run(records, folder)
+    assert folder.last_step() == 5
+    line = finished(folder.root, {}, "required")
+    assert line == (f"{folder.root}: the run finished at step 5 (test mAP@.5 0.500, "
+                    "mAP@[.5:.95] 0.250); nothing to train (--resume --steps N, N above 5, "
+                    "trains it further)")
+    assert finished(folder.root, {"train.steps": 5}, "required") == line
+    assert finished(folder.root, {}, "never") is None, "never refuses it instead"
+    assert finished(folder.root, {"train.steps": 8}, "required") is None
+    config, resuming = start(records, folder, None, {"train.steps": 8}, "required")
+    assert resuming and config.train.steps == 8
+    budget = RunFolder(tmp_path / "budget")
+    _finished_run(records, budget, **{"train.minutes": 2.0})
+    assert finished(budget.root, {"train.steps": 8}, "required").endswith(
+        "with --set train.minutes=0 (its time budget fixed its step count))")
+    assert finished(budget.root, {"train.steps": 8, "train.minutes": 0}, "required") is None
+
+
+def test_train_returns_a_finished_run_untouched_and_says_so(tmp_path: Path) -> None:
+    from odplug.components import TrainingStatus
+    from odplug_builtins.trainer.train import train
+
+    records = _fake_records(tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    info = _finished_run(records, folder)
+    before = {p: p.stat().st_mtime_ns for p in folder.root.rglob("*")}
+    events: list = []
+    steps: list = []
+    assert train(records, folder.root, resume="required", on_event=events.append,
+                 on_step=lambda *step: steps.append(step)) == info
+    assert len(events) == 1 and isinstance(events[0], TrainingStatus) and not steps
+    assert events[0].text.startswith(f"{folder.root}: the run finished at step 5 (test")
+    assert {p: p.stat().st_mtime_ns for p in folder.root.rglob("*")} == before
+
+
+def test_resume_on_a_finished_run_says_so_and_trains_nothing(trained: dict, run_inv
+                                                            ) -> None:  # type: ignore[no-untyped-def]
+    run: Path = trained["run"]
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(run),
+                   "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    test = trained["info"].metrics["test"]
+    assert re.search(rf"^\[ *\d+ s\] {re.escape(str(run))}: the run finished at step 30 "
+                     rf"\(test mAP@\.5 {test['map50']:.3f}, mAP@\[\.5:\.95\] {test['map']:.3f}\); "
+                     r"nothing to train \(--resume --steps N, N above 30, trains it further\)$",
+                     done.stdout, re.M), done.stdout
+    assert "] step " not in done.stdout and f"SavedModel: {run / 'saved_model'}" in done.stdout
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+
+
+def test_the_run_flags_on_the_command_line(trained: dict, run_inv, tmp_path: Path
+                                          ) -> None:  # type: ignore[no-untyped-def]
+    """--new-run names the folder it chose before anything can fail; --resume, --overwrite
+    and --new-run are one choice."""
+    taken = tmp_path / "runs" / "demo"
+    taken.mkdir(parents=True)
+    (taken / "run.json").write_text("{}")
+    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(taken),
+                   "--new-run", "--set", f"model.weights={tmp_path / 'nowhere.h5'}")
+    assert done.returncode == 1
+    assert f"{taken} is taken: training into {taken}-2\n" in done.stdout
+    assert "nowhere.h5': no such file" in done.stderr and not (tmp_path / "runs/demo-2").exists()
+    done = run_inv("model.train", "--records", str(trained["records"]), "--run", str(taken),
+                   "--resume", "--overwrite")
+    assert done.returncode == 2 and "give one of them" in done.stderr
 
 
 def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
