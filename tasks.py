@@ -13,9 +13,10 @@ from pathlib import Path
 import invoke.main
 from invoke import Collection
 
+from odplug import arguments as args
 from odplug.cli.console import quiet_console, user_errors
 from odplug.cli.parsing import parse_like_odplug
-from odplug.cli.tasks import build_namespace, task, whole_number
+from odplug.cli.tasks import build_namespace, task
 from odplug.errors import UsageError
 
 quiet_console()
@@ -35,8 +36,8 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
     """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them."""
     from bench.convert import run
 
-    run(images=whole_number("images", images, 1, 1_000_000),
-        runs=whole_number("runs", runs, 1, 1000), workdir=Path(workdir))
+    run(images=args.whole_number("--images", images, 1, 1_000_000),
+        runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir))
 
 
 @task(
@@ -60,7 +61,7 @@ def bench_train(c, datasets="demo,raccoon", seeds=1, set=None, workdir="bench/wo
                 steps=20, full=True, workers=0):
     """Learning curves (test mAP vs training seconds) per dataset and seed, images/s, CPU use;
     or, with --workers N, images/s of one and of N local training workers."""
-    workers = whole_number("workers", workers, 0, 16, " (0: the learning-curve benchmark)")
+    workers = args.whole_number("--workers", workers, 0, 16, " (0: the learning-curve benchmark)")
     if workers == 1:
         raise UsageError("bench.train --workers 1: give 2 or more (one worker is always "
                           "measured, to compare with)")
@@ -68,14 +69,14 @@ def bench_train(c, datasets="demo,raccoon", seeds=1, set=None, workdir="bench/wo
         from bench import workers as cluster_bench
 
         where = Path("bench/work/workers") if workdir == "bench/work/train" else Path(workdir)
-        cluster_bench.run(where, whole_number("steps", steps, 3, 1_000_000), workers=workers)
+        cluster_bench.run(where, args.whole_number("--steps", steps, 3, 1_000_000), workers=workers)
         return
     from bench.train import run
     from odplug.cli.overrides import parse_overrides
 
     run(workdir=Path(workdir), datasets=[d.strip() for d in datasets.split(",") if d.strip()],
-        seeds=whole_number("seeds", seeds, 1, 100), settings=parse_overrides(set or []),
-        steps=whole_number("steps", steps, 1, 1_000_000), full=full)
+        seeds=args.whole_number("--seeds", seeds, 1, 100), settings=parse_overrides(set or []),
+        steps=args.whole_number("--steps", steps, 1, 1_000_000), full=full)
 
 
 @task(
@@ -95,8 +96,8 @@ def bench_tfjs(c, model="", images=30, runs=3, workdir="bench/work/tfjs"):
     if not model:
         raise UsageError("bench.tfjs needs --model: a TF.js export folder "
                           "(model.export --to tfjs)")
-    run(model=Path(model), images=whole_number("images", images, 1, 100_000),
-        runs=whole_number("runs", runs, 1, 1000), workdir=Path(workdir))
+    run(model=Path(model), images=args.whole_number("--images", images, 1, 100_000),
+        runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir))
 
 
 ns = build_namespace()

@@ -22,8 +22,6 @@ never imports TensorFlow.
 from __future__ import annotations
 
 import importlib
-import sys
-from types import ModuleType
 from typing import Any
 
 from odplug.hookspecs import hookimpl
@@ -42,25 +40,3 @@ def __getattr__(name: str) -> Any:
     if name in API:
         return getattr(importlib.import_module("odplug.api"), name)
     raise AttributeError(f"module 'odplug' has no attribute {name!r}")
-
-
-class _Odplug(ModuleType):
-    """The ``odplug`` module, whose ``export`` is the API function, not the ``odplug.export``
-    package.
-
-    Importing a subpackage sets it as an attribute of its parent, so the first
-    ``odplug.export(...)`` (which imports ``odplug.export.plan``) would turn every later
-    ``odplug.export`` into the package. A property wins over that attribute. The package is
-    still imported the usual way (``from odplug.export.verify import Row``).
-    """
-
-    @property
-    def export(self) -> Any:
-        return __getattr__("export")
-
-    @export.setter
-    def export(self, package: ModuleType) -> None:
-        """Where the import system puts the package: it stays in ``sys.modules`` only."""
-
-
-sys.modules[__name__].__class__ = _Odplug

@@ -23,7 +23,7 @@ TensorFlow-free, and a wrong argument is refused before TensorFlow is imported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +36,9 @@ from odplug.plugins import BUILTIN_DEFAULTS
 from odplug.run import RunInfo
 
 if TYPE_CHECKING:
-    from odplug.components import ExportedModel, StepCallback
+    from odplug.components import EventCallback, ExportedModel, StepCallback
     from odplug.data.convert import ImportResult
-    from odplug.export.verify import Row
+    from odplug.exports.verify import Row
     from odplug.model.predict import Predictions
     from odplug.plugins import Registry
     from odplug.workflows.evaluate import Evaluation
@@ -131,43 +131,58 @@ def import_dataset(
 
 def train(records: PathArg, *, run: PathArg | None = None, config: PathArg | None = None,
           steps: int | None = None, set: str | Sequence[str] | Mapping[str, object] | None = None,
-          resume: bool = False,
+          resume: bool = False, overwrite: bool = False, new_run: bool = False,
           trainer: str = BUILTIN_DEFAULTS.trainer, workers: int = 1, progress: bool = False,
-          on_step: StepCallback | None = None) -> RunInfo:
+          on_step: StepCallback | None = None, on_event: EventCallback | None = None
+          ) -> RunInfo:
     """Train a detector on a TFRecord folder: ``model.train``; returns the run's description.
 
     `run` defaults to ``runs/<records folder name>``. `set` overrides config settings, as the
     command line's text (``"train.batch_size=8,model.fpn=true"``, or a list of such) or a
-    mapping (``{"model.input_size": 128}``); `steps`, when given, sets ``train.steps``.
-    `on_step` hears ``(step, total, metrics)`` after every step: a notebook's own display, since
-    ``progress=True`` draws the command line's bar on a terminal only.
+    mapping (``{"model.input_size": 128}``); `steps`, when given, sets ``train.steps``. A run
+    already in `run` is continued with `resume`, replaced with `overwrite`, or left alone with
+    `new_run` (training goes to ``<run>-2``, ...); with none of them it is refused.
+    ``progress=True`` draws the command line's training display on a terminal; `on_step` hears
+    ``(step, total, metrics)`` after every step and `on_event` the phases and validations
+    (`odplug.components.TrainingEvent`): a notebook's own display.
     """
+    import time
+
     from odplug.cli.overrides import parse_overrides
-    from odplug.workflows.train import train_model
+    from odplug.cli.training_console import TrainingConsole
+    from odplug.data.shards import training_inputs
+    from odplug.workflows.train import existing_run_mode, train_model
 
     if not records:
         raise UsageError("give the TFRecord folder as records")
-    from odplug.data.shards import training_inputs
-
     settings = dict(set) if isinstance(set, Mapping) else parse_overrides(set or [])
     overrides = args.with_steps("steps", settings, steps)
     chosen_workers = args.whole_number("workers", workers, 1, 16)
     config_path = args.in_file("config", config)
     training_inputs(args.in_folder("records", records))
+    existing_run_mode(resume=resume, overwrite=overwrite)
     run_dir = args.out_folder("run", run) or args.default_run_dir(Path(records))
     registry = _console()
     with args.writing_to(run_dir), _bar("training", progress, ("status",)) as bar:
-
-        def step(number: int, total: int, metrics: dict[str, float]) -> None:
-            if bar.total is None:
-                bar.start(total, completed=number - 1)
-            bar.advance(1, status=f"loss={metrics['loss']:.3g}" if "loss" in metrics else "")
-            if on_step is not None:
-                on_step(number, total, metrics)
-
+        console = TrainingConsole(bar, time.perf_counter()) if progress else None
         return train_model(registry, Path(records), run_dir, trainer=trainer,
                            config=config_path, overrides=overrides, resume=resume,
-                           workers=chosen_workers, on_step=step)
+                           overwrite=overwrite, new_run=new_run, workers=chosen_workers,
+                           on_step=_both(console.on_step if console else None, on_step),
+                           on_event=_both(console.on_event if console else None, on_event))
+
+
+def _both(first: Callable[..., None] | None, second: Callable[..., None] | None
+          ) -> Callable[..., None] | None:
+    """One callback calling each of two that are given, or the one given, or None."""
+    if first is None or second is None:
+        return first or second
+
+    def both(*event: Any) -> None:
+        first(*event)
+        second(*event)
+
+    return both
 
 
 def evaluate(model: Model, *, records: PathArg | None = None, split: str = "test",
@@ -197,7 +212,7 @@ class ExportResult:
 
     @property
     def rows(self) -> list[Row]:
-        """One `odplug.export.verify.Row` per model, the SavedModel's first; none unverified."""
+        """One `odplug.exports.verify.Row` per model, the SavedModel's first; none unverified."""
         return self.verification.rows if self.verification else []
 
 

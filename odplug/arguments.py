@@ -22,7 +22,7 @@ PathArg = str | PathLike[str]
 """A path as a user gives it: text or any path object."""
 
 
-def _usage(name: str, value: object, fix: str) -> UsageError:
+def usage(name: str, value: object, fix: str) -> UsageError:
     """``--seed 'abc': fix`` for a flag, ``seed='abc': fix`` for a keyword argument."""
     shown = f"{name} {str(value)!r}" if name.startswith("-") else f"{name}={value!r}"
     return UsageError(f"{shown}: {fix}")
@@ -33,13 +33,13 @@ def whole_number(name: str, value: int | float | str, low: int, high: int,
     """`value` (a whole number, or its text) from `low` to `high`, or an error naming `name`."""
     fix = f"give a whole number from {low} to {high}{note}"
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise _usage(name, value, fix)
+        raise usage(name, value, fix)
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise _usage(name, value, fix) from None
+        raise usage(name, value, fix) from None
     if not low <= number <= high:
-        raise _usage(name, value, fix)
+        raise usage(name, value, fix)
     return number
 
 
@@ -47,20 +47,20 @@ def fraction(name: str, value: float | str, low: float, high: float) -> float:
     """`value` as a finite number from `low` to `high`, or an error naming `name`."""
     fix = f"give a number from {low} to {high}"
     if isinstance(value, bool):
-        raise _usage(name, value, fix)
+        raise usage(name, value, fix)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise _usage(name, value, fix) from None
+        raise usage(name, value, fix) from None
     if not (math.isfinite(number) and low <= number <= high):
-        raise _usage(name, value, fix)
+        raise usage(name, value, fix)
     return number
 
 
 def choice(name: str, value: str, allowed: Sequence[str]) -> str:
     """One of a fixed set of words (``--split``, ``--verify``)."""
     if value not in allowed:
-        raise _usage(name, value, f"use {', '.join(allowed[:-1])} or {allowed[-1]}")
+        raise usage(name, value, f"use {', '.join(allowed[:-1])} or {allowed[-1]}")
     return value
 
 
@@ -71,7 +71,7 @@ def out_folder(name: str, value: PathArg | None) -> Path | None:
     path = Path(value)
     for part in (path, *path.parents):
         if part.exists() and not part.is_dir():
-            raise _usage(name, value, f"{part} is a file, not a folder; give a folder")
+            raise usage(name, value, f"{part} is a file, not a folder; give a folder")
     return path
 
 
@@ -81,9 +81,9 @@ def in_file(name: str, value: PathArg | None) -> Path | None:
         return None
     path = Path(value)
     if path.is_dir():
-        raise _usage(name, value, "is a folder; give a file")
+        raise usage(name, value, "is a folder; give a file")
     if not path.exists():
-        raise _usage(name, value, "no such file")
+        raise usage(name, value, "no such file")
     return path
 
 
@@ -108,16 +108,16 @@ def min_ratio(name: str, value: str | float | None) -> tuple[bool, float | None]
     try:
         return True, fraction(name, value, 0.0, 1.0)
     except UsageError:
-        raise _usage(name, value, MIN_RATIO_FIX) from None
+        raise usage(name, value, MIN_RATIO_FIX) from None
 
 
 def in_folder(name: str, value: PathArg) -> Path:
     """An input folder: refused up front when it is a file or missing."""
     path = Path(value)
     if not path.exists():
-        raise _usage(name, value, "no such folder")
+        raise usage(name, value, "no such folder")
     if not path.is_dir():
-        raise _usage(name, value, "is a file; give a folder")
+        raise usage(name, value, "is a file; give a folder")
     return path
 
 

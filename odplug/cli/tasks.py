@@ -9,14 +9,10 @@ Tasks are thin: parse arguments, call the library, show progress and results. He
 from __future__ import annotations
 
 import atexit
-import errno
 import functools
 import gc
 import inspect
-import math
 import typing
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +20,7 @@ from invoke import Argument, Collection, Task
 from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
+from odplug import arguments as args
 from odplug.cli.console import load_registry_warning, progress_bar, user_errors
 from odplug.cli.overrides import parse_overrides
 from odplug.plugins import BUILTIN_DEFAULTS
@@ -87,111 +84,10 @@ class CheckedTask(Task):  # type: ignore[misc]
 task = functools.partial(invoke_task, klass=CheckedTask)
 
 
-def _usage(flag: str, value: object, fix: str) -> Exit:
-    return Exit(f"odplug: error: --{flag} {str(value)!r}: {fix}", code=2)
-
-
-def whole_number(flag: str, value: int | str, low: int, high: int, note: str = "") -> int:
-    """`value` as a whole number from `low` to `high`, or a one-line error naming `--flag`."""
-    fix = f"give a whole number from {low} to {high}{note}"
-    try:
-        number = int(value)
-    except ValueError:
-        raise _usage(flag, value, fix) from None
-    if not low <= number <= high:
-        raise _usage(flag, value, fix)
-    return number
-
-
-def _fraction(flag: str, value: float | str, low: float, high: float) -> float:
-    """`value` as a finite number from `low` to `high`, or a one-line error naming `--flag`."""
-    fix = f"give a number from {low} to {high}"
-    try:
-        number = float(value)
-    except ValueError:
-        raise _usage(flag, value, fix) from None
-    if not (math.isfinite(number) and low <= number <= high):
-        raise _usage(flag, value, fix)
-    return number
-
-
-def _out_folder(flag: str, value: str | None) -> Path | None:
-    """An output folder to create or reuse: refused up front when a file is in the way."""
-    if value is None:
-        return None
-    path = Path(value)
-    for part in (path, *path.parents):
-        if part.exists() and not part.is_dir():
-            raise _usage(flag, value, f"{part} is a file, not a folder; give a folder")
-    return path
-
-
-def _in_file(flag: str, value: str | None) -> Path | None:
-    """An input file: refused up front when it is a folder or missing."""
-    if not value:
-        return None
-    path = Path(value)
-    if path.is_dir():
-        raise _usage(flag, value, "is a folder; give a file")
-    if not path.exists():
-        raise _usage(flag, value, "no such file")
-    return path
-
-
-@contextmanager
-def _writing_to(out: Path) -> Iterator[None]:
-    """Name `out` in a full-disk error: ``write()`` reports ENOSPC without a file name."""
-    try:
-        yield
-    except OSError as error:
-        if error.filename is None and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            error.filename = str(out)
-        raise
-
-
 MIN_RATIO_HELP = (
     "exit 1 when an export keeps less of the SavedModel's mAP@.5 or mAP@[.5:.95] (point "
     "estimate) than this: 'targets' for each model's own target (99.5% float, 98% int8/uint8), "
     "or a fraction from 0 to 1 for every model, e.g. 0.97 (default: report only)")
-
-
-def _min_ratio(value: str) -> tuple[bool, float | None]:
-    """``--min-ratio``: (enforce?, one floor for every model or None for each own target)."""
-    if not value:
-        return False, None
-    if value == "targets":
-        return True, None
-    try:
-        return True, _fraction("min-ratio", value, 0.0, 1.0)
-    except Exit:
-        raise _usage("min-ratio", value, "give 'targets' or a number from 0 to 1") from None
-
-
-def _names(value: str) -> list[str]:
-    """A comma-separated list of names (``--to``, ``--quantize``), blanks left out."""
-    return [name.strip() for name in value.split(",") if name.strip()]
-
-
-def _training_overrides(settings: list[str] | None, steps: int | str | None) -> dict[str, object]:
-    """The config overrides of ``--set`` (repeated or comma-separated) and ``--steps``.
-
-    ``--steps`` left out (None) keeps the config's; 0 is refused, as it would train nothing.
-    """
-    overrides = parse_overrides(settings or [])
-    if steps is not None:
-        overrides["train.steps"] = whole_number("steps", steps, 1, 10**9,
-                                                "; leave it out for the trainer's default")
-    return overrides
-
-
-def _in_folder(flag: str, value: str) -> Path:
-    """An input folder: refused up front when it is a file or missing."""
-    path = Path(value)
-    if not path.exists():
-        raise _usage(flag, value, "no such folder")
-    if not path.is_dir():
-        raise _usage(flag, value, "is a file; give a folder")
-    return path
 
 
 SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or separate them with "
@@ -235,25 +131,23 @@ def import_(
     from odplug.data.splits import parse_ratios
     from odplug.dataset_report import render_summary
 
-    if split not in ("auto", "source", "ratio"):
-        raise Exit(f"odplug: error: --split {split!r}: use auto, source or ratio", code=2)
-    if verify not in ("header", "decode"):
-        raise Exit(f"odplug: error: --verify {verify!r}: use header or decode", code=2)
+    args.choice("--split", split, ("auto", "source", "ratio"))
+    args.choice("--verify", verify, ("header", "decode"))
     if not source:
         raise Exit("odplug: error: give the dataset with --source (see --help)", code=2)
     options = ImportOptions(
         format=format, to=to, split=split, ratios=parse_ratios(ratios),
-        seed=whole_number("seed", seed, 0, 2**63 - 1),
-        classes=_names(classes or ""),
-        rename=parse_rename(rename or ""), label_map=_in_file("label-map", label_map),
-        shards=whole_number("shards", shards, 0, 100_000, " (0: auto)"),
-        workers=whole_number("workers", workers, 0, 1024, " (0: one per core)"), verify=verify,
+        seed=args.whole_number("--seed", seed, 0, 2**63 - 1),
+        classes=args.names(classes or ""),
+        rename=parse_rename(rename or ""), label_map=args.in_file("--label-map", label_map),
+        shards=args.whole_number("--shards", shards, 0, 100_000, " (0: auto)"),
+        workers=args.whole_number("--workers", workers, 0, 1024, " (0: one per core)"),
+        verify=verify,
     )
     source_path = Path(source)
-    out_path = (_out_folder("out", out)
-                or Path("output") / f"{source_path.resolve().name}-{to}")
+    out_path = args.out_folder("--out", out) or args.default_import_out(source_path, to)
     registry = load_registry_warning()
-    with _writing_to(out_path), progress_bar("importing", enabled=not quiet) as bar:
+    with args.writing_to(out_path), progress_bar("importing", enabled=not quiet) as bar:
         result = import_dataset(source_path, out_path, options, registry,
                                 on_total=bar.start, progress=bar.advance)
     if not quiet:
@@ -325,11 +219,11 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
     """Write a synthetic Supervisely project (shapes on textures, 3 classes) to try odplug on."""
     from odplug.data.demo import write_demo_project
 
-    images = whole_number("images", images, 0, 1_000_000)
-    size = whole_number("size", size, 32, 4096)
-    seed = whole_number("seed", seed, 0, 2**63 - 1)
-    _out_folder("out", out)
-    with _writing_to(Path(out)), progress_bar("drawing") as bar:
+    images = args.whole_number("--images", images, 0, 1_000_000)
+    size = args.whole_number("--size", size, 32, 4096)
+    seed = args.whole_number("--seed", seed, 0, 2**63 - 1)
+    args.out_folder("--out", out)
+    with args.writing_to(Path(out)), progress_bar("drawing") as bar:
         bar.start(images)
         write_demo_project(Path(out), images=images, size=size, seed=seed, progress=bar.advance)
     print(f"Wrote {images} images to {out}")
@@ -366,36 +260,26 @@ def model_train(c, records=None, run=None, config=None, steps: int | None = None
     import time
 
     from odplug.cli.training_console import TrainingConsole
-    from odplug.components import train_with
     from odplug.data.shards import training_inputs
-    from odplug.plugins import TRAINERS
-    from odplug.run import numbered_run_dir
+    from odplug.workflows.train import train_model
 
     if not records:
         raise Exit("odplug: error: give the TFRecord folder with --records (see --help)", code=2)
-    overrides = _training_overrides(set, steps)
-    workers = whole_number("workers", workers, 1, 16)
-    config_path = _in_file("config", config)
-    training_inputs(_in_folder("records", records))
+    overrides = args.with_steps("--steps", parse_overrides(set or []), steps)
+    workers = args.whole_number("--workers", workers, 1, 16)
+    config_path = args.in_file("--config", config)
+    training_inputs(args.in_folder("--records", records))
     if sum(map(bool, (resume, overwrite, new_run))) > 1:
         raise Exit("odplug: error: --resume, --overwrite and --new-run each say what to do "
                    "with a run already in --run: give one of them", code=2)
-    run_dir = _out_folder("run", run) or Path("runs") / Path(records).resolve().name
-    registry = load_registry_warning()
-    chosen = registry.get(TRAINERS, trainer)
-    chosen.check()
-    if new_run and (free := numbered_run_dir(run_dir)) != run_dir:
-        print(f"{run_dir} is taken: training into {free}", flush=True)
-        run_dir = free
+    run_dir = args.out_folder("--run", run) or args.default_run_dir(Path(records))
     started = time.perf_counter()
-    with _writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
+    with args.writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
         console = TrainingConsole(bar, started)
-        run_info = train_with(chosen, Path(records), run_dir, config=config_path,
-                              overrides=overrides,
-                              resume="required" if resume else
-                              "overwrite" if overwrite else "never",
-                              on_step=console.on_step, on_event=console.on_event,
-                              workers=workers)
+        run_info = train_model(load_registry_warning(), Path(records), run_dir, trainer=trainer,
+                               config=config_path, overrides=overrides, resume=resume,
+                               overwrite=overwrite, new_run=new_run, workers=workers,
+                               on_step=console.on_step, on_event=console.on_event)
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
     print(f"Run folder: {run_info.run_dir}{board}")
     print(f"SavedModel: {run_info.saved_model}")
@@ -414,11 +298,11 @@ def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
     from odplug.plugins import TRAINERS
 
     if out and Path(out).is_dir():
-        raise _usage("out", out, "is a folder; give the name of the TOML file to write")
+        raise args.usage("--out", out, "is a folder; give the name of the TOML file to write")
     chosen = load_registry_warning().get(TRAINERS, trainer)
     text = chosen.default_config()
     if out:
-        with _writing_to(Path(out)):
+        with args.writing_to(Path(out)):
             atomic_write_text(Path(out), text)
         print(f"Wrote {out}")
     else:
@@ -443,7 +327,7 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
     evaluation = evaluate_model(Path(model), records=Path(records) if records else None,
-                                split=split, out=_out_folder("out", out))
+                                split=split, out=args.out_folder("--out", out))
     result = evaluation.result
     print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
           f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
@@ -469,8 +353,8 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
-    threshold = _fraction("threshold", threshold, 0.0, 1.0)
-    out_path = _out_folder("out", out) or Path("predictions")
+    threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
+    out_path = args.out_folder("--out", out) or Path("predictions")
     saved_model, _run = resolve_model(Path(model))
     from odplug.model.predict import predict_images  # TensorFlow, once the arguments hold
 
@@ -503,12 +387,12 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
-    limit = whole_number("limit", limit, 0, 10**9, " (0: all)")
-    enforce, floor = _min_ratio(min_ratio)
+    limit = args.whole_number("--limit", limit, 0, 10**9, " (0: all)")
+    enforce, floor = args.min_ratio("--min-ratio", min_ratio)
     if enforce and not verify:
-        raise _usage("min-ratio", min_ratio, "needs the verification; leave out --no-verify")
-    job = plan_export(load_registry_warning(), to=_names(to), quantize=_names(quantize),
-                      model=Path(model), out=_out_folder("out", out),
+        raise args.usage("--min-ratio", min_ratio, "needs the verification; leave out --no-verify")
+    job = plan_export(load_registry_warning(), to=args.names(to), quantize=args.names(quantize),
+                      model=Path(model), out=args.out_folder("--out", out),
                       records=Path(records) if records else None, verify=verify)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
@@ -542,7 +426,7 @@ def model_edgetpu_check(c, model=None, json=False, strict=False):
 
     from odplug.model.edgetpu_check import predict
 
-    path = _in_file("model", model)
+    path = args.in_file("--model", model)
     if path is None:
         raise Exit("odplug: error: give the .tflite file with --model (see --help)", code=2)
     prediction = predict(path)
@@ -621,22 +505,22 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
     from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
-    overrides = _training_overrides(set, steps)
-    enforce, floor = _min_ratio(min_ratio)
-    out_path = _out_folder("out", out) or Path("output/pipeline")
-    config_path = _in_file("config", config)
+    overrides = args.with_steps("--steps", parse_overrides(set or []), steps)
+    enforce, floor = args.min_ratio("--min-ratio", min_ratio)
+    out_path = args.out_folder("--out", out) or Path("output/pipeline")
+    config_path = args.in_file("--config", config)
     registry = load_registry_warning()
     options = PipelineOptions(
         source=Path(source) if source else None, format=format,
         config=config_path, overrides=overrides,
-        to=_names(to), quantize=_names(quantize), force=force)
+        to=args.names(to), quantize=args.names(quantize), force=force)
     started = time.perf_counter()
 
     def on_stage(stage: str, event: str) -> None:
         elapsed = time.perf_counter() - started
         print(f"[{elapsed:6.0f} s] {stage}: {event}", flush=True)
 
-    with _writing_to(out_path), progress_bar("training", fields=("status",)) as bar:
+    with args.writing_to(out_path), progress_bar("training", fields=("status",)) as bar:
         console = TrainingConsole(bar, started, lines=10)
         result = run_pipeline(out_path, options, registry, on_stage=on_stage,
                               on_step=console.on_step, on_event=console.on_event)

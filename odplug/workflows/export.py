@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from odplug.components import ExportedModel, Exporter
 from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
-from odplug.export import plan as exporting
+from odplug.exports import plan as exporting
 from odplug.plugins import Registry
 from odplug.run import resolve_model
 
 if TYPE_CHECKING:  # running and scoring models imports TensorFlow: only verification does
-    from odplug.export.verify import Row
+    from odplug.exports.verify import Row
 
 Written = list[tuple[Exporter, ExportedModel]]
 
@@ -97,7 +97,7 @@ def verify_exports(job: ExportJob, written: Written, *, limit: int | None = None
     records; write ``verification.md`` and ``verification.json`` to its output folder."""
     if job.records is None:
         raise ValueError("verify_exports needs a job planned with its records")
-    from odplug.export.verify import verify, write_table
+    from odplug.exports.verify import verify, write_table
     from odplug.workflows.evaluate import split_files
 
     files = split_files(job.records, "test", "to verify on")
@@ -118,7 +118,7 @@ def check_targets(rows: Sequence[Row], min_ratio: float | None = None) -> None:
     """Raise when an exported model keeps less of the SavedModel's mAP@.5 or mAP@[.5:.95]
     than `min_ratio`, or than its own target (99.5% float, 98% 8-bit) when `min_ratio` is
     None; the one-line error names every such model with its ratios and intervals."""
-    from odplug.export.verify import missed
+    from odplug.exports.verify import missed
 
     below = missed(rows, min_ratio)
     if below:

@@ -29,7 +29,7 @@ from odplug.plugins import BUILTIN_DEFAULTS, TRAINERS, Registry
 from odplug.run import RunInfo
 
 if TYPE_CHECKING:  # TensorFlow comes with them: imported where a stage needs them
-    from odplug.export.verify import Row
+    from odplug.exports.verify import Row
     from odplug.workflows.export import ExportJob, Written
 
 STATE = "pipeline.json"
@@ -223,7 +223,7 @@ def _export(state: _State, job: ExportJob, to: list[str]) -> Written:
 
 
 def _verify(state: _State, job: ExportJob, written: Written) -> tuple[list[Row], Path]:
-    from odplug.export.verify import Row
+    from odplug.exports.verify import Row
     from odplug.workflows.export import verify_exports
 
     def work() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
-from odplug.export.verify import Row, to_markdown
+from odplug.exports.verify import Row, to_markdown
 from odplug.model.edgetpu_check import (
     MAX_VERSION,
     RULES,

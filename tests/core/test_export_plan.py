@@ -13,7 +13,7 @@ import pytest
 
 from odplug.components import NO_INPUTS, ExportedModel, Exporter
 from odplug.errors import OdplugError, UsageError
-from odplug.export.plan import check_variants, export_all, plan, requirements, variants_for
+from odplug.exports.plan import check_variants, export_all, plan, requirements, variants_for
 from odplug.plugins import Registry
 from odplug.suggest import did_you_mean
 from odplug.trained import TrainedDetector

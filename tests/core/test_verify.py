@@ -11,7 +11,7 @@ from invoke import Context
 from invoke.exceptions import Exit
 
 from odplug.cli import tasks
-from odplug.export.verify import (
+from odplug.exports.verify import (
     EIGHT_BIT_TARGET,
     FLOAT_TARGET,
     Row,

@@ -1,7 +1,7 @@
 """The Python API's surface without TensorFlow: ``import odplug`` and reaching its functions
-stay light, ``odplug.export`` stays the function once the ``odplug.export`` package is
-imported, and wrong arguments are `UsageError`s named as Python keywords, raised before any
-work or TensorFlow."""
+stay light, ``odplug.export`` stays the function once the export machinery (`odplug.exports`)
+is imported, every flag of a task is a keyword of its function, and wrong arguments are
+`UsageError`s named as Python keywords, raised before any work or TensorFlow."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_import_odplug_and_its_functions_load_no_tensorflow() -> None:
     code = ("import sys, odplug\n"
             "assert 'odplug.api' not in sys.modules, 'import odplug imported the API'\n"
             "functions = [getattr(odplug, name) for name in odplug.API]\n"
-            "import odplug.export.plan\n"
+            "import odplug.exports.plan\n"
             "assert odplug.export is functions[odplug.API.index('export')]\n"
             "print(','.join(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -64,6 +64,8 @@ def test_keywords_have_the_command_line_flags_names_and_defaults() -> None:
             assert str(ours[name].default) == str(flags[name].default) or (
                 ours[name].default is inspect.Parameter.empty), (function.__name__, name)
         assert not {"c", "quiet"} & ours.keys()
+        missing = flags.keys() - {"c", "quiet"} - ours.keys()
+        assert not missing, f"{function.__name__} lacks the flags {sorted(missing)}"
 
 
 @pytest.mark.parametrize(("call", "message"), [

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from odplug.errors import OdplugError
-from odplug.export import plan as exporting
+from odplug.exports import plan as exporting
 from odplug.model.contract import validate_detector
 from odplug.model.edgetpu_check import predict
 from odplug.model.litert import POSTPROCESS_OP, Op, float_ops, interpreter, ops
@@ -238,7 +238,7 @@ def test_the_detector_is_predicted_fully_mapped_up_to_the_postprocessing(
 def test_the_verification_tables_edgetpu_row_shows_the_prediction(without_compiler: dict,
                                                                   tiny_run: TinyRun) -> None:
     from odplug.data.labelmap import read_label_map
-    from odplug.export.verify import to_markdown, verify
+    from odplug.exports.verify import to_markdown, verify
 
     model = without_compiler["model"]
     files = sorted(tiny_run.records.glob("test.record-*"))
