@@ -260,11 +260,12 @@ def predict(model: Model, source: PathArg, *, out: PathArg = "predictions",
 
     if not model or not source:
         raise UsageError("give the model and the source images")
+    source_path = args.in_path("source", source)
     lowest = args.fraction("threshold", threshold, 0.0, 1.0)
     out_path = args.out_folder("out", out) or Path("predictions")
     saved_model, _run = resolve_model(_model(model))
     _console()
     from odplug.model.predict import predict as run_predict  # TensorFlow, once arguments hold
 
-    return run_predict(saved_model, Path(source), out_path, lowest)
+    return run_predict(saved_model, source_path, out_path, lowest)
 

@@ -121,6 +121,15 @@ def in_folder(name: str, value: PathArg) -> Path:
     return path
 
 
+def in_path(name: str, value: PathArg) -> Path:
+    """An input that may be a file or a folder (``model.predict --source``): refused up front
+    when missing, so the user hears it before TensorFlow loads, not after."""
+    path = Path(value)
+    if not path.exists():
+        raise usage(name, value, "no such file or folder")
+    return path
+
+
 def with_steps(name: str, overrides: Mapping[str, object], steps: int | str | None
                ) -> dict[str, object]:
     """The config overrides with ``train.steps`` set when `steps` is given (None keeps the

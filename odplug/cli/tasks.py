@@ -353,12 +353,13 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
+    source_path = args.in_path("--source", source)
     threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
     out_path = args.out_folder("--out", out) or Path("predictions")
     saved_model, _run = resolve_model(Path(model))
     from odplug.model.predict import predict_images  # TensorFlow, once the arguments hold
 
-    written = predict_images(saved_model, Path(source), out_path, threshold)
+    written = predict_images(saved_model, source_path, out_path, threshold)
     print(f"Wrote {written} drawn image(s) and {out_path / 'detections.json'}")
 
 

@@ -152,8 +152,10 @@ def test_steps_left_out_is_the_trainers_default(ns: Collection) -> None:
      "written by data.import"),
     (["model.train", "--records", "{tmp}", "--config", "/no/such.toml"], 2,
      "--config '/no/such.toml': no such file"),
+    (["model.predict", "-m", "{tmp}", "-s", "{tmp}/video.mp4"], 2,
+     "--source '{tmp}/video.mp4': no such file or folder"),
 ])
-def test_model_train_checks_its_arguments_before_tensorflow(
+def test_model_tasks_check_their_arguments_before_tensorflow(
         ns: Collection, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
         status: int, line: str) -> None:
     (tmp_path / "file").write_text("")
