@@ -49,6 +49,8 @@ class TrainingConsole:
         self.rate = False
         self.best = ""
         self.metrics: dict[str, float] = {}
+        self.printed: tuple[int, dict[str, float]] = (0, {})
+        """The step and metrics of the last plain step line."""
 
     def on_step(self, step: int, total: int, metrics: dict[str, float]) -> None:
         if self.bar.total is None:
@@ -60,12 +62,22 @@ class TrainingConsole:
             self.rate = RATE[0] in metrics
         self.metrics = metrics
         self.bar.advance(1, status=self._status(metrics))
-        if not self.bar.interactive and step % max(1, total // self.lines) == 0:
+        if not self.bar.interactive and self._line_due(step, total, metrics):
+            self.printed = (step, dict(metrics))
             columns = [self._losses(metrics)]
             if self.rate:
                 columns.append(_column(RATE[1], metrics.get(RATE[0]), "8.2e"))
             columns.append(_column(SPEED[1], metrics.get(SPEED[0]), "6.1f"))
             self._print(f"{_step(step, total)}  {'  '.join(columns)}")
+
+    def _line_due(self, step: int, total: int, metrics: dict[str, float]) -> bool:
+        """A plain step line every `lines`-th of the run, and only with news: a trainer logs
+        its losses every few steps (``train.log_every``) and passes the same ones in between,
+        so a line with nothing new would repeat the last one. The last step always has one."""
+        last_step, last_metrics = self.printed
+        if step == total:
+            return True
+        return step - last_step >= max(1, total // self.lines) and metrics != last_metrics
 
     def on_event(self, event: TrainingEvent) -> None:
         if isinstance(event, TrainingValidation):

@@ -105,6 +105,20 @@ def test_columns_stay_put_until_images_per_second_is_measured(
     assert third == "step 3/3  loss  0.500  class      -  box      -  lr        -  img/s    7.0"
 
 
+def test_a_step_line_comes_with_news_not_with_every_step(capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """A trainer that logs every 10 steps passes the same losses in between: a line every 2
+    steps (40 steps, 20 lines) would print each of them 5 times."""
+    console = _plain(capsys, lines=20)
+    logged: dict[str, float] = {}
+    for step in range(1, 41):
+        if step % 10 == 0 or step == 1:
+            logged = dict(STEP, loss=2.0 - step / 40)
+        console.on_step(step, 40, logged)
+    steps = [line.split("] ", 1)[1].split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert steps == ["2/40", "10/40", "20/40", "30/40", "40/40"]
+
+
 def test_a_trainer_that_reports_only_its_loss_gets_two_columns(
         capsys: pytest.CaptureFixture[str]) -> None:
     console = _plain(capsys, lines=1)
