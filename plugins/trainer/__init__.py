@@ -18,7 +18,7 @@ from odplug.components import (
     require_module,
 )
 from odplug.run import Resume, RunInfo
-from odplug_builtins.trainer.runfolder import TRAINER, describe
+from odplug_builtins.trainer.runfolder import TRAINER, check_request, describe, finished
 
 
 class SSDTrainer(Trainer):
@@ -43,6 +43,11 @@ class SSDTrainer(Trainer):
               on_event: EventCallback | None = None) -> RunInfo:
         step = on_step or (lambda step, total, metrics: None)
         event = on_event or (lambda event: None)
+        check_request(run_dir, config, overrides or {}, resume)  # before TensorFlow loads
+        done = finished(run_dir, overrides or {}, resume)
+        if done is not None:
+            event(TrainingStatus(done))
+            return RunInfo.read(run_dir)
         if workers > 1:
             from odplug_builtins.trainer.launcher import train_locally
 

@@ -147,9 +147,7 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
     if resume == "auto" and _can_continue(records, folder, config):
         return config, True
     if resume == "never" and folder.holds_a_run():
-        raise OdplugError(f"{folder.root} already holds a run: continue it with --resume, "
-                          "replace it with --overwrite, or start a new one beside it with "
-                          "--new-run")
+        raise _held(folder)
     backbone = pretrained.fetch(config.model)
     if RunInfo.exists(folder.root) or folder.holds_a_run():
         shutil.rmtree(folder.root)
@@ -158,6 +156,23 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
     inputs = {**_inputs(records), "backbone": backbone}
     atomic_write_text(folder.inputs, json.dumps(inputs, indent=2) + "\n")
     return config, False
+
+
+def check_request(root: Path, config_path: Path | None, overrides: dict[str, Any],
+                  resume: Resume) -> None:
+    """The refusals of `start` that need no TensorFlow, made before the trainer loads it: a
+    folder that holds a run when none may be there, nothing to resume when ``--resume`` asks.
+    They would come the same from `start`, after the 5-10 s TensorFlow takes to load."""
+    folder = RunFolder(root)
+    if resume == "required":
+        _resumed(folder, config_path, overrides)
+    elif resume == "never" and folder.holds_a_run():
+        raise _held(folder)
+
+
+def _held(folder: RunFolder) -> OdplugError:
+    return OdplugError(f"{folder.root} already holds a run: continue it with --resume, replace "
+                       "it with --overwrite, or start a new one beside it with --new-run")
 
 
 def finished(root: Path, overrides: dict[str, Any], resume: Resume) -> str | None:

@@ -387,6 +387,37 @@ def test_train_returns_a_finished_run_untouched_and_says_so(tmp_path: Path) -> N
     assert {p: p.stat().st_mtime_ns for p in folder.root.rglob("*")} == before
 
 
+def test_what_needs_no_training_is_answered_before_tensorflow_loads(tmp_path: Path) -> None:
+    """A folder that holds a run, nothing to resume and a finished run are answered by the
+    trainer before it imports TensorFlow: in well under a second, not after 5-10 s."""
+    records = _fake_records(tmp_path)
+    _finished_run(records, RunFolder(tmp_path / "finished"))
+    code = f"""
+import sys
+from pathlib import Path
+from odplug.errors import OdplugError
+from odplug_builtins.trainer import SSDTrainer
+tmp, trainer = Path({str(tmp_path)!r}), SSDTrainer()
+for run, resume in (("finished", "never"), ("empty", "required")):
+    try:
+        trainer.train(tmp / "records", tmp / run, resume=resume)
+    except OdplugError as error:
+        print(error)
+events = []
+trainer.train(tmp / "records", tmp / "finished", resume="required", on_event=events.append)
+print(events[0].text)
+print("tensorflow" in sys.modules)
+"""
+    done = subprocess.run([BIN / "python", "-c", code], capture_output=True, text=True,
+                          check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    held, empty, finished, tensorflow = done.stdout.splitlines()
+    assert held.startswith(f"{tmp_path / 'finished'} already holds a run")
+    assert empty.startswith(f"{tmp_path / 'empty'}: nothing to resume")
+    assert finished.startswith(f"{tmp_path / 'finished'}: the run finished at step 5")
+    assert tensorflow == "False"
+
+
 def test_resume_on_a_finished_run_says_so_and_trains_nothing(trained: dict, run_inv
                                                             ) -> None:  # type: ignore[no-untyped-def]
     run: Path = trained["run"]
