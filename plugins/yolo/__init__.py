@@ -10,6 +10,8 @@ dataset, or one written on another machine). An entry that does not exist and st
 ``train/images`` beside the yaml. A split entry that resolves outside the folder given as the
 source is one reported skip naming the yaml: odplug imports only what lies inside it. A
 single image file as an entry is taken as one image (Ultralytics would read it as a list).
+An entry that does not exist is a warning naming it (the split is left out), and a ``path:``
+that is not a folder one naming both it and the yaml's folder used instead.
 The label of ``.../images/x.jpg`` is ``.../labels/x.txt`` (Ultralytics' rule: the last
 ``images`` folder becomes ``labels`` and the extension ``.txt``; applied below the source
 folder only, so a dataset kept inside a folder called ``images`` never reads labels outside).
@@ -37,7 +39,12 @@ core's reported duplicate (its label file is read once); images without a list h
 **Labels**: ``class cx cy w h``, normalised to the image, or a segmentation line ``class x1 y1
 ... xn yn`` (n >= 3), imported as its polygon's extents, which is the box Ultralytics derives
 from it. Each line is read by its own count (Ultralytics reads every line of a file as a
-polygon once one is). Class index i becomes label id i + 1 (id 0 is the TF OD API's
+polygon once one is). With the yaml's ``kpt_shape: [k, d]`` (a pose dataset) a line is ``class
+cx cy w h`` and k keypoints of d values: the box is the first 4 values and the keypoints are
+left out, counted in one warning. Without it, Ultralytics reads such a line as a polygon and so
+does odplug, but when every long line has one length and most read as well as a box with its
+keypoints inside, a warning says so and which ``kpt_shape`` would read them as pose lines.
+Class index i becomes label id i + 1 (id 0 is the TF OD API's
 background), and the label map lists every name in index order, unused classes included.
 Pixels need the image's size: it is read from the image header, one image at a time, with the
 EXIF orientation applied, as the writer rotates such images (`upright_size`: JPEG and PNG are

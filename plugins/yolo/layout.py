@@ -49,8 +49,11 @@ class Dataset:
     """(split, entries as written): folders or list files, as the yaml or obj.data has them."""
     reserved: set[Path] = field(default_factory=set)
     """Text files of the dataset that are not labels: the names file and the image lists."""
-    warnings: list[str] = field(default_factory=list)
-    """What the user should know about the description itself; logged once, by `read`."""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(code, message): what the user should know about the description itself; warned once,
+    into the report, by `read`."""
+    kpt_shape: tuple[int, int] | None = None
+    """The yaml's ``kpt_shape`` (keypoints per object, values per keypoint): a pose dataset."""
 
 
 def absolute(path: Path) -> Path:
@@ -160,8 +163,9 @@ def _describe_yaml(root: Path, path: Path) -> Dataset:
         if candidate.is_dir():
             base = candidate
         else:
-            warnings.append(f"{path}: path: {given} is not a folder here; train/val/test are "
-                            f"read relative to the yaml's folder {path.parent} instead")
+            warnings.append(("path-not-found", f"{path}: path: {given} is not a folder here; "
+                             "train/val/test are read relative to the yaml's folder "
+                             f"{path.parent} instead"))
     splits: list[tuple[str, list[str]]] = []
     for key, split in SPLIT_KEYS.items():
         value = data.get(key)
@@ -176,7 +180,20 @@ def _describe_yaml(root: Path, path: Path) -> Dataset:
         raise OdplugError(f"{path}: no train, val or test entry: nothing says where the images "
                           "are")
     return Dataset(root, path, names, darknet=False, base=base, splits=splits,
-                    reserved={path}, warnings=warnings)
+                    reserved={path}, warnings=warnings, kpt_shape=_kpt_shape(data, path))
+
+
+def _kpt_shape(data: dict[Any, Any], path: Path) -> tuple[int, int] | None:
+    """Ultralytics' ``kpt_shape: [keypoints, 2 or 3]`` (x, y and, with 3, visibility)."""
+    value = data.get("kpt_shape")
+    if value is None:
+        return None
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in value)
+            and value[0] >= 1 and value[1] in (2, 3)):
+        return value[0], value[1]
+    raise OdplugError(f"{path}: kpt_shape: expected [keypoints, 2 or 3] (e.g. [17, 3]), got "
+                      f"{value!r:.80}")
 
 
 def _yaml_names(data: dict[Any, Any], path: Path) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,12 @@ class _Reading:
     label_dirs: set[Path] = field(default_factory=set)
     used: set[Path] = field(default_factory=set)
     read_images: set[Path] = field(default_factory=set)
+    pose_lines: int = 0
+    """Lines read by the yaml's kpt_shape that had keypoints (dropped: boxes only)."""
+    long_lines: Counter[int] = field(default_factory=Counter)
+    """Without kpt_shape: the lines of more than 5 values, read as polygons, by length."""
+    pose_like: Counter[tuple[int, int]] = field(default_factory=Counter)
+    """Of those, the ones that read as well as a pose line, by (keypoints, values each)."""
 
 
 class YoloImporter(Importer):
@@ -68,13 +75,14 @@ class YoloImporter(Importer):
 
     def read(self, source: Path, report: Report) -> Iterator[Sample]:
         reading = _Reading(describe(source), report)
-        for warning in reading.dataset.warnings:
-            log.warning("%s", warning)
+        for code, warning in reading.dataset.warnings:
+            report.warn(code, warning)
         for entry in _entries(reading):
             sample = _sample(reading, entry)
             if sample is not None:
                 yield sample
         _report_orphans(reading)
+        _report_keypoints(reading)
 
 
 def _entries(reading: _Reading) -> Iterator[_Entry]:
@@ -97,9 +105,9 @@ def _split_entry(reading: _Reading, split: str, entry: str) -> Iterator[_Entry]:
     dataset, report = reading.dataset, reading.report
     key = f"{split}: {entry}"
     found = _split_source(dataset, entry)
-    if found is None:
-        report.skip_image(dataset.config, "missing-split", f"{key}: no such file or folder "
-                          f"under {dataset.base}; this split's images are left out")
+    if found is None:  # a folder, not an image: a warning naming it, not one skipped image
+        report.warn("missing-split", f"{dataset.config}: {key}: no such file or folder under "
+                    f"{dataset.base}; this split is left out")
         return
     if not is_inside(found, dataset.root):
         report.skip_image(dataset.config, "escapes-dataset", f"{key} is {found}, outside "
@@ -173,17 +181,18 @@ def _sample(reading: _Reading, entry: _Entry) -> Sample | None:
                           "background image (Ultralytics' rule)")
         return Sample(entry.image, key, [], width, height, entry.split, entry.where)
     reading.used.add(label)
-    parsed = _read_labels(label, dataset.names, width, height, report)
+    parsed = _read_labels(reading, label, width, height)
     if parsed is None:
         return None
     boxes, skipped = parsed
     return Sample(entry.image, key, boxes, width, height, entry.split, str(label), skipped)
 
 
-def _read_labels(path: Path, names: Sequence[str], width: int, height: int,
-                 report: Report) -> tuple[list[Box], int] | None:
+def _read_labels(reading: _Reading, path: Path, width: int,
+                 height: int) -> tuple[list[Box], int] | None:
     """The boxes of one label file in pixels and how many lines were skipped; None when the
     file cannot be read at all (its image is skipped, not kept as a background image)."""
+    report, names = reading.report, reading.dataset.names
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as error:
@@ -201,7 +210,7 @@ def _read_labels(path: Path, names: Sequence[str], width: int, height: int,
         if not fields:
             continue
         where = f"{path}:{number}"
-        parsed = _parse_line(fields, len(names))
+        parsed = _parse_line(fields, len(names), reading.dataset.kpt_shape)
         if isinstance(parsed, tuple):
             code, reason = parsed
             report.skip_box(where, code, reason)
@@ -213,6 +222,7 @@ def _read_labels(path: Path, names: Sequence[str], width: int, height: int,
             skipped += 1
             continue
         seen[parsed.values] = number
+        _count_shape(reading, parsed.values)
         x0, y0, x1, y1 = parsed.extents
         boxes.append(Box(names[parsed.index], x0 * width, y0 * height, x1 * width, y1 * height))
     return boxes, skipped
@@ -225,12 +235,28 @@ class _Line:
     extents: tuple[float, float, float, float]
 
 
-def _parse_line(fields: list[str], classes: int) -> _Line | tuple[str, str]:
-    """One label line as a class index and normalised corners, or (code, reason)."""
-    count = len(fields)
+def _count_problem(count: int, kpt_shape: tuple[int, int] | None) -> str | None:
+    """Why a line of `count` values is no label line, or None."""
+    if kpt_shape is not None:
+        keypoints, each = kpt_shape
+        if count in (5, 5 + keypoints * each):
+            return None
+        return (f"{count} values: with kpt_shape [{keypoints}, {each}] a line is 'class cx cy "
+                f"w h' and {keypoints} keypoints of {each} values ({5 + keypoints * each})")
     if count != 5 and (count < 7 or count % 2 == 0):
-        return ("malformed-label", f"{count} values: a box line is 'class cx cy w h' (5), a "
-                "polygon line 'class x1 y1 x2 y2 x3 y3 ...' (an odd number, 7 or more)")
+        return (f"{count} values: a box line is 'class cx cy w h' (5), a polygon line 'class "
+                "x1 y1 x2 y2 x3 y3 ...' (an odd number, 7 or more)")
+    return None
+
+
+def _parse_line(fields: list[str], classes: int,
+                kpt_shape: tuple[int, int] | None) -> _Line | tuple[str, str]:
+    """One label line as a class index and normalised corners, or (code, reason). With a
+    `kpt_shape` the box is the first 4 values and the keypoints after them are left out."""
+    count = len(fields)
+    problem = _count_problem(count, kpt_shape)
+    if problem is not None:
+        return ("malformed-label", problem)
     numbers = [finite_number(text) for text in fields]
     if any(number is None for number in numbers):
         bad = next(text for text, n in zip(fields, numbers, strict=True) if n is None)
@@ -242,20 +268,80 @@ def _parse_line(fields: list[str], classes: int) -> _Line | tuple[str, str]:
     if not 0 <= index < classes:
         return ("unknown-class", f"class {int(index)} is not one of the {classes} classes "
                 f"(0 to {classes - 1})")
-    coords = values[1:]
+    boxed = count == 5 or kpt_shape is not None
+    coords = values[1:5] if boxed else values[1:]
     outside = [v for v in coords if not -TOLERANCE <= v <= 1 + TOLERANCE]
     if outside:
         return ("not-normalised", f"value {outside[0]:g} is outside [0, 1] (by more than "
                 f"Ultralytics' {TOLERANCE:g}); YOLO coordinates are fractions of the image size")
-    if count == 5:
-        cx, cy, w, h = coords
-        extents = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    if boxed:
+        extents = _box_extents(coords)
     else:
         xs, ys = coords[0::2], coords[1::2]
         extents = (min(xs), min(ys), max(xs), max(ys))
     if not (extents[2] > extents[0] and extents[3] > extents[1]):
         return ("zero-area", "the box has no area (width or height is 0 or less)")
     return _Line(int(index), values, extents)
+
+
+def _box_extents(values: tuple[float, ...]) -> tuple[float, float, float, float]:
+    cx, cy, w, h = values[:4]
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+def _count_shape(reading: _Reading, values: tuple[float, ...]) -> None:
+    """Count what the pose warnings need: keypoints dropped, or lines that may be pose lines."""
+    count = len(values)
+    if count <= 5:
+        return
+    if reading.dataset.kpt_shape is not None:
+        reading.pose_lines += 1
+        return
+    reading.long_lines[count] += 1
+    shape = _pose_reading(values)
+    if shape is not None:
+        reading.pose_like[shape] += 1
+
+
+def _pose_reading(values: tuple[float, ...]) -> tuple[int, int] | None:
+    """(keypoints, values each) when a polygon line reads as well as a pose line: a box in
+    the image from values 1-4, visibilities of 0, 1 or 2 (3 values each), and at least half of
+    the labelled keypoints inside the box. Ultralytics reads such a line as a polygon unless
+    the yaml has kpt_shape; the numbers alone cannot tell, so this only raises the doubt."""
+    x0, y0, x1, y1 = _box_extents(values[1:5])
+    if not (x1 > x0 and y1 > y0 and -TOLERANCE <= x0 and -TOLERANCE <= y0
+            and x1 <= 1 + TOLERANCE and y1 <= 1 + TOLERANCE):
+        return None
+    rest = values[5:]
+    for each in (3, 2):
+        if len(rest) % each or (each == 3 and any(v not in (0, 1, 2) for v in rest[2::3])):
+            continue
+        points = [(x, y) for x, y in zip(rest[0::each], rest[1::each], strict=True)
+                  if (x, y) != (0, 0)]
+        inside = sum(1 for x, y in points if x0 <= x <= x1 and y0 <= y <= y1)
+        return (len(rest) // each, each) if 2 * inside >= len(points) else None
+    return None
+
+
+def _report_keypoints(reading: _Reading) -> None:
+    """Keypoints the boxes-only import left out, or the doubt that polygon lines were pose."""
+    dataset, lines = reading.dataset, reading.pose_lines
+    if dataset.kpt_shape is not None and lines:
+        keypoints, each = dataset.kpt_shape
+        reading.report.warn("keypoints-dropped", (
+            f"{lines * keypoints} keypoints of {lines} label line{'s' * (lines != 1)} left out "
+            f"(kpt_shape [{keypoints}, {each}] in {dataset.config}): odplug imports the boxes, "
+            "the first 4 values of each line"))
+    total = sum(reading.long_lines.values())
+    if len(reading.long_lines) != 1 or 2 * sum(reading.pose_like.values()) < total:
+        return
+    (count,) = reading.long_lines
+    (keypoints, each), _ = reading.pose_like.most_common(1)[0]
+    reading.report.warn("maybe-pose", (
+        f"{total} label line{'s' * (total != 1)} of {count} values read as polygons (as "
+        "Ultralytics reads them without kpt_shape), but they read as well as 'class cx cy w h' "
+        f"and {keypoints} keypoints: if they are pose labels, add kpt_shape: [{keypoints}, "
+        f"{each}] to {dataset.config} and import again"))
 
 
 def _report_orphans(reading: _Reading) -> None:

@@ -576,3 +576,76 @@ def test_any_label_file_imports_every_line_or_reports_it(content: list[str], end
         decoded = raw.decode("utf-8-sig").splitlines()
         expected = sum(1 for line in decoded if line.split())
         assert len(written) + len(told) == expected, (content, written, told)
+
+
+# -- pose labels, missing splits, the path: fallback ---------------------------------------------
+
+POSE_LINE = "0 0.5 0.5 0.25 0.25 0.1 0.2 0.55 0.45 0.5 0.6"  # 3 keypoints (x, y), 2 in the box
+
+
+def pose_dataset(root: Path, lines: str, extra: str = "") -> Path:
+    """One 64x48 image with `lines` as its labels and a yaml of one class, plus `extra`."""
+    image(root / "images" / "train" / "a.jpg", size=(64, 48))
+    text(root / "labels" / "train" / "a.txt", lines)
+    text(root / "data.yaml", "train: images/train\nnames: [person]\n" + extra)
+    return root
+
+
+def test_pose_labels_with_kpt_shape_read_the_box_and_report_dropped_keypoints(
+        tmp_path: Path) -> None:
+    """Ultralytics' pose lines are 'class cx cy w h' + k keypoints of kpt_shape's d values."""
+    source = pose_dataset(tmp_path / "ds", f"{POSE_LINE}\n0 0.5 0.5 0.25 0.25 0.1 0.2\n",
+                          "kpt_shape: [3, 2]\n")
+    [sample], report = read(source)
+    assert [(b.xmin, b.ymin, b.xmax, b.ymax) for b in sample.boxes] == [(24, 18, 40, 30)]
+    [(kind, code, file)] = problems(report)
+    assert (kind, code) == ("box skipped", "malformed-label") and file.endswith("a.txt:2")
+    assert "kpt_shape [3, 2]" in report.problems[0].reason
+    [warning] = report.warnings
+    assert warning.code == "keypoints-dropped"
+    assert "3 keypoints of 1 label line" in warning.message
+
+
+@pytest.mark.parametrize("kpt_shape", ["[3]", "[0, 2]", "[3, 4]", "three"])
+def test_a_bad_kpt_shape_is_one_error_line(tmp_path: Path, kpt_shape: str) -> None:
+    source = pose_dataset(tmp_path / "ds", POSE_LINE, f"kpt_shape: {kpt_shape}\n")
+    with pytest.raises(OdplugError, match="data.yaml: kpt_shape: expected"):
+        read(source)
+
+
+def test_pose_lines_without_kpt_shape_are_polygons_and_the_doubt_is_said(tmp_path: Path) -> None:
+    """Without kpt_shape Ultralytics reads them as polygons; odplug too, but says why it may
+    be wrong and how to tell it."""
+    other = "0 0.25 0.25 0.125 0.25 0.2 0.2 0.3 0.3 0.25 0.2"
+    source = pose_dataset(tmp_path / "ds", f"{POSE_LINE}\n{other}\n")
+    [sample], report = read(source)
+    assert len(sample.boxes) == 2
+    [warning] = report.warnings
+    assert warning.code == "maybe-pose"
+    assert "kpt_shape: [3, 2]" in warning.message and "2 label lines" in warning.message
+
+
+def test_polygons_of_several_lengths_raise_no_pose_doubt(tmp_path: Path) -> None:
+    source = pose_dataset(tmp_path / "ds", f"{POSE_LINE}\n0{POLYGON_LINE[1:]}\n")
+    _samples, report = read(source)
+    assert not report.warnings
+
+
+def test_a_missing_split_folder_is_named_not_counted_as_an_image(tmp_path: Path,
+                                                                 registry) -> None:
+    source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE})
+    text(source / "data.yaml", "train: images/train\nval: images/val\nnames: [cat]\n")
+    result = run(source, tmp_path / "records", registry)
+    assert not codes(result, "image skipped")
+    assert [w.code for w in result.report.warnings if w.code != "empty-split"] == \
+        ["missing-split"]
+    [warning] = [w for w in result.report.warnings if w.code == "missing-split"]
+    assert "val: images/val" in warning.message and str(source / "data.yaml") in warning.message
+
+
+def test_a_path_key_that_is_not_a_folder_is_a_warning_in_the_report(tmp_path: Path) -> None:
+    source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE}, extra="path: ../gone\n")
+    _samples, report = read(source)
+    [warning] = report.warnings
+    assert warning.code == "path-not-found"
+    assert "path: ../gone" in warning.message and str(source) in warning.message
