@@ -11,7 +11,8 @@ dataset, or one written on another machine). An entry that does not exist and st
 source is one reported skip naming the yaml: odplug imports only what lies inside it. A
 single image file as an entry is taken as one image (Ultralytics would read it as a list).
 An entry that does not exist is a warning naming it (the split is left out), and a ``path:``
-that is not a folder one naming both it and the yaml's folder used instead.
+that is not a folder one naming both it and the yaml's folder used instead. An image of the
+source folder that no entry names is a reported skip (Ultralytics would not read it either).
 The label of ``.../images/x.jpg`` is ``.../labels/x.txt`` (Ultralytics' rule: the last
 ``images`` folder becomes ``labels`` and the extension ``.txt``; applied below the source
 folder only, so a dataset kept inside a folder called ``images`` never reads labels outside).

@@ -87,7 +87,7 @@ class YoloImporter(Importer):
 
 def _entries(reading: _Reading) -> Iterator[_Entry]:
     """Every image the dataset names, with its split, in split order; for darknet, then every
-    other image of the folder, without a split."""
+    other image of the folder, without a split; for a yaml, the others are reported skips."""
     dataset = reading.dataset
     listed: set[Path] = set()
     for split, entries in dataset.splits:
@@ -95,10 +95,14 @@ def _entries(reading: _Reading) -> Iterator[_Entry]:
             for item in _split_entry(reading, split, entry):
                 listed.add(item.image)
                 yield item
-    if dataset.darknet:
-        for image in images_under(dataset.root):
-            if image not in listed:
-                yield _Entry(image, None, str(image))
+    for image in images_under(dataset.root):
+        if image in listed:
+            continue
+        if dataset.darknet:
+            yield _Entry(image, None, str(image))
+        else:
+            reading.report.skip_image(image, "not-in-a-split", "no train, val or test entry "
+                                      f"of {dataset.config.name} names it, so it is left out")
 
 
 def _split_entry(reading: _Reading, split: str, entry: str) -> Iterator[_Entry]:

@@ -649,3 +649,13 @@ def test_a_path_key_that_is_not_a_folder_is_a_warning_in_the_report(tmp_path: Pa
     [warning] = report.warnings
     assert warning.code == "path-not-found"
     assert "path: ../gone" in warning.message and str(source) in warning.message
+
+
+def test_images_no_split_names_are_reported_by_name(tmp_path: Path) -> None:
+    """A yaml layout reads only what its splits name: an image elsewhere is a reported skip."""
+    source = ultralytics(tmp_path / "ds", {"train/a.jpg": BOX_LINE, "extra/b.jpg": BOX_LINE})
+    text(source / "data.yaml", "train: images/train\nnames: [cat]\n")
+    samples, report = read(source)
+    assert [s.key for s in samples] == ["images/train/a.jpg"]
+    assert problems(report) == [
+        ("image skipped", "not-in-a-split", str(source / "images" / "extra" / "b.jpg"))]
