@@ -347,3 +347,24 @@ def test_each_guide_page_names_every_flag_of_its_task(page: str, task: str,
     flags = {name.replace("_", "-") for name in context.args}
     missing = [f for f in sorted(flags) if f"`--{f}" not in text and f"`--no-{f}" not in text]
     assert not missing, f"docs/guide/{page} does not name {missing}"
+
+
+def test_output_quoted_from_a_measurement_log_is_the_logs() -> None:
+    """A doc that links a log of docs/measurements/ and then, in the same section, quotes output
+    in a code block quotes lines of that log, and the total it states is the log's."""
+    quoted = 0
+    for doc in DOCS:
+        text = doc.read_text()
+        for link in re.finditer(r"\]\(([^)]*measurements/[\w.-]+\.log)\)", text):
+            log = (doc.parent / link[1]).resolve().read_text()
+            after = text[link.end():]
+            block = FENCE.search(after)
+            if block is None or re.search(r"\]\(|\n#", after[:block.start()]):
+                continue
+            lines = [line for line in block["body"].splitlines() if line.strip()]
+            assert set(lines) <= set(log.splitlines()), (_relative(doc), link[1])
+            total = re.search(r"^total: (\d+) s$", log, re.M)
+            said = re.search(r"(\d+) s in all", " ".join(after[:block.start()].split()))
+            assert said is None or (total and said[1] == total[1]), _relative(doc)
+            quoted += 1
+    assert quoted, "no doc quotes a measurement log"
