@@ -47,7 +47,11 @@ class Importer(Component):
     """
 
     def detect(self, source: Path) -> bool:
-        """Whether `source` looks like this format; used when the user gives no ``--format``."""
+        """Whether `source` looks like this format; used when the user gives no ``--format``.
+
+        Raise `OdplugError` for a near miss, a `source` that is this format but cannot be read
+        as it (a data.yaml without class names): it is not claimed, and the error's line is
+        what the user sees when no format claims `source`."""
         return False
 
     def label_map(self, source: Path) -> LabelMap | None:

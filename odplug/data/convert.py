@@ -92,12 +92,17 @@ def choose_importer(registry: Registry, source: Path, name: str | None) -> Impor
         raise UsageError(f"{source}: no such file or folder")
     if name:
         return registry.get(IMPORTERS, name)
-    detected = {imp.name: _detects(registry, imp, source) for imp in registry.importers.values()}
+    near: dict[str, str] = {}
+    detected = {imp.name: _detects(registry, imp, source, near)
+                for imp in registry.importers.values()}
     here = [registry.importers[n] for n, found in detected.items() if found]
     others = [registry.importers[n] for n, found in detected.items() if found is False]
     below = _datasets_below(registry, source, others) if source.is_dir() else []
     if len(here) == 1 and not below:
         return here[0]
+    if not here and not below and near:
+        raise OdplugError("; ".join(f"{source}: looks like a {n} dataset, but {why}"
+                                    for n, why in sorted(near.items())))
     if not here and not below:
         names = ", ".join(sorted(registry.importers))
         raise OdplugError(f"{source}: not a dataset format odplug recognises; "
@@ -127,12 +132,19 @@ def _several(source: Path, here: list[str], below: list[tuple[str, Path]]) -> st
     return f"{source}: {what}; give {' or '.join(choices)}"
 
 
-def _detects(registry: Registry, importer: Importer, source: Path) -> bool | None:
-    """Whether `importer` claims `source`; None when it raised. One that raises is named in a
+def _detects(registry: Registry, importer: Importer, source: Path,
+             near: dict[str, str] | None = None) -> bool | None:
+    """Whether `importer` claims `source`; None when it raised. An `OdplugError` is a near
+    miss, `source` almost this format (a data.yaml without names): not claimed, its reason kept
+    in `near` to be said if no format claims `source`. Anything else raised is named in a
     warning and left out of this detection, so one plugin's bug cannot break the detection of
     every format."""
     try:
         return bool(importer.detect(source))
+    except OdplugError as error:
+        if near is not None:
+            near[importer.name] = " ".join(str(error).split())
+        return False
     except (Exception, SystemExit) as error:
         plugin = registry.owner(IMPORTERS.key, importer.name)
         text = " ".join(str(error).split())

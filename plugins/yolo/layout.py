@@ -25,6 +25,8 @@ LIST_FILES = {"train.txt": "train", "valid.txt": "val", "val.txt": "val", "test.
 DARKNET_DATA_KEYS = {"train": "train", "valid": "val", "test": "test"}
 NAMES_FILES = ("obj.names", "classes.txt")
 DATA_YAML = ("data.yaml", "data.yml")
+_YOLO_KEYS = frozenset({"names", "nc", "path", "kpt_shape", *SPLIT_KEYS})
+"""Keys that make a yaml meant for Ultralytics: one that has them but is not valid is said so."""
 _MAX_CONFIG_BYTES = 1 << 20
 _DETECT_IMAGES = 1000
 """Images looked at, at most, for one that has a label file when detecting a darknet folder."""
@@ -204,8 +206,9 @@ def _yaml_names(data: dict[Any, Any], path: Path) -> list[str]:
     count = data.get("nc")
     if names is None:
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise OdplugError(f"{path}: no names list (and no class count nc): the class names "
-                              "are needed")
+            raise OdplugError(f"{path}: no names list (and no class count nc): add the class "
+                              "names in index order, e.g. names: [cat, dog], as Ultralytics' "
+                              "data.yaml has them")
         return [f"class_{i}" for i in range(count)]
     if isinstance(names, dict):
         try:
@@ -347,17 +350,31 @@ def looks_like_yolo(source: Path) -> bool:
     """Whether `source` is a YOLO dataset (the importer's `detect`): cheap, a few file names
     and at most `_DETECT_IMAGES` image names looked at."""
     if source.is_file():
-        return source.name == "obj.data" or (
-            source.suffix.lower() in (".yaml", ".yml") and _describes_yolo(_try_yaml(source)))
+        if source.suffix.lower() in (".yaml", ".yml"):
+            return _claims_yaml(source.parent, source)
+        return source.name == "obj.data"
     if not source.is_dir():
         return False
     if _yaml_files(source) or (source / "obj.data").is_file():
         return True
     if _names_file(source, None) is None:
-        return False
+        named = [source / name for name in DATA_YAML if (source / name).is_file()]
+        return bool(named) and _claims_yaml(source, named[0])
     for count, image in enumerate(images_under(source)):
         if count >= _DETECT_IMAGES:
             return False
         if label_for(image, source, darknet=True).is_file():
             return True
+    return False
+
+
+def _claims_yaml(root: Path, path: Path) -> bool:
+    """Whether the yaml describes a YOLO dataset. One with YOLO's keys that does not is a near
+    miss: the `OdplugError` saying what it lacks is raised, for detection to show."""
+    data = _try_yaml(path)
+    if _describes_yolo(data):
+        return True
+    if isinstance(data, dict) and any(key in data for key in _YOLO_KEYS):
+        _describe_yaml(root, path)  # raises: what this yaml lacks
+        return True
     return False

@@ -279,3 +279,43 @@ def test_untagged_images_are_reported_when_others_are_tagged(demo_copy: Path, tm
     shutil.rmtree(tmp_path / "out")
     assert sum(run(demo_copy, tmp_path / "out", registry,
                    split="ratio").report.images.values()) == 30
+
+
+# -- near misses: a dataset of a known format that cannot be read says why ----------------------
+
+
+def test_a_data_yaml_without_names_says_so_not_unknown_format(tmp_path: Path, registry) -> None:
+    source = tmp_path / "ds"
+    (source / "images" / "train").mkdir(parents=True)
+    (source / "data.yaml").write_text("train: images/train\nval: images/val\n")
+    with pytest.raises(OdplugError) as caught:
+        run(source, tmp_path / "out", registry)
+    message = str(caught.value)
+    assert "not a dataset format" not in message and "\n" not in message
+    assert f"{source}: looks like a yolo dataset, but {source / 'data.yaml'}: no names" in message
+
+
+def test_a_record_file_with_a_corrupt_first_length_says_so(tmp_path: Path, registry) -> None:
+    from odplug.data.tfrecord import write_record
+
+    source = tmp_path / "ds"
+    source.mkdir()
+    with (source / "train.tfrecord").open("wb") as handle:
+        write_record(handle, b"\x08\x01")
+    data = bytearray((source / "train.tfrecord").read_bytes())
+    data[0] ^= 0x10
+    (source / "train.tfrecord").write_bytes(bytes(data))
+    with pytest.raises(OdplugError) as caught:
+        run(source, tmp_path / "out", registry)
+    message = str(caught.value)
+    assert "not a dataset format" not in message
+    assert f"looks like a tfrecord dataset, but {source / 'train.tfrecord'}: " in message
+    assert "length" in message
+
+
+def test_a_near_miss_does_not_stand_in_the_way_of_a_real_dataset(tmp_path: Path, registry,
+                                                                demo_copy: Path) -> None:
+    (demo_copy / "broken.tfrecord").write_bytes(b"not a record at all")
+    from odplug.data.convert import choose_importer
+
+    assert choose_importer(registry, demo_copy, None).name == "supervisely"
