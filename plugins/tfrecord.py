@@ -12,7 +12,8 @@ writer's workers read the records back one at a time.
 ``*.tfrecords``, ``*.tfrec`` or ``*.record``, sharded or not (``*.record-00000-of-00010``),
 and where the folder has none, those of its immediate subfolders (Roboflow's ``train/``,
 ``valid/``, ``test/``). It is confirmed by reading the first record's framing (its length CRC)
-and parsing it as a ``tf.train.Example`` that has ``image/encoded``.
+and parsing it as a ``tf.train.Example`` that has ``image/encoded``. A file named like records
+that fails this is a near miss: when no format claims the folder, its reason is the error.
 
 **Splits.** ``train``, ``val``, ``valid``, ``validation`` or ``test`` as a word in a record
 file's name (``train-00000-of-00004.tfrecord``, ``coco_val.record-00000-of-00010``), else in
@@ -23,7 +24,8 @@ core splits by ratio.
 **Boxes and classes.** Normalised ``image/object/bbox/*`` times ``image/width``/``height``
 (from the image header where the record leaves them out or at their default of 1) give pixels.
 The class is ``image/object/class/text``, else the label map's name for
-``image/object/class/label``. ``difficult``, ``truncated`` and ``is_crowd`` are kept. The
+``image/object/class/label``. ``difficult``, ``truncated`` and ``is_crowd`` are kept. A key
+holding another type than the schema's (a bbox stored as bytes) skips its record, naming both. The
 boxes belong to the pixels as stored (TensorFlow ignores EXIF), so an image with an EXIF
 orientation is re-encoded as stored, orientation dropped, never turned upright under them.
 
@@ -147,9 +149,20 @@ def _records(path: Path, report: Report | None) -> Iterator[tuple[int, int, byte
             return
 
 
+_KINDS = {"bytes_list": "bytes", "float_list": "floats", "int64_list": "integers"}
+
+
 def _values(feature: Any, key: str, kind: str) -> list[Any]:
-    """A feature's values; empty when the key is absent (a protobuf map would add it)."""
-    return list(getattr(feature[key], kind).value) if key in feature else []
+    """A feature's values; empty when the key is absent (a protobuf map would add it) or holds
+    an empty list. Raises `Skip` naming the key when it holds values of another type."""
+    if key not in feature:
+        return []
+    held = feature[key].WhichOneof("kind")
+    values = list(getattr(feature[key], held).value) if held else []
+    if held != kind and values:
+        raise Skip("malformed-record", f"{key} holds {_KINDS[held]} ({held}), the TF Object "
+                   f"Detection API reads {_KINDS[kind]} ({kind})")
+    return values
 
 
 def _text(value: bytes) -> str:
@@ -165,18 +178,29 @@ class TFRecordImporter(Importer):
         self._derived: tuple[tuple[tuple[Any, ...], ...], LabelMap | None] | None = None
 
     def detect(self, source: Path) -> bool:
-        """Cheap: the first record of the first non-empty file, framing and Example parsed."""
+        """Cheap: the first record of the first non-empty file, framing and Example parsed.
+
+        A file named like records (``*.tfrecord``, ``*.record``...) that fails is a near miss:
+        the `OdplugError` raised says what is wrong with its first record."""
         for path in record_files(source):
+            named = RECORD_NAME.search(path.name) is not None
             try:
                 first = next(iter_framed(path), None)
-            except (OdplugError, OSError):
+                if first is None:
+                    continue
+                example = parse_example(first[1], origin=f"{path}: record 0")
+            except OSError:
                 return False
-            if first is not None:
-                try:
-                    example = parse_example(first[1])
-                except OdplugError:
-                    return False
-                return "image/encoded" in example.features.feature
+            except OdplugError:
+                if named:
+                    raise
+                return False
+            if "image/encoded" in example.features.feature:
+                return True
+            if named:
+                raise OdplugError(f"{path}: record 0 has no image/encoded: not the TF Object "
+                                  "Detection API's tf.train.Example")
+            return False
         return False
 
     def label_map(self, source: Path) -> LabelMap | None:
@@ -302,10 +326,13 @@ def _first_text(feature: Any, key: str) -> str:
 
 
 def _declared_size(feature: Any) -> tuple[int | None, int | None]:
-    """The record's ``image/width`` and ``image/height``; None where absent or at the OD API
-    decoder's default of 1, which tools that leave the size out are read as."""
-    width = _values(feature, "image/width", "int64_list")
-    height = _values(feature, "image/height", "int64_list")
+    """The record's ``image/width`` and ``image/height``; None where absent, not integers, or
+    at the OD API decoder's default of 1, which tools that leave the size out are read as."""
+    try:
+        width = _values(feature, "image/width", "int64_list")
+        height = _values(feature, "image/height", "int64_list")
+    except Skip:  # a size of another type: the image header says it
+        return None, None
     if not width or not height or width[0] <= 1 or height[0] <= 1:
         return None, None
     return int(width[0]), int(height[0])
@@ -360,10 +387,11 @@ def _label_map_from_records(files: list[Path]) -> LabelMap | None:
         for _index, _offset, record in _records(path, None):
             try:
                 feature = parse_example(record).features.feature
-            except OdplugError:
+                texts = [_text(v) for v in _values(feature, "image/object/class/text",
+                                                   "bytes_list")]
+                labels = _values(feature, "image/object/class/label", "int64_list")
+            except (OdplugError, Skip):  # `read` reports the record
                 continue
-            texts = [_text(v) for v in _values(feature, "image/object/class/text", "bytes_list")]
-            labels = _values(feature, "image/object/class/label", "int64_list")
             paired = labels if len(labels) == len(texts) else [0] * len(texts)
             for text, label in zip(texts, paired, strict=True):
                 if not text or text in ids:

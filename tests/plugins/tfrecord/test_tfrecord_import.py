@@ -286,9 +286,15 @@ def test_detection(tmp_path: Path, demo_project: Path, own_records: Path) -> Non
     assert importer.detect(tmp_path / "a" / "any.name")
     assert not importer.detect(tmp_path / "a")  # not a record name
     assert importer.detect(own_records) and importer.detect(tmp_path / "b")
-    assert not importer.detect(tmp_path / "c") and not importer.detect(tmp_path / "d")
-    assert not importer.detect(tmp_path / "e") and not importer.detect(demo_project)
-    assert not importer.detect(tmp_path / "missing")
+    assert not importer.detect(demo_project) and not importer.detect(tmp_path / "missing")
+    # named like records but not readable as such: a near miss, its reason raised
+    for folder, reason in (("c", "not a tf.train.Example"), ("d", "has no image/encoded"),
+                           ("e", "corrupt record length")):
+        with pytest.raises(OdplugError, match=f"x.(t?f?record): .*{reason}"):
+            importer.detect(tmp_path / folder)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "notes.bin").write_bytes(b"garbage")
+    assert not importer.detect(tmp_path / "f" / "notes.bin")  # a file of any name: no claim
 
 
 def test_a_record_file_given_directly(tmp_path: Path, registry) -> None:
@@ -359,6 +365,21 @@ def test_bad_records_are_reported_with_file_and_offset(tmp_path: Path, registry)
         "after.jpg", "classes.jpg", "good.jpg", "nan.jpg"]
     assert sorted(_by_id(tmp_path / "out", "val")) == ["v0.jpg"]
     assert sorted(_by_id(tmp_path / "out", "test")) == ["t0.jpg"]
+
+
+def test_a_feature_of_the_wrong_type_is_named(tmp_path: Path, registry) -> None:
+    """A bbox stored as bytes is not an object list of another length: say which key and what
+    type it holds."""
+    bad = _legacy("bytes.jpg", [("cat", 1, 1, 1, 9, 9)])
+    bad["image/object/bbox/xmin"] = [b"0.1"]
+    offsets = _write(tmp_path / "ds" / "a.tfrecord", [_legacy("good.jpg", [("cat", 1, 1, 1, 9, 9)]),
+                                                      bad])
+    result = run(tmp_path / "ds", tmp_path / "out", registry)
+    [problem] = result.report.problems
+    assert (problem.code, problem.file) == (
+        "malformed-record", _where(tmp_path / "ds" / "a.tfrecord", 1, offsets[1]))
+    assert problem.reason == ("image/object/bbox/xmin holds bytes (bytes_list), the TF Object "
+                              "Detection API reads floats (float_list)")
 
 
 def test_duplicate_keys_and_changed_files_are_reported(tmp_path: Path, registry) -> None:
