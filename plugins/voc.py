@@ -26,10 +26,15 @@ of what they hold. No split list or folder at all: the core's ratio split.
 The image of an XML is found from its ``<folder>``, ``<filename>`` and ``<path>`` (only the file
 name of an absolute path: it was the annotator's machine), in that folder, ``JPEGImages/``,
 ``images/``, beside the XML and the dataset folder; then as the XML's stem with a common image
-extension in the same folders. Never outside the dataset. Images in the image folders that no
-XML annotates are skipped and reported once each: in VOC an image without its annotation file
-is not annotated, which is not the same as annotated with nothing (an XML without
-``<object>`` is such a background image, and kept).
+extension in the same folders. Never outside the dataset: a ``<filename>`` that leads out
+(``../../etc/hostname``) is not followed, and reported. An XML whose ``<filename>`` names the
+image of another XML (``a.xml`` saying ``b.jpg`` beside ``b.xml``: copied, or its image
+renamed) annotates the image of its own name, with a note; without one it is skipped, naming
+both. Images in the image folders that no XML annotates (the image of ``a.xml`` included, when
+``a.xml`` names another image) are skipped and reported once each, and so are the images of a
+split folder without any XML: in VOC an image without its annotation file is not annotated,
+which is not the same as annotated with nothing (an XML without ``<object>`` is such a
+background image, and kept).
 
 **Coordinates** are taken as written, as pixel edges, like tf_csv. The devkit's numbers are
 1-based pixel indices (``xmin=1`` is the first column); the TF Object Detection API's
@@ -59,6 +64,7 @@ from odplug import hookimpl
 from odplug.components import Importer
 from odplug.data.images import IMAGE_SUFFIXES
 from odplug.data.numbers import finite_number, shown
+from odplug.data.unlisted import NO_ANNOTATION, image_files, report_unlisted
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.samples import Box, Sample
@@ -109,6 +115,8 @@ class VocImporter(Importer):
         base = os.path.join(os.path.abspath(source), "")
         for root in roots:
             yield from _read_root(root, base, report)
+        if roots[0].split is not None:
+            _report_bare_split_folders(source, roots, report)
 
 
 @hookimpl(trylast=True)
@@ -143,6 +151,18 @@ def _roots(source: Path, *, sniff: bool) -> list[_Root]:
     return [_Root(child, child, child, child.name + "/", FOLDER_SPLITS[child.name.lower()])
             for child in _subfolders(source) if child.name.lower() in FOLDER_SPLITS
             and _has_voc_xml(child, sniff, beside_images=True)]
+
+
+def _report_bare_split_folders(source: Path, roots: list[_Root], report: Report) -> None:
+    """The images of a split folder (``valid/``) that holds no XML, beside split folders that
+    do: each is reported, not left out without a word."""
+    read = {root.folder for root in roots}
+    for child in _subfolders(source):
+        if child.name.lower() in FOLDER_SPLITS and child not in read:
+            report_unlisted(source, [child], [], report,
+                            f"split folder {child.name}/ holds no VOC XML beside its images, "
+                            "unlike the others; an image without its annotation file is not "
+                            "annotated")
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -204,8 +224,9 @@ def _read_root(root: _Root, base: str, report: Report) -> Iterator[Sample]:
     xml_names = _xml_files(root.annotations)
     stems = {name[: -len(".xml")] for name in xml_names}
     splits = _split_lists(root, stems, report)
-    finder = _ImageFinder(root, base)
+    finder = _ImageFinder(root, base, stems)
     used: set[str] = set()
+    elsewhere: dict[str, str] = {}
     for name in xml_names:
         path = root.annotations / name
         stem = name[: -len(".xml")]
@@ -214,10 +235,12 @@ def _read_root(root: _Root, base: str, report: Report) -> Iterator[Sample]:
         sample = _read_annotation(path, finder, report)
         if sample is not None:
             used.add(str(sample.image))
+            if sample.image.stem != stem:
+                elsewhere[stem] = sample.image.name
             sample.split = splits.of.get(stem, root.split)
             yield sample
     for folder in dict.fromkeys([root.images, *(root.folder / n for n in IMAGE_FOLDERS)]):
-        _report_unannotated(folder, root, stems, used, report)
+        _report_unannotated(folder, root, stems, used, elsewhere, report)
 
 
 @dataclass
@@ -267,50 +290,57 @@ def _lines(path: Path) -> list[str]:
 
 
 def _report_unannotated(folder: Path, root: _Root, stems: set[str], used: set[str],
-                        report: Report) -> None:
-    try:
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries
-                           if not e.name.startswith(".") and _is_image(e.name) and e.is_file())
-    except OSError:
-        return
-    for name in names:
-        image = folder / name
-        stem = os.path.splitext(name)[0]
-        if str(image) in used or stem in stems:  # an XML of its name was read, and reported
+                        elsewhere: dict[str, str], report: Report) -> None:
+    """Each image of `folder` that no XML annotates, reported by name; `elsewhere` holds the
+    XML stems whose ``<filename>`` named an image of another name (stem to that name)."""
+    for image in image_files(folder):
+        stem = image.stem
+        xml = f"{root.annotations.name}/{stem}.xml"
+        if str(image) in used:
             continue
-        report.skip_image(image, "no-annotation",
-                          f"no VOC XML annotates this image (looked for "
-                          f"{root.annotations.name}/{stem}.xml); an image without its "
-                          "annotation file is not annotated")
+        if stem in elsewhere:
+            report.skip_image(image, NO_ANNOTATION,
+                              f"no VOC XML annotates this image: {xml} annotates "
+                              f"{elsewhere[stem]!r}, which its <filename> names")
+        elif stem not in stems:  # else its XML was skipped, and reported by its name
+            report.skip_image(image, NO_ANNOTATION,
+                              f"no VOC XML annotates this image (looked for {xml}); an image "
+                              "without its annotation file is not annotated")
 
 
 class _ImageFinder:
-    """Resolves the image of an XML from its hints, listing each candidate folder once."""
+    """Resolves the image of an XML from its hints, listing each candidate folder once.
 
-    def __init__(self, root: _Root, base: str) -> None:
+    `stems` are the stems of the root's XML files: an image named by one XML that has an XML
+    of its own is that other XML's image."""
+
+    def __init__(self, root: _Root, base: str, stems: set[str]) -> None:
         self.root = root
         self.base = base
+        self.stems = stems
         self.listings: dict[Path, set[str]] = {}
 
-    def find(self, xml_path: Path, hints: list[str], folder_hint: str) -> Path | None:
+    def _folders(self, xml_path: Path, folder_hint: str) -> list[Path]:
         folders = [self.root.images, *(self.root.folder / n for n in IMAGE_FOLDERS),
                    xml_path.parent, self.root.folder]
         if folder_hint:
             folders.insert(0, self.root.folder / folder_hint)
-        stem = xml_path.stem
-        names = [*hints, *(stem + e for e in IMAGE_SUFFIXES),
-                 *(stem + e.upper() for e in IMAGE_SUFFIXES)]
-        seen: set[Path] = set()
-        for folder in folders:
-            if folder in seen or not self._inside(folder):
-                continue
-            seen.add(folder)
+        return [folder for folder in dict.fromkeys(folders) if self._inside(folder)]
+
+    def find(self, xml_path: Path, names: list[str], folder_hint: str) -> Path | None:
+        """The first of `names` found in the XML's candidate folders, folder by folder."""
+        for folder in self._folders(xml_path, folder_hint):
             for name in names:
                 image = folder / name
                 if self._inside(image) and self._exists(folder, name):
                     return image
         return None
+
+    def outside(self, xml_path: Path, hints: list[str], folder_hint: str) -> list[str]:
+        """The `hints` that lead outside the dataset from every folder they are looked up in
+        (``../../etc/hostname``, ``/etc/hostname``): never followed, always reported."""
+        folders = self._folders(xml_path, folder_hint)
+        return [hint for hint in hints if not any(self._inside(f / hint) for f in folders)]
 
     def _inside(self, path: Path) -> bool:
         return os.path.join(os.path.abspath(path), "").startswith(self.base)
@@ -349,13 +379,8 @@ def _read_annotation(path: Path, finder: _ImageFinder, report: Report) -> Sample
         report.skip_image(path, "malformed-annotation",
                           f"root element is <{root.tag}>, not <annotation>: not a VOC file")
         return None
-    hints = _image_hints(root)
-    image = finder.find(path, hints, _text(root, "folder"))
+    image = _image_of(path, root, finder, report)
     if image is None:
-        named = f"{hints[0]!r}" if hints else f"{path.stem}.<jpg|png|...>"
-        report.skip_image(path, "missing-image",
-                          f"image {named} not found in its <folder>, {', '.join(IMAGE_FOLDERS)}, "
-                          "beside the XML or the dataset folder")
         return None
     width, height = _size(root, path, report)
     boxes: list[Box] = []
@@ -367,6 +392,52 @@ def _read_annotation(path: Path, finder: _ImageFinder, report: Report) -> Sample
             report.skip_box(path, "malformed-object", f"object {index}: {error}")
     return Sample(image=image, key=finder.key(image), boxes=boxes, width=width, height=height,
                   origin=str(path), skipped_boxes=len(objects) - len(boxes))
+
+
+def _image_of(path: Path, root: Element, finder: _ImageFinder, report: Report) -> Path | None:
+    """The image the XML `path` annotates, each doubt about it reported; None when the XML is
+    skipped (reported).
+
+    The image its ``<filename>`` (or ``<path>``) names, unless another XML of the dataset is
+    named after that image: then the XML was copied from that one, or its image renamed, and
+    the image of its own name is taken (a note says so); without one the XML is skipped, since
+    its boxes would land on the other XML's image. A name that leads outside the dataset is
+    never followed, and reported."""
+    hints = _image_hints(root)
+    folder_hint = _text(root, "folder")
+    outside = finder.outside(path, hints, folder_hint)
+    named = finder.find(path, [h for h in hints if h not in outside], folder_hint)
+    own = finder.find(path, [path.stem + e for e in (*IMAGE_SUFFIXES,
+                                                       *map(str.upper, IMAGE_SUFFIXES))],
+                      folder_hint)
+    own_name = f"{path.stem}.<jpg|png|...>"
+    if named is not None and named.stem != path.stem and named.stem in finder.stems:
+        other = f"{finder.root.annotations.name}/{named.stem}.xml"
+        if own is None:
+            report.skip_image(path, "filename-conflict",
+                              f"names its image {named.name!r}, which {other} annotates, and "
+                              f"there is no image {own_name} of its own name; correct its "
+                              "<filename>")
+            return None
+        report.note_image(path, "filename-mismatch",
+                          f"names its image {named.name!r}, which {other} annotates; taken as "
+                          f"the annotation of {own.name}, the image of its own name")
+        return own
+    image = named or own
+    if outside:
+        escape = f"<filename> {outside[0]!r} points outside the dataset"
+        if image is None:
+            report.skip_image(path, "escapes-dataset",
+                              f"{escape}, and there is no image {own_name} of its own name")
+            return None
+        report.note_image(path, "filename-outside-dataset",
+                          f"{escape}; not followed: its image is {finder.key(image)}")
+    if image is None:
+        named_text = f"{hints[0]!r}" if hints else own_name
+        report.skip_image(path, "missing-image",
+                          f"image {named_text} not found in its <folder>, "
+                          f"{', '.join(IMAGE_FOLDERS)}, beside the XML or the dataset folder")
+    return image
 
 
 def _image_hints(root: Element) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -199,7 +200,83 @@ def test_image_found_from_path_and_never_outside_the_source(tmp_path: Path) -> N
     assert [(s.key, s.image) for s in samples] == [
         ("photo.jpg", source / "JPEGImages" / "photo.jpg")]
     assert [(p.code, p.file) for p in report.problems] == [
-        ("missing-image", str(source / "Annotations" / "evil.xml"))]
+        ("escapes-dataset", str(source / "Annotations" / "evil.xml"))]
+
+
+def named_images(source: Path, images: list[str], **xml: tuple[str, str]) -> Path:
+    """JPEGImages/<stem>.jpg of each of `images`; Annotations/<stem>.xml of each keyword, its
+    value (<filename>, class of its one box)."""
+    for stem in images:
+        image(source / "JPEGImages" / f"{stem}.jpg")
+    for stem, (filename, label) in xml.items():
+        write(source / "Annotations" / f"{stem}.xml", voc_xml(filename, [(label, (1, 2, 30, 40))]))
+    return source
+
+
+def test_an_xml_naming_another_xmls_image_keeps_its_own_image(tmp_path: Path,
+                                                              registry) -> None:
+    """a.xml says <filename>b.jpg</filename>, and b.xml annotates b.jpg: a.xml's boxes were
+    b.jpg's, b.xml's own box was dropped as a duplicate and a.jpg was in neither the records
+    nor the report. Now each XML gives its boxes to the image of its own name, with a note."""
+    source = named_images(tmp_path / "ds", ["a", "b"], a=("b.jpg", "cat"), b=("b.jpg", "dog"))
+    annotations = source / "Annotations"
+    result = run(source, tmp_path / "out", registry)
+    assert sum(result.report.images.values()) == 2
+    assert dict(sum((c for c in result.report.classes.values()), Counter())) == {
+        "cat": 1, "dog": 1}
+    assert codes(result, "image note") == {"filename-mismatch": [str(annotations / "a.xml")]}
+    assert not codes(result, "image skipped")
+    boxes, _ = read(source)
+    assert [b.label for b in boxes["a.jpg"]] == ["cat"]
+    assert [b.label for b in boxes["b.jpg"]] == ["dog"]
+    note = next(p.reason for p in result.report.problems if p.code == "filename-mismatch")
+    assert "'b.jpg'" in note and "b.xml" in note and "a.jpg" in note
+
+
+def test_an_xml_naming_another_xmls_image_without_its_own_is_skipped(tmp_path: Path) -> None:
+    source = named_images(tmp_path / "ds", ["b"], a=("b.jpg", "cat"), b=("b.jpg", "dog"))
+    annotations = source / "Annotations"
+    boxes, report = read(source)
+    assert {key: [b.label for b in found] for key, found in boxes.items()} == {"b.jpg": ["dog"]}
+    assert [(p.kind, p.code, p.file) for p in report.problems] == [
+        ("image skipped", "filename-conflict", str(annotations / "a.xml"))]
+    assert "b.xml" in report.problems[0].reason and "'b.jpg'" in report.problems[0].reason
+
+
+def test_the_image_of_an_xml_that_names_another_is_reported(tmp_path: Path) -> None:
+    """a.xml says c.jpg, which no XML of its own annotates: the XML is trusted, and a.jpg,
+    which it does not annotate, is reported by name instead of left out without a word."""
+    source = named_images(tmp_path / "ds", ["a", "c"], a=("c.jpg", "cat"))
+    boxes, report = read(source)
+    assert list(boxes) == ["c.jpg"]
+    assert [(p.kind, p.code, p.file) for p in report.problems] == [
+        ("image skipped", "no-annotation", str(source / "JPEGImages" / "a.jpg"))]
+    assert "a.xml" in report.problems[0].reason and "'c.jpg'" in report.problems[0].reason
+
+
+def test_a_filename_outside_the_dataset_is_reported(tmp_path: Path) -> None:
+    """The image is then the XML's own name; no image of that name is a skip that says why."""
+    source = named_images(tmp_path / "ds", ["a"], a=("../../../../etc/hostname", "cat"),
+                          b=("/etc/hostname", "cat"))
+    annotations = source / "Annotations"
+    boxes, report = read(source)
+    assert list(boxes) == ["a.jpg"]
+    assert [(p.kind, p.code, p.file) for p in report.problems] == [
+        ("image note", "filename-outside-dataset", str(annotations / "a.xml")),
+        ("image skipped", "escapes-dataset", str(annotations / "b.xml"))]
+    assert all("outside the dataset" in p.reason and "hostname" in p.reason
+               for p in report.problems)
+
+
+def test_a_split_folder_without_xml_is_reported(tmp_path: Path, registry) -> None:
+    """Roboflow's VOC export whose valid/ lost its XML files: its images were never mentioned."""
+    export = tmp_path / "export"
+    for name in ("a", "b"):
+        image(export / "train" / f"{name}.jpg")
+        write(export / "train" / f"{name}.xml", voc_xml(f"{name}.jpg", [("cat", (1, 2, 30, 40))]))
+    image(export / "valid" / "c.jpg")
+    result = run(export, tmp_path / "out", registry)
+    assert codes(result, "image skipped") == {"no-annotation": [str(export / "valid" / "c.jpg")]}
 
 
 def test_difficult_truncated_and_size_are_kept(tmp_path: Path) -> None:
