@@ -16,7 +16,11 @@ without a split, so the core's ratio split applies.
 ``instances_train2017.json``), ``images/<split>``, ``<split>``, ``images/`` and the folder
 itself, beside the JSON, above an ``annotations/`` folder and at the dataset root. A
 ``width``/``height`` in the JSON is checked by the core against the real image; without one the
-header alone decides. Images listed without annotations are kept as background images.
+header alone decides. Images listed without annotations are kept as background images. An
+image that no file lists, in a folder of listed images or in a split folder without its
+annotation file (Roboflow's ``valid/`` without ``_annotations.coco.json``, COCO's
+``test2017/``), is skipped and reported by name (``no-annotation``): not annotated is not the
+same as annotated with nothing.
 
 **Classes.** Category ids are kept as label ids, gaps included, and every category is a class
 even when no box uses it. The TF Object Detection API reserves id 0 for the background, so a
@@ -27,7 +31,9 @@ id (the largest id plus 1), said once as a note on the JSON file.
 **Boxes.** ``bbox`` is ``[x, y, width, height]`` in pixels. An annotation without a bbox (or an
 empty one) gets the box around its segmentation: a polygon's extents, or an RLE mask's box
 through pycocotools. ``iscrowd: 1`` regions become crowd boxes (`Box.crowd`), which the records
-keep as ``image/object/is_crowd`` and evaluation ignores, as pycocotools does. Every annotation
+keep as ``image/object/is_crowd`` and evaluation ignores, as pycocotools does; the COCO
+writer keeps them as ``iscrowd: 1``, while YOLO and tf_csv, which cannot mark a crowd, leave
+them out, each reported (``crowd-region``, see `odplug.data.prepare`). Every annotation
 that cannot be used (unknown image or category, malformed bbox) is reported with its file and
 index; a file that is not COCO JSON at all is one error line naming it.
 """
@@ -49,6 +55,7 @@ from odplug import hookimpl
 from odplug.components import DatasetWriter, Importer, WriteJob
 from odplug.data.parallel import run_jobs, tick
 from odplug.data.prepare import copy_image, prepare
+from odplug.data.unlisted import report_unlisted
 from odplug.dataset_report import Report, Skip
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap, LabelMapItem
@@ -173,11 +180,15 @@ class CocoImporter(Importer):
         sources = self._sources(source, required=True)
         root = source if source.is_dir() else source.parent
         classes = self._classes(sources)
+        listed: list[Path] = []
         for item in sources:
             data = self._coco(item.path, take=True)
             if classes.renamed and classes.renamed[0] == item.path:
                 report.note_image(item.path, "category-id-0", classes.renamed[1])
-            yield from _read_file(item, data, root, classes, report)
+            for sample in _read_file(item, data, root, classes, report):
+                listed.append(sample.image)
+                yield sample
+        _report_unlisted(root, sources, listed, report, split_folders=source.is_dir())
 
     def _sources(self, source: Path, *, required: bool = False) -> list[_Source]:
         """The COCO files of `source`, in split order; none (or an error if `required`).
@@ -277,6 +288,32 @@ class _Classes:
     @property
     def label_map(self) -> LabelMap:
         return LabelMap((LabelMapItem(i, n) for i, n in self.ids.items()), origin="COCO")
+
+
+def _report_unlisted(root: Path, sources: list[_Source], listed: list[Path], report: Report,
+                     *, split_folders: bool) -> None:
+    """Report the images of the dataset folder `root` that no COCO file lists: beside listed
+    ones, and with `split_folders` in a split folder (``valid/``, ``test2017/``,
+    ``images/test/``) without its annotation file (Roboflow's ``valid/`` that lost its
+    ``_annotations.coco.json``)."""
+    files = ", ".join(_shown(s.path, root) for s in sources)
+    report_unlisted(root, [p.parent for p in listed], listed, report,
+                    f"no COCO file lists it ({files})")
+    if not split_folders:
+        return
+    folders = {os.path.normpath(p.parent) for p in listed}
+    for base in (root, root / "images"):
+        children = sorted(p for p in base.iterdir() if p.is_dir()
+                          and not p.name.startswith(".")) if base.is_dir() else []
+        for child in children:
+            if split_of(child) and os.path.normpath(child) not in folders:
+                report_unlisted(root, [child], [], report,
+                                f"split folder {_shown(child, root)}/ without its annotation "
+                                f"file: none of {files} lists its images")
+
+
+def _shown(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix() if root in path.parents else str(path)
 
 
 def _categories(data: dict[str, Any], path: Path) -> dict[int, str]:

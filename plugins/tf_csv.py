@@ -5,7 +5,9 @@
 ``images/`` or beside the CSV, and optionally a ``label_map.pbtxt``. Files named like
 ``train_labels.csv`` (the raccoon dataset) are found too, in the folder given or one level
 below it. An image with no boxes is one row with an empty class and empty coordinates: the
-writer emits such rows so negatives survive a round trip.
+writer emits such rows so negatives survive a round trip. An image in the image folder that
+no row names is skipped and reported by name (``no-annotation``), never imported as a negative.
+The writer leaves out COCO crowd regions, each reported, since a row cannot mark one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from odplug.data.labelmap import read_label_map
 from odplug.data.numbers import finite_number, shown
 from odplug.data.parallel import run_jobs, tick
 from odplug.data.prepare import copy_image, prepare
+from odplug.data.unlisted import report_unlisted
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
@@ -125,10 +128,17 @@ class TFCsvImporter(Importer):
 
     def read(self, source: Path, report: Report) -> Iterator[Sample]:
         root = source if source.is_dir() else source.parent
-        for csv_path in find_csvs(source):
-            yield from self._read_csv(csv_path, root, report)
+        csvs = find_csvs(source)
+        listed: list[Path] = []
+        for csv_path in csvs:
+            yield from self._read_csv(csv_path, root, report, listed)
+        names = ", ".join(c.name for c in csvs)
+        report_unlisted(root, [p.parent for p in listed], listed, report,
+                        f"no row of {names} names it")
 
-    def _read_csv(self, path: Path, root: Path, report: Report) -> Iterator[Sample]:
+    def _read_csv(self, path: Path, root: Path, report: Report,
+                  listed: list[Path]) -> Iterator[Sample]:
+        """The samples of one CSV; the image of every row that names one goes to `listed`."""
         header = _header(path)
         missing = [c for c in COLUMNS if c not in header]
         if missing:
@@ -148,6 +158,7 @@ class TFCsvImporter(Importer):
             ) from None
         split = split_of(path)
         folder = _image_folder(path, root, split, next(iter(images), None))
+        listed.extend(folder / name for name in images)
         for image in images.values():
             if image.bad_size:
                 report.skip_image(image.origin, "inconsistent-size",
@@ -233,7 +244,8 @@ def _write_split(job: _SplitJob) -> Report:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
         for sample in job.samples:
-            prepared = prepare(sample, job.verify, report)  # type: ignore[arg-type]
+            prepared = prepare(sample, job.verify, report,  # type: ignore[arg-type]
+                               crowd=False)
             if prepared is not None:
                 name = copy_image(prepared, images, _relative_name(sample))
                 size = [prepared.image.width, prepared.image.height]

@@ -30,7 +30,14 @@ class Prepared:
     boxes: list[Box]
 
 
-def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
+def prepare(sample: Sample, verify: Verify, report: Report, *,
+            crowd: bool = True) -> Prepared | None:
+    """The sample's checked image and fitted boxes; None when the image is skipped (reported).
+
+    A writer whose format cannot mark a box as a crowd region (COCO's ``iscrowd``: YOLO
+    labels, tf_csv rows) passes ``crowd=False``: crowd boxes are then left out, each reported,
+    as Ultralytics' COCO converter leaves them out. Written as ordinary boxes they would teach
+    a detector one object drawn around many; TFRecord and COCO keep them, flagged."""
     try:
         image = _read(sample, verify)
     except ImageProblem as problem:
@@ -50,7 +57,8 @@ def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
         report.reencoded[image.reencoded] += 1
     for code, reason in image.notes:
         report.note_image(sample.location, code, reason)
-    boxes = fit_boxes(sample.boxes, image.width, image.height, where, report)
+    kept = sample.boxes if crowd else _without_crowd(sample.boxes, where, report)
+    boxes = fit_boxes(kept, image.width, image.height, where, report)
     skipped = sample.skipped_boxes + len(sample.boxes) - len(boxes)
     if skipped and not boxes:
         report.note_image(
@@ -58,6 +66,16 @@ def prepare(sample: Sample, verify: Verify, report: Report) -> Prepared | None:
             f"kept as background: all {skipped} box{'es' if skipped > 1 else ''} skipped",
         )
     return Prepared(sample, image, boxes)
+
+
+def _without_crowd(boxes: list[Box], where: str, report: Report) -> list[Box]:
+    for box in boxes:
+        if box.crowd:
+            report.skip_box(where, "crowd-region",
+                            f"crowd region of class {box.label!r} (COCO iscrowd) left out: this "
+                            "format cannot mark a box as a crowd, and as an ordinary box it "
+                            "would be one object drawn around many")
+    return [box for box in boxes if not box.crowd]
 
 
 def _read(sample: Sample, verify: Verify) -> ImageData:

@@ -73,7 +73,7 @@ def _write_chunk(job: _WriteChunk) -> Report:
     images = job.out / "images" / job.split
     labels = job.out / "labels" / job.split
     for sample, planned in zip(job.samples, job.names, strict=True):
-        prepared = prepare(sample, job.verify, report)
+        prepared = prepare(sample, job.verify, report, crowd=False)
         if prepared is not None:
             name = _final_name(planned, prepared.image.format)
             (images / name).write_bytes(prepared.image.data)

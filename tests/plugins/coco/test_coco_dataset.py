@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from odplug.data.labelmap import read_label_map
-from odplug.dataset_report import Report
+from odplug.dataset_report import Report, render_summary
 from odplug.errors import OdplugError
 from odplug.samples import Box
 from odplug_builtins.coco import CocoImporter, split_of
@@ -155,6 +155,48 @@ def test_writer_keeps_images_that_share_a_name_apart(tmp_path: Path, registry) -
     boxes = {r["source_id"]: len(r["boxes"]) for r in read_records(tmp_path / "records")}
     assert boxes == {"images/train/b.png": 0, "images/train/images/x/a.png": 0,
                      "images/train/images/y/a.png": 1}
+
+
+@pytest.mark.parametrize("to", ["yolo", "tf_csv"])
+def test_crowd_regions_are_left_out_of_formats_without_a_crowd_flag(tmp_path: Path, registry,
+                                                                   to: str) -> None:
+    """YOLO labels and tf_csv rows cannot mark a box as a crowd region: written there, one
+    became an ordinary box around many objects and report.json said nothing. Now each is left
+    out, as Ultralytics' own COCO converter does, and reported by its image."""
+    source = _dataset(tmp_path / "ds")
+    result = run(source, tmp_path / "out", registry, to=to)
+    train = source / "annotations" / "instances_train2017.json"
+    assert codes(result, "box skipped") == {"crowd-region": [f"{train}:images[0]"]}
+    assert sum(result.report.boxes.values()) == 3
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["skipped"]["boxes"] == {"crowd-region": 1}
+    summary = render_summary(result.report)
+    assert "Skipped boxes: 1 (1 crowd-region)" in summary and "crowd region" in summary
+
+
+def test_images_that_no_coco_file_lists_are_reported(tmp_path: Path, registry) -> None:
+    source = _dataset(tmp_path / "ds")
+    _image(source / "train2017" / "extra.png")
+    _image(source / "val2017" / "more.jpg")
+    result = run(source, tmp_path / "out", registry)
+    assert codes(result, "image skipped") == {"no-annotation": [
+        str(source / "train2017" / "extra.png"), str(source / "val2017" / "more.jpg")]}
+    assert sum(result.report.images.values()) == 4
+
+
+def test_a_split_folder_without_its_annotation_file_is_reported(tmp_path: Path,
+                                                               registry) -> None:
+    """Roboflow's export whose valid/ lost its _annotations.coco.json: its images were never
+    mentioned."""
+    export = tmp_path / "export"
+    _image(export / "train" / "a.png")
+    _write(export / "train" / "_annotations.coco.json", [{"id": 0, "file_name": "a.png"}],
+           [_ann(0, 1, [1, 1, 5, 5])])
+    _image(export / "valid" / "b.png")
+    result = run(export, tmp_path / "out", registry)
+    assert codes(result, "image skipped") == {"no-annotation": [str(export / "valid" / "b.png")]}
+    reason = next(p.reason for p in result.report.problems if p.code == "no-annotation")
+    assert "valid/" in reason and "_annotations.coco.json" in reason
 
 
 def test_evaluation_ignores_crowd_regions(tmp_path: Path, registry) -> None:

@@ -45,6 +45,15 @@ def test_csv_problems_are_reported(tmp_path: Path, registry) -> None:
     assert negatives[0]["boxes"] == [] and negatives[0]["classes"] == []
 
 
+def test_images_that_no_row_names_are_reported(tmp_path: Path, registry) -> None:
+    source = _csv_dataset(tmp_path / "ds", {"train": ["a.jpg,64,48,cat,1,2,30,40"],
+                                            "test": ["b.jpg,64,48,cat,1,2,30,40"]},
+                          ["a.jpg", "b.jpg", "c.jpg"])
+    result = run(source, tmp_path / "out", registry)
+    assert codes(result, "image skipped") == {"no-annotation": [str(source / "images" / "c.jpg")]}
+    assert sum(result.report.images.values()) == 2
+
+
 @pytest.mark.parametrize("header,message", [
     ("filename,cell_type,xmin,xmax,ymin,ymax", "missing column.*width, height, class"),
     ("", "missing column"),
