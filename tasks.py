@@ -13,11 +13,16 @@ from pathlib import Path
 import invoke.main
 from invoke import Collection
 
-from odplug import arguments as args
-from odplug.cli.console import quiet_console, user_errors
-from odplug.cli.parsing import parse_like_odplug
-from odplug.cli.tasks import build_namespace, task
-from odplug.errors import UsageError
+from odplug.cli.interrupt import exit_on_interrupt
+
+if invoke.main.program.argv:  # loaded by inv, not imported by a test: Ctrl-C is one clean line
+    exit_on_interrupt()  # before the slow imports below
+
+from odplug import arguments as args  # noqa: E402
+from odplug.cli.console import quiet_console, user_errors  # noqa: E402
+from odplug.cli.parsing import parse_like_odplug  # noqa: E402
+from odplug.cli.tasks import build_namespace, task  # noqa: E402
+from odplug.errors import UsageError  # noqa: E402
 
 quiet_console()
 parse_like_odplug(invoke.main.program)

@@ -1,36 +1,30 @@
-"""The ``odplug`` command: the same tasks as ``inv``, usable from any folder once installed."""
+"""The ``odplug`` command: the same tasks as ``inv``, usable from any folder once installed.
+
+This module imports nothing slow: `main` first makes Ctrl-C a clean exit (`interrupt`), then
+imports the command line (`odplug.cli.command`), so an early Ctrl-C prints one line, not a
+traceback from the middle of an import.
+"""
 
 from __future__ import annotations
 
-from invoke import Argument
-from invoke.exceptions import Exit, ParseError
+from typing import Any
 
-from odplug import __version__
-from odplug.cli.console import USAGE, quiet_console
-from odplug.cli.parsing import OdplugParsing
-from odplug.cli.tasks import ns
+from odplug.cli.interrupt import exit_on_interrupt
 
-
-class OdplugProgram(OdplugParsing):
-    """invoke's Program parsing the odplug way (`OdplugParsing`), with one more core flag,
-    ``--verbose``, read before any task runs."""
-
-    def core_args(self) -> list[Argument]:
-        return [*super().core_args(), Argument(
-            names=("verbose",), kind=bool, default=False,
-            help="Show everything TensorFlow and its converters print (hidden by default; "
-            "ODPLUG_VERBOSE=1 does the same).")]
-
-    def parse_core(self, argv: list[str] | None) -> None:
-        try:
-            super().parse_core(argv)
-        except ParseError as error:
-            raise Exit(self.usage_line(error), code=USAGE) from None
-        quiet_console(verbose=self.args.verbose.value)
-
-
-program = OdplugProgram(namespace=ns, version=__version__, name="odplug", binary="odplug")
+_LAZY = ("OdplugProgram", "program")
+"""Names of `odplug.cli.command` reachable here, imported on first use."""
 
 
 def main() -> None:
+    exit_on_interrupt()
+    from odplug.cli.command import program
+
     program.run()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from odplug.cli import command
+
+        return getattr(command, name)
+    raise AttributeError(f"module 'odplug.cli' has no attribute {name!r}")

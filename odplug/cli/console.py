@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from invoke.exceptions import Exit
 
 from odplug import quiet
+from odplug.cli.interrupt import INTERRUPTED, MESSAGE, interrupts_raise
 from odplug.errors import OdplugError, UsageError
 
 if TYPE_CHECKING:
@@ -134,20 +135,23 @@ def user_errors(body: F) -> F:
 
     An `OSError` that reaches a task is the environment's, not odplug's: a folder that cannot
     be read, a path that is a file, a full disk. It becomes the same one line, naming the path
-    (`os_error_line`).
+    (`os_error_line`). Ctrl-C raises KeyboardInterrupt in the body, whatever the command line
+    makes of it elsewhere (`interrupt`), so the body's clean-up runs; then it is the line
+    ``odplug: interrupted; ...`` and exit status 130.
     """
 
     @functools.wraps(body)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return body(*args, **kwargs)
+            with interrupts_raise():
+                return body(*args, **kwargs)
         except OdplugError as error:
             code = USAGE if isinstance(error, UsageError) else FAILURE
             raise Exit(f"odplug: error: {error}", code=code) from None
         except OSError as error:
             raise Exit(f"odplug: error: {os_error_line(error)}", code=FAILURE) from None
         except KeyboardInterrupt:
-            raise Exit("odplug: interrupted; nothing was left half-written", code=130) from None
+            raise Exit(MESSAGE, code=INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
