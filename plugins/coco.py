@@ -185,9 +185,7 @@ class CocoImporter(Importer):
             data = self._coco(item.path, take=True)
             if classes.renamed and classes.renamed[0] == item.path:
                 report.note_image(item.path, "category-id-0", classes.renamed[1])
-            for sample in _read_file(item, data, root, classes, report):
-                listed.append(sample.image)
-                yield sample
+            yield from _read_file(item, data, root, classes, report, listed)
         _report_unlisted(root, sources, listed, report, split_folders=source.is_dir())
 
     def _sources(self, source: Path, *, required: bool = False) -> list[_Source]:
@@ -379,10 +377,12 @@ class _Image:
 
 
 def _read_file(item: _Source, data: dict[str, Any], root: Path, classes: _Classes,
-               report: Report) -> Iterator[Sample]:
+               report: Report, listed: list[Path]) -> Iterator[Sample]:
+    """The samples of one COCO file; the path of every image it lists goes to `listed`."""
     path = item.path
     names = _categories(data, path)
-    images = _images(data["images"], path, report)
+    repeated: list[str] = []
+    images = _images(data["images"], path, report, repeated)
     for index, ann in enumerate(data["annotations"]):
         where = f"{path}:annotations[{index}]"
         if not isinstance(ann, dict):
@@ -412,18 +412,23 @@ def _read_file(item: _Source, data: dict[str, Any], root: Path, classes: _Classe
         image.boxes.append(Box(name, xmin, ymin, xmax, ymax, crowd=ann.get("iscrowd") in (1, True)))
     folders = _image_folders(path, root, item.split)
     chosen = _first_folder(folders, next(iter(images.values()), None))
+    listed.extend(chosen / name for name in repeated)
     for image in images.values():
         found = chosen / image.file_name
         if not found.is_file():
             found = next((f / image.file_name for f in folders if (f / image.file_name).is_file()),
                          found)
+        listed.append(found)
         yield Sample(image=found, key=_key(found, root), boxes=image.boxes, width=image.width,
                      height=image.height, split=item.split, origin=image.origin,
                      skipped_boxes=image.skipped)
 
 
-def _images(items: list[Any], path: Path, report: Report) -> dict[int | str, _Image]:
-    """The images of one file by id, in the order listed; bad entries reported and left out."""
+def _images(items: list[Any], path: Path, report: Report,
+            repeated: list[str]) -> dict[int | str, _Image]:
+    """The images of one file by id, in the order listed; bad entries reported and left out,
+    the file names of those whose id is taken added to `repeated` (they are listed, and
+    reported as such, not as images no file lists)."""
     images: dict[int | str, _Image] = {}
     first: dict[int | str, int] = {}
     for index, item in enumerate(items):
@@ -442,6 +447,7 @@ def _images(items: list[Any], path: Path, report: Report) -> dict[int | str, _Im
                               f"file_name {reprlib.repr(file_name)} is not a file name")
             continue
         if id_ in images:
+            repeated.append(file_name)
             report.skip_image(where, "duplicate-image-id", f"id {id_!r} ({file_name}) is already "
                               f"images[{first[id_]}] ({images[id_].file_name}), which keeps "
                               "its annotations")

@@ -178,9 +178,16 @@ def test_images_that_no_coco_file_lists_are_reported(tmp_path: Path, registry) -
     source = _dataset(tmp_path / "ds")
     _image(source / "train2017" / "extra.png")
     _image(source / "val2017" / "more.jpg")
+    _image(source / "val2017" / "again.png")
+    val = source / "annotations" / "instances_val2017.json"
+    document = json.loads(val.read_text())
+    document["images"].append({"id": 1, "file_name": "again.png"})
+    val.write_text(json.dumps(document))
     result = run(source, tmp_path / "out", registry)
-    assert codes(result, "image skipped") == {"no-annotation": [
-        str(source / "train2017" / "extra.png"), str(source / "val2017" / "more.jpg")]}
+    assert codes(result, "image skipped") == {
+        "duplicate-image-id": [f"{val}:images[1]"],
+        "no-annotation": [str(source / "train2017" / "extra.png"),
+                          str(source / "val2017" / "more.jpg")]}
     assert sum(result.report.images.values()) == 4
 
 
