@@ -202,3 +202,123 @@ def test_supervisely_import_survives_any_annotation(data: st.DataObject) -> None
         result = imported(source, out)
         if result is not None:
             assert_accounted(result, out, names, {})
+
+
+# -- YOLO, COCO, VOC ----------------------------------------------------------------------------
+# Fewer examples than above: each still imports a whole folder, and four formats share the
+# file's minute.
+
+FEW = FUZZ.__class__(FUZZ, max_examples=15)
+
+yolo_numbers = st.one_of(st.floats(-0.05, 1.05).map(repr), numeric_text)
+yolo_lines = st.one_of(
+    st.builds(lambda c, v: " ".join([str(c), *v]), st.integers(0, 2),
+              st.lists(st.floats(0.05, 0.95).map(repr), min_size=4, max_size=11)),
+    st.lists(yolo_numbers, max_size=12).map(" ".join),
+    st.text(max_size=10),
+)
+yolo_yamls = st.one_of(
+    st.builds(lambda extra: f"train: images/train\nval: images/val\nnames: [cat, dog]\n{extra}",
+              st.sampled_from(["", "kpt_shape: [3, 2]\n", "kpt_shape: [2, 3]\n",
+                               "kpt_shape: [0, 5]\n", "path: ../elsewhere\n", "nc: 3\n",
+                               "test: [images/test, gone.txt]\n"])),
+    st.sampled_from(["", "names: [cat\n", "train: images/train\n", "- a\n", "names: {}\n"]),
+    json_values.map(json.dumps),
+)
+
+
+@given(data=st.data())
+@FEW
+def test_yolo_import_survives_any_labels(data: st.DataObject) -> None:
+    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
+                               unique=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+        (source / "labels" / "train").mkdir(parents=True)
+        (source / "data.yaml").write_text(data.draw(yolo_yamls), encoding="utf-8")
+        for name in names:
+            split = data.draw(st.sampled_from(["train", "train", "val", "extra"]))
+            image = source / "images" / split / name
+            image.parent.mkdir(parents=True, exist_ok=True)
+            image.write_bytes(data.draw(image_files(data.draw(sizes))))
+            if data.draw(st.integers(0, 4)) > 0:
+                label = source / "labels" / split / f"{Path(name).stem}.txt"
+                label.parent.mkdir(parents=True, exist_ok=True)
+                label.write_text("\n".join(data.draw(st.lists(yolo_lines, max_size=4))),
+                                 encoding="utf-8", errors="surrogatepass")
+        result = imported(source, out)
+        if result is not None:
+            assert_accounted(result, out, names, {})
+
+
+coco_boxes = st.one_of(st.lists(st.integers(-5, 15), min_size=4, max_size=4),
+                       st.lists(json_leaves, max_size=5), json_values)
+
+
+@given(data=st.data())
+@FEW
+def test_coco_import_survives_any_annotations(data: st.DataObject) -> None:
+    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
+                               unique=True))
+    images, annotations = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+        (source / "images").mkdir(parents=True)
+        for index, name in enumerate(names, start=1):
+            width, height = data.draw(sizes)
+            (source / "images" / name).write_bytes(data.draw(image_files((width, height))))
+            if data.draw(st.integers(0, 5)) > 0:
+                images.append({"id": data.draw(st.one_of(st.just(index), json_leaves)),
+                               "file_name": name, "width": width, "height": height})
+            for _ in range(data.draw(st.integers(0, 2))):
+                annotations.append({"id": len(annotations) + 1, "image_id": index,
+                                    "category_id": data.draw(st.sampled_from([1, 2, 9])),
+                                    "bbox": data.draw(coco_boxes),
+                                    "iscrowd": data.draw(st.sampled_from([0, 0, 1]))})
+        document: Any = {"images": images, "annotations": annotations, "categories": [
+            {"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+        if data.draw(st.integers(0, 9)) == 0:
+            document = data.draw(json_values)
+        (source / "annotations.json").write_text(json.dumps(document))
+        result = imported(source, out)
+        if result is not None:
+            assert_accounted(result, out, names, {})
+
+
+voc_numbers = st.one_of(st.integers(-3, 15).map(str), numeric_text)
+
+
+@st.composite
+def voc_xml(draw: st.DrawFn, name: str, size: tuple[int, int]) -> str:
+    objects = "".join(
+        f"<object><name>{draw(st.sampled_from(['cat', 'dog', '', 'a&amp;b']))}</name>"
+        f"<difficult>{draw(st.sampled_from(['0', '1', 'x']))}</difficult><bndbox>"
+        + "".join(f"<{k}>{draw(voc_numbers)}</{k}>" for k in ("xmin", "ymin", "xmax", "ymax"))
+        + "</bndbox></object>" for _ in range(draw(st.integers(0, 3))))
+    width, height = draw(st.one_of(st.just(size), st.tuples(voc_numbers, voc_numbers)))
+    text = (f"<annotation><filename>{draw(st.sampled_from([name, 'other.jpg', '']))}"
+            f"</filename><size><width>{width}</width><height>{height}</height><depth>3"
+            f"</depth></size>{objects}</annotation>")
+    return draw(st.sampled_from([text] * 6 + [text[: len(text) // 2], "", "<annotation/>"]))
+
+
+@given(data=st.data())
+@FEW
+def test_voc_import_survives_any_xml(data: st.DataObject) -> None:
+    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
+                               unique=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+        (source / "Annotations").mkdir(parents=True)
+        (source / "JPEGImages").mkdir()
+        origins: dict[str, str] = {}
+        for name in names:
+            size = data.draw(sizes)
+            (source / "JPEGImages" / name).write_bytes(data.draw(image_files(size)))
+            if data.draw(st.integers(0, 5)) > 0:
+                xml = source / "Annotations" / f"{Path(name).stem}.xml"
+                xml.write_text(data.draw(voc_xml(name, size)), encoding="utf-8")
+                origins[name] = str(xml)  # a broken XML's skip names the XML
+        result = imported(source, out)
+        if result is not None:
+            assert_accounted(result, out, names, origins)
