@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -241,14 +242,17 @@ def predict_mapping(model: Path) -> dict[str, object]:
 
 
 def _manifest(source: ExportedModel, name: str, path: Path) -> dict[str, object]:
-    """The source model's manifest, for the same bytes, renamed; its labels file copied too."""
+    """The source model's manifest, for the same bytes, renamed; its labels file copied too.
+    ``built_from`` is relative to the model's folder: the export folder is written under
+    another name and renamed into place, so an absolute path would name a folder that is gone."""
     from odplug.model import litert
 
     manifest = litert.read_manifest(source)
     labels = manifest.get("labels_file")
     if labels and (source.path.parent / labels).is_file():
         shutil.copyfile(source.path.parent / labels, path.parent / labels)
-    return manifest | {"name": name, "model": path.name, "built_from": str(source.path)}
+    return manifest | {"name": name, "model": path.name,
+                       "built_from": os.path.relpath(source.path, path.parent)}
 
 
 @hookimpl(trylast=True)
