@@ -227,7 +227,7 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
     of the SavedModel's mAP raises `OdplugError` after the table is written, as the command
     line exits 1.
     """
-    from odplug.workflows.export import check_targets, plan_export, verify_exports
+    from odplug.workflows.export import check_targets, plan_export
     from odplug.workflows.export import export as write_all
 
     if not model:
@@ -240,12 +240,10 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
     job = plan_export(_console(), to=args.names(to), quantize=args.names(quantize),
                       model=_model(model), out=args.out_folder("out", out),
                       records=Path(records) if records else None, verify=verify)
-    written = write_all(job)
-    result = ExportResult(job.out, [exported for _exporter, exported in written])
-    if verify and job.records is not None:
-        result.verification = verify_exports(job, written, limit=count or None)
-        if enforce:
-            check_targets(result.rows, floor)
+    exported = write_all(job, limit=count or None)
+    result = ExportResult(job.out, exported.models, exported.verification)
+    if enforce:
+        check_targets(result.rows, floor)
     return result
 
 

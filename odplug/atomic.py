@@ -3,8 +3,8 @@
 Every file odplug produces goes through here: written beside its destination under a hidden
 temporary name and renamed into place, so a crash or Ctrl-C never leaves a truncated record
 file or report that a later step would trust. A folder that must change as one unit (an
-import's output) is filled under a hidden staging name beside it and swapped in whole by
-`replace_folder`, under `folder_lock`.
+import's output, an export's) is filled under a hidden staging name beside it and swapped in
+whole by `replace_folder`, under `folder_lock`.
 
 The names beside a folder ``out``, all hidden so no reader of ``out`` ever sees them:
 
@@ -79,15 +79,16 @@ _held: set[Path] = set()
 
 
 @contextlib.contextmanager
-def folder_lock(target: Path) -> Iterator[None]:
-    """Hold the lock of the folder `target` (which may not exist yet) for the block, or refuse.
+def folder_lock(target: Path, what: str = "import") -> Iterator[None]:
+    """Hold the lock of the folder `target` (which may not exist yet) for the block, or refuse,
+    naming `what` holds it (an ``import``, an ``export``).
 
     A POSIX record lock on a hidden file beside `target`: the kernel drops it when the process
     ends, however it ends, and unlike ``flock`` a forked worker does not inherit it, so workers
     orphaned by a kill -9 of their parent cannot keep the folder locked.
     """
     path = target.parent / f"{LOCK_PREFIX}{target.name}"
-    busy = OdplugError(f"{target}: another odplug import is writing this folder now; wait "
+    busy = OdplugError(f"{target}: another odplug {what} is writing this folder now; wait "
                        "for it to finish or give another output folder")
     if path in _held:
         raise busy

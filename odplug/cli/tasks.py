@@ -384,7 +384,7 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, records=None,
                  verify=True, limit=0, min_ratio=""):
     """Export a trained run to TFLite / Edge TPU / TF.js, then verify each on the test split."""
-    from odplug.workflows.export import check_targets, export, plan_export, verify_exports
+    from odplug.workflows.export import check_targets, export, plan_export
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
@@ -397,14 +397,14 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
                       records=Path(records) if records else None, verify=verify)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
-    written = export(job, on_done=lambda m: print(
-        f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)", flush=True))
-    if not verify or job.records is None:
+    verification = export(
+        job, limit=limit or None,
+        on_done=lambda m: print(f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)",
+                                flush=True),
+        on_verifying=lambda: print(f"Verifying on {job.records} (test split) ...", flush=True),
+        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True)).verification
+    if verification is None:
         return
-    print(f"Verifying on {job.records} (test split) ...", flush=True)
-    verification = verify_exports(
-        job, written, limit=limit or None,
-        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
     print(verification.table.read_text(), end="")
     print(f"Wrote {verification.table} and {verification.data}")
     if enforce:

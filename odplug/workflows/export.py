@@ -1,24 +1,36 @@
 """``model.export``: a trained model into every format asked for, then the verification table.
 
 `plan_export` orders the exporters, checks them all and resolves the model (a run folder or a
-SavedModel folder) before any work; `export` writes each format; `verify_exports` runs every
-exported model on the test split beside the SavedModel. ``model.export`` and the pipeline both
-call these three, so an export is planned, checked, written and verified one way whichever
-started it; the command line only prints what they return.
+SavedModel folder) before any work; `export` writes each format and, unless the job was
+planned without it, runs every exported model on the test split beside the SavedModel and
+writes the verification table. ``model.export``, ``odplug.export`` and the pipeline all call
+these two, so an export is planned, checked, written and verified one way whichever started
+it; the command line only prints what they return.
+
+An export changes its output folder whole or not at all. Everything is written into a hidden
+staging folder beside it (same file system), which replaces the folder only once every model,
+and the verification when asked, is written: the previous folder is renamed aside, the new
+one renamed in, the old one deleted (`odplug.atomic.replace_folder`, under a lock that
+refuses a second export into the same folder). A failed, interrupted or killed export leaves
+the previous one byte-identical; what a killed one left beside it is deleted, or put back if
+it died between the two renames, when the next export into that folder starts
+(`odplug.atomic.recover_folder`). An export without verification leaves no older table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from odplug.atomic import folder_lock, recover_folder, replace_folder
 from odplug.components import ExportedModel, Exporter
 from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
 from odplug.exports import plan as exporting
-from odplug.plugins import Registry
+from odplug.exports.output import check_output, moved, unchanged_line
+from odplug.plugins import EXPORTERS, Registry
 from odplug.run import resolve_model
 
 if TYPE_CHECKING:  # running and scoring models imports TensorFlow: only verification does
@@ -40,6 +52,11 @@ class ExportJob:
     saved_model: Path | None = None
     """The SavedModel to convert; None while it is not trained yet (the pipeline plans its
     export before training and gives it with `for_model` once it is)."""
+    verify: bool = True
+    """Whether `export` verifies every model and writes the table with them."""
+    formats: frozenset[str] = field(default_factory=frozenset)
+    """Every registered exporter's name: the sub-folders of an export folder that `export`
+    may replace (`odplug.exports.output.check_output`)."""
 
     def for_model(self, saved_model: Path) -> ExportJob:
         return replace(self, saved_model=saved_model)
@@ -54,6 +71,20 @@ class Verification:
     """``verification.json``"""
 
 
+@dataclass
+class Exported:
+    """What `export` wrote, at the paths it has in the output folder."""
+
+    written: Written
+    """Each model with the exporter that wrote it, in `ExportJob.exporters`' order."""
+    verification: Verification | None = None
+    """None when the job was planned with ``verify=False``."""
+
+    @property
+    def models(self) -> list[ExportedModel]:
+        return [model for _exporter, model in self.written]
+
+
 def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str] = (),
                 model: Path | None = None, out: Path | None = None,
                 records: Path | None = None, verify: bool = True) -> ExportJob:
@@ -62,9 +93,10 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
     The order: the exporter names and what they require, the variants (the user's mistakes,
     `UsageError`), every exporter's `check()` (what is missing here), then `model`, a run
     folder or a SavedModel folder, whose run gives the default `records` and `out` (``export/``
-    in the run folder, or beside the SavedModel), and last that verification has records.
-    The pipeline plans before its model is trained: it leaves `model` out and gives `out` and
-    `records` (`ExportJob.for_model` adds the SavedModel later).
+    in the run folder, or beside the SavedModel), that verification has records, and last that
+    the output is a folder an export may replace whole (`check_output`). The pipeline plans
+    before its model is trained: it leaves `model` out and gives `out` and `records`
+    (`ExportJob.for_model` adds the SavedModel later).
     """
     exporters = exporting.plan(registry, to)
     variants = exporting.variants_for(exporters, quantize)
@@ -81,30 +113,77 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
                           "--records or --no-verify")
     if out is None:
         raise ValueError("plan_export needs the model or the output folder")
-    return ExportJob(exporters, variants, out, records, saved_model)
+    formats = frozenset(registry.table(EXPORTERS))
+    check_output(out, formats)
+    return ExportJob(exporters, variants, out, records, saved_model, verify, formats)
 
 
-def export(job: ExportJob, on_done: Callable[[ExportedModel], None] = lambda model: None
-           ) -> Written:
-    """Run every exporter of `job` into ``<out>/<exporter>``; `on_done` hears of each model."""
-    return exporting.export_all(job.exporters, _saved_model(job), job.out, job.variants,
-                                job.records, on_done=on_done)
+def export(job: ExportJob, *, limit: int | None = None,
+           on_done: Callable[[ExportedModel], None] = lambda model: None,
+           on_verifying: Callable[[], None] = lambda: None,
+           on_row: Callable[[Row], None] = lambda row: None) -> Exported:
+    """Write every exporter of `job` into ``<out>/<exporter>`` and, when `job.verify`, score
+    the SavedModel and every exported model on the test split of its records (at most `limit`
+    images) into ``verification.md`` and ``.json``; all of it replaces `job.out` whole once
+    written (module docstring), or raises and leaves `job.out` as it was.
+
+    `on_done` hears of each model, `on_verifying` of the verification starting and `on_row`
+    of each row, all with the paths they have once the export is in place. A file-system
+    error (a full disk) is an `OdplugError` of one line naming the output.
+    """
+    saved_model = _saved_model(job)
+    if job.verify and job.records is None:
+        raise ValueError("export needs a job planned with its records to verify")
+    target = job.out.resolve()
+    staged: list[Path] = []
+    try:
+        with folder_lock(target, "export"):
+            recover_folder(target)
+            check_output(job.out, job.formats)
+            with replace_folder(target) as staging:
+                staged.append(staging)
+
+                def model_done(model: ExportedModel) -> None:
+                    on_done(_moved_model(model, staging, job.out))
+
+                written = exporting.export_all(job.exporters, saved_model, staging,
+                                               job.variants, job.records, on_done=model_done)
+                result = Exported([(exporter, _moved_model(model, staging, job.out))
+                                   for exporter, model in written])
+                if job.verify:
+                    on_verifying()
+                    result.verification = _verify(replace(job, out=staging), written, job.out,
+                                                  limit=limit, on_row=on_row)
+    except OSError as error:
+        raise OdplugError(unchanged_line(job.out, error, staged[0] if staged else None)
+                          ) from None
+    return result
 
 
-def verify_exports(job: ExportJob, written: Written, *, limit: int | None = None,
-                   on_row: Callable[[Row], None] = lambda row: None) -> Verification:
-    """Score the SavedModel and every exported model of `job` on the test split of its
-    records; write ``verification.md`` and ``verification.json`` to its output folder."""
-    if job.records is None:
-        raise ValueError("verify_exports needs a job planned with its records")
+def _moved_model(model: ExportedModel, staging: Path, out: Path) -> ExportedModel:
+    return replace(model, path=moved(model.path, staging, out),
+                   manifest=moved(model.manifest, staging, out))
+
+
+def _verify(job: ExportJob, written: Written, out: Path, *, limit: int | None,
+            on_row: Callable[[Row], None]) -> Verification:
+    """Score the SavedModel and every model of `written` on the test split of `job`'s
+    records; write the table into `job.out` (the staging folder), each row giving the path
+    its model has once `job.out` has become `out`."""
+    assert job.records is not None  # `export` checked
     from odplug.exports.verify import verify, write_table
     from odplug.workflows.evaluate import split_files
 
+    def row_done(row: Row) -> None:
+        row.path = str(moved(Path(row.path), job.out, out))
+        on_row(row)
+
     files = split_files(job.records, "test", "to verify on")
     rows = verify(_saved_model(job), written, files,
-                  read_label_map(job.records / "label_map.pbtxt"), limit=limit, on_row=on_row)
-    table, data = write_table(rows, job.out)
-    return Verification(rows, table, data)
+                  read_label_map(job.records / "label_map.pbtxt"), limit=limit,
+                  on_row=row_done)
+    write_table(rows, job.out)
+    return Verification(rows, out / "verification.md", out / "verification.json")
 
 
 def _saved_model(job: ExportJob) -> Path:

@@ -7,7 +7,8 @@ rerun. The dataset counts as changed when any of its files is added, removed or 
 Training asks the trainer to continue its run if it can (``resume="auto"``): the trainer
 decides whether an interrupted run goes on or is replaced. The stages call the same library
 functions as the single tasks (the export is planned, written and verified by
-`odplug.workflows.export`, as ``model.export`` does it), so this module is only order and
+`odplug.workflows.export`, as ``model.export`` does it, and its folder changes whole or not
+at all), so this module is only order and
 bookkeeping. A stage whose stored outputs this odplug cannot read (an older odplug's) runs
 again.
 """
@@ -146,8 +147,7 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
             on_total=on_import_total, on_progress=on_import_progress)
     run = _train(state, trainer, records, run_dir, options, on_step, on_event)
     job = job.for_model(run.saved_model)
-    written = _export(state, job, options.to)
-    rows, table = _verify(state, job, written)
+    written, rows, table = _export(state, job, options.to)
     return PipelineResult(out=out, records=records, run=run,
                           exported=[model for _exporter, model in written], table=table,
                           rows=rows, reused=state.reused)
@@ -209,30 +209,37 @@ def _train(state: _State, trainer: Trainer, records: Path, run_dir: Path,
     return run
 
 
-def _export(state: _State, job: ExportJob, to: list[str]) -> Written:
-    from odplug.workflows.export import export
+def _export(state: _State, job: ExportJob, to: list[str]) -> tuple[Written, list[Row], Path]:
+    """The export and verify stages: one `export` writes the models and their verification
+    together, since an export folder changes whole; a verification that must run again
+    while the models are reused (a table of an older odplug) exports them again with it."""
+    from odplug.exports.verify import Row
+    from odplug.workflows.export import Exported, export
 
     exporters = {exporter.name: exporter for exporter in job.exporters}
+    fresh: list[Exported] = []
 
-    def read(outputs: dict[str, Any]) -> Written:
+    def exported() -> Exported:
+        if not fresh:
+            fresh.append(export(job))
+        return fresh[0]
+
+    def read_models(outputs: dict[str, Any]) -> Written:
         models = [ExportedModel.from_json(model) for model in outputs["models"]]
         return [(exporters[model.exporter], model) for model in models]
 
-    return state.run("export", {"to": to, "variants": job.variants}, job.out.is_dir,
-                     lambda: {"models": [model.to_json() for _e, model in export(job)]}, read)
-
-
-def _verify(state: _State, job: ExportJob, written: Written) -> tuple[list[Row], Path]:
-    from odplug.exports.verify import Row
-    from odplug.workflows.export import verify_exports
-
-    def work() -> dict[str, Any]:
-        verification = verify_exports(job, written)
+    def verified() -> dict[str, Any]:
+        verification = exported().verification
+        assert verification is not None  # the pipeline's job always verifies
         return {"table": str(verification.table),
                 "rows": [row.to_json() for row in verification.rows]}
 
-    def read(outputs: dict[str, Any]) -> tuple[list[Row], Path]:
+    def read_rows(outputs: dict[str, Any]) -> tuple[list[Row], Path]:
         return [Row.from_json(row) for row in outputs["rows"]], Path(outputs["table"])
 
-    return state.run("verify", {"table": TABLE_VERSION},
-                     lambda: (job.out / "verification.md").is_file(), work, read)
+    written = state.run("export", {"to": to, "variants": job.variants}, job.out.is_dir,
+                        lambda: {"models": [model.to_json() for model in exported().models]},
+                        read_models)
+    rows, table = state.run("verify", {"table": TABLE_VERSION},
+                            lambda: (job.out / "verification.md").is_file(), verified, read_rows)
+    return written, rows, table

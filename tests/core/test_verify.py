@@ -104,14 +104,13 @@ class _Job:
 def exported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
     """``model.export`` with planning, exporting and verification replaced: it prints and
     judges the rows `_rows` gives (tflite-int8 at 97% of the SavedModel's mAP@.5)."""
-    def verify_exports(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def export(*args, **kwargs):  # type: ignore[no-untyped-def]
         rows = _rows()
         table, data = write_table(rows, tmp_path)
-        return export_workflow.Verification(rows, table, data)
+        return export_workflow.Exported([], export_workflow.Verification(rows, table, data))
 
     monkeypatch.setattr(export_workflow, "plan_export", lambda *a, **k: _Job(tmp_path))
-    monkeypatch.setattr(export_workflow, "export", lambda *a, **k: [])
-    monkeypatch.setattr(export_workflow, "verify_exports", verify_exports)
+    monkeypatch.setattr(export_workflow, "export", export)
     monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
 
     def run(**options):  # type: ignore[no-untyped-def]
