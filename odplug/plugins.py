@@ -67,7 +67,7 @@ class BuiltinDefaults:
     """``model.export --to`` and the pipeline's exports"""
 
 
-BUILTIN_DEFAULTS = BuiltinDefaults()
+BUILTIN_DEFAULTS: BuiltinDefaults = BuiltinDefaults()
 
 C = TypeVar("C", bound=Component)
 
