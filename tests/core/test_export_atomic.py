@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from odplug.components import NO_INPUTS, ExportedModel, Exporter
 from odplug.trained import TrainedDetector
 from tests.core.test_export_plan import Recording, registry_of
 from tests.support.detectors import TinyRun, write_detector
+from tests.support.tools import write_plugin
 from tests.unit.test_import_atomic import leftovers, snapshot
 
 BIN = Path(sys.executable).parent
@@ -272,12 +272,7 @@ def test_kill_9_leaves_the_previous_export(verified: Path, tiny_run: TinyRun, tm
     shutil.copytree(verified, out)
     before = snapshot(out)
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "odplug_pause.py").write_text(textwrap.dedent(PAUSE_PLUGIN))
-    info = site / "odplug_pause-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: odplug-pause\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[odplug]\npause = odplug_pause\n")
+    write_plugin(site, "odplug_pause", PAUSE_PLUGIN, entry_point="pause")
     marker = tmp_path / "paused"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get(
         "PYTHONPATH", "")]), "PAUSE_MARKER": str(marker), "KILL_AT": point}

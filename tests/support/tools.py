@@ -85,3 +85,20 @@ def hide_module(monkeypatch: pytest.MonkeyPatch, hidden: str) -> None:
 def warnings(stderr: str) -> list[str]:
     """The ``odplug: warning:`` lines of a command's standard error."""
     return [line for line in stderr.splitlines() if line.startswith("odplug: warning:")]
+
+
+def write_plugin(site: Path, module: str, source: str, *, entry_point: str,
+                 version: str = "1.0") -> Path:
+    """A plugin distribution in folder `site`, as pip would leave it: ``<module>.py`` (the
+    dedented `source`) and a ``.dist-info`` whose ``odplug`` entry point `entry_point` names
+    the module. Put `site` on the path (PYTHONPATH for a subprocess) and odplug finds it."""
+    import textwrap
+
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[odplug]\n{entry_point} = {module}\n")
+    return site / f"{module}.py"

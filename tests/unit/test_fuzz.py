@@ -17,6 +17,8 @@ import io
 import json
 import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +219,17 @@ yolo_lines = st.one_of(
     st.lists(yolo_numbers, max_size=12).map(" ".join),
     st.text(max_size=10),
 )
+image_name_lists = st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4, unique=True)
+
+
+@contextmanager
+def dataset_folders() -> Iterator[tuple[Path, Path]]:
+    """A fresh dataset folder and output folder for one example: hypothesis runs every example
+    of a test in the same ``tmp_path``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp) / "ds", Path(tmp) / "out"
+
+
 yolo_yamls = st.one_of(
     st.builds(lambda extra: f"train: images/train\nval: images/val\nnames: [cat, dog]\n{extra}",
               st.sampled_from(["", "kpt_shape: [3, 2]\n", "kpt_shape: [2, 3]\n",
@@ -230,10 +243,8 @@ yolo_yamls = st.one_of(
 @given(data=st.data())
 @FEW
 def test_yolo_import_survives_any_labels(data: st.DataObject) -> None:
-    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
-                               unique=True))
-    with tempfile.TemporaryDirectory() as tmp:
-        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+    names = data.draw(image_name_lists)
+    with dataset_folders() as (source, out):
         (source / "labels" / "train").mkdir(parents=True)
         (source / "data.yaml").write_text(data.draw(yolo_yamls), encoding="utf-8")
         for name in names:
@@ -258,11 +269,9 @@ coco_boxes = st.one_of(st.lists(st.integers(-5, 15), min_size=4, max_size=4),
 @given(data=st.data())
 @FEW
 def test_coco_import_survives_any_annotations(data: st.DataObject) -> None:
-    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
-                               unique=True))
+    names = data.draw(image_name_lists)
     images, annotations = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+    with dataset_folders() as (source, out):
         (source / "images").mkdir(parents=True)
         for index, name in enumerate(names, start=1):
             width, height = data.draw(sizes)
@@ -305,10 +314,8 @@ def voc_xml(draw: st.DrawFn, name: str, size: tuple[int, int]) -> str:
 @given(data=st.data())
 @FEW
 def test_voc_import_survives_any_xml(data: st.DataObject) -> None:
-    names = data.draw(st.lists(st.sampled_from(IMAGE_NAMES), min_size=1, max_size=4,
-                               unique=True))
-    with tempfile.TemporaryDirectory() as tmp:
-        source, out = Path(tmp) / "ds", Path(tmp) / "out"
+    names = data.draw(image_name_lists)
+    with dataset_folders() as (source, out):
         (source / "Annotations").mkdir(parents=True)
         (source / "JPEGImages").mkdir()
         origins: dict[str, str] = {}

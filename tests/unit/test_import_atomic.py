@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from odplug.data.stats import folder_stats
 from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from tests.support.records import run_import as run
+from tests.support.tools import write_plugin
 
 BIN = Path(sys.executable).parent
 
@@ -272,12 +272,7 @@ def odplug_register_writers(register):
 def slow_import(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     """Start ``odplug data.import --to slow`` in its own session; returns once it is writing."""
     site = tmp_path / "site"
-    site.mkdir()
-    (site / "odplug_slow.py").write_text(textwrap.dedent(SLOW_WRITER))
-    info = site / "odplug_slow-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: odplug-slow\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[odplug]\nslow = odplug_slow\n")
+    write_plugin(site, "odplug_slow", SLOW_WRITER, entry_point="slow")
     started: list[subprocess.Popen] = []  # type: ignore[type-arg]
 
     def start(source: Path, out: Path, seconds: float) -> subprocess.Popen:  # type: ignore[type-arg]

@@ -14,7 +14,6 @@ import ast
 import inspect
 import re
 import sys
-import textwrap
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -53,7 +52,7 @@ from odplug.plugins import (
 )
 from odplug.run import RunInfo
 from odplug.samples import Sample
-from tests.support.tools import ROOT, Run, warnings
+from tests.support.tools import ROOT, Run, warnings, write_plugin
 
 if TYPE_CHECKING:
     from odplug.trained import TrainedDetector
@@ -205,13 +204,7 @@ class FakeSite:
     def add(self, name: str, source: str, *, version: str = "1.0") -> str:
         """Write distribution ``odplug-fake-<name>`` whose entry point `name` is `source`."""
         module = f"odplug_fake_{name}"
-        (self.root / f"{module}.py").write_text(textwrap.dedent(source))
-        info = self.root / f"{module}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n"
-        )
-        (info / "entry_points.txt").write_text(f"[odplug]\n{name} = {module}\n")
+        write_plugin(self.root, module, source, entry_point=name, version=version)
         self.modules.append(module)
         return module
 
