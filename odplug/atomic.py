@@ -52,17 +52,40 @@ _FILE_MODE = 0o666 & ~_umask()
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside `path`; rename it to `path` only if the block succeeds."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that wants a name, not a handle (h5py,
+    Keras' ``save_weights``); renamed to `path` only if the block succeeds, deleted otherwise.
+
+    The temporary name ends with `path`'s own suffixes (``.weights.h5``), which such writers
+    check; a process killed in the block leaves it behind, hidden (`remove_temporaries`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", dir=path.parent)
+    suffix = "".join(path.suffixes)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=suffix,
+                                dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
+        yield Path(name)
+        os.chmod(name, _FILE_MODE)
+        os.replace(name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(name)
         raise
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete the temporary files that killed writers left in `folder` (not below it).
+
+    Only while no writer works in `folder`: a live writer's file would go too."""
+    for path in folder.glob(TEMP_PREFIX + "*"):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from odplug.atomic import atomic_write_text
+from odplug.atomic import atomic_write_text, recover_folder, remove_temporaries
 from odplug.data.fingerprint import fingerprint
 from odplug.errors import OdplugError
 from odplug.run import Resume, RunInfo
@@ -91,15 +91,17 @@ class RunFolder:
         return int(found.group(1)) if found else None
 
     def holds_a_run(self) -> bool:
-        """Whether the folder holds a run to protect: one with checkpoints or trained weights, a
-        finished one, another trainer's, or a ``run.json`` that cannot be read.
+        """Whether the folder holds a run to protect: one with a checkpoint or trained
+        weights, a finished one, another trainer's, or a ``run.json`` that cannot be read.
 
         What a start that failed before its first checkpoint left (the config, ``inputs.json``,
         a ``run.json`` neither resumable nor complete) is not: nothing in it can be continued
         or used, and a new start replaces it, so a failed download or a first step that ran out
         of memory is never a dead end between "already holds a run" and "nothing to resume".
+        Nor are the files of a first checkpoint whose writing was killed before the
+        CheckpointManager noted it (``checkpoints/checkpoint``): ``--resume`` cannot use them.
         """
-        if self.checkpoints.is_dir() and any(self.checkpoints.iterdir()):
+        if self.has_checkpoint():
             return True
         if self.best_weights.is_file() or self.last_weights.is_file():
             return True
@@ -110,6 +112,19 @@ class RunFolder:
         except OdplugError:
             return True
         return info.trainer != TRAINER or info.complete or info.resumable
+
+
+def tidy(folder: RunFolder) -> None:
+    """Finish what a killed run left half done: a SavedModel swap cut between its two renames
+    is undone (`odplug.atomic.recover_folder`: the previous SavedModel is back, the new one
+    deleted), and the hidden temporary files of writes it did not finish are deleted. Only
+    while no training writes the folder."""
+    if not folder.root.is_dir():
+        return
+    recover_folder(folder.saved_model)
+    for place in (folder.root, folder.metrics):
+        if place.is_dir():
+            remove_temporaries(place)
 
 
 def describe(root: Path) -> RunInfo | None:
@@ -141,6 +156,7 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
     in the Keras cache) before it touches the folder, so a bad config, a missing file or a
     failed download leaves the folder, and any run in it, as it was.
     """
+    tidy(folder)
     if resume == "required":
         return _resumed(folder, config_path, overrides), True
     config = load_config(config_path, overrides)

@@ -11,6 +11,15 @@ A run goes in parts that hand one state (`_Run`) along: `_build` starts or resum
 folder and builds the strategy, the model and what trains it (`learner.build_learner`) and the
 checkpoint; `_fit` is the loop, each step logged, checkpointed and validated (`_validate`) at
 its intervals; `_finish` scores the test split and writes the SavedModel.
+
+A run changes whole or not at all: the weights files are written beside their names and
+renamed (`odplug.atomic.atomic_path`), the SavedModel is filled in a staging folder and swapped
+in (`odplug.atomic.replace_folder`; `runfolder.tidy` undoes a swap a kill cut in two), and the
+CheckpointManager notes a checkpoint only once it is whole. So a training killed at any point
+leaves the previous files, a run ``--resume`` continues, and a ``run.json`` that is not
+complete (an export refuses the run until ``--resume`` finishes it). A loss that is no longer
+finite stops the run before its step is checkpointed (`_finite`); a write that fails is one
+line naming the path (`_writing`).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from odplug.atomic import atomic_write_text
+from odplug.atomic import atomic_path, atomic_write_text, replace_folder
 from odplug.components import EventCallback, StepCallback, TrainingStatus, TrainingValidation
 from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.shards import shard_files, training_inputs
@@ -285,7 +295,7 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
             if current == start:
                 state.tell(TrainingStatus("tracing the training step"))
             current += 1
-            losses = state.learner.train_step(images, targets)
+            losses = _finite(state, current, state.learner.train_step(images, targets))
             state.step.assign(current)
             clock.window_images += train.batch_size
             total = budget.update(current, clock.seconds(), clock.validations,
@@ -294,23 +304,83 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
                 metrics = _log(state, clock, current, losses)
             on_step(current, total, metrics)
             if current % train.checkpoint_every == 0 or current == total:
-                state.manager.save(checkpoint_number=current)
-                if not state.info.resumable:
-                    state.info = replace(state.info, resumable=True).write()
+                _checkpoint(state, current)
             if state.val_files and (current % train.eval_every == 0 or current == total):
                 _validate(state, clock, current, total, losses)
 
 
-def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, tf.Tensor]
+def _finite(state: _Run, current: int, losses: dict[str, tf.Tensor]) -> dict[str, float]:
+    """The step's losses, read on the host; a term that is no longer finite stops the run
+    before the step can be checkpointed, naming the step, the term and the learning rate.
+
+    Read at every step, not only at log steps: a loss gone NaN between two logs would
+    otherwise reach the next checkpoint, and every later step, as NaN weights."""
+    values = {k: float(v) for k, v in losses.items()}
+    if np.isfinite(values["loss"]):
+        return values
+    terms = [k for k in ("classification", "box") if not np.isfinite(values[k])]
+    what = (" and ".join(terms) + (" losses" if len(terms) > 1 else " loss")) if terms \
+        else "loss"
+    saved = state.run.last_step()
+    kept = (f"the run keeps its checkpoint of step {saved}: continue it with model.train "
+            "--resume --set train.learning_rate=<lower>" if saved is not None
+            else "no checkpoint was saved yet: start again with a lower train.learning_rate")
+    raise OdplugError(
+        f"step {current}: the {what} became {values['loss']} at learning rate "
+        f"{float(state.learner.schedule(current)):.3g}; training stopped and {kept} (or raise "
+        "train.warmup_steps)")
+
+
+def _checkpoint(state: _Run, current: int) -> None:
+    """Save the step's checkpoint; the first one makes the run resumable (``run.json``).
+
+    A write that fails (a full disk) stops the run with one line naming the folder; the
+    CheckpointManager notes a checkpoint only once it is whole, so the previous one stays the
+    one ``--resume`` continues from."""
+    saved = state.run.last_step()
+    kept = (f"the run keeps its checkpoint of step {saved}; free space, then continue it "
+            "with model.train --resume" if saved is not None
+            else "no checkpoint was saved yet; free space, then start again")
+    with _writing(state.run.checkpoints, f"the checkpoint of step {current}", kept):
+        state.manager.save(checkpoint_number=current)
+        if not state.info.resumable:
+            state.info = replace(state.info, resumable=True).write()
+
+
+@contextmanager
+def _writing(path: Path, what: str, kept: str) -> Iterator[None]:
+    """A write of the run that fails (a full disk, a file system gone read-only) as one line:
+    the path, what was written, what the run keeps."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as error:
+        raise OdplugError(f"{path}: cannot write {what}: {_reason(error)}; {kept}") from None
+
+
+def _reason(error: OSError | tf.errors.OpError) -> str:
+    """The system's words for a failed write (``No space left on device``), without the
+    temporary file's name and the op that TensorFlow's message wraps them in."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = re.sub(r"\s*\[Op:\w+\]$", "", error.message.strip())
+    return text.rpartition("; ")[2] or text
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    """`model`'s weights as `path`, whole or not at all: written beside it and renamed, so a
+    kill or a full disk leaves the previous file's bytes."""
+    with _writing(path, "the weights", "the previous file is as it was"), \
+            atomic_path(path) as partial:
+        model.save_weights(str(partial))
+
+
+def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, float]
          ) -> dict[str, float]:
     """The step's losses, images/s since the last log (left out when the window holds the
     first step, whose tracing would make it meaningless) and the learning rate, also written
-    to TensorBoard; a loss that is no longer finite stops the run."""
+    to TensorBoard."""
     elapsed = time.perf_counter() - clock.window_start
-    metrics = {k: float(v) for k, v in losses.items()}
-    if not np.isfinite(metrics["loss"]):
-        raise OdplugError(f"the loss became {metrics['loss']} at step {current}; "
-                          "lower train.learning_rate or raise train.warmup_steps")
+    metrics = dict(losses)
     if clock.window_measures:
         metrics["images_per_second"] = clock.window_images / max(elapsed, 1e-9)
     metrics["learning_rate"] = float(state.learner.schedule(current))
@@ -321,7 +391,7 @@ def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, tf.Tensor]
 
 
 def _validate(state: _Run, clock: _Clock, current: int, total: int,
-              losses: dict[str, tf.Tensor]) -> None:
+              losses: dict[str, float]) -> None:
     """Score the val split, and the `EvalConfig.curve_splits` outside the clock, with the
     weights as they would be exported (the average, when kept); keep them if they are the best
     so far; add the point to the learning curve and TensorBoard, and tell `on_event`."""
@@ -339,7 +409,7 @@ def _validate(state: _Run, clock: _Clock, current: int, total: int,
         clock.excluded += extra
         if _better(result.map, result.map50, state.best):
             state.best = {"map50": result.map50, "map": result.map, "step": current}
-            model.save_weights(str(state.run.best_weights))
+            _save_weights(model, state.run.best_weights)
             atomic_write_text(state.run.best, json.dumps(state.best, indent=2) + "\n")
     _summaries(state.writer, current, point)
     state.curve.add(step=current, seconds=clock.seconds(),
@@ -349,7 +419,7 @@ def _validate(state: _Run, clock: _Clock, current: int, total: int,
     clock.validating += clock.window_start - began - extra
     best = state.best
     state.tell(TrainingValidation(
-        step=current, total=total, losses={k: float(v) for k, v in losses.items()},
+        step=current, total=total, losses=dict(losses),
         map50=float(result.map50), map=float(result.map), best_step=int(best["step"]),
         best_map=float(best.get("map", -1.0)), best_map50=float(best["map50"])))
 
@@ -363,7 +433,7 @@ def _finish(state: _Run) -> RunInfo:
     if learner.average is not None:
         learner.average.apply()
     cluster.report(state.me, model)
-    model.save_weights(str(run.last_weights))
+    _save_weights(model, run.last_weights)
     if run.best_weights.is_file():
         model.load_weights(str(run.best_weights))
     test_files = shard_files(state.records, "test") if state.me.chief else []
@@ -376,8 +446,11 @@ def _finish(state: _Run) -> RunInfo:
         info = replace(info, metrics={"test": {"map50": result.map50, "map": result.map}},
                        metrics_dir=run.metrics)
     state.tell(TrainingStatus("writing the SavedModel"))
-    write_detector(model, learner.anchors, state.label_map, state.config.model.input_size,
-                   run.saved_model, nms=nms(state.config.eval))
+    with _writing(run.saved_model, "the SavedModel", "the run is not complete; free space, "
+                  "then finish it with model.train --resume"), \
+            replace_folder(run.saved_model) as staging:
+        write_detector(model, learner.anchors, state.label_map, state.config.model.input_size,
+                       staging, nms=nms(state.config.eval))
     info = replace(info, complete=True).write()
     cluster.all_done(state.strategy, state.me)
     return info

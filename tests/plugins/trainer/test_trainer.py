@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -299,6 +300,8 @@ def test_a_failed_start_is_replaced_by_the_next_one(tmp_path: Path) -> None:
     records = _fake_records(tmp_path)
     folder = RunFolder(tmp_path / "run")
     _failed_start(records, folder)
+    folder.checkpoints.mkdir()  # a first checkpoint killed before the manager noted it
+    (folder.checkpoints / "ckpt-5.index").write_bytes(b"")
     assert not folder.holds_a_run()
     with pytest.raises(OdplugError, match="nothing to resume"):
         start(records, folder, None, {}, "required")
@@ -318,6 +321,7 @@ def test_a_run_with_anything_worth_keeping_is_protected(tmp_path: Path, kept: st
     if kept == "checkpoint":
         folder.checkpoints.mkdir()
         (folder.checkpoints / "ckpt-5.index").write_bytes(b"")
+        (folder.checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
     elif kept == "best weights":
         folder.best_weights.write_bytes(b"")
     elif kept == "finished":
@@ -713,3 +717,160 @@ def test_gpu_training_uses_mixed_precision_and_xla(records: Path, tmp_path: Path
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "r" / "saved_model" / "saved_model.pb").is_file()
+
+
+KILLED_AT = """
+import os, shutil, signal, sys
+from pathlib import Path
+
+point, run, records = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point == "checkpoint":  # the step's checkpoint files written, the manager's index not yet
+    from tensorflow.python.checkpoint import checkpoint_management
+    checkpoint_management.update_checkpoint_state_internal = lambda *a, **k: die()
+elif point.endswith(".weights.h5"):  # the weights file written, not yet closed
+    import h5py
+    close = h5py.File.close
+    def closing(self):
+        if self.mode != "r" and point in Path(self.filename).name:
+            die()
+        close(self)
+    h5py.File.close = closing
+elif point == "saved_model":  # the first file of the old SavedModel deleted
+    rmtree, unlink = shutil.rmtree, os.unlink
+    def removing(path, *args, **kwargs):
+        if (Path(path) / "saved_model.pb").is_file():
+            def unlinking(*a, **k):
+                unlink(*a, **k)
+                die()
+            os.unlink = unlinking
+        rmtree(path, *args, **kwargs)
+    shutil.rmtree = removing
+
+from odplug_builtins.trainer.train import train
+train(records, run, resume="required", overrides={"train.steps": 31})
+"""
+
+
+def _kill_at(point: str, run: Path, records: Path) -> None:
+    """Continue `run` to step 31 in a process that kills itself (SIGKILL) at `point`."""
+    done = subprocess.run([str(BIN / "python"), "-c", KILLED_AT, point, str(run), str(records)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_write_keeps_whole_files_and_resumes(trained: dict,
+                                                                 tmp_path: Path) -> None:
+    """A finished run continued by one step, killed (SIGKILL) while it notes its checkpoint,
+    writes best.weights.h5 (best.json made any validation the best), writes last.weights.h5
+    and deletes the old SavedModel: each time the files keep their previous bytes (the
+    SavedModel is whole), ``run.json`` says the run can be resumed and is not complete, so an
+    export refuses it in one line; a last ``--resume`` finishes it."""
+    from odplug.run import resolve_model
+    from odplug_builtins.trainer.train import train
+
+    run, records = tmp_path / "run", trained["records"]
+    shutil.copytree(trained["run"], run)
+    best = json.loads((run / "best.json").read_text())
+    (run / "best.json").write_text(json.dumps({**best, "map": -1.0, "map50": -1.0}))
+    before = {name: (run / name).read_bytes() for name in ("best.weights.h5", "last.weights.h5")}
+    saved_model = _files(run / "saved_model")
+    for point, name in (("checkpoint", None), ("best.weights.h5", "best.weights.h5"),
+                        ("last.weights.h5", "last.weights.h5"), ("saved_model", None)):
+        _kill_at(point, run, records)
+        if name is not None:
+            assert (run / name).read_bytes() == before[name], f"{name} changed at {point}"
+        assert _files(run / "saved_model") in (saved_model, set()), f"half a SavedModel: {point}"
+        info = RunInfo.read(run)
+        assert info.resumable and not info.complete, point
+        with pytest.raises(OdplugError, match="not complete .*model.train --resume"):
+            resolve_model(run)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-31")
+    done = train(records, run, resume="required", overrides={"train.steps": 31})
+    assert done.complete and resolve_model(run)[0] == run / "saved_model"
+    assert _files(run / "saved_model") == saved_model
+    assert not [path.name for path in run.iterdir() if path.name.startswith(".odplug-")]
+
+
+@pytest.mark.slow
+def test_a_loss_gone_nan_stops_the_run_before_it_is_checkpointed(
+        records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class head's bias made NaN before step 7, between two logs (log_every is 100): the
+    run stops at step 7 naming the classification loss, with the checkpoint of step 5 the
+    latest and finite, not at the next log with NaN weights checkpointed at step 10."""
+    from odplug_builtins.trainer import train as training
+
+    build = training.build_learner
+
+    def poisoned(*args: object, **kwargs: object) -> object:
+        learner = build(*args, **kwargs)
+        calls = itertools.count(1)
+        step = learner.train_step
+
+        def train_step(images: object, targets: object) -> object:
+            if next(calls) == 7:
+                bias = learner.model.get_layer("class_head_5").weights[-1]
+                bias.assign(tf.fill(bias.shape, float("nan")))
+            return step(images, targets)
+        return replace(learner, train_step=train_step)
+
+    monkeypatch.setattr(training, "build_learner", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(OdplugError) as stopped:
+        training.train(records, run, overrides={**TINY, "train.steps": 12,
+                                                "train.log_every": 100})
+    assert re.fullmatch(r"step 7: the classification loss became nan at learning rate \S+; "
+                        r"training stopped and the run keeps its checkpoint of step 5: continue "
+                        r"it with model.train --resume --set train.learning_rate=<lower> .*",
+                        str(stopped.value)), stopped.value
+    latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    assert latest.endswith("ckpt-5")
+    reader = tf.train.load_checkpoint(latest)
+    assert all(np.isfinite(reader.get_tensor(name)).all()
+               for name, dtype in reader.get_variable_to_dtype_map().items() if dtype.is_floating)
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+        records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint of step 10 written under a file size limit (RLIMIT_FSIZE: the write
+    fails in the kernel, as on a full disk): one line naming the folder, and the checkpoint of
+    step 5 stays the one ``--resume`` continues from."""
+    import resource
+
+    from odplug_builtins.trainer.train import train
+
+    save = tf.train.CheckpointManager.save
+
+    def limited(self: tf.train.CheckpointManager, checkpoint_number: int) -> str:
+        if checkpoint_number < 10:
+            return save(self, checkpoint_number=checkpoint_number)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+        try:
+            return save(self, checkpoint_number=checkpoint_number)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", limited)
+    run = tmp_path / "run"
+    with pytest.raises(OdplugError) as stopped:
+        train(records, run, overrides={**TINY, "train.steps": 12, "train.eval_every": 100})
+    assert re.fullmatch(rf"{run / 'checkpoints'}: cannot write the checkpoint of step 10: .+; "
+                        r"the run keeps its checkpoint of step 5; free space, then continue it "
+                        r"with model.train --resume", str(stopped.value)), stopped.value
+    assert ": File too large;" in str(stopped.value)
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-5")
+    assert RunFolder(run).last_step() == 5 and RunInfo.read(run).resumable
