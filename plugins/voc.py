@@ -289,6 +289,10 @@ def _lines(path: Path) -> list[str]:
         raise OdplugError(f"{path}: cannot read the split list: {error}") from None
 
 
+ANNOTATION_SKIPPED = "annotation-skipped"
+"""The note on an image whose XML was skipped: the skip is counted once, under the XML."""
+
+
 def _report_unannotated(folder: Path, root: _Root, stems: set[str], used: set[str],
                         elsewhere: dict[str, str], report: Report) -> None:
     """Each image of `folder` that no XML annotates, reported by name; `elsewhere` holds the
@@ -302,10 +306,14 @@ def _report_unannotated(folder: Path, root: _Root, stems: set[str], used: set[st
             report.skip_image(image, NO_ANNOTATION,
                               f"no VOC XML annotates this image: {xml} annotates "
                               f"{elsewhere[stem]!r}, which its <filename> names")
-        elif stem not in stems:  # else its XML was skipped, and reported by its name
+        elif stem not in stems:
             report.skip_image(image, NO_ANNOTATION,
                               f"no VOC XML annotates this image (looked for {xml}); an image "
                               "without its annotation file is not annotated")
+        else:  # its XML was skipped (and counted) under the XML's name: name the image too
+            report.note_image(image, ANNOTATION_SKIPPED,
+                              f"left out with its annotation {xml}, which was skipped (see "
+                              "that file's entry)")
 
 
 class _ImageFinder:

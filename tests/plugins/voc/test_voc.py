@@ -279,6 +279,21 @@ def test_a_split_folder_without_xml_is_reported(tmp_path: Path, registry) -> Non
     assert codes(result, "image skipped") == {"no-annotation": [str(export / "valid" / "c.jpg")]}
 
 
+def test_the_image_of_a_broken_xml_is_named(tmp_path: Path, registry) -> None:
+    """The fuzz tests found it: a broken XML was skipped by its own name only, its image never
+    mentioned. The image is noted (the skip is counted once, under the XML)."""
+    ds = tmp_path / "ds"
+    write(ds / "Annotations" / "a.xml", voc_xml("a.jpg", [("cat", (1, 2, 30, 40))]))
+    write(ds / "Annotations" / "b.xml", "<annotation><filename>b.jpg")
+    for name in ("a", "b"):
+        image(ds / "JPEGImages" / f"{name}.jpg")
+    result = run(ds, tmp_path / "out", registry)
+    [skipped] = codes(result, "image skipped").values()
+    assert skipped == [str(ds / "Annotations" / "b.xml")]
+    assert codes(result, "image note") == {
+        "annotation-skipped": [str(ds / "JPEGImages" / "b.jpg")]}
+
+
 def test_difficult_truncated_and_size_are_kept(tmp_path: Path) -> None:
     write(tmp_path / "annotations" / "a.xml", voc_xml("a.jpg", size=(640, 480), extra=(
         "<object><name>dog</name><difficult>1</difficult><truncated>1</truncated>"
@@ -343,7 +358,11 @@ def test_every_bad_annotation_is_reported_by_file(tmp_path: Path, registry) -> N
         assert str(annotations / f"{stem}.xml") in skipped[code], stem
     assert skipped["missing-image"] == [str(annotations / "noimage.xml")]
     assert codes(result, "box skipped") == {"malformed-object": [str(annotations / "good.xml")] * 6}
-    assert codes(result, "image note") == {"malformed-size": [str(annotations / "oddsize.xml")]}
+    notes = codes(result, "image note")
+    assert notes.keys() == {"malformed-size", "annotation-skipped"}
+    assert notes["malformed-size"] == [str(annotations / "oddsize.xml")]
+    assert sorted(notes["annotation-skipped"]) == sorted(
+        str(source / "JPEGImages" / f"{stem}.jpg") for stem in bad_files)
     assert sum(result.report.images.values()) == 5 and sum(result.report.boxes.values()) == 2
     reasons = " ".join(p.reason for p in result.report.problems)
     assert "object 1: no <name>" in reasons and "object 6: (cat) has no <bndbox>" in reasons
