@@ -102,3 +102,12 @@ def write_plugin(site: Path, module: str, source: str, *, entry_point: str,
         f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[odplug]\n{entry_point} = {module}\n")
     return site / f"{module}.py"
+
+
+def python_output(code: str) -> str:
+    """What `code` prints, run by this interpreter in a fresh process from the repository root
+    (what a new process imports, without this test session's modules); it must succeed."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()

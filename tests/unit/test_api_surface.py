@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import odplug
 from odplug import api
 from odplug.errors import UsageError
-from tests.support.tools import ROOT
+from tests.support.tools import python_output
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +35,7 @@ def test_import_odplug_and_its_functions_load_no_tensorflow() -> None:
             "import odplug.exports.plan\n"
             "assert odplug.export is functions[odplug.API.index('export')]\n"
             "print(','.join(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == ""
+    assert python_output(code) == ""
 
 
 def test_all_lists_the_api_and_the_stub_matches() -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import odplug.data
-from tests.support.tools import ROOT
+from tests.support.tools import ROOT, python_output
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -38,7 +38,5 @@ def test_the_dataset_path_and_the_command_line_import_without_tensorflow() -> No
             "load_registry()\n"
             "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
             "print(','.join(heavy))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "", f"loaded on the dataset path: {done.stdout.strip()}"
+    heavy = python_output(code)
+    assert heavy == "", f"loaded on the dataset path: {heavy}"
