@@ -170,7 +170,9 @@ def test_resume_after_a_kill_continues_from_the_saved_step(records: Path, tmp_pa
     saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
     assert saved is not None
     saved_step = int(saved.rsplit("-", 1)[1])
-    assert 10 <= saved_step < 400
+    # ckpt-10's files appear before the manager notes it in the index (it notes a checkpoint
+    # only once complete), so a kill in between leaves step 5 the latest: seen in a suite run.
+    assert 5 <= saved_step < 400
     killed = RunInfo.read(run)
     assert killed.resumable and not killed.complete
     started = json.loads((run / "inputs.json").read_text())
