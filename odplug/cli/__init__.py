@@ -19,7 +19,22 @@ def main() -> None:
     exit_on_interrupt()
     from odplug.cli.command import program
 
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:
+        _reader_went_away()
+
+
+def _reader_went_away() -> None:
+    """``odplug --help | head``: the reader closed the pipe. Not a traceback: stdout goes to
+    /dev/null (so the interpreter's final flush cannot fail again) and the exit status is the
+    shell's for SIGPIPE, as ``cat`` or ``grep`` would end."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + 13)  # SIGPIPE
 
 
 def __getattr__(name: str) -> Any:

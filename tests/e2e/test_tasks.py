@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from odplug.quiet import VERBOSE_ENV, native_output_hidden
-from tests.support.tools import ROOT, Run
+from tests.support.tools import BIN, ROOT, Run
 
 NO_TENSORFLOW = """
 import sys
@@ -57,6 +57,20 @@ def test_list_shows_one_line_help(run_inv) -> None:  # type: ignore[no-untyped-d
     for name in ("data.import", "data.stats", "plugins", "demo.dataset", "bench.convert"):
         line = next(line for line in done.stdout.splitlines() if line.strip().startswith(name))
         assert len(line.split(name, 1)[1].strip()) > 10
+
+
+def test_help_into_a_closed_pipe_is_no_traceback() -> None:
+    """``odplug --help | head -1``: the reader leaves early; odplug ends as ``cat`` would
+    (exit status 141, nothing on stderr), not with a BrokenPipeError traceback. The pipe's
+    reading end is closed before odplug starts, so its first write finds it closed."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([BIN / "odplug", "--help"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, check=False)
+    finally:
+        os.close(write)
+    assert done.stderr == "" and done.returncode == 141
 
 
 def test_demo_import_and_stats_through_inv(run_inv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
