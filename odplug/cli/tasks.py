@@ -23,6 +23,7 @@ from invoke.exceptions import Exit
 from odplug import arguments as args
 from odplug.cli.console import load_registry_warning, progress_bar, user_errors
 from odplug.cli.overrides import parse_overrides
+from odplug.cli.verification_table import show_verification
 from odplug.plugins import BUILTIN_DEFAULTS
 
 DEFAULT_EXPORTS = ",".join(BUILTIN_DEFAULTS.exporters)
@@ -405,7 +406,7 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True)).verification
     if verification is None:
         return
-    print(verification.table.read_text(), end="")
+    show_verification(verification.rows, verification.table)
     print(f"Wrote {verification.table} and {verification.data}")
     if enforce:
         check_targets(verification.rows, floor)
@@ -526,7 +527,8 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
         result = run_pipeline(out_path, options, registry, on_stage=on_stage,
                               on_step=console.on_step, on_event=console.on_event)
     print()
-    print(result.table.read_text() if result.table else "", end="")
+    if result.table:
+        show_verification(result.rows, result.table)
     print(f"\nrecords:     {result.records}")
     print(f"run:         {result.run.run_dir}")
     print(f"saved model: {result.run.saved_model}")

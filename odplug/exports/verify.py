@@ -178,23 +178,35 @@ def _verdict(row: Row) -> str:
     return f"{'met' if row.met else 'NOT met'} (>= {row.target:.1%})"
 
 
-def to_markdown(rows: Sequence[Row]) -> str:
-    lines = ["| model | size (MB) | mAP@.5 | mAP@[.5:.95] | mAP@.5 vs SavedModel (95% CI) | "
-             "mAP@[.5:.95] vs SavedModel (95% CI) | target | latency (ms) | notes |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---|"]
-    for row in rows:
-        note = row.note.replace("|", "\\|")
-        reference = row.target is None
-        lines.append(
-            f"| {row.name} | {row.size_mb:.2f} | {row.map50:.3f} | {row.map:.3f} | "
-            f"{_cell(row.map50_vs_reference, row.map50_low, row.map50_high, reference)} | "
-            f"{_cell(row.map_vs_reference, row.map_low, row.map_high, reference)} | "
-            f"{_verdict(row)} | {row.latency_ms:.1f} | {note} |")
+COLUMNS = ("model", "size (MB)", "mAP@.5", "mAP@[.5:.95]", "mAP@.5 vs SavedModel (95% CI)",
+           "mAP@[.5:.95] vs SavedModel (95% CI)", "target", "latency (ms)", "notes")
+"""The verification table's columns; those that hold numbers are right-aligned (`NUMERIC`)."""
+NUMERIC = (False, True, True, True, True, True, False, True, False)
+
+
+def table_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
+    """Each row's cells, as text, in `COLUMNS` order: the one place they are formatted, for
+    the markdown file (`to_markdown`) and the terminal (`odplug.cli` draws them with rich)."""
+    return [(row.name, f"{row.size_mb:.2f}", f"{row.map50:.3f}", f"{row.map:.3f}",
+             _cell(row.map50_vs_reference, row.map50_low, row.map50_high, row.target is None),
+             _cell(row.map_vs_reference, row.map_low, row.map_high, row.target is None),
+             _verdict(row), f"{row.latency_ms:.1f}", row.note) for row in rows]
+
+
+def intervals_note(rows: Sequence[Row]) -> str:
+    """What the intervals and the verdicts mean, said under the table."""
     images = rows[0].images if rows else 0
-    lines.append(f"\nIntervals: paired bootstrap over the {images} test images ({RESAMPLES} "
-                 "draws). Met: both ratios reach the target; an upper bound under it means "
-                 "below target with 95% confidence, an interval across it that the test split "
-                 "cannot tell.")
+    return (f"Intervals: paired bootstrap over the {images} test images ({RESAMPLES} draws). "
+            "Met: both ratios reach the target; an upper bound under it means below target "
+            "with 95% confidence, an interval across it that the test split cannot tell.")
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---:" if numeric else "---" for numeric in NUMERIC) + "|"]
+    for cells in table_cells(rows):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines.append(f"\n{intervals_note(rows)}")
     return "\n".join(lines) + "\n"
 
 

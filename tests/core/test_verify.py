@@ -16,6 +16,7 @@ from odplug.exports.verify import (
     FLOAT_TARGET,
     Row,
     missed,
+    table_cells,
     target_for,
     write_table,
 )
@@ -167,3 +168,26 @@ def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.Monke
         tasks.pipeline(Context(), out=str(tmp_path / "out"), min_ratio="targets")
     assert failed.value.code == 1 and "below target: tflite-int8: mAP@.5 97.0%" in str(
         failed.value.message)
+
+
+def test_a_terminal_gets_the_table_drawn_and_a_pipe_the_markdown(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same cells both ways: drawn with rich in a terminal (here 200 columns wide), as the
+    file holds them in a log or a pipe (what the e2e tests and CI read)."""
+    from odplug.cli.verification_table import show_verification
+
+    monkeypatch.setenv("COLUMNS", "200")
+    rows = _rows()
+    markdown, _data = write_table(rows, tmp_path)
+    show_verification(rows, markdown, interactive=False)
+    assert capsys.readouterr().out == markdown.read_text()
+    show_verification(rows, markdown, interactive=True)
+    drawn = capsys.readouterr().out
+    assert "|---|" not in drawn and "│" in drawn
+    lines = drawn.splitlines()
+    for cells in table_cells(rows):
+        [line] = [line for line in lines if f" {cells[0]} " in line]
+        assert all(cell in line for cell in cells), (cells, line)
+    assert "Intervals: paired bootstrap over the 300 test images" in drawn
+    assert "- tflite-int8: " in drawn  # the int8 checks under the table, as in the file
