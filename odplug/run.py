@@ -19,7 +19,11 @@ continue it. TensorFlow-free, below every tier, like `odplug.components`.
       "resumable": true,                  # train(resume="required") can continue the run
       "metrics": {"test": {"map50": 0.41, "map": 0.22}},   # per split; {} if none
       "metrics_dir": "metrics",           # full metrics files (JSON, plots), or null
-      "logs": "logs"                      # TensorBoard logs, or null
+      "logs": "logs",                     # TensorBoard logs, or null
+      "results": "results.csv",           # optional: one row per validation, or null
+      "pictures": {"curves": "pictures/curves.png"},       # optional: name -> image file
+      "summary": {"seconds": 512.0, "steps": 1000, "images_per_second": 31.2,
+                  "changed": {"train.steps": 1000}}        # optional: how training went
     }
 
 Paths inside the run folder are written relative to it (the folder can be moved), others
@@ -27,6 +31,14 @@ absolute. ``metrics`` maps a split name to headline numbers: ``map50`` is COCO m
 ``map`` mAP@[.5:.95], both 0..1; a trainer may add more numbers. Keys this version does not
 know are ignored, so a later odplug can add optional keys without a new schema number; a
 change that an older reader would misread raises ``schema``.
+
+The optional keys are what the HTML report (`odplug.report`) shows of the training: a trainer
+that writes none still gets a report, without those parts. ``results`` is a CSV with a header
+row and one row per validation, ``step`` first, then whatever columns the trainer has (the
+built-in one: ``seconds``, each loss term, ``learning_rate``, ``val_map50``, ``val_map``).
+``pictures`` names images by what they show; the report places those it knows (`PICTURES`)
+and lists the rest after them. ``summary`` holds ``seconds`` (of training), ``steps``,
+``images_per_second`` and ``changed``, the settings that differ from the trainer's defaults.
 """
 
 from __future__ import annotations
@@ -56,6 +68,16 @@ config, its starting weights), so a mistake there leaves the old run as it was.
 """
 RESUME_MODES: tuple[Resume, ...] = ("never", "required", "auto", "overwrite")
 
+PICTURES = {
+    "curves": "losses and validation mAP against steps and seconds",
+    "batch": "one training batch as the model sees it, after augmentation",
+    "val_predictions": "validation images: detections judged against the labels",
+    "confusion": "confusion matrix of the test split",
+    "pr": "precision-recall per class on the test split",
+    "test_predictions": "test images: detections judged against the labels",
+}
+"""The ``pictures`` names the report knows, with what each shows."""
+
 _REQUIRED = ("trainer", "records", "label_map", "saved_model", "complete", "resumable")
 
 
@@ -83,6 +105,12 @@ class RunInfo:
     """Folder with the full metrics files (per-class JSON, plots), if the trainer wrote any."""
     logs: Path | None = None
     """TensorBoard log folder, if the trainer writes one."""
+    results: Path | None = None
+    """``results.csv``: one row per validation (module docstring), if the trainer writes one."""
+    pictures: dict[str, Path] = field(default_factory=dict)
+    """Images of the run by name (`PICTURES` lists the names the report places)."""
+    summary: dict[str, Any] = field(default_factory=dict)
+    """How training went: ``seconds``, ``steps``, ``images_per_second``, ``changed``."""
 
     @property
     def path(self) -> Path:
@@ -102,6 +130,9 @@ class RunInfo:
             "metrics": self.metrics,
             "metrics_dir": self._portable(self.metrics_dir),
             "logs": self._portable(self.logs),
+            "results": self._portable(self.results),
+            "pictures": {name: self._portable(file) for name, file in self.pictures.items()},
+            "summary": self.summary,
         }
         atomic_write_text(self.path, json.dumps(document, indent=2) + "\n")
         return self
@@ -147,6 +178,9 @@ class RunInfo:
             metrics=_metrics(document.get("metrics"), path),
             metrics_dir=_optional_path(run_dir, document, "metrics_dir", path),
             logs=_optional_path(run_dir, document, "logs", path),
+            results=_optional_path(run_dir, document, "results", path),
+            pictures=_pictures(run_dir, document.get("pictures"), path),
+            summary=_summary(document.get("summary"), path),
         )
 
     def finished_saved_model(self) -> Path:
@@ -232,3 +266,20 @@ def _metrics(value: Any, path: Path) -> dict[str, dict[str, float]]:
                               f"not {numbers!r}")
         metrics[split] = {name: float(n) for name, n in numbers.items()}
     return metrics
+
+
+def _pictures(run_dir: Path, value: Any, path: Path) -> dict[str, Path]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        raise OdplugError(f"{path}: 'pictures' should map a name to an image file, "
+                          f"not {value!r}")
+    return {str(name): _path(run_dir, value, name, path) for name in value}
+
+
+def _summary(value: Any, path: Path) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise OdplugError(f"{path}: 'summary' should be an object, not {value!r}")
+    return value

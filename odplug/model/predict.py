@@ -15,7 +15,7 @@ from odplug.atomic import atomic_write_bytes, atomic_write_text
 from odplug.data.images import IMAGE_SUFFIXES
 from odplug.errors import OdplugError, UsageError
 from odplug.model.detector import SavedModelDetector
-from odplug.model.draw import draw_detections
+from odplug.pictures.boxes import draw_detections
 
 
 def image_files(source: Path) -> list[Path]:
