@@ -23,7 +23,9 @@ def _run(tmp_path: Path) -> RunInfo:
         run_dir=run_dir, trainer="ssd", records=tmp_path / "records",
         label_map=run_dir / "label_map.pbtxt", saved_model=run_dir / "saved_model",
         complete=True, resumable=True, metrics={"test": {"map50": 0.5, "map": 0.25}},
-        metrics_dir=run_dir / "metrics", logs=None)
+        metrics_dir=run_dir / "metrics", logs=None, results=run_dir / "results.csv",
+        pictures={"curves": run_dir / "pictures" / "curves.png"},
+        summary={"seconds": 12.5, "steps": 30, "changed": {"train.steps": 30}})
 
 
 def _document(tmp_path: Path) -> dict:
@@ -39,7 +41,8 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     written = _run(tmp_path).write()
     assert RunInfo.read(tmp_path / "run") == written
     unfinished = replace(written, complete=False, resumable=False, metrics={},
-                         metrics_dir=None, logs=written.run_dir / "logs")
+                         metrics_dir=None, logs=written.run_dir / "logs", results=None,
+                         pictures={}, summary={})
     assert RunInfo.read(unfinished.write().run_dir) == unfinished
 
 
@@ -47,11 +50,20 @@ def test_paths_inside_the_run_are_relative_so_the_folder_can_move(tmp_path: Path
     document = _document(tmp_path)
     assert document["schema"] == SCHEMA
     assert document["saved_model"] == "saved_model" and document["metrics_dir"] == "metrics"
+    assert document["pictures"] == {"curves": "pictures/curves.png"}
     assert document["records"] == str((tmp_path / "records").absolute())
     (tmp_path / "run").rename(tmp_path / "moved")
     moved = RunInfo.read(tmp_path / "moved")
     assert moved.saved_model == tmp_path / "moved" / "saved_model"
     assert moved.records == tmp_path / "records"
+
+
+def test_a_run_of_an_older_odplug_without_the_report_keys_reads(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    _rewrite(tmp_path, {k: v for k, v in document.items()
+                        if k not in ("results", "pictures", "summary")})
+    assert RunInfo.read(tmp_path / "run") == replace(_run(tmp_path), results=None, pictures={},
+                                                     summary={})
 
 
 def test_unknown_keys_are_ignored_for_later_optional_fields(tmp_path: Path) -> None:
@@ -71,6 +83,9 @@ def test_unknown_keys_are_ignored_for_later_optional_fields(tmp_path: Path) -> N
     (lambda d: {**d, "metrics": [0.5]}, "'metrics' should map a split"),
     (lambda d: {**d, "metrics": {"test": {"map50": "high"}}}, "metrics of 'test'"),
     (lambda d: [d], "expected a JSON object, found list"),
+    (lambda d: {**d, "pictures": ["curves.png"]}, "'pictures' should map a name"),
+    (lambda d: {**d, "pictures": {"curves": 3}}, "'pictures' should map a name"),
+    (lambda d: {**d, "summary": 3}, "'summary' should be an object"),
 ])
 def test_a_wrong_run_description_is_one_clear_line(tmp_path: Path, change, message: str  # type: ignore[no-untyped-def]
                                                    ) -> None:
