@@ -256,6 +256,13 @@ class Exporter(Component):
         scores cannot show (the edgetpu exporter: how the Edge TPU compiler will map it)."""
         return ""
 
+    def model_at(self, path: Path) -> ExportedModel | None:
+        """The model at `path` if this exporter wrote it, else None: how ``model.predict``
+        runs an exported file or folder given by path alone (read from the manifest beside
+        it), with `detector`. The default claims nothing: such an exporter's models are
+        predicted on through the verification only."""
+        return None
+
 
 def train_with(trainer: Trainer, records: Path, run_dir: Path, *, workers: int = 1,
                on_event: EventCallback | None = None, **arguments: Any) -> RunInfo:

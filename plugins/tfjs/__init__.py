@@ -18,6 +18,7 @@ Setup, as ``.ci/run`` does it::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from odplug.trained import TrainedDetector
 
 VARIANTS = ("float32", "float16", "uint8")
+FORMAT = "tfjs_graph_model"
+"""The ``format`` of the manifest.json this exporter writes beside each model.json."""
 
 
 class TfjsExporter(Exporter):
@@ -59,6 +62,20 @@ class TfjsExporter(Exporter):
         from odplug_builtins.tfjs.node import NodeDetector
 
         return NodeDetector(exported.path)
+
+    def model_at(self, path: Path) -> ExportedModel | None:
+        """A folder with model.json and the ``manifest.json`` this exporter writes."""
+        manifest = path / "manifest.json"
+        if not (path.is_dir() and (path / "model.json").is_file() and manifest.is_file()):
+            return None
+        try:
+            described = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(described, dict) or described.get("format") != FORMAT:
+            return None
+        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        return ExportedModel(self.name, str(described.get("variant", "")), path, manifest, size)
 
 
 @hookimpl(trylast=True)

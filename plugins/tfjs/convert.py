@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel
 from odplug.errors import OdplugError
+from odplug_builtins.tfjs import FORMAT
 from odplug_builtins.tfjs.node import page_files
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def build_manifest(folder: Path, tensors: dict[str, str], variant: str, info: De
     size = info.input_size
     weights = [path for group in model_json["weightsManifest"] for path in group["paths"]]
     return {
-        "format": "tfjs_graph_model",
+        "format": FORMAT,
         "variant": variant,
         "weights_quantization": "none" if variant == "float32" else variant,
         "model": "model.json",

@@ -1,0 +1,271 @@
+"""``model.predict``: any model odplug trains or exports, on images and videos, drawn and listed.
+
+The model is a run folder or a SavedModel folder (run in TensorFlow), or an exported model
+(a ``.tflite`` file, a TF.js folder: whatever exporter claims it, `Exporter.model_at`, runs
+it in its own runtime, as the verification does). The source is a file, a folder (recursive)
+or a glob (`odplug.data.media`). Out come, in one folder that replaces the previous one whole
+(or not at all): each image drawn in its own format at its path below the source, each video
+drawn frame by frame at its own rate and frame count, ``detections.json`` in COCO's results
+format (pixel [x, y, width, height], one entry per detection, ``image_id`` into
+``images.json``) and ``images.json`` (each image or video frame: id, file, frame, size, drawn
+copy; the categories; what was skipped and why; the model and the threshold).
+
+The output folder is checked before the model loads: it must not be, or lie inside, a source
+folder (a second run would read its own drawings), and it must be new, empty or a previous
+``model.predict`` output (with ``images.json``), never a folder of other files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from odplug.atomic import atomic_write_text, folder_lock, recover_folder, replace_folder
+from odplug.data.media import (
+    Medium,
+    VideoWriter,
+    find_media,
+    read_frames,
+    video_info,
+)
+from odplug.errors import OdplugError, UsageError
+from odplug.pictures.boxes import draw_detections, name_of
+from odplug.plugins import Registry
+from odplug.run import RunInfo
+
+IMAGES_FILE = "images.json"
+DETECTIONS_FILE = "detections.json"
+SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+"""Drawn copies keep their input's format; lossy ones at a quality that keeps the labels
+legible."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in an image."""
+
+    class_id: int
+    """Its label-map id."""
+    name: str
+    """Its class name (the id as text when the model has no label map)."""
+    score: float
+    box: tuple[float, float, float, float]
+    """(ymin, xmin, ymax, xmax), normalised to [0, 1] of the image."""
+
+    def coco_box(self, width: int, height: int) -> list[float]:
+        """COCO's [x, y, width, height] in pixels of an image of `width` x `height`."""
+        ymin, xmin, ymax, xmax = self.box
+        return [round(xmin * width, 2), round(ymin * height, 2),
+                round((xmax - xmin) * width, 2), round((ymax - ymin) * height, 2)]
+
+
+@dataclass
+class ImagePrediction:
+    """What the model found in one image or one video frame, and where it was drawn."""
+
+    file: Path
+    width: int
+    height: int
+    drawn: Path
+    detections: list[Detection]
+    frame: int | None = None
+    """The frame's index in `file` when it is a video, else None."""
+
+
+@dataclass
+class Predictions:
+    """Every image and frame predicted, every input skipped (with why), and the two files."""
+
+    images: list[ImagePrediction]
+    skipped: list[dict[str, str]]
+    """``{"file": ..., "reason": ...}`` per input that could not be read."""
+    json: Path
+    """``detections.json`` (COCO results)."""
+    index: Path
+    """``images.json``."""
+    videos: list[Path] = field(default_factory=list)
+    """The drawn videos."""
+
+
+@dataclass
+class LoadedModel:
+    detector: Callable[[np.ndarray], Any]
+    names: dict[int, str]
+    description: str
+    """What runs, for the first line: "SavedModel <path>", "tflite-int8 (tflite) <path>"."""
+
+
+def check_out(out: Path, media: list[Medium], source: str | Path) -> None:
+    """Refuse, before any work, an output that would overwrite or re-read an input or
+    delete files that are not a previous prediction (module docstring)."""
+    target = out.resolve()
+    text = str(source)
+    root = Path(text) if Path(text).is_dir() else None
+    if root is not None and (target == root.resolve() or root.resolve() in target.parents):
+        raise UsageError(f"--out {out}: lies inside the source folder {root}: the drawn "
+                         "copies would be read as inputs by the next run; give a folder "
+                         "outside it")
+    inputs = {medium.path.resolve() for medium in media}
+    if any(target == path or target in path.parents for path in inputs):
+        raise UsageError(f"--out {out}: holds inputs: give another folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / IMAGES_FILE).is_file():
+        raise UsageError(f"--out {out}: a folder of other files (no {IMAGES_FILE} of an earlier "
+                         "model.predict): give a new or empty folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: a file, not a folder")
+
+
+def open_model(model: Path, registry: Registry) -> LoadedModel:
+    """A run folder, a SavedModel folder, or an exported model some exporter claims."""
+    if RunInfo.exists(model) or (model / "saved_model.pb").is_file():
+        from odplug.model.detector import SavedModelDetector
+        from odplug.run import resolve_model
+
+        saved_model, run = resolve_model(model)
+        detector = SavedModelDetector(saved_model)
+        label_map = detector.label_map
+        if label_map is None and run is not None and run.label_map.is_file():
+            from odplug.data.labelmap import read_label_map
+
+            label_map = read_label_map(run.label_map)
+        names = {item.id: item.name for item in label_map.items} if label_map else {}
+        return LoadedModel(detector, names, f"SavedModel {saved_model}")
+    for exporter in registry.exporters.values():
+        exported = exporter.model_at(model)
+        if exported is not None:
+            manifest = json.loads(exported.manifest.read_text())
+            names = dict(zip(manifest.get("label_ids", []), manifest.get("labels", []),
+                             strict=False))
+            return LoadedModel(exporter.detector(exported),  # type: ignore[arg-type]
+                               {int(k): str(v) for k, v in names.items()},
+                               f"{exported.name} ({exporter.name}) {exported.path}")
+    if not model.exists():
+        raise UsageError(f"--model {model}: no such file or folder")
+    raise OdplugError(f"{model}: not a run folder, a SavedModel folder or a model an exporter "
+                      "wrote (a .tflite with its manifest .json beside it, a TF.js folder with "
+                      "manifest.json)")
+
+
+ImageEvent = Callable[[ImagePrediction], None]
+VideoEvent = Callable[[Path, int], Callable[[int], None]]
+"""Called with a video and its frame count (0: unknown) as it starts; returns what hears each
+frame's number as it is drawn."""
+
+
+def predict(model: Path, source: str | Path, out: Path, threshold: float, registry: Registry,
+            *, on_model: Callable[[str], None] = lambda description: None,
+            on_image: ImageEvent = lambda image: None,
+            on_video: VideoEvent = lambda path, frames: (lambda frame: None)) -> Predictions:
+    """Detect, draw and list (module docstring); `out` is replaced whole once every input is
+    done, or left as it was when anything fails. Unreadable inputs are skipped, counted and
+    said (`Predictions.skipped`), never fatal."""
+    media = find_media(source)
+    check_out(out, media, source)
+    loaded = open_model(model, registry)
+    on_model(loaded.description)
+    run = _Run(loaded, threshold, on_image)
+    target = out.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(target, "predict"):
+        recover_folder(target)
+        with replace_folder(target) as staging:
+            for medium in media:
+                try:
+                    if medium.video:
+                        run.video(medium, staging, out, on_video)
+                    else:
+                        run.image(medium, staging, out)
+                except _Unreadable as error:
+                    run.skipped.append({"file": str(medium.path), "reason": str(error)})
+            _write_json(run, staging, model)
+    return Predictions(run.images, run.skipped, out / DETECTIONS_FILE, out / IMAGES_FILE,
+                       run.videos)
+
+
+class _Unreadable(Exception):
+    """An input that cannot be read: skipped and reported, the others go on."""
+
+
+class _Run:
+    """One prediction's state: what was found so far, what was skipped."""
+
+    def __init__(self, loaded: LoadedModel, threshold: float, on_image: ImageEvent) -> None:
+        self.loaded = loaded
+        self.threshold = threshold
+        self.on_image = on_image
+        self.images: list[ImagePrediction] = []
+        self.skipped: list[dict[str, str]] = []
+        self.videos: list[Path] = []
+
+    def detect(self, pixels: np.ndarray) -> list[Detection]:
+        found = self.loaded.detector(pixels).above(self.threshold)
+        return [Detection(int(c), name_of(self.loaded.names, int(c)), float(s),
+                          (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+                for b, c, s in zip(found.boxes, found.classes, found.scores, strict=True)]
+
+    def draw(self, image: Image.Image, detections: list[Detection]) -> Image.Image:
+        return draw_detections(image, np.array([d.box for d in detections]).reshape(-1, 4),
+                               np.array([d.class_id for d in detections], np.int64),
+                               np.array([d.score for d in detections]), self.loaded.names)
+
+    def image(self, medium: Medium, staging: Path, out: Path) -> None:
+        try:
+            with Image.open(medium.path) as opened:
+                kind = opened.format or "PNG"
+                image = ImageOps.exif_transpose(opened).convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise _Unreadable(f"cannot read the image: {error}") from None
+        detections = self.detect(np.asarray(image))
+        drawn = staging / medium.relative
+        drawn.parent.mkdir(parents=True, exist_ok=True)
+        picture = self.draw(image, detections)
+        picture.save(drawn, format=kind, **SAVE_OPTIONS.get(kind, {}))
+        result = ImagePrediction(medium.path, image.width, image.height, out / medium.relative,
+                                 detections)
+        self.images.append(result)
+        self.on_image(result)
+
+    def video(self, medium: Medium, staging: Path, out: Path, on_video: VideoEvent) -> None:
+        try:
+            info = video_info(medium.path)
+        except OdplugError as error:
+            raise _Unreadable(str(error).removeprefix(f"{medium.path}: ")) from None
+        drawn = staging / medium.relative
+        drawn.parent.mkdir(parents=True, exist_ok=True)
+        on_frame = on_video(medium.path, info.frames)
+        writer = VideoWriter(drawn, info)
+        try:
+            for number, pixels in enumerate(read_frames(medium.path)):
+                detections = self.detect(pixels)
+                writer.write(np.asarray(self.draw(Image.fromarray(pixels), detections)))
+                self.images.append(ImagePrediction(medium.path, pixels.shape[1],
+                                                   pixels.shape[0], out / medium.relative,
+                                                   detections, frame=number))
+                on_frame(number + 1)
+        finally:
+            writer.close()
+        self.videos.append(out / medium.relative)
+
+
+def _write_json(run: _Run, staging: Path, model: Path) -> None:
+    """``detections.json`` in COCO's results format and ``images.json`` its image table."""
+    results: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
+    for number, image in enumerate(run.images, start=1):
+        images.append({"id": number, "file": str(image.file), "frame": image.frame,
+                       "width": image.width, "height": image.height,
+                       "drawn": str(image.drawn)})
+        results += [{"image_id": number, "category_id": d.class_id,
+                     "bbox": d.coco_box(image.width, image.height), "score": round(d.score, 4)}
+                    for d in image.detections]
+    categories = [{"id": i, "name": name} for i, name in sorted(run.loaded.names.items())]
+    atomic_write_text(staging / DETECTIONS_FILE, json.dumps(results) + "\n")
+    atomic_write_text(staging / IMAGES_FILE, json.dumps(
+        {"model": str(model), "runs": run.loaded.description, "threshold": run.threshold,
+         "categories": categories, "images": images, "skipped": run.skipped}, indent=1) + "\n")
