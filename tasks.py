@@ -105,9 +105,33 @@ def bench_tfjs(c, model="", images=30, runs=3, workdir="bench/work/tfjs"):
         runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir))
 
 
+@task(
+    name="predict",
+    help={
+        "model": "the model to run: a .tflite file (e.g. output/pipeline/run/export/tflite/"
+                 "tflite-int8.tflite), a TF.js folder, a run or a SavedModel folder",
+        "frames": "frames of the clip made from the demo images, 256 px at 30 frames/s "
+                  "(default 300)",
+        "workdir": "where the clip, the drawn video and the results go "
+                   "(default bench/work/predict)",
+    },
+)
+@user_errors
+def bench_predict(c, model="", frames=300, workdir="bench/work/predict"):
+    """Frames/s of model.predict on a video: end to end (decode, detect, draw, encode) and the
+    detector alone."""
+    from bench.predict import run
+
+    if not model:
+        raise UsageError("bench.predict needs --model: e.g. the int8 .tflite of an export")
+    run(args.in_path("--model", model), Path(workdir),
+        args.whole_number("--frames", frames, 1, 1_000_000))
+
+
 ns = build_namespace()
 bench = Collection("bench")
 bench.add_task(bench_convert, name="convert")
 bench.add_task(bench_train, name="train")
 bench.add_task(bench_tfjs, name="tfjs")
+bench.add_task(bench_predict, name="predict")
 ns.add_collection(bench)
