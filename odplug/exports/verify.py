@@ -1,26 +1,34 @@
-"""The verification table: every exported model run on the test split in its own runtime.
+"""Verification: every exported model run on the test split in its own runtime, beside the
+SavedModel it came from, into the rows of the verification table (`odplug.exports.table`).
 
-Each row is one exported model: its COCO mAP@.5 and mAP@[.5:.95] on the same records as the
-SavedModel it came from, both as a share of the SavedModel's with a 95% interval, whether it
-meets its target, its file size, and its median latency per image on this machine (whatever
-the format costs, shown, never hidden).
+Each model's COCO mAP@.5 and mAP@[.5:.95] are compared with the SavedModel's on the same
+records, with a 95% interval: a paired bootstrap over the test images
+(`odplug.model.bootstrap`: 1000 draws, the same draws for the model and the SavedModel) that
+says how far the point estimate can be trusted: an upper bound under the target means below
+target with 95% confidence, a lower bound at or above it means met with 95% confidence, and an
+interval that straddles it means the test split cannot tell. Latency is the median per image
+on this machine (whatever the format costs, shown, never hidden).
 
-Targets: a float export (float32, float16) keeps >= 99.5% of the SavedModel's mAP@.5 and
-mAP@[.5:.95], an 8-bit one (int8, uint8) >= 98%. A row meets its target when both point
-estimates (the ratios on every test image) reach it. The interval is a paired bootstrap over
-the test images (`odplug.model.bootstrap`: 1000 draws, the same draws for the model and the
-SavedModel) and says how far the point estimate can be trusted: an upper bound under the
-target means below target with 95% confidence, a lower bound at or above it means met with
-95% confidence, and an interval that straddles it means the test split cannot tell.
+Beside the numbers the verification keeps what the report (`odplug.report`) draws, so that
+people can see where models differ, not only by how much: the SavedModel's detections on the
+test split are judged against the labels at one stated threshold (the best F1 over the split,
+`odplug.pictures.matching.best_f1_threshold`), the `KEEP_IMAGES` images with the most errors
+are chosen, and every model's detections on those images alone (above `FLOOR`, so the file
+stays small whatever the split's size) go to ``verification-detections.json``
+(`write_detections`) with the images' labels and where each image's record is.
+
+The table's names (`Row`, `table_cells`, `write_table`, ...) live in `odplug.exports.table`,
+which imports no TensorFlow, and are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,89 +36,53 @@ import numpy as np
 
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Exporter
+from odplug.data.tfrecord import record_offsets
+from odplug.exports.table import (
+    COLUMNS,
+    DETECTIONS_FILE,
+    EIGHT_BIT,
+    EIGHT_BIT_TARGET,
+    FLOAT_TARGET,
+    NUMERIC,
+    Row,
+    intervals_note,
+    missed,
+    quantization_checks,
+    table_cells,
+    target_for,
+    to_markdown,
+    write_table,
+)
 from odplug.labels import LabelMap
 from odplug.model.bootstrap import RESAMPLES, average_precision, draws, ratio_interval
-from odplug.model.coco import CocoResult
-from odplug.model.detector import Detections, SavedModelDetector, evaluate_detector
+from odplug.model.coco import CocoResult, ImageTruth
+from odplug.model.detector import SavedModelDetector, evaluate_detector
+from odplug.pictures.matching import DEFAULT_THRESHOLD, IOU, Boxes, best_f1_threshold, judge
 
-FLOAT_TARGET = 0.995
-EIGHT_BIT_TARGET = 0.98
-EIGHT_BIT = ("int8", "uint8")
+__all__ = ["COLUMNS", "DETECTIONS_FILE", "EIGHT_BIT", "EIGHT_BIT_TARGET", "FLOAT_TARGET",
+           "FLOOR", "KEEP_IMAGES", "NUMERIC", "RESAMPLES", "Row", "Verified", "intervals_note",
+           "missed", "quantization_checks", "table_cells", "target_for", "to_markdown",
+           "verify", "verify_models", "write_detections", "write_table"]
+
 SEED = 0
 """Seed of the bootstrap draws: the same test split gives the same intervals."""
-
-
-def target_for(variant: str) -> float:
-    """The share of the SavedModel's mAP a model of `variant` must keep."""
-    return EIGHT_BIT_TARGET if variant in EIGHT_BIT else FLOAT_TARGET
-
-
-@dataclass
-class Row:
-    """One model's line of the table; `to_json` and `from_json` are its one stored form, in
-    ``verification.json`` and in the pipeline's state alike."""
-
-    name: str
-    path: str
-    size_mb: float
-    map50: float
-    map: float
-    map50_vs_reference: float
-    """This model's mAP@.5 as a fraction of the SavedModel's."""
-    latency_ms: float
-    images: int
-    note: str = ""
-    """The exporter's remark on this model (`Exporter.note`), e.g. the Edge TPU prediction."""
-    map_vs_reference: float = 1.0
-    """This model's mAP@[.5:.95] as a fraction of the SavedModel's."""
-    map50_low: float = 1.0
-    map50_high: float = 1.0
-    """The 95% paired bootstrap interval of `map50_vs_reference`."""
-    map_low: float = 1.0
-    map_high: float = 1.0
-    """The 95% paired bootstrap interval of `map_vs_reference`."""
-    target: float | None = None
-    """The share both ratios must reach (None for the SavedModel itself)."""
-    exporter: str | None = None
-    variant: str | None = None
-    """The exported model's `ExportedModel.exporter` and `.variant` (None for the SavedModel)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """Every field, and whether the row met its target (`met`), for readers of the file."""
-        return {**asdict(self), "met": self.met}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Row:
-        """The row `to_json` wrote: `met` is worked out again, a field an older file lacks gets
-        its default, and a document that is not a row is a `ValueError`."""
-        known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{key: value for key, value in data.items() if key in known})
-        except (AttributeError, TypeError) as error:  # not a mapping, or a field missing
-            raise ValueError(f"not a verification row: {error}") from None
-
-    @property
-    def met(self) -> bool:
-        """Both point estimates reach `target` (the SavedModel always meets its own)."""
-        return self.target is None or min(self.map50_vs_reference,
-                                          self.map_vs_reference) >= self.target
-
-    def shortfall(self, target: float) -> str:
-        """One line naming this model, its ratios with intervals and the `target` missed."""
-        return (f"{self.name}: mAP@.5 {self.map50_vs_reference:.1%} "
-                f"({self.map50_low:.1%}-{self.map50_high:.1%}), mAP@[.5:.95] "
-                f"{self.map_vs_reference:.1%} ({self.map_low:.1%}-{self.map_high:.1%}) of the "
-                f"SavedModel's on {self.images} test images, target >= {target:.1%}")
+KEEP_IMAGES = 12
+"""How many test images the report shows every model's detections on: those the SavedModel
+errs on most, where a difference between the models matters most to a reader."""
+FLOOR = 0.05
+"""The lowest score of a kept detection: lower ones are never drawn (the threshold chosen is
+at least this), and leaving them out keeps the file to a few kilobytes."""
+DETECTIONS_SCHEMA = 1
 
 
 class _Timed:
     """Wraps a detector and keeps how long each image took."""
 
-    def __init__(self, detector: Callable[[np.ndarray], Detections]) -> None:
+    def __init__(self, detector: Callable[[np.ndarray], Any]) -> None:
         self.detector = detector
         self.seconds: list[float] = []
 
-    def __call__(self, image: np.ndarray) -> Detections:
+    def __call__(self, image: np.ndarray) -> Any:
         started = time.perf_counter()
         found = self.detector(image)
         self.seconds.append(time.perf_counter() - started)
@@ -130,8 +102,31 @@ def _size(path: Path) -> int:
 def verify(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]],
            files: Sequence[Path], label_map: LabelMap, *, limit: int | None = None,
            on_row: Callable[[Row], None] = lambda row: None) -> list[Row]:
+    """The table's rows: the SavedModel's, then one per model of `exported` (`verify_models`
+    without the detections kept for the report)."""
+    return verify_models(saved_model, exported, files, label_map, limit=limit,
+                         on_row=on_row).rows
+
+
+@dataclass
+class Verified:
+    rows: list[Row]
+    detections: dict[str, Any]
+    """What ``verification-detections.json`` holds (`write_detections`, `_Sample.document`)."""
+
+
+def verify_models(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]],
+                  files: Sequence[Path], label_map: LabelMap, *, limit: int | None = None,
+                  keep: int = KEEP_IMAGES,
+                  on_row: Callable[[Row], None] = lambda row: None) -> Verified:
+    """Score the SavedModel and every model of `exported` on the records in `files` (at most
+    `limit` images), and keep every model's detections on the `keep` test images the
+    SavedModel errs on most (module docstring)."""
+    sample = _Sample(files, label_map)
     reference = _Timed(SavedModelDetector(saved_model))
-    result = evaluate_detector(reference, files, label_map, limit=limit)
+    result = evaluate_detector(reference, files, label_map, limit=limit,
+                               on_image=sample.add_reference)
+    sample.choose(keep)
     rows = [Row("saved_model", str(saved_model), round(_size(saved_model) / 1e6, 2),
                 result.map50, result.map, 1.0, round(reference.median_ms, 2), result.images)]
     on_row(rows[0])
@@ -140,7 +135,8 @@ def verify(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]]
     reference_scores = average_precision(result.matches, weights)
     for exporter, model in exported:
         timed = _Timed(exporter.detector(model))  # type: ignore[arg-type]
-        scored = evaluate_detector(timed, files, label_map, limit=limit)
+        scored = evaluate_detector(timed, files, label_map, limit=limit,
+                                   on_image=sample.collector(model.name))
         row = Row(model.name, str(model.path), round(model.size_bytes / 1e6, 2), scored.map50,
                   scored.map, _ratio(scored.map50, result.map50), round(timed.median_ms, 2),
                   scored.images, note=exporter.note(model),
@@ -150,7 +146,120 @@ def verify(saved_model: Path, exported: Sequence[tuple[Exporter, ExportedModel]]
         _add_interval(row, scored, result, weights, reference_scores)
         rows.append(row)
         on_row(row)
-    return rows
+    return Verified(rows, sample.document())
+
+
+class _Sample:
+    """The test images the SavedModel errs on most, and each model's detections on them.
+
+    The SavedModel's detections on every image are kept above `FLOOR` (to choose the
+    threshold and the images); an exported model's only on the chosen images. Images are
+    counted in record order, the order `evaluate_detector` reads them in, which locates each
+    one's record: its shard and byte offset (`odplug.data.tfrecord.read_record`)."""
+
+    def __init__(self, files: Sequence[Path], label_map: LabelMap) -> None:
+        self.files = list(files)
+        self.names = {item.id: item.name for item in label_map.items}
+        self.truths: list[ImageTruth] = []
+        self.found: list[Boxes] = []
+        self.threshold = DEFAULT_THRESHOLD
+        self.reason = ""
+        self.chosen: list[int] = []
+        self.errors: dict[int, tuple[int, int]] = {}
+        self.models: list[tuple[str, dict[int, Boxes]]] = []
+
+    def add_reference(self, truth: ImageTruth, detections: Any) -> None:
+        self.truths.append(truth)
+        self.found.append(_kept(detections))
+
+    def choose(self, keep: int) -> None:
+        """The threshold (best F1 over the split) and the `keep` images with the most errors
+        at it, ties in record order."""
+        pairs = [(_truth_boxes(truth), found) for truth, found in zip(self.truths, self.found,
+                                                                      strict=True)]
+        self.threshold = best_f1_threshold(pairs, floor=FLOOR)
+        if not any(len(truth) for truth, _found in pairs) or not any(
+                len(found) for _truth, found in pairs):
+            self.reason = (f"the default {DEFAULT_THRESHOLD}: the test images have no labelled "
+                           f"box or the SavedModel no detection scoring {FLOOR} or more")
+        else:
+            self.reason = (f"the score at which the SavedModel's F1 over all classes is highest "
+                           f"on the {len(pairs)} test images (IoU {IOU}): the operating point "
+                           "a user would pick")
+        judged = [judge(truth, found, self.threshold) for truth, found in pairs]
+        order = np.argsort([-j.errors for j in judged], kind="stable")
+        self.chosen = [int(i) for i in order[:keep]]
+        self.errors = {i: (judged[i].false_positives, judged[i].missed) for i in self.chosen}
+        self.models = [("saved_model", {i: self.found[i] for i in self.chosen})]
+
+    def collector(self, name: str) -> Callable[[ImageTruth, Any], None]:
+        """An `on_image` that keeps model `name`'s detections on the chosen images."""
+        kept: dict[int, Boxes] = {}
+        self.models.append((name, kept))
+        wanted = set(self.chosen)
+        seen = iter(range(len(self.truths)))
+
+        def on_image(truth: ImageTruth, detections: Any) -> None:
+            index = next(seen)
+            if index in wanted:
+                kept[index] = _kept(detections)
+
+        return on_image
+
+    def document(self) -> dict[str, Any]:
+        """``verification-detections.json``'s content (`write_detections`)."""
+        places = [(path, offset) for path in self.files for offset in record_offsets(path)]
+        images = []
+        for i in self.chosen:
+            truth = self.truths[i]
+            false_positives, missed = self.errors[i]
+            images.append({
+                "id": truth.image_id, "record": {"file": str(places[i][0]),
+                                                 "offset": places[i][1]},
+                "width": truth.width, "height": truth.height,
+                "errors": false_positives + missed, "false_positives": false_positives,
+                "missed": missed,
+                "truth": {**_plain(_truth_boxes(truth)),
+                          "difficult": _truth_boxes(truth).ignored().tolist()}})
+        # rounded down: a detection scoring exactly the threshold stays above it in the file
+        return {"schema": DETECTIONS_SCHEMA, "threshold": math.floor(self.threshold * 1e4) / 1e4,
+                "threshold_reason": self.reason, "iou": IOU, "floor": FLOOR,
+                "judged_images": len(self.truths),
+                "classes": {str(key): name for key, name in self.names.items()},
+                "images": images,
+                "models": [{"name": name, "detections": [_plain(kept.get(i, _NONE))
+                                                         for i in self.chosen]}
+                           for name, kept in self.models]}
+
+
+_NONE = Boxes.of(np.zeros((0, 4)), [], [])
+
+
+def _kept(detections: Any) -> Boxes:
+    keep = np.asarray(detections.scores) >= FLOOR
+    return Boxes.of(np.asarray(detections.boxes)[keep], np.asarray(detections.classes)[keep],
+                    np.asarray(detections.scores)[keep])
+
+
+def _truth_boxes(truth: ImageTruth) -> Boxes:
+    difficult = truth.difficult if truth.difficult is not None else np.zeros(len(truth.classes))
+    return Boxes.of(truth.boxes, truth.classes, difficult=difficult)
+
+
+def _plain(boxes: Boxes) -> dict[str, Any]:
+    """Boxes as JSON keeps them: four decimals are a tenth of a pixel at 1000 px."""
+    plain: dict[str, Any] = {"boxes": np.round(boxes.boxes, 4).tolist(),
+                             "classes": boxes.classes.tolist()}
+    if boxes.scores is not None:
+        plain["scores"] = np.round(boxes.scores, 4).tolist()
+    return plain
+
+
+def write_detections(detections: dict[str, Any], folder: Path) -> Path:
+    """``verification-detections.json`` in `folder`, written whole."""
+    path = folder / DETECTIONS_FILE
+    atomic_write_text(path, json.dumps(detections) + "\n")
+    return path
 
 
 def _ratio(value: float, reference: float) -> float:
@@ -168,86 +277,3 @@ def _add_interval(row: Row, scored: CocoResult, reference: CocoResult, weights: 
     row.map_low, row.map_high = interval.map_low, interval.map_high
 
 
-def _cell(ratio: float, low: float, high: float, reference: bool) -> str:
-    return f"{ratio:.1%}" if reference else f"{ratio:.1%} ({low:.1%}-{high:.1%})"
-
-
-def _verdict(row: Row) -> str:
-    if row.target is None:
-        return "reference"
-    return f"{'met' if row.met else 'NOT met'} (>= {row.target:.1%})"
-
-
-COLUMNS = ("model", "size (MB)", "mAP@.5", "mAP@[.5:.95]", "mAP@.5 vs SavedModel (95% CI)",
-           "mAP@[.5:.95] vs SavedModel (95% CI)", "target", "latency (ms)", "notes")
-"""The verification table's columns; those that hold numbers are right-aligned (`NUMERIC`)."""
-NUMERIC = (False, True, True, True, True, True, False, True, False)
-
-
-def table_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
-    """Each row's cells, as text, in `COLUMNS` order: the one place they are formatted, for
-    the markdown file (`to_markdown`) and the terminal (`odplug.cli` draws them with rich)."""
-    return [(row.name, f"{row.size_mb:.2f}", f"{row.map50:.3f}", f"{row.map:.3f}",
-             _cell(row.map50_vs_reference, row.map50_low, row.map50_high, row.target is None),
-             _cell(row.map_vs_reference, row.map_low, row.map_high, row.target is None),
-             _verdict(row), f"{row.latency_ms:.1f}", row.note) for row in rows]
-
-
-def intervals_note(rows: Sequence[Row]) -> str:
-    """What the intervals and the verdicts mean, said under the table."""
-    images = rows[0].images if rows else 0
-    return (f"Intervals: paired bootstrap over the {images} test images ({RESAMPLES} draws). "
-            "Met: both ratios reach the target; an upper bound under it means below target "
-            "with 95% confidence, an interval across it that the test split cannot tell.")
-
-
-def to_markdown(rows: Sequence[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---:" if numeric else "---" for numeric in NUMERIC) + "|"]
-    for cells in table_cells(rows):
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    lines.append(f"\n{intervals_note(rows)}")
-    return "\n".join(lines) + "\n"
-
-
-def missed(rows: Sequence[Row], min_ratio: float | None = None) -> list[str]:
-    """One line per exported model whose mAP@.5 or mAP@[.5:.95] ratio (point estimate) is
-    under `min_ratio`, or under its own target (`Row.target`) when `min_ratio` is None."""
-    lines = []
-    for row in rows:
-        if row.target is None:
-            continue
-        target = row.target if min_ratio is None else min_ratio
-        if min(row.map50_vs_reference, row.map_vs_reference) < target or (
-                np.isnan(row.map50_vs_reference) or np.isnan(row.map_vs_reference)):
-            lines.append(row.shortfall(target))
-    return lines
-
-
-def quantization_checks(rows: Sequence[Row]) -> list[str]:
-    """Each int8 model against the float32 one of the same exporter: mAP@.5 kept
-    (target: >= 99%: quantization alone costs little) and file size (target: <= 0.35x)."""
-    by_model = {(row.exporter, row.variant): row for row in rows if row.exporter}
-    lines = []
-    for row in rows:
-        if not row.exporter or row.variant != "int8":
-            continue
-        float_row = by_model.get((row.exporter, "float32"))
-        if float_row is None or not float_row.map50:
-            continue
-        kept = row.map50 / float_row.map50
-        size = row.size_mb / float_row.size_mb if float_row.size_mb else float("nan")
-        lines.append(
-            f"{row.name}: {kept:.1%} of {float_row.name}'s mAP@.5 (target >= 99%: "
-            f"{'met' if kept >= 0.99 else 'NOT met'}), "
-            f"{size:.2f}x the size (<= 0.35x: {'met' if size <= 0.35 else 'NOT met'})")
-    return lines
-
-
-def write_table(rows: Sequence[Row], folder: Path) -> tuple[Path, Path]:
-    markdown, data = folder / "verification.md", folder / "verification.json"
-    checks = quantization_checks(rows)
-    atomic_write_text(markdown, to_markdown(rows) + "".join(f"\n- {c}" for c in checks)
-                      + ("\n" if checks else ""))
-    atomic_write_text(data, json.dumps([row.to_json() for row in rows], indent=2) + "\n")
-    return markdown, data

@@ -63,8 +63,14 @@ class SavedModelDetector:
 
 
 def evaluate_detector(detector: Detector, files: Sequence[Path], label_map: LabelMap,
-                      *, limit: int | None = None) -> CocoResult:
-    """COCO metrics of `detector` on the records in `files` (each image at its own size)."""
+                      *, limit: int | None = None,
+                      on_image: Callable[[ImageTruth, Detections], None] | None = None
+                      ) -> CocoResult:
+    """COCO metrics of `detector` on the records in `files` (each image at its own size).
+
+    `on_image` hears each image's truth and detections in record order (the files' order, each
+    file's records in turn), so a caller can keep what it needs of them, as the verification
+    keeps the images people should look at, without a second pass over the split."""
     truths: list[ImageTruth] = []
     found: list[ImageDetections] = []
     dataset = record_dataset(files, label_map)
@@ -77,6 +83,8 @@ def evaluate_detector(detector: Detector, files: Sequence[Path], label_map: Labe
         detections = detector(item["image"])
         found.append(ImageDetections(image_id, detections.boxes, detections.classes,
                                      detections.scores))
+        if on_image is not None:
+            on_image(truths[-1], detections)
     if not truths:
         raise OdplugError("no records to evaluate on: " + ", ".join(map(str, files)))
     return evaluate(truths, found, {item.id: item.name for item in label_map.items})

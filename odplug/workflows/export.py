@@ -31,7 +31,7 @@ from odplug.errors import OdplugError
 from odplug.exports import plan as exporting
 from odplug.exports.output import check_output, moved, unchanged_line
 from odplug.plugins import EXPORTERS, Registry
-from odplug.run import resolve_model
+from odplug.run import RunInfo, resolve_model
 
 if TYPE_CHECKING:  # running and scoring models imports TensorFlow: only verification does
     from odplug.exports.verify import Row
@@ -57,9 +57,12 @@ class ExportJob:
     formats: frozenset[str] = field(default_factory=frozenset)
     """Every registered exporter's name: the sub-folders of an export folder that `export`
     may replace (`odplug.exports.output.check_output`)."""
+    run: RunInfo | None = None
+    """The run the SavedModel came from, when the model was a run folder: the report shows
+    its training and evaluation."""
 
-    def for_model(self, saved_model: Path) -> ExportJob:
-        return replace(self, saved_model=saved_model)
+    def for_model(self, saved_model: Path, run: RunInfo | None = None) -> ExportJob:
+        return replace(self, saved_model=saved_model, run=run)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class Exported:
     """Each model with the exporter that wrote it, in `ExportJob.exporters`' order."""
     verification: Verification | None = None
     """None when the job was planned with ``verify=False``."""
+    report: Path | None = None
+    """``report.html`` in the output folder (`odplug.report`); None without verification."""
 
     @property
     def models(self) -> list[ExportedModel]:
@@ -101,7 +106,7 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
     exporters = exporting.plan(registry, to)
     variants = exporting.variants_for(exporters, quantize)
     exporting.check(exporters)
-    saved_model = None
+    saved_model, run = None, None
     if model is not None:
         saved_model, run = resolve_model(model)
         if records is None and run is not None:
@@ -115,7 +120,7 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
         raise ValueError("plan_export needs the model or the output folder")
     formats = frozenset(registry.table(EXPORTERS))
     check_output(out, formats)
-    return ExportJob(exporters, variants, out, records, saved_model, verify, formats)
+    return ExportJob(exporters, variants, out, records, saved_model, verify, formats, run)
 
 
 def export(job: ExportJob, *, limit: int | None = None,
@@ -154,6 +159,7 @@ def export(job: ExportJob, *, limit: int | None = None,
                     on_verifying()
                     result.verification = _verify(replace(job, out=staging), written, job.out,
                                                   limit=limit, on_row=on_row)
+                    result.report = _report(job, staging)
     except OSError as error:
         raise OdplugError(unchanged_line(job.out, error, staged[0] if staged else None)
                           ) from None
@@ -171,7 +177,7 @@ def _verify(job: ExportJob, written: Written, out: Path, *, limit: int | None,
     records; write the table into `job.out` (the staging folder), each row giving the path
     its model has once `job.out` has become `out`."""
     assert job.records is not None  # `export` checked
-    from odplug.exports.verify import verify, write_table
+    from odplug.exports.verify import verify_models, write_detections, write_table
     from odplug.workflows.evaluate import split_files
 
     def row_done(row: Row) -> None:
@@ -179,11 +185,23 @@ def _verify(job: ExportJob, written: Written, out: Path, *, limit: int | None,
         on_row(row)
 
     files = split_files(job.records, "test", "to verify on")
-    rows = verify(_saved_model(job), written, files,
-                  read_label_map(job.records / "label_map.pbtxt"), limit=limit,
-                  on_row=row_done)
-    write_table(rows, job.out)
-    return Verification(rows, out / "verification.md", out / "verification.json")
+    verified = verify_models(_saved_model(job), written, files,
+                             read_label_map(job.records / "label_map.pbtxt"), limit=limit,
+                             on_row=row_done)
+    write_detections(verified.detections, job.out)
+    write_table(verified.rows, job.out)
+    return Verification(verified.rows, out / "verification.md", out / "verification.json")
+
+
+def _report(job: ExportJob, staging: Path) -> Path:
+    """``report.html`` written into `staging` (it reads the verification there), naming
+    `job.out`, where it will be; returns the path it will have."""
+    from odplug.report.page import REPORT_FILE, write_report
+
+    model = job.run.run_dir if job.run else _saved_model(job)
+    write_report(staging / REPORT_FILE, records=job.records, run=job.run, export=staging,
+                 shown_export=job.out, title=f"odplug export: {model.name}")
+    return job.out / REPORT_FILE
 
 
 def _saved_model(job: ExportJob) -> Path:

@@ -8,9 +8,9 @@ Training asks the trainer to continue its run if it can (``resume="auto"``): the
 decides whether an interrupted run goes on or is replaced. The stages call the same library
 functions as the single tasks (the export is planned, written and verified by
 `odplug.workflows.export`, as ``model.export`` does it, and its folder changes whole or not
-at all), so this module is only order and
-bookkeeping. A stage whose stored outputs this odplug cannot read (an older odplug's) runs
-again.
+at all), so this module is only order and bookkeeping. The pipeline ends with one HTML page,
+``report.html`` (`odplug.report`), rebuilt every time. A stage whose stored outputs this
+odplug cannot read (an older odplug's) runs again.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class PipelineResult:
     table: Path | None
     rows: list[Row]
     reused: list[str]
+    report: Path
+    """``<out>/report.html``: dataset, training, evaluation and exports in one page."""
 
 
 class _State:
@@ -146,11 +148,23 @@ def run_pipeline(out: Path, options: PipelineOptions, registry: Registry, *,
     _import(state, source, records, options.format, registry, exclude=out,
             on_total=on_import_total, on_progress=on_import_progress)
     run = _train(state, trainer, records, run_dir, options, on_step, on_event)
-    job = job.for_model(run.saved_model)
+    job = job.for_model(run.saved_model, run)
     written, rows, table = _export(state, job, options.to)
+    report = _report(out, records, run, job.out)
     return PipelineResult(out=out, records=records, run=run,
                           exported=[model for _exporter, model in written], table=table,
-                          rows=rows, reused=state.reused)
+                          rows=rows, reused=state.reused, report=report)
+
+
+def _report(out: Path, records: Path, run: RunInfo, export: Path) -> Path:
+    """``<out>/report.html``, written again on every run, reused stages included: it costs
+    seconds (a dozen images drawn per model) against the minutes of any stage, and a page
+    kept from an earlier run could describe another dataset or run than the folder now
+    holds."""
+    from odplug.report.page import REPORT_FILE, write_report
+
+    return write_report(out / REPORT_FILE, records=records, run=run, export=export,
+                        title=f"odplug pipeline: {out.resolve().name}")
 
 
 def _demo_dataset(state: _State, project: Path, options: PipelineOptions) -> Path:

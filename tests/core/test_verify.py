@@ -158,7 +158,7 @@ def test_pipeline_min_ratio_judges_the_rows_it_printed(monkeypatch: pytest.Monke
     table, _data = write_table(_rows(), tmp_path)
     result = pipeline_workflow.PipelineResult(
         out=tmp_path, records=tmp_path, run=SimpleNamespace(run_dir=tmp_path, saved_model=tmp_path),
-        exported=[], table=table, rows=_rows(), reused=[])
+        exported=[], table=table, rows=_rows(), reused=[], report=tmp_path / "report.html")
     monkeypatch.setattr(pipeline_workflow, "run_pipeline", lambda *a, **k: result)
     monkeypatch.setattr(tasks, "load_registry_warning", lambda: None)
     tasks.pipeline(Context(), out=str(tmp_path / "out"))
