@@ -93,7 +93,7 @@ def import_dataset(
     ratios: str | Sequence[float] = "0.8,0.1,0.1", seed: int = 0,
     classes: str | Sequence[str] | None = None, rename: str | Mapping[str, str] | None = None,
     label_map: PathArg | None = None, shards: int = 0, workers: int = 0,
-    verify: str = "header", progress: bool = False,
+    verify: str = "header", pictures: bool = True, progress: bool = False,
 ) -> ImportResult:
     """Import a labelled dataset into TFRecords (or tf_csv, COCO, YOLO): ``data.import``.
 
@@ -101,7 +101,8 @@ def import_dataset(
     `ratios`, `classes` and `rename` take the command line's text (``"0.8,0.1,0.1"``,
     ``"car,person"``, ``"car=vehicle"``) or a sequence or mapping. The result's `report` lists
     every image and box skipped and why (`odplug.dataset_report.render_summary` prints it as
-    the command line does).
+    the command line does). `pictures` draws the dataset into `out` (``dataset.png``, and its
+    numbers in ``dataset.json``); ``pictures=False`` saves that second or so.
     """
     from odplug.data.convert import ImportOptions, parse_rename
     from odplug.data.convert import import_dataset as run_import
@@ -120,6 +121,7 @@ def import_dataset(
         shards=args.whole_number("shards", shards, 0, 100_000, " (0: auto)"),
         workers=args.whole_number("workers", workers, 0, 1024, " (0: one per core)"),
         verify=args.choice("verify", verify, ("header", "decode")),  # type: ignore[arg-type]
+        pictures=bool(pictures),
     )
     source_path = Path(source)
     out_path = args.out_folder("out", out) or args.default_import_out(source_path, to)

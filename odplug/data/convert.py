@@ -51,6 +51,11 @@ class ImportOptions:
     shards: int = 0
     workers: int = 0
     verify: Verify = "header"
+    pictures: bool = False
+    """Write ``dataset.png`` and ``dataset.json`` (`odplug.data.overview`) beside the records.
+    Off here, on in ``data.import``, ``odplug.import_dataset`` and ``pipeline``: the tests and
+    fuzzers that import thousands of tiny datasets through this function would pay the
+    drawing (about half a second) each time."""
 
 
 @dataclass
@@ -201,13 +206,15 @@ def import_dataset(
         on_total(total)
         job = WriteJob(splits=splits, label_map=label_map, out=target, shards=options.shards,
                        workers=options.workers, verify=options.verify, progress=progress)
-        _write_whole(writer, job, report, failed)
+        _write_whole(writer, job, report, failed, pictures=options.pictures)
         failed.unlink(missing_ok=True)
     return ImportResult(report, label_map, out, importer.name, writer.name)
 
 
-def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: Path) -> None:
-    """Everything into a staging folder, swapped in for `job.out` once complete and non-empty.
+def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: Path, *,
+                 pictures: bool) -> None:
+    """Everything into a staging folder, swapped in for `job.out` once complete and non-empty;
+    with `pictures`, the dataset drawn (``dataset.png``, ``dataset.json``) is part of it.
 
     A file system error (a full disk, say) is one line naming the output, which is unchanged.
     """
@@ -223,6 +230,10 @@ def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: P
                                   f"{why}; see {failed}")
             _warn_emptied(job.splits, report)
             write_label_map(job.label_map, staging / LABEL_MAP_NAME)
+            if pictures:
+                from odplug.data.overview import import_overview  # numpy and matplotlib
+
+                import_overview(staging, job.splits, report)
             report.write_json(staging / REPORT_NAME)
     except OSError as error:
         reason = error.strerror or str(error)

@@ -4,6 +4,9 @@ Every record's CRCs are checked, every Example parsed with the same keys the Obj
 Detection API decoder reads and every image's header read, so a folder that passes here has no
 damaged record. Records whose image is empty, unreadable or not the declared size are listed
 in ``problems`` (file and record index) and make ``data.stats`` fail.
+
+The same pass can fill a `DatasetGeometry` (box centres and sizes, image sizes, per split),
+from which ``data.stats --pictures`` and ``data.import`` draw the dataset.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from odplug.data.geometry import DatasetGeometry
 from odplug.data.labelmap import read_label_map
 from odplug.data.shards import SHARD_PATTERN, shard_files
 from odplug.data.tfrecord import iter_records, summarize
@@ -19,7 +23,14 @@ from odplug.dataset_report import split_order
 from odplug.errors import OdplugError, UsageError
 
 
-def folder_stats(folder: Path) -> dict[str, Any]:
+def folder_stats(folder: Path, *, geometry: DatasetGeometry | None = None,
+                 check_images: bool = True) -> dict[str, Any]:
+    """Per split counts of a records folder, and every record whose image a trainer cannot use.
+
+    `geometry`, when given, is filled with every record's boxes and size in the same pass.
+    ``check_images=False`` skips reading each image's header (an import that has just checked
+    every image): nothing is then listed in ``problems``.
+    """
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder")
     files = shard_files(folder) or sorted(
@@ -42,7 +53,8 @@ def folder_stats(folder: Path) -> dict[str, Any]:
         info["shards"] += 1
         info["megabytes"] += path.stat().st_size / 1e6
         for index, record in enumerate(iter_records(path)):
-            summary = summarize(record, origin=f"{path} record {index}")
+            summary = summarize(record, origin=f"{path} record {index}",
+                                check_image=check_images)
             if summary.image_problem:
                 problems.append({"file": str(path), "record": index,
                                  "reason": summary.image_problem})
@@ -54,6 +66,8 @@ def folder_stats(folder: Path) -> dict[str, Any]:
                 _name(label_map, label) for label in summary.labels
             )
             info["classes"].update(names)
+            if geometry is not None:
+                geometry.add_image(split, summary.width, summary.height, names, summary.corners)
     for info in splits.values():
         info["classes"] = dict(sorted(info["classes"].items()))
         info["megabytes"] = round(info["megabytes"], 2)

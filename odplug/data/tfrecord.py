@@ -211,10 +211,19 @@ class RecordSummary:
     texts: tuple[str, ...]
     image_bytes: int
     image_problem: str | None
-    """Why ``image/encoded`` cannot be the declared image, from its header; None when it can."""
+    """Why ``image/encoded`` cannot be the declared image, from its header; None when it can
+    (and None, unchecked, when summarized with ``check_image=False``)."""
+    corners: tuple[tuple[float, float, float, float], ...] = ()
+    """Each box's ``image/object/bbox/{xmin,ymin,xmax,ymax}``: fractions of the image."""
 
 
-def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
+BBOX_KEYS = tuple(f"image/object/bbox/{name}" for name in ("xmin", "ymin", "xmax", "ymax"))
+
+
+def summarize(record: bytes, *, origin: str = "record",
+              check_image: bool = True) -> RecordSummary:
+    """One record's names, sizes and boxes; its image's header is read only with
+    `check_image` (an import that has just checked every image need not pay it again)."""
     example = parse_example(record, origin=origin)
     feature = example.features.feature
 
@@ -235,7 +244,9 @@ def summarize(record: bytes, *, origin: str = "record") -> RecordSummary:
         texts=tuple(v.decode(errors="replace") for v in feature["image/object/class/text"]
                     .bytes_list.value) if "image/object/class/text" in feature else (),
         image_bytes=len(encoded),
-        image_problem=image_problem(encoded, width, height),
+        image_problem=image_problem(encoded, width, height) if check_image else None,
+        corners=tuple(zip(*(feature[key].float_list.value if key in feature else ()
+                            for key in BBOX_KEYS), strict=False)),
     )
 
 

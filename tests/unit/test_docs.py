@@ -327,6 +327,8 @@ def _constant(path: str, name: str) -> object:
     ("docs/guide/export.md", "plugins/tflite/export.py", "PER_CHANNEL_MARGIN",
      "better by more than {}"),
     ("README.md", "odplug/data/demo.py", "IMAGES", "demo/supervisely: {} images"),
+    ("docs/guide/import.md", "odplug/pictures/dataset.py", "POINTS_PER_SPLIT",
+     "drawn from a random sample of {:,}"),
 ])
 def test_the_numbers_the_docs_take_from_the_code_are_the_codes(doc: str, path: str, name: str,
                                                                 said: str) -> None:
