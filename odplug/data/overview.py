@@ -26,7 +26,7 @@ from odplug.atomic import atomic_write_text
 from odplug.data.geometry import DatasetGeometry, from_samples
 from odplug.data.shards import shard_files
 from odplug.data.stats import folder_stats
-from odplug.dataset_report import Report
+from odplug.dataset_report import Report, split_order
 from odplug.errors import OdplugError
 from odplug.pictures.dataset import draw_dataset
 from odplug.samples import Sample
@@ -74,8 +74,8 @@ def skipped_by_split(report: Report, splits: Mapping[str, Sequence[Sample]]) -> 
             counts = per_split.setdefault(split, {k: Counter() for k in _KINDS.values()})
             counts[kind][problem.code] += 1
     return {**{kind: dict(counts) for kind, counts in totals.items()},
-            "splits": {split: {kind: dict(c) for kind, c in counts.items()}
-                       for split, counts in per_split.items()}}
+            "splits": {split: {kind: dict(c) for kind, c in per_split[split].items()}
+                       for split in sorted(per_split, key=split_order)}}
 
 
 def import_overview(staging: Path, splits: Mapping[str, Sequence[Sample]],
