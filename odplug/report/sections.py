@@ -125,7 +125,7 @@ def _run_picture(run: RunInfo, name: str) -> Block:
     path = run.pictures.get(name)
     missing = (f"Not drawn: the {run.trainer} trainer wrote no {name} picture for this run "
                f"({what})." if path is None else f"{path} ({what}) is not there.")
-    return Picture(show_file(what[:1].upper() + what[1:], path, f"{name}: {path}",
+    return Picture(show_file(what[:1].upper() + what[1:], path, path.name if path else "",
                              photo=name in PHOTOS, missing=missing))
 
 

@@ -265,6 +265,33 @@ def verified(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.mark.slow
+def test_the_verification_keeps_each_models_detections_on_the_same_images(
+        verified: Path) -> None:
+    """verification-detections.json: the SavedModel and every export on the same chosen test
+    images (all of them here: --limit 2 is under KEEP_IMAGES), each image found again in the
+    records by its offset; the report is written beside it."""
+    import json
+
+    from odplug.data.tfrecord import read_record, summarize
+    from odplug.exports.verify import DETECTIONS_FILE, FLOOR, KEEP_IMAGES
+
+    kept = json.loads((verified / DETECTIONS_FILE).read_text())
+    rows = json.loads((verified / "verification.json").read_text())
+    assert kept["judged_images"] == 2 and len(kept["images"]) == min(KEEP_IMAGES, 2)
+    assert [model["name"] for model in kept["models"]] == [row["name"] for row in rows]
+    for model in kept["models"]:
+        assert len(model["detections"]) == 2
+        assert all(score >= FLOOR for found in model["detections"] for score in found["scores"])
+    assert kept["threshold"] >= FLOOR and kept["threshold_reason"]
+    for image in kept["images"]:
+        summary = summarize(read_record(Path(image["record"]["file"]),
+                                        image["record"]["offset"]))
+        assert (summary.source_id or summary.filename) == image["id"]
+        assert len(image["truth"]["boxes"]) == len(image["truth"]["classes"]) > 0
+    assert (verified / "report.html").stat().st_size > 1000
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["model", "verify", "publish"])
 def test_kill_9_leaves_the_previous_export(verified: Path, tiny_run: TinyRun, tmp_path: Path,
                                            export_with, point: str) -> None:  # type: ignore[no-untyped-def]
