@@ -98,7 +98,9 @@ class DatasetGeometry:
 
     def add_image(self, split: str, width: int | None, height: int | None, names: Sequence[str],
                   corners: Iterable[Corners] = ()) -> None:
-        self.splits.setdefault(split, SplitGeometry()).add(width, height, names, corners)
+        if split not in self.splits:  # not setdefault: a new SplitGeometry seeds two generators
+            self.splits[split] = SplitGeometry()
+        self.splits[split].add(width, height, names, corners)
 
     def ordered(self) -> dict[str, SplitGeometry]:
         """train, val, test, then any other split by name."""
