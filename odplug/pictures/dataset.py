@@ -95,6 +95,12 @@ def _title(splits: Mapping[str, SplitPoints], skipped: Skipped | None) -> str:
     return " · ".join(parts) or "no splits"
 
 
+def _integer_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _classes(axes: Any, splits: Mapping[str, SplitPoints], colours: Mapping[str, str]) -> None:
     """Grouped bars: one group per class, one bar per split."""
     totals: dict[str, int] = {}
@@ -115,6 +121,7 @@ def _classes(axes: Any, splits: Mapping[str, SplitPoints], colours: Mapping[str,
     axes.set_xticks(positions, names, rotation=90 if len(names) > 8 else 0,
                     fontsize=8 if len(names) > 20 else 10)
     axes.set_ylabel("boxes")
+    axes.yaxis.set_major_locator(_integer_ticks())
     tallest = max(max(info.classes.values(), default=0) for info in splits.values())
     axes.set_ylim(0, tallest * 1.25)  # room for the legend above the bars
     shown = (f"the {len(names)} most common of {len(totals)} classes"
@@ -138,18 +145,20 @@ def _points(axes: Any, splits: Mapping[str, SplitPoints], colours: Mapping[str, 
             columns: tuple[int, int], what: str) -> bool:
     """Scatter two columns of each split's box sample; False (and a word) when there is none."""
     drawn = False
+    count = sum(len(info.boxes_xywh) for info in splits.values())
+    size = min(12.0, max(2.0, 4000 / max(count, 1)))  # a few points large, many small
     for split, info in splits.items():
         xy = info.boxes_xywh
         if not len(xy):
             continue
-        axes.scatter(xy[:, columns[0]], xy[:, columns[1]], s=3, alpha=0.35, linewidths=0,
+        axes.scatter(xy[:, columns[0]], xy[:, columns[1]], s=size, alpha=0.35, linewidths=0,
                      color=colours[split], label=f"{split}{_sampled(len(xy), info.boxes, what)}",
                      rasterized=True)
         drawn = True
     if not drawn:
         no_data(axes, "no boxes to draw")  # the axes stay: they say what the panel would show
     else:
-        axes.legend(markerscale=4, fontsize=8)
+        axes.legend(markerscale=6 / np.sqrt(size), fontsize=8)
     return drawn
 
 
@@ -216,14 +225,16 @@ def _skips(axes: Any, skipped: Skipped | None, colours: Mapping[str, str]) -> No
     left = np.zeros(len(rows))
     for split in known:
         counts = [dict(by_split[split].get(kind, {})).get(reason, 0) for kind, reason, _ in rows]
-        axes.barh(range(len(rows)), counts, left=left, label=split, color=colours[split])
+        axes.barh(range(len(rows)), counts, 0.6, left=left, label=split, color=colours[split])
         left += counts
     rest = [total - done for (_, _, total), done in zip(rows, left, strict=True)]
     if any(rest):
-        axes.barh(range(len(rows)), rest, left=left, color=UNKNOWN_SPLIT,
+        axes.barh(range(len(rows)), rest, 0.6, left=left, color=UNKNOWN_SPLIT,
                   label="split not known (skipped before the split)")
     words = {"images": "image", "boxes": "box"}
     axes.set_yticks(range(len(rows)), [f"{words[kind]}: {reason}" for kind, reason, _ in rows])
     axes.invert_yaxis()
     axes.set_xlabel("skipped")
-    axes.legend(fontsize=8)
+    axes.xaxis.set_major_locator(_integer_ticks())
+    axes.set_xlim(0, max(total for _, _, total in rows) * 1.5)  # room for the legend
+    axes.legend(fontsize=8, loc="lower right")
