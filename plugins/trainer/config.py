@@ -380,6 +380,15 @@ def _check_fpn(model: ModelConfig) -> None:
                           "twice the next one's)")
 
 
+def changed_settings(config: Config) -> dict[str, Any]:
+    """The settings of `config` that differ from the defaults, by the dotted names ``--set``
+    takes (``{"train.steps": 200}``): what makes a run this run, for its report."""
+    defaults = Config().to_dict()
+    return {f"{section}.{key}": value
+            for section, values in config.to_dict().items()
+            for key, value in values.items() if value != defaults[section][key]}
+
+
 def to_toml(config: Config) -> str:
     import tomli_w
 

@@ -204,6 +204,26 @@ def eval_dataset(files: Sequence[Path], label_map: LabelMap, input_size: int, ba
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def eval_images(files: Sequence[Path], label_map: LabelMap, input_size: int,
+                indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """The images `eval_dataset` gives at these positions of its pass over `files` (float32
+    [S, S, 3] in 0..255), by position: what the pictures of a split are drawn on.
+
+    Only the chosen records are decoded (they are picked by position before decoding), so
+    a few images out of a large split cost a read of the files, not a second evaluation."""
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return {}
+    chosen = tf.constant(wanted, tf.int64)
+    decode = make_decoder(label_map)
+    dataset = (tf.data.TFRecordDataset(_names(files)).enumerate()
+               .filter(lambda index, _: tf.reduce_any(tf.equal(chosen, index)))
+               .map(lambda index, serialized: (index, resize(decode(serialized)["image"],
+                                                             input_size)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    return {int(index): image.numpy() for index, image in checked(dataset, files)}
+
+
 def checked(batches: Iterable[T], files: Sequence[Path]) -> Iterator[T]:
     """`batches` (of `train_dataset` or `eval_dataset` over `files`), failing as an `OdplugError`
     that names the file and the record TensorFlow could not read.

@@ -9,6 +9,7 @@ the same function the export verification uses, so the numbers compare.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -18,6 +19,7 @@ import tensorflow as tf
 from odplug.labels import LabelMap
 from odplug.model.coco import CocoResult, ImageDetections, ImageTruth, evaluate
 from odplug.model.postprocess import Nms, detect
+from odplug.pictures.matching import Boxes
 from odplug_builtins.trainer import data
 from odplug_builtins.trainer.config import Config, EvalConfig
 
@@ -76,8 +78,25 @@ def collect(model: keras.Model, files: Sequence[Path], label_map: LabelMap, anch
     return truths, found
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A split scored: the COCO numbers and what they were computed from, image by image in
+    the order of the split's records (what its pictures are drawn from)."""
+
+    result: CocoResult
+    truths: list[ImageTruth]
+    detections: list[ImageDetections]
+
+    def pairs(self) -> list[tuple[Boxes, Boxes]]:
+        """Each image's (ground truth, detections), as `odplug.pictures.matching` takes them."""
+        return [(Boxes.of(t.boxes, t.classes, difficult=t.difficult),
+                 Boxes.of(d.boxes, d.classes, d.scores))
+                for t, d in zip(self.truths, self.detections, strict=True)]
+
+
 def evaluate_model(model: keras.Model, files: Sequence[Path], label_map: LabelMap,
                    anchors: np.ndarray, config: Config, predict: Predict | None = None
-                   ) -> CocoResult:
+                   ) -> Evaluation:
     truths, found = collect(model, files, label_map, anchors, config, predict)
-    return evaluate(truths, found, {item.id: item.name for item in label_map.items})
+    return Evaluation(evaluate(truths, found, {item.id: item.name for item in label_map.items}),
+                      truths, found)

@@ -51,6 +51,16 @@ class RunFolder:
         return self.root / "metrics"
 
     @property
+    def pictures(self) -> Path:
+        """What the run draws as it trains (`odplug_builtins.trainer.pictures`)."""
+        return self.root / "pictures"
+
+    @property
+    def results(self) -> Path:
+        """``results.csv``: one row per validation (`odplug.pictures.training`)."""
+        return self.root / "results.csv"
+
+    @property
     def label_map(self) -> Path:
         return self.root / "label_map.pbtxt"
 
@@ -122,7 +132,7 @@ def tidy(folder: RunFolder) -> None:
     if not folder.root.is_dir():
         return
     recover_folder(folder.saved_model)
-    for place in (folder.root, folder.metrics):
+    for place in (folder.root, folder.metrics, folder.pictures):
         if place.is_dir():
             remove_temporaries(place)
 

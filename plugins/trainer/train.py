@@ -45,16 +45,24 @@ from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.shards import shard_files, training_inputs
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
-from odplug.model.coco import CocoResult, plot_precision_recall, write_metrics
+from odplug.model.coco import plot_precision_recall, write_metrics
 from odplug.model.savedmodel import write_detector
+from odplug.pictures.training import read_results
 from odplug.run import Resume, RunInfo
 from odplug_builtins.trainer import cluster, data, pretrained
 from odplug_builtins.trainer.anchors import make_anchors
-from odplug_builtins.trainer.config import Config, load_config
+from odplug_builtins.trainer.config import Config, changed_settings, load_config
 from odplug_builtins.trainer.ema import WeightAverage
-from odplug_builtins.trainer.evaluation import Predict, evaluate_model, nms, predictor
+from odplug_builtins.trainer.evaluation import (
+    Evaluation,
+    Predict,
+    evaluate_model,
+    nms,
+    predictor,
+)
 from odplug_builtins.trainer.learner import Learner, build_learner
 from odplug_builtins.trainer.model import build_model
+from odplug_builtins.trainer.pictures import RunPictures
 from odplug_builtins.trainer.runfolder import TRAINER, RunFolder, finished, start
 from odplug_builtins.trainer.schedule import StepBudget, mosaic_closes
 
@@ -100,8 +108,7 @@ def _train(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     """`train` as one worker: `run` is the folder it writes (`shared` for the chief)."""
     state = _build(records, shared, run, me, config_path=config_path, overrides=overrides,
                    resume=resume, on_event=on_event)
-    _fit(state, on_step)
-    return _finish(state)
+    return _finish(state, _fit(state, on_step))
 
 
 @dataclass
@@ -138,6 +145,11 @@ class _Run:
     """The model's forward pass for every evaluation of the run, traced once."""
     tell: EventCallback
     """`train`'s `on_event`: the phases without steps and the validations."""
+    pictures: RunPictures
+    results: list[dict[str, float]]
+    """``results.csv``'s rows: those of the run before a resume, then one per validation."""
+    seconds_before: float
+    """The training seconds of the run before this process resumed it (its last row's)."""
 
 
 def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *,
@@ -173,6 +185,7 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
         if run.best.is_file():
             best = json.loads(run.best.read_text())
     read, own_files = cluster.my_files(train_files, me)
+    results = _earlier_results(run, int(step.numpy())) if resuming else []
     return _Run(config=config, records=records, shared=shared, run=run, me=me,
                 label_map=label_map, info=info, resuming=resuming, strategy=strategy,
                 learner=learner, step=step, checkpoint=checkpoint,
@@ -182,7 +195,24 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
                 train_files=read, own_files=own_files, val_files=val_files,
                 curve_files={split: shard_files(records, split)
                              for split in config.eval.curve_splits},
-                predict=predictor(learner.model, config.model.input_size), tell=on_event)
+                predict=predictor(learner.model, config.model.input_size), tell=on_event,
+                pictures=RunPictures(run, label_map, config.model.input_size, draws=me.chief),
+                results=results,
+                seconds_before=float(np.nan_to_num(results[-1]["seconds"])) if results else 0.0)
+
+
+def _earlier_results(run: RunFolder, step: int) -> list[dict[str, float]]:
+    """The rows a run resumed at `step` keeps: those up to it (a validation after the
+    checkpoint it resumes from is done again); none, with a warning, from a ``results.csv``
+    that cannot be read (someone edited it): a table of the past is no reason to refuse going
+    on."""
+    if not run.results.is_file():
+        return []
+    try:
+        return [row for row in read_results(run.results) if row["step"] <= step]
+    except OdplugError as error:
+        log.warning("%s; the resumed run starts a new table", error)
+        return []
 
 
 def _val_files(records: Path, me: cluster.Role) -> list[Path]:
@@ -234,12 +264,35 @@ class _Clock:
     window_images: int = 0
     window_measures: bool = False
     """Whether the window holds only steps that ran, not the first one, which traces."""
+    rates: list[float] = field(default_factory=list)
+    """Every images/s logged (the summary's number is their median)."""
+    trained: float = 0.0
+    """`seconds` when the last step was done."""
 
     def __post_init__(self) -> None:
         self.window_start = self.started
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started - self.excluded
+
+
+class _Means:
+    """The mean of each loss term over the steps since it was last taken: what a row of
+    ``results.csv`` says of the losses (one step's loss is too noisy to compare by)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def add(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def take(self) -> dict[str, float]:
+        means = {name: total / max(self.steps, 1) for name, total in self.sums.items()}
+        self.sums, self.steps = {}, 0
+        return means
 
 
 class _Batches:
@@ -265,6 +318,14 @@ class _Batches:
                                            "(augment.close_mosaic)"))
         return next(self.iterator)
 
+    def augmentation(self) -> str:
+        """What the batches go through, in words, for the picture of one of them."""
+        augment = self.state.config.augment
+        mixed = ("mosaic and mixup off (augment.close_mosaic)" if self.closed
+                 else f"mosaic p={augment.mosaic:g}, mixup p={augment.mixup:g}")
+        return (f"crop p={augment.crop_probability:g}, flip {'on' if augment.flip else 'off'}, "
+                f"colour jitter, {mixed}")
+
     def _pipeline(self, start: int) -> Iterator[Any]:
         state, config = self.state, self.state.config
         augment = (replace(config.augment, mosaic=0.0, mixup=0.0) if self.closed
@@ -277,15 +338,17 @@ class _Batches:
                             state.train_files)
 
 
-def _fit(state: _Run, on_step: StepCallback) -> None:
+def _fit(state: _Run, on_step: StepCallback) -> _Clock:
     """Train from the checkpoint's step to the last the budget allows: each step logged,
-    checkpointed and validated at its intervals, and always at the last."""
+    checkpointed and validated at its intervals, and always at the last; the first batch
+    drawn (`RunPictures.batch`). Returns the loop's clock, for the run's summary."""
     train = state.config.train
     start = int(state.step.numpy())
     budget = StepBudget(train, state.learner.total_steps, resuming=state.resuming)
     current, total = start, budget.steps
     batches = _Batches(state, start, total)
     clock = _Clock()
+    means = _Means()
     metrics: dict[str, float] = {}
     with op_determinism(train.deterministic):
         while current < total:
@@ -293,9 +356,12 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
                 state.tell(TrainingStatus("reading the first batch"))
             images, targets = batches.next(current, total)
             if current == start:
+                state.pictures.batch(state.strategy, images, targets, current + 1,
+                                     batches.augmentation())
                 state.tell(TrainingStatus("tracing the training step"))
             current += 1
             losses = _finite(state, current, state.learner.train_step(images, targets))
+            means.add(losses)
             state.step.assign(current)
             clock.window_images += train.batch_size
             total = budget.update(current, clock.seconds(), clock.validations,
@@ -305,8 +371,13 @@ def _fit(state: _Run, on_step: StepCallback) -> None:
             on_step(current, total, metrics)
             if current % train.checkpoint_every == 0 or current == total:
                 _checkpoint(state, current)
-            if state.val_files and (current % train.eval_every == 0 or current == total):
-                _validate(state, clock, current, total, losses)
+            if current % train.eval_every == 0 or current == total:
+                if state.val_files:
+                    _validate(state, clock, current, total, losses, means.take())
+                else:
+                    _record(state, clock, current, means.take(), {})
+    clock.trained = clock.seconds()
+    return clock
 
 
 def _finite(state: _Run, current: int, losses: dict[str, tf.Tensor]) -> dict[str, float]:
@@ -383,6 +454,7 @@ def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, float]
     metrics = dict(losses)
     if clock.window_measures:
         metrics["images_per_second"] = clock.window_images / max(elapsed, 1e-9)
+        clock.rates.append(metrics["images_per_second"])
     metrics["learning_rate"] = float(state.learner.schedule(current))
     _summaries(state.writer, current, {"train": metrics})
     clock.window_start, clock.window_images = time.perf_counter(), 0
@@ -391,20 +463,23 @@ def _log(state: _Run, clock: _Clock, current: int, losses: dict[str, float]
 
 
 def _validate(state: _Run, clock: _Clock, current: int, total: int,
-              losses: dict[str, float]) -> None:
+              losses: dict[str, float], means: dict[str, float]) -> None:
     """Score the val split, and the `EvalConfig.curve_splits` outside the clock, with the
     weights as they would be exported (the average, when kept); keep them if they are the best
-    so far; add the point to the learning curve and TensorBoard, and tell `on_event`."""
+    so far; add the point to the learning curve, TensorBoard and ``results.csv`` (`_record`,
+    with the `means` of the losses since the last one), draw the val images
+    (`RunPictures.validation`), and tell `on_event`."""
     state.tell(TrainingStatus("validating", during_steps=True))
     began = time.perf_counter()
     model = state.learner.model
     with _averaged(state.learner.average):
-        result = _evaluate(state, state.val_files)
+        evaluation = _evaluate(state, state.val_files)
+        result = evaluation.result
         point = {"val": _scores(result)}
         extra_began = time.perf_counter()
         for split, files in state.curve_files.items():
             if files:
-                point[split] = _scores(_evaluate(state, files))
+                point[split] = _scores(_evaluate(state, files).result)
         extra = time.perf_counter() - extra_began
         clock.excluded += extra
         if _better(result.map, result.map50, state.best):
@@ -414,6 +489,8 @@ def _validate(state: _Run, clock: _Clock, current: int, total: int,
     _summaries(state.writer, current, point)
     state.curve.add(step=current, seconds=clock.seconds(),
                     images=current * state.config.train.batch_size, **point)
+    _record(state, clock, current, means, point)
+    state.pictures.validation(evaluation, state.val_files, current, state.writer)
     clock.window_start, clock.window_images = time.perf_counter(), 0
     clock.validations += 1
     clock.validating += clock.window_start - began - extra
@@ -424,9 +501,31 @@ def _validate(state: _Run, clock: _Clock, current: int, total: int,
         best_map=float(best.get("map", -1.0)), best_map50=float(best["map50"])))
 
 
-def _finish(state: _Run) -> RunInfo:
+def _record(state: _Run, clock: _Clock, current: int, means: dict[str, float],
+            point: dict[str, dict[str, float]]) -> None:
+    """A row of ``results.csv`` (`odplug.pictures.training`) and the curves redrawn from all.
+
+    ``seconds`` are training seconds as ``metrics/curve.json`` counts them (validation
+    included, `EvalConfig.curve_splits` left out), but go on from the last row of the run
+    before a resume rather than from 0, so the curves against seconds never run backwards;
+    each loss column is the MEAN of that term over the steps since the previous row, not the
+    last step's value; ``learning_rate`` is the schedule's at `current`; then
+    ``<split>_map50`` and ``<split>_map`` for val and each curve split."""
+    if not state.me.chief:
+        return
+    state.results.append({
+        "step": current, "seconds": state.seconds_before + clock.seconds(),
+        "images": current * state.config.train.batch_size, **means,
+        "learning_rate": float(state.learner.schedule(current)),
+        **{f"{split}_{name}": value for split, scores in point.items()
+           for name, value in scores.items()}})
+    state.pictures.results(state.results)
+
+
+def _finish(state: _Run, clock: _Clock) -> RunInfo:
     """After the last step: the last weights (averaged, if kept) saved, the best ones scored on
-    the test split and written as the SavedModel, ``run.json`` complete; every worker then
+    the test split (and drawn: `RunPictures.test`) and written as the SavedModel, ``run.json``
+    complete with the run's results, pictures and summary (`_summary`); every worker then
     waits for the others (`cluster.all_done`)."""
     run, model, learner = state.run, state.learner.model, state.learner
     state.writer.flush()
@@ -440,11 +539,15 @@ def _finish(state: _Run) -> RunInfo:
     info = state.info
     if test_files:
         state.tell(TrainingStatus("scoring the test split"))
-        result = _evaluate(state, test_files)
+        evaluation = _evaluate(state, test_files)
+        result = evaluation.result
         write_metrics(result, run.metrics / "test.json")
         plot_precision_recall(result, run.metrics / "test-pr.png", title=f"{run.root.name}: test")
+        state.pictures.test(evaluation, test_files)
         info = replace(info, metrics={"test": {"map50": result.map50, "map": result.map}},
                        metrics_dir=run.metrics)
+    info = replace(info, results=run.results if run.results.is_file() else None,
+                   pictures=state.pictures.written(), summary=_summary(state, clock))
     state.tell(TrainingStatus("writing the SavedModel"))
     with _writing(run.saved_model, "the SavedModel", "the run is not complete; free space, "
                   "then finish it with model.train --resume"), \
@@ -456,7 +559,22 @@ def _finish(state: _Run) -> RunInfo:
     return info
 
 
-def _evaluate(state: _Run, files: list[Path]) -> CocoResult:
+def _summary(state: _Run, clock: _Clock) -> dict[str, Any]:
+    """``run.json``'s summary: training seconds (on from before a resume, as in
+    ``results.csv``), steps, the median of the logged images/s (None when none was
+    measured: a run of a step or two), the settings that differ from the defaults, and the
+    seconds this process spent drawing, by picture."""
+    seconds = state.seconds_before + clock.trained
+    if state.pictures.seconds:
+        log.info("drawing took %.2f s (%s)", sum(state.pictures.seconds.values()),
+                 ", ".join(f"{k} {v:.2f}" for k, v in state.pictures.seconds.items()))
+    return {"seconds": round(seconds, 3), "steps": int(state.step.numpy()),
+            "images_per_second": float(np.median(clock.rates)) if clock.rates else None,
+            "changed": changed_settings(state.config),
+            "drawing_seconds": {k: round(v, 3) for k, v in state.pictures.seconds.items()}}
+
+
+def _evaluate(state: _Run, files: list[Path]) -> Evaluation:
     return evaluate_model(state.learner.model, files, state.label_map, state.learner.anchors,
                           state.config, state.predict)
 

@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 from odplug.errors import OdplugError
+from odplug.pictures.training import read_results
 from odplug.run import RunInfo
 from odplug_builtins.trainer.config import RANGES, Config, load_config
 from odplug_builtins.trainer.runfolder import RunFolder, start
@@ -801,6 +802,12 @@ def test_a_run_killed_at_any_write_keeps_whole_files_and_resumes(trained: dict,
     done = train(records, run, resume="required", overrides={"train.steps": 31})
     assert done.complete and resolve_model(run)[0] == run / "saved_model"
     assert _files(run / "saved_model") == saved_model
+    # the resumed runs keep the rows before them; step 31's validation died with the kill in
+    # best.weights.h5 after its checkpoint (as its point in curve.json did), so none is added
+    rows = read_results(run / "results.csv")
+    assert rows == read_results(trained["run"] / "results.csv")
+    assert done.summary["steps"] == 31  # and the seconds go on from before the resumes
+    assert rows[-1]["seconds"] <= done.summary["seconds"] <= rows[-1]["seconds"] + 30
     assert not [path.name for path in run.iterdir() if path.name.startswith(".odplug-")]
 
 
