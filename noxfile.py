@@ -56,20 +56,29 @@ PLUGINS = _sessions()
 # The tensorflowjs converter pins its own TensorFlow: it gets a second virtualenv, from this
 # file, that the tfjs exporter runs as a subprocess (ODPLUG_TFJS_PYTHON).
 TFJS_CONVERTER = "tfjs.txt"
+# tflite-support and MediaPipe pin protobuf 3: every session gets a third virtualenv, from this
+# file, in which the tflite exporter writes each .tflite's metadata and MediaPipe Tasks runs
+# the files (ODPLUG_MEDIAPIPE_PYTHON); any session's tests may export TFLite.
+MEDIAPIPE = "mediapipe.txt"
+
+
+def _side_python(session: nox.Session, suffix: str, requirements: str) -> str:
+    """The Python of a virtualenv beside the session's, from `requirements` (made once)."""
+    folder = f"{session.virtualenv.location}-{suffix}"
+    session.run("python", "-m", "venv", folder)
+    session.run(f"{folder}/bin/pip", "install", "-q", "-r", f"{REQUIREMENTS}/{requirements}",
+                external=True)
+    return f"{folder}/bin/python"
 
 
 def run_plugin_tests(session: nox.Session, name: str, requirements: str,
                      tests: list[str]) -> None:
     session.install("-r", f"{REQUIREMENTS}/{requirements}", "-r", f"{REQUIREMENTS}/test.txt")
     session.install("--no-deps", "-e", ".")
-    env = {}
+    env = {"ODPLUG_MEDIAPIPE_PYTHON": _side_python(session, "mediapipe", MEDIAPIPE)}
     if name == "tfjs":
-        converter = f"{session.virtualenv.location}-converter"
-        session.run("python", "-m", "venv", converter)
-        session.run(f"{converter}/bin/pip", "install", "-q", "-r",
-                    f"{REQUIREMENTS}/{TFJS_CONVERTER}", external=True)
+        env["ODPLUG_TFJS_PYTHON"] = _side_python(session, "converter", TFJS_CONVERTER)
         session.run("npm", "ci", "--prefix", "plugins/tfjs", external=True)
-        env["ODPLUG_TFJS_PYTHON"] = f"{converter}/bin/python"
     session.run("pytest", *tests, *session.posargs, env=env)
 
 
