@@ -104,12 +104,13 @@ class _Canvas:
 
 
 def draw_detections(image: Image.Image, boxes: np.ndarray, classes: np.ndarray,
-                    scores: np.ndarray, names: Mapping[int, str]) -> Image.Image:
+                    scores: np.ndarray | None, names: Mapping[int, str]) -> Image.Image:
     """A copy of `image` with each box (normalised ymin, xmin, ymax, xmax) and its label,
-    coloured by class."""
+    coloured by class; labelled boxes (`scores` None) are named without a score."""
     canvas = _Canvas(image)
-    for box, class_id, score in zip(boxes, classes, scores, strict=True):
-        canvas.box(box, class_colour(int(class_id)), f"{name_of(names, class_id)} {score:.2f}")
+    for i, (box, class_id) in enumerate(zip(boxes, classes, strict=True)):
+        score = "" if scores is None else f" {scores[i]:.2f}"
+        canvas.box(box, class_colour(int(class_id)), f"{name_of(names, class_id)}{score}")
     return canvas.image
 
 

@@ -227,7 +227,7 @@ def boxes_sheet(images: Sequence[Image.Image], boxes: Sequence[Boxes],
     under `title`: the ground truth as the model is given it."""
     if len(images) != len(boxes):
         raise ValueError(f"{len(images)} images but {len(boxes)} sets of boxes")
-    drawn = [draw_detections(image, b.boxes, b.classes, np.ones(len(b)), names)
+    drawn = [draw_detections(image, b.boxes, b.classes, None, names)
              for image, b in zip(_readable(images[:SHEET_IMAGES]), boxes, strict=False)]
     captions = [f"{len(b)} box{'' if len(b) == 1 else 'es'}" for b in boxes[:SHEET_IMAGES]]
     return titled(_tiled(drawn, captions, columns), [title])

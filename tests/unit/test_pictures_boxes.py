@@ -67,3 +67,10 @@ def test_tile_lays_images_out_in_rows_with_captions() -> None:
     assert sheet.width == 2 * 104 + 4 and sheet.height > 3 * 104
     with pytest.raises(ValueError, match="at least one"):
         tile([], columns=3)
+
+
+def test_labelled_boxes_are_named_without_a_score() -> None:
+    boxes, classes = np.array([LEFT]), np.array([1])
+    named = draw_detections(_grey(), boxes, classes, None, NAMES)
+    scored = draw_detections(_grey(), boxes, classes, np.array([0.5]), NAMES)
+    assert not np.array_equal(np.asarray(named), np.asarray(scored))  # the label is shorter
