@@ -152,3 +152,20 @@ def test_a_split_is_set_up_once_not_per_image(monkeypatch: pytest.MonkeyPatch) -
         geometry.add_image("train", 10, 10, [])
         geometry.add_image("val", 10, 10, [])
     assert len(made) == 2
+
+
+def test_a_records_boxes_are_read_as_its_normalised_corners() -> None:
+    from odplug.data.protos import Example
+    from odplug.data.tfrecord import summarize
+
+    example = Example()
+    feature = example.features.feature
+    for key, values in (("xmin", [0.1, 0.5]), ("ymin", [0.2, 0.6]), ("xmax", [0.3, 0.9]),
+                        ("ymax", [0.4, 1.0])):
+        feature[f"image/object/bbox/{key}"].float_list.value.extend(values)
+    feature["image/width"].int64_list.value.append(64)
+    summary = summarize(example.SerializeToString(), check_image=False)
+    assert np.allclose(summary.corners, [(0.1, 0.2, 0.3, 0.4), (0.5, 0.6, 0.9, 1.0)])
+    assert summary.image_problem is None  # not looked at, though the record has no image
+    assert summarize(example.SerializeToString()).image_problem == "image/encoded is empty"
+    assert summarize(Example().SerializeToString(), check_image=False).corners == ()
