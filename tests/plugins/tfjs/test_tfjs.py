@@ -1,7 +1,8 @@
 """The tfjs exporter on a tiny trained model: every variant converts, the float32 model gives the
 reference SavedModel's detections in Node.js (on the wasm backend, and the same on the pure-JS
 cpu one it falls back to), the manifest names the model's real tensors, the demo page draws
-the same boxes in headless Chromium, and a missing toolchain fails with one clear line (a
+the same boxes in headless Chromium, and runs on Chromium's fake camera until stopped (or says
+in one line why there is no camera), and a missing toolchain fails with one clear line (a
 broken SavedModel never reaches the exporter: tests/core/test_contract.py).
 
 Needs the converter environment (.venv-tfjs), Node.js with ``npm ci --prefix plugins/tfjs``,
@@ -10,13 +11,20 @@ and Chromium for the page; each test that lacks one is skipped saying which and 
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
+import os
 import re
+import select
 import shutil
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,6 +53,7 @@ from tests.support.detectors import TinyRun, assert_same_detections, saved_model
 pytestmark = pytest.mark.slow  # the TF.js converter and Node runs: seconds each
 
 SIZE = 96
+IMAGE_PAGE = "index.html?image=test.png&threshold=0"
 PALETTE = [(0xff, 0x00, 0xff), (0x00, 0xc8, 0xff), (0xff, 0xb4, 0x00)]  # app.js COLOURS[:3]
 
 
@@ -334,7 +343,8 @@ def _chromium() -> str:
 
 @pytest.fixture
 def served(exported: dict, images: list[np.ndarray], tmp_path: Path) -> Iterator[str]:
-    """The float32 folder plus test.png, over http on 127.0.0.1 (the page fetches its files)."""
+    """The float32 folder plus test.png, over http on 127.0.0.1 (the page fetches its files, and
+    the camera is offered to secure contexts only, which http from 127.0.0.1 is): the base URL."""
     from PIL import Image
 
     site = tmp_path / "site"
@@ -344,7 +354,7 @@ def served(exported: dict, images: list[np.ndarray], tmp_path: Path) -> Iterator
     with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        yield f"http://127.0.0.1:{server.server_address[1]}/index.html?image=test.png&threshold=0"
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
         server.shutdown()
 
 
@@ -354,11 +364,8 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 
 def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=60000",
-         *extra, url], capture_output=True, text=True, timeout=120, check=True)
+    return subprocess.run([*_headless(profile), "--virtual-time-budget=60000", *extra, url],
+                          capture_output=True, text=True, timeout=120, check=True)
 
 
 def _page_result(url: str, profile: Path) -> tuple[str, list[dict]]:
@@ -382,12 +389,13 @@ def test_page_draws_the_detections_in_chromium(served: str, node_float32: NodeDe
                                                images: list[np.ndarray], tmp_path: Path) -> None:
     from PIL import Image
 
-    status, shown = _page_result(served, tmp_path / "profile")
+    status, shown = _page_result(served + IMAGE_PAGE, tmp_path / "profile")
     assert status.endswith("(backend wasm)"), status
     _assert_page_matches(shown, node_float32(images[0]))
 
     shot = tmp_path / "page.png"
-    _browse(served, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,900")
+    _browse(served + IMAGE_PAGE, tmp_path / "profile", f"--screenshot={shot}",
+            "--window-size=800,900")
     page = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     plain = np.asarray(Image.fromarray(images[0]).resize((640, 640))).astype(int)
     assert _palette_pixels(page) > _palette_pixels(plain) + 2000
@@ -400,7 +408,7 @@ def test_page_without_its_wasm_files_falls_back_to_cpu_saying_so(
     still draws the same detections, on cpu, and its status line says wasm was unavailable."""
     for name in WASM_BINARIES:
         (tmp_path / "site" / name).unlink()
-    status, shown = _page_result(served, tmp_path / "profile")
+    status, shown = _page_result(served + IMAGE_PAGE, tmp_path / "profile")
     assert status.endswith("(backend cpu (wasm unavailable))"), status
     _assert_page_matches(shown, node_float32(images[0]))
 
@@ -408,3 +416,190 @@ def test_page_without_its_wasm_files_falls_back_to_cpu_saying_so(
 def _palette_pixels(pixels: np.ndarray) -> int:
     return sum(int((np.abs(pixels - colour).max(axis=-1) <= 3).sum()) for colour in PALETTE)
 
+
+
+CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+PAGE_STATE = """({
+  status: document.body.dataset.status, camera: document.body.dataset.camera,
+  frames: Number(document.body.dataset.frames),
+  text: document.getElementById("status").textContent,
+  result: document.getElementById("result").textContent,
+  disabled: ["camera", "stop"].map((id) => document.getElementById(id).disabled),
+})"""
+# Counts the model's inferences in flight, to show the camera loop never starts one before the
+# last has finished (app.js's top-level bindings are globals to an evaluated expression).
+COUNT_INFERENCES = """
+  window.inFlight = 0; window.mostInFlight = 0;
+  const execute = model.executeAsync.bind(model);
+  model.executeAsync = async (...args) => {
+    mostInFlight = Math.max(mostInFlight, ++inFlight);
+    try { return await execute(...args); } finally { inFlight -= 1; }
+  };"""
+# Starts Chromium with the pipe ends on the fds 3 and 4 it reads and writes: no preexec_fn in
+# this process, which serves the page from a thread, and no sh, whose dash reads only fds 0-9.
+# (A copy first, as either end may already be fd 3 or 4; dup2 onto itself keeps close-on-exec.)
+ON_FDS_3_AND_4 = """import os, sys
+ends = [os.dup(int(fd)) for fd in sys.argv[1:3]]
+for fd, end in zip((3, 4), ends):
+    os.dup2(end, fd)
+    os.set_inheritable(fd, True)
+os.execvp(sys.argv[3], sys.argv[3:])"""
+COUNTED = (r"(\d+) frames?, ([\d.]+) frames/s; (\d+) of (\d+) detections at score ≥ 0 "
+           r"\(backend wasm\)")
+
+
+def _headless(profile: Path) -> list[str]:
+    return [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}"]
+
+
+class DevTools:
+    """A page in headless Chromium, driven over the DevTools protocol on a pipe
+    (``--remote-debugging-pipe``: JSON messages ended by a NUL byte).
+
+    The camera tests need it: ``--dump-dom`` under a virtual time budget dumps the page while
+    getUserMedia is still pending (virtual time runs on while the browser opens a camera),
+    where this waits for the page in real time, with a deadline.
+    """
+
+    def __init__(self, commands: int, answers: int) -> None:
+        self.commands, self.answers = commands, answers
+        self.pending = b""
+        self.sent = 0
+        self.session: str | None = None
+
+    def call(self, method: str, timeout: float = 30, **params: object) -> dict:
+        self.sent += 1
+        message = {"id": self.sent, "method": method, "params": params,
+                   **({"sessionId": self.session} if self.session else {})}
+        os.write(self.commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" not in self.pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.answers], [], [], left)[0]:
+                    pytest.fail(f"Chromium did not answer {method} in {timeout} s")
+                chunk = os.read(self.answers, 1 << 16)
+                if not chunk:
+                    pytest.fail(f"Chromium closed its DevTools pipe during {method}")
+                self.pending += chunk
+            raw, self.pending = self.pending.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self.sent:
+                assert "error" not in answer, f"{method}: {answer['error']}"
+                return answer["result"]
+
+    def evaluate(self, expression: str):  # type: ignore[no-untyped-def]
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        assert "exceptionDetails" not in result, (expression, result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                pytest.fail(f"not {expression} in {timeout} s: {self.evaluate(PAGE_STATE)}")
+            time.sleep(0.1)
+        return value
+
+
+@contextmanager
+def _devtools(url: str, profile: Path, *extra: str) -> Iterator[DevTools]:
+    """Chromium on ``url``, its page attached; closed on the way out."""
+    theirs_in, ours_out = os.pipe()
+    ours_in, theirs_out = os.pipe()
+    browser = subprocess.Popen(
+        [sys.executable, "-c", ON_FDS_3_AND_4, str(theirs_in), str(theirs_out),
+         *_headless(profile), "--remote-debugging-pipe", *extra, url],
+        pass_fds=(theirs_in, theirs_out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(theirs_in)
+    os.close(theirs_out)
+    page = DevTools(ours_out, ours_in)
+    try:
+        [target] = [t for t in page.call("Target.getTargets")["targetInfos"]
+                    if t["type"] == "page"]
+        page.session = page.call("Target.attachToTarget", targetId=target["targetId"],
+                                 flatten=True)["sessionId"]
+        yield page
+        page.session = None
+        page.call("Browser.close")
+        browser.wait(timeout=30)
+    finally:
+        if browser.poll() is None:
+            browser.kill()
+            browser.wait()
+        os.close(ours_out)
+        os.close(ours_in)
+
+
+def _png(data_url: str) -> np.ndarray:
+    from PIL import Image
+
+    encoded = data_url.split(",", 1)[1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")).astype(int)
+
+
+def test_page_runs_on_the_camera_one_frame_at_a_time_until_stopped(
+        served: str, exported: dict, tmp_path: Path) -> None:
+    """Chromium's fake camera (a moving test pattern) through the camera button: frames are
+    counted with their rate, the last frame's detections listed as an image's are and drawn
+    over that frame, one inference at a time, and stop releases the camera."""
+    labels = json.loads((exported["float32"].path / "labels.json").read_text())
+    with _devtools(served + "index.html?threshold=0", tmp_path / "profile", *CAMERA) as page:
+        page.wait_for('document.body?.dataset.status === "ready"')
+        page.evaluate(COUNT_INFERENCES)
+        page.evaluate('document.getElementById("camera").click()')
+        running = page.wait_for(f"Number(document.body.dataset.frames) >= 3 && {PAGE_STATE}")
+        earlier = page.evaluate("lastImage.toDataURL()")
+        page.wait_for(f"Number(document.body.dataset.frames) > {running['frames'] + 1}")
+        track = "(window.track = video.srcObject.getVideoTracks()[0]).readyState"
+        assert page.evaluate(track) == "live"
+        page.evaluate('document.getElementById("stop").click()')
+        stopped = page.evaluate(PAGE_STATE)
+        frame, drawn = page.evaluate("[lastImage, canvas].map((c) => c.toDataURL())")
+        assert page.evaluate("[track.readyState, video.srcObject, mostInFlight]") == [
+            "ended", None, 1]
+    assert (running["status"], running["camera"], running["disabled"]) == (
+        "camera", "on", [True, False]), running
+    assert re.fullmatch("camera: " + COUNTED, running["text"]), running["text"]
+    assert (stopped["status"], stopped["camera"], stopped["disabled"]) == (
+        "stopped", "off", [False, True]), stopped
+    counted = re.fullmatch("camera stopped after " + COUNTED, stopped["text"])
+    assert counted and int(counted[1]) == stopped["frames"] >= running["frames"], stopped["text"]
+    assert float(counted[2]) > 0
+    result = json.loads(stopped["result"])
+    detections = result["detections"]
+    assert result["threshold"] == 0 and len(detections) == int(counted[3]) == int(counted[4]) > 0
+    for found in detections:
+        assert set(found) == {"id", "label", "score", "box"} and found["label"] == labels[
+            str(found["id"])], found
+        ymin, xmin, ymax, xmax = found["box"]
+        assert 0 <= ymin <= ymax <= 1 and 0 <= xmin <= xmax <= 1, found
+    assert [d["score"] for d in detections] == sorted((d["score"] for d in detections),
+                                                       reverse=True)
+    frame, drawn = _png(frame), _png(drawn)
+    assert frame.shape == drawn.shape == (480, 640, 3)  # the fake camera's size, drawn whole
+    assert np.abs(frame - _png(earlier)).max() > 100  # live frames of the moving test pattern
+    assert _palette_pixels(drawn) > _palette_pixels(frame) + 2000
+
+
+@pytest.mark.parametrize(("flags", "host", "message"), [
+    (("--use-fake-device-for-media-stream", "--deny-permission-prompts"), "127.0.0.1",
+     "camera refused: allow this page to use the camera"),
+    (("--use-fake-device-for-media-stream=device-count=0", "--use-fake-ui-for-media-stream"),
+     "127.0.0.1", "no camera found: connect one"),
+    ((*CAMERA, "--host-resolver-rules=MAP camera.test 127.0.0.1"), "camera.test",
+     "no camera for plain http from camera.test:"),
+], ids=["refused", "absent", "plain-http"])
+def test_page_without_a_camera_says_why_in_one_line(served: str, tmp_path: Path,
+                                                    flags: tuple[str, ...], host: str,
+                                                    message: str) -> None:
+    """camera=1 starts the camera as the page opens; when there is none to have, the status
+    line says why and what to do, and the camera button can be pressed again."""
+    url = served.replace("127.0.0.1", host) + "index.html?camera=1"
+    with _devtools(url, tmp_path / "profile", *flags) as page:
+        state = page.wait_for(f'document.body?.dataset.status === "error" && {PAGE_STATE}')
+    assert state["text"].startswith(message) and "\n" not in state["text"], state["text"]
+    assert (state["camera"], state["disabled"]) == ("off", [False, True]), state
