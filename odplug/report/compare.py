@@ -100,7 +100,7 @@ def worst_first(kept: Kept) -> list[Block]:
         judged = judge(kept.truth(index), found, kept.threshold)
         cells.append(Cell(jpeg_uri(draw_judged(picture, judged, kept.names)),
                           f"{image['id']}: {judged.false_positives} false positive(s), "
-                          f"{judged.missed} missed", judged.errors > 0))
+                          f"{judged.missed} missed"))
     return [Note(f"The {len(cells)} test images (of {kept.judged_images}) on which the "
                  f"SavedModel makes the most errors, most first, at score threshold "
                  f"{kept.threshold:.3g}: {kept.reason}."),
@@ -126,7 +126,8 @@ def side_by_side(kept: Kept) -> list[Block]:
             differences = compared.extra + compared.lost
             cells.append(Cell(jpeg_uri(compared.image),
                               f"{differences} difference(s): {compared.extra} only here, "
-                              f"{compared.lost} only in the SavedModel", differences > 0))
+                              f"{compared.lost} only in the SavedModel" if differences
+                              else "the same as the SavedModel", differences > 0))
         rows.append((kept.caption(index), cells))
     if not exports:
         return [Note("No exported model was verified: nothing to compare with the "

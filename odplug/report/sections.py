@@ -20,7 +20,7 @@ from odplug.report.embed import show_file
 from odplug.run import PICTURES, RunInfo
 
 DATASET_FILE = "dataset.json"
-DRAW_DATASET = "odplug data.stats RECORDS --pictures"
+DRAW_DATASET = "odplug data.stats --folder RECORDS --pictures"
 PHOTOS = ("batch", "val_predictions", "test_predictions")
 """The run pictures that are photographs (embedded as JPEG); the others are charts."""
 ALL_ROWS = 10
@@ -95,14 +95,27 @@ def _split_tables(splits: dict[str, Any]) -> list[Block]:
 
 
 def _skipped(skipped: Any) -> Block:
-    if not skipped:
-        return Note("The import skipped nothing.")
+    """``{"images": {reason: n}, "boxes": {...}, "splits": {split: {"images": ...}}}``
+    (`odplug.data.overview`) as one row per kind and reason, with its count per split."""
+    if skipped is None:
+        return Note("What the import skipped is not known (the records folder has no report "
+                    "of its import).")
     if not isinstance(skipped, dict):
-        return Note(f"The import skipped: {skipped}.")
-    return Table("What the import skipped, by reason", ("reason", "count"),
-                 [[str(reason), number(count) if not isinstance(count, dict)
-                   else ", ".join(f"{k}: {number(v)}" for k, v in count.items())]
-                  for reason, count in skipped.items()], (False, True))
+        return Note(f"What the import skipped: {skipped}.")
+    given = skipped.get("splits")
+    splits: dict[str, Any] = given if isinstance(given, dict) else {}
+    rows = []
+    for kind in ("images", "boxes"):
+        counts = skipped.get(kind)
+        for reason, count in (counts.items() if isinstance(counts, dict) else ()):
+            where = [f"{split}: {number(per[kind][reason])}" for split, per in splits.items()
+                     if isinstance(per, dict) and isinstance(per.get(kind), dict)
+                     and reason in per[kind]]
+            rows.append([kind, str(reason), number(count), ", ".join(where)])
+    if not rows:
+        return Note("The import skipped nothing.")
+    return Table("What the import skipped, by reason", ("skipped", "reason", "count", "by split"),
+                 rows, (False, False, True, False))
 
 
 def training_section(run: RunInfo | None) -> Section:

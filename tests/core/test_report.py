@@ -47,7 +47,9 @@ def records(tmp_path_factory: pytest.TempPathFactory, registry) -> Path:  # type
                              "classes": {ODD: 12, "dog": 18}},
                    "test": {"images": 4, "boxes": 7, "empty_images": 0,
                             "classes": {ODD: 3, "dog": 4}}},
-        "skipped": {"box-outside-image": 2}, "picture": "dataset.png"}))
+        "skipped": {"images": {"missing-image": 2}, "boxes": {"box-outside-image": 1},
+                    "splits": {"train": {"images": {}, "boxes": {"box-outside-image": 1}}}},
+        "picture": "dataset.png"}))
     picture(folder / "dataset.png", "navy")
     return folder
 
@@ -165,6 +167,8 @@ def test_every_section_is_there_and_every_image_is_inside_the_page(report: Path)
     assert all(max(size) <= 320 for size in sizes[-12:]), "thumbnails of the records' images"
     assert "http://" not in text and "https://" not in text and "<script" not in text
     assert "Edge TPU: 12 ops" in text and "threshold 0.42" in text
+    assert re.search(r"<td>boxes</td><td>box-outside-image</td><td class=\"num\">1</td>"
+                     r"<td>train: 1</td>", text)
     assert "512 s" not in text and "8 min 32 s" in text
 
 
@@ -208,7 +212,7 @@ def test_missing_inputs_are_sentences(records: Path, tmp_path: Path) -> None:
     text, page = parse(write_report(tmp_path / "bare.html", records=bare_records, run=bare_run,
                                     export=unverified, title="bare"))
     assert page.images == []
-    assert f"odplug data.stats {bare_records} --pictures" in text
+    assert f"odplug data.stats --folder {bare_records} --pictures" in text
     assert "wrote no results.csv" in text and "wrote no curves picture" in text
     assert "No test metrics" in text and f"odplug model.evaluate --model {bare_run.run_dir}" in text
     assert "Not verified" in text
