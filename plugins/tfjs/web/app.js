@@ -222,9 +222,13 @@ function newCanvas() {
 }
 
 function nextFrame() {
-  // After a paint, so the last boxes are seen; the loop never starts an inference before the
-  // last one has finished, whatever the camera's rate.
-  return new Promise((resolve) => requestAnimationFrame(() => resolve()));
+  // The camera's next frame where the browser can tell (requestVideoFrameCallback), so no frame
+  // is run twice when the model is faster than the camera; else the next paint. Either way
+  // the loop never starts an inference before the last one has finished.
+  return new Promise((resolve) => {
+    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(() => resolve());
+    else requestAnimationFrame(() => resolve());
+  });
 }
 
 async function cameraLoop(session) {
