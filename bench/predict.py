@@ -45,7 +45,7 @@ def make_clip(workdir: Path, frames: int, *, hold: int = 3, rate: int = 30) -> P
     return clip
 
 
-def run(model: Path, workdir: Path, frames: int) -> dict[str, float]:
+def run(model: Path, workdir: Path, frames: int) -> dict[str, object]:
     from odplug.plugins import load_registry
     from odplug.workflows import predict as predicting
 
@@ -62,19 +62,20 @@ def run(model: Path, workdir: Path, frames: int) -> dict[str, float]:
         return found
 
     loaded.detector = timed
-    original = predicting.open_model
-    predicting.open_model = lambda model, registry: loaded  # type: ignore[assignment]
+    original = predicting.find_model
+    predicting.find_model = lambda model, registry: lambda: loaded  # type: ignore[assignment]
     try:
         started = time.perf_counter()
         result = predicting.predict(model, clip, workdir / "predictions", 0.3, registry)
         elapsed = time.perf_counter() - started
     finally:
-        predicting.open_model = original  # type: ignore[assignment]
+        predicting.find_model = original  # type: ignore[assignment]
     drawn = len(result.images)
-    numbers = {"model": str(model), "frames": drawn, "seconds": round(elapsed, 2),
-               "frames_per_second": round(drawn / elapsed, 1),
-               "detector_frames_per_second": round(len(seconds) / sum(seconds), 1),
-               "cores": os.cpu_count() or 0, "load_average": round(os.getloadavg()[0], 2)}
+    numbers: dict[str, object] = {
+        "model": str(model), "frames": drawn, "seconds": round(elapsed, 2),
+        "frames_per_second": round(drawn / elapsed, 1),
+        "detector_frames_per_second": round(len(seconds) / sum(seconds), 1),
+        "cores": os.cpu_count() or 0, "load_average": round(os.getloadavg()[0], 2)}
     atomic_write_text(workdir / RESULTS_FILE, json.dumps(numbers, indent=2) + "\n")
     print(f"{model}: {drawn} frames of {clip} in {elapsed:.1f} s: "
           f"{numbers['frames_per_second']} frames/s end to end (decode, detect, draw, "

@@ -39,10 +39,10 @@ if TYPE_CHECKING:
     from odplug.components import EventCallback, ExportedModel, StepCallback
     from odplug.data.convert import ImportResult
     from odplug.exports.verify import Row
-    from odplug.model.predict import Predictions
     from odplug.plugins import Registry
     from odplug.workflows.evaluate import Evaluation
     from odplug.workflows.export import Verification
+    from odplug.workflows.predict import Predictions
 
 DEFAULT_EXPORTS = ",".join(BUILTIN_DEFAULTS.exporters)
 Model = PathArg | RunInfo
@@ -211,6 +211,9 @@ class ExportResult:
     models: list[ExportedModel]
     verification: Verification | None = None
     """The verification table's rows and where ``verification.md`` and ``.json`` are."""
+    report: Path | None = None
+    """``report.html``, the page that shows the run and every export side by side; None
+    unverified."""
 
     @property
     def rows(self) -> list[Row]:
@@ -243,7 +246,8 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
                       model=_model(model), out=args.out_folder("out", out),
                       records=Path(records) if records else None, verify=verify)
     exported = write_all(job, limit=count or None)
-    result = ExportResult(job.out, exported.models, exported.verification)
+    result = ExportResult(job.out, exported.models, exported.verification,
+                          exported.report)
     if enforce:
         check_targets(result.rows, floor)
     return result
@@ -251,21 +255,24 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
 
 def predict(model: Model, source: PathArg, *, out: PathArg = "predictions",
             threshold: float = 0.3) -> Predictions:
-    """Detect objects in an image or a folder of images: ``model.predict``.
+    """Detect objects in images and videos: ``model.predict``.
 
-    Writes a PNG per image with the boxes drawn and ``detections.json`` into `out`, and
-    returns the same detections, per image, with class names, scores and normalised boxes.
+    `model` is a run, a SavedModel folder, an exported ``.tflite`` file or TF.js folder;
+    `source` an image or video file, a folder (with its sub-folders) or a glob. Writes each
+    drawn in its own format and ``detections.json`` (COCO results) with ``images.json`` into
+    `out` (replaced whole), and returns the same detections, per image or video frame.
     """
-    from odplug.run import resolve_model
+    from odplug.data.media import is_glob
 
     if not model or not source:
         raise UsageError("give the model and the source images")
-    source_path = args.in_path("source", source)
+    if not is_glob(str(source)):
+        args.in_path("source", source)
     lowest = args.fraction("threshold", threshold, 0.0, 1.0)
+    model_path = args.in_path("model", str(_model(model)))
     out_path = args.out_folder("out", out) or Path("predictions")
-    saved_model, _run = resolve_model(_model(model))
-    _console()
-    from odplug.model.predict import predict as run_predict  # TensorFlow, once arguments hold
+    registry = _console()
+    from odplug.workflows.predict import predict as run_predict
 
-    return run_predict(saved_model, source_path, out_path, lowest)
+    return run_predict(model_path, str(source), out_path, lowest, registry)
 

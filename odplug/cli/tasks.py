@@ -356,27 +356,48 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 @task(
     name="predict",
     help={
-        "model": "run folder (or a SavedModel folder)",
-        "source": "an image file or a folder of images",
-        "out": "folder for the drawn PNGs and detections.json (default: predictions/)",
+        "model": "a run folder, a SavedModel folder, an exported .tflite file or a TF.js "
+                 "folder",
+        "source": "an image or video file, a folder (with its sub-folders) or a glob in "
+                  "quotes, e.g. \"photos/*.jpg\"",
+        "out": "folder for the drawn images and videos, detections.json (COCO results) and "
+               "images.json; replaced whole (default: predictions/)",
         "threshold": "lowest score drawn and listed (default 0.3)",
     },
 )
 @user_errors
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
-    """Detect objects in images: PNGs with boxes, classes and scores drawn, and a JSON."""
-    from odplug.run import resolve_model
+    """Detect objects in images and videos with any model: drawn copies and a COCO JSON."""
+    from odplug.data.media import find_media, is_glob
+    from odplug.workflows.predict import check_out, predict
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
-    source_path = args.in_path("--source", source)
+    if not is_glob(str(source)):
+        args.in_path("--source", source)
     threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
+    model_path = args.in_path("--model", model)
     out_path = args.out_folder("--out", out) or Path("predictions")
-    saved_model, _run = resolve_model(Path(model))
-    from odplug.model.predict import predict_images  # TensorFlow, once the arguments hold
+    check_out(out_path, find_media(source), source)  # before any model loads
+    with progress_bar("video") as bar:
+        def on_video(path: Path, frames: int):  # type: ignore[no-untyped-def]
+            bar.print(f"{path}: {frames or 'unknown number of'} frames")
+            bar.start(frames)
+            return lambda number: bar.advance(1)
 
-    written = predict_images(saved_model, source_path, out_path, threshold)
-    print(f"Wrote {written} drawn image(s) and {out_path / 'detections.json'}")
+        result = predict(model_path, source, out_path, threshold, load_registry_warning(),
+                         on_model=lambda what: bar.print(f"Running {what}"),
+                         on_image=lambda image: image.frame is None and bar.print(
+                             f"{image.file}: {len(image.detections)} detection(s)"),
+                         on_video=on_video)
+    stills = sum(1 for image in result.images if image.frame is None)
+    frames = len(result.images) - stills
+    drawn = [f"{stills} image(s)"] + ([f"{len(result.videos)} video(s) of {frames} frames"]
+                                     if result.videos else [])
+    print(f"Drew {' and '.join(drawn)} into {out_path}; detections in {result.json} "
+          f"(COCO results, pixels), image index in {result.index}")
+    for skipped in result.skipped:
+        print(f"odplug: warning: skipped {skipped['file']}: {skipped['reason']}")
 
 
 @task(
@@ -413,16 +434,18 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
                       records=Path(records) if records else None, verify=verify)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
-    verification = export(
+    exported = export(
         job, limit=limit or None,
         on_done=lambda m: print(f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)",
                                 flush=True),
         on_verifying=lambda: print(f"Verifying on {job.records} (test split) ...", flush=True),
-        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True)).verification
+        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
+    verification = exported.verification
     if verification is None:
         return
     show_verification(verification.rows, verification.table)
     print(f"Wrote {verification.table} and {verification.data}")
+    print(f"report: {exported.report}")
     if enforce:
         check_targets(verification.rows, floor)
 
@@ -553,6 +576,7 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
     if result.reused:
         print(f"reused: {', '.join(result.reused)} (--force reruns them)")
     print(f"total: {time.perf_counter() - started:.0f} s")
+    print(f"report:      {result.report}")
     if enforce:
         check_targets(result.rows, floor)
 

@@ -187,8 +187,8 @@ def _import(state: _State, source: Path, records: Path, format: str | None,
     from odplug.data.convert import ImportOptions, import_dataset
 
     def work() -> dict[str, Any]:
-        result = import_dataset(source, records, ImportOptions(format=format), registry,
-                                on_total=on_total, progress=on_progress)
+        result = import_dataset(source, records, ImportOptions(format=format, pictures=True),
+                                registry, on_total=on_total, progress=on_progress)
         return {"images": sum(result.report.images.values())}
 
     state.run("import", {"source": source.resolve(), "format": format,

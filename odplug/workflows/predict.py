@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from odplug.atomic import atomic_write_text, folder_lock, recover_folder, replace_folder
+from odplug.components import ExportedModel, Exporter
 from odplug.data.media import (
     Medium,
     VideoWriter,
@@ -121,35 +122,49 @@ def check_out(out: Path, media: list[Medium], source: str | Path) -> None:
         raise UsageError(f"--out {out}: a file, not a folder")
 
 
-def open_model(model: Path, registry: Registry) -> LoadedModel:
-    """A run folder, a SavedModel folder, or an exported model some exporter claims."""
+def find_model(model: Path, registry: Registry) -> Callable[[], LoadedModel]:
+    """What `model` is, told from its files alone (one line when it is nothing odplug runs),
+    and how to load it: the caller checks the rest of its request before paying for that."""
     if RunInfo.exists(model) or (model / "saved_model.pb").is_file():
-        from odplug.model.detector import SavedModelDetector
         from odplug.run import resolve_model
 
         saved_model, run = resolve_model(model)
-        detector = SavedModelDetector(saved_model)
-        label_map = detector.label_map
-        if label_map is None and run is not None and run.label_map.is_file():
-            from odplug.data.labelmap import read_label_map
-
-            label_map = read_label_map(run.label_map)
-        names = {item.id: item.name for item in label_map.items} if label_map else {}
-        return LoadedModel(detector, names, f"SavedModel {saved_model}")
+        return lambda: _saved_model(saved_model, run)
     for exporter in registry.exporters.values():
         exported = exporter.model_at(model)
         if exported is not None:
-            manifest = json.loads(exported.manifest.read_text())
-            names = dict(zip(manifest.get("label_ids", []), manifest.get("labels", []),
-                             strict=False))
-            return LoadedModel(exporter.detector(exported),  # type: ignore[arg-type]
-                               {int(k): str(v) for k, v in names.items()},
-                               f"{exported.name} ({exporter.name}) {exported.path}")
+            return lambda: _exported(exporter, exported)
     if not model.exists():
         raise UsageError(f"--model {model}: no such file or folder")
-    raise OdplugError(f"{model}: not a run folder, a SavedModel folder or a model an exporter "
-                      "wrote (a .tflite with its manifest .json beside it, a TF.js folder with "
-                      "manifest.json)")
+    raise OdplugError(f"{model}: not a run folder (no run.json) and not a SavedModel folder "
+                      "(no saved_model.pb), nor a model an exporter wrote (a .tflite file "
+                      "with its manifest .json beside it, a TF.js folder with manifest.json)")
+
+
+def open_model(model: Path, registry: Registry) -> LoadedModel:
+    """A run folder, a SavedModel folder, or an exported model some exporter claims, loaded."""
+    return find_model(model, registry)()
+
+
+def _saved_model(saved_model: Path, run: RunInfo | None) -> LoadedModel:
+    from odplug.model.detector import SavedModelDetector
+
+    detector = SavedModelDetector(saved_model)
+    label_map = detector.label_map
+    if label_map is None and run is not None and run.label_map.is_file():
+        from odplug.data.labelmap import read_label_map
+
+        label_map = read_label_map(run.label_map)
+    names = {item.id: item.name for item in label_map.items} if label_map else {}
+    return LoadedModel(detector, names, f"SavedModel {saved_model}")
+
+
+def _exported(exporter: Exporter, exported: ExportedModel) -> LoadedModel:
+    manifest = json.loads(exported.manifest.read_text())
+    names = zip(manifest.get("label_ids", []), manifest.get("labels", []), strict=False)
+    return LoadedModel(exporter.detector(exported),  # type: ignore[arg-type]
+                       {int(k): str(v) for k, v in names},
+                       f"{exported.name} ({exporter.name}) {exported.path}")
 
 
 ImageEvent = Callable[[ImagePrediction], None]
@@ -165,9 +180,10 @@ def predict(model: Path, source: str | Path, out: Path, threshold: float, regist
     """Detect, draw and list (module docstring); `out` is replaced whole once every input is
     done, or left as it was when anything fails. Unreadable inputs are skipped, counted and
     said (`Predictions.skipped`), never fatal."""
+    load = find_model(model, registry)
     media = find_media(source)
     check_out(out, media, source)
-    loaded = open_model(model, registry)
+    loaded = load()
     on_model(loaded.description)
     run = _Run(loaded, threshold, on_image)
     target = out.resolve()

@@ -81,7 +81,7 @@ def test_keywords_have_the_command_line_flags_names_and_defaults() -> None:
     (lambda: odplug.export("run", min_ratio=0.9, verify=False), "needs the verification"),
     (lambda: odplug.predict("run", "video.mp4"), "source='video.mp4': no such file or folder"),
     (lambda: odplug.predict("run", ".", threshold=1.5), "threshold=1.5: give a number"),
-    (lambda: odplug.predict("no-such-run", "."), "no-such-run: not a run folder"),
+    (lambda: odplug.predict("no-such-run", "."), "model='no-such-run': no such file"),
     (lambda: odplug.demo_dataset(size=8), "size=8: give a whole number from 32"),
 ])
 def test_wrong_arguments_are_usage_errors_before_any_work(call, message: str, tmp_path: Path,

@@ -318,9 +318,9 @@ def _constant(path: str, name: str) -> object:
 
 
 @pytest.mark.parametrize("doc,path,name,said", [
-    ("docs/guide/export.md", "odplug/exports/verify.py", "FLOAT_TARGET",
+    ("docs/guide/export.md", "odplug/exports/table.py", "FLOAT_TARGET",
      "float exports at least {:.1%}"),
-    ("docs/guide/export.md", "odplug/exports/verify.py", "EIGHT_BIT_TARGET",
+    ("docs/guide/export.md", "odplug/exports/table.py", "EIGHT_BIT_TARGET",
      "int8 at least {:.0%}"),
     ("docs/guide/export.md", "plugins/tflite/export.py", "CALIBRATION_IMAGES",
      "Calibration reads {} records"),

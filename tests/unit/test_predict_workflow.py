@@ -36,7 +36,7 @@ def _detector(image: np.ndarray) -> _Found:
 
 @pytest.fixture(autouse=True)
 def stand_in_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(predicting, "open_model", lambda model, registry: LoadedModel(
+    monkeypatch.setattr(predicting, "find_model", lambda model, registry: lambda: LoadedModel(
         _detector, {1: "cat", 2: "dog"}, f"stand-in {model}"))
 
 
@@ -157,7 +157,7 @@ def test_a_previous_prediction_is_replaced_whole_or_kept(tmp_path: Path,
     def failing(image: np.ndarray) -> _Found:
         raise RuntimeError("the model broke")
 
-    monkeypatch.setattr(predicting, "open_model", lambda model, registry: LoadedModel(
+    monkeypatch.setattr(predicting, "find_model", lambda model, registry: lambda: LoadedModel(
         failing, {}, "broken"))
     with pytest.raises(RuntimeError):
         predict(Path("model"), tmp_path / "in", out, 0.0, registry=None)  # type: ignore[arg-type]
