@@ -35,6 +35,13 @@ PICTURE_NAME = "dataset.png"
 NUMBERS_NAME = "dataset.json"
 REPORT_NAME = "report.json"
 
+def is_overview_picture(path: Path) -> bool:
+    """Whether `path` is the dataset picture an import wrote (`PICTURE_NAME` with
+    `NUMBERS_NAME` beside it), which a dataset reader must not take for one of its images:
+    a YOLO, COCO or CSV output imported again would list it as an unlabelled image."""
+    return path.name == PICTURE_NAME and (path.parent / NUMBERS_NAME).is_file()
+
+
 _KINDS = {"image skipped": "images", "box skipped": "boxes"}
 
 

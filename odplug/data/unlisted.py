@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from odplug.data.images import IMAGE_SUFFIXES
+from odplug.data.overview import is_overview_picture
 from odplug.dataset_report import Report
 
 NO_ANNOTATION = "no-annotation"
@@ -29,7 +30,7 @@ def image_files(folder: Path) -> list[Path]:
                            and e.is_file())
     except OSError:
         return []
-    return [folder / name for name in names]
+    return [folder / name for name in names if not is_overview_picture(folder / name)]
 
 
 def report_unlisted(root: Path, folders: Iterable[Path], listed: Iterable[str | Path],

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from odplug.data.overview import is_overview_picture
 from odplug.errors import OdplugError
 
 log = logging.getLogger(__name__)
@@ -317,11 +318,12 @@ def is_image(name: str) -> bool:
 
 
 def images_under(folder: Path) -> Iterator[Path]:
-    """Every image file below `folder`, in name order, as Ultralytics globs ``**/*.*``."""
+    """Every image file below `folder`, in name order, as Ultralytics globs ``**/*.*``; the
+    dataset picture an odplug import left there is not one of them."""
     for parent, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if is_image(name):
+            if is_image(name) and not is_overview_picture(Path(parent) / name):
                 yield Path(parent) / name
 
 

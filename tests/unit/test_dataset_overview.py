@@ -100,3 +100,20 @@ def test_stats_pictures_draws_an_existing_folder(project: Path, tmp_path: Path,
                                   ["skipped"]["images"], "boxes": {}}
     with Image.open(out / "dataset.png") as picture:
         assert picture.size == (1500, 900)
+
+
+@pytest.mark.parametrize("to", ["yolo", "coco", "tf_csv"])
+def test_an_output_imported_again_does_not_take_its_picture_for_an_image(
+        project: Path, tmp_path: Path, to: str) -> None:
+    """The dataset picture a YOLO, COCO or CSV output holds is odplug's, not the dataset's:
+    importing the output again skips nothing it did not skip the first time."""
+    first = tmp_path / to
+    assert odplug("data.import", "-s", str(project), "-o", str(first), "--to", to,
+                  "--workers", "1", "--quiet") == 0
+    assert any(p.name == "dataset.png" for p in first.rglob("*.png"))
+    again = tmp_path / "records"
+    assert odplug("data.import", "-s", str(first), "-o", str(again), "--workers", "1",
+                  "--quiet") == 0
+    report = json.loads((again / "report.json").read_text())
+    problems = json.dumps(report)
+    assert "dataset.png" not in problems, problems
