@@ -46,9 +46,11 @@ class ModelConfig:
     aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
     """Anchor width/height ratios, combined with every scale."""
     weights: str = ""
-    """What the MobileNetV2 backbone starts from: empty = from scratch; "imagenet" = Keras'
-    ImageNet weights for this alpha (downloaded once into the Keras cache); or the path of a local
-    Keras weights file (.h5/.weights.h5 of MobileNetV2 with include_top=False)."""
+    """What a new run starts from: empty = from scratch; "imagenet" = Keras' ImageNet weights
+    for this alpha (downloaded once into the Keras cache); the path of a local Keras weights
+    file (.h5/.weights.h5 of MobileNetV2 with include_top=False); or a previous run's folder
+    (or its best.weights.h5) to fine-tune the whole detector from (same model settings; the
+    class layers start fresh when its classes differ)."""
     batchnorm_momentum: float = 0.9
     """BatchNorm momentum: Keras' 0.999 adapts too slowly for short runs from scratch."""
 

@@ -8,6 +8,7 @@ with XLA on a GPU where ``train.xla`` allows.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from odplug_builtins.trainer.anchors import make_anchors
 from odplug_builtins.trainer.config import Config
 from odplug_builtins.trainer.ema import WeightAverage
 from odplug_builtins.trainer.loss import DetectionLoss
-from odplug_builtins.trainer.model import build_model
+from odplug_builtins.trainer.model import build_model, start_from_run
+from odplug_builtins.trainer.pretrained import RunStart
 from odplug_builtins.trainer.schedule import WarmupCosine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,13 +48,19 @@ class Learner:
 
 
 def build_learner(config: Config, num_classes: int, strategy: tf.distribute.Strategy, *,
-                  weights: Path | None = None) -> Learner:
-    """The model (its backbone from `weights`), optimizer, weight average and compiled step,
+                  weights: Path | None = None, start: RunStart | None = None,
+                  names: list[str] | None = None) -> Learner:
+    """The model (its backbone from `weights`, or the whole detector from the run `start`,
+    whose classes are compared with `names`), optimizer, weight average and compiled step,
     their variables made in `strategy`'s scope; on a GPU the step is XLA-compiled where
     ``train.xla`` allows."""
     replicas = strategy.num_replicas_in_sync
     with strategy.scope():
         model = build_model(config.model, num_classes, weights)
+        if start is not None:  # before the weight average copies the weights
+            said = start_from_run(model, config.model, start, names)
+            if said:
+                log.warning("%s", said)
         cluster.synchronise_batchnorm(model, replicas)
         total_steps = tf.Variable(config.train.steps, dtype=tf.int64, trainable=False,
                                   name="total_steps")

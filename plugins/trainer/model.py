@@ -18,10 +18,12 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from odplug.data.labelmap import read_label_map
 from odplug.errors import OdplugError
 from odplug_builtins.trainer import anchors as anchor_lib
 from odplug_builtins.trainer import batchnorm
 from odplug_builtins.trainer.config import ModelConfig
+from odplug_builtins.trainer.pretrained import RunStart
 
 # MobileNetV2 layers whose outputs have stride 8, 16 and 32 (Keras' layer names).
 _BACKBONE_OUTPUTS = {3: "block_6_expand_relu", 4: "block_13_expand_relu", 5: "out_relu"}
@@ -106,6 +108,36 @@ def build_model(config: ModelConfig, num_classes: int, backbone_weights: Path | 
     class_logits = layers.Concatenate(axis=1, name="class_logits", dtype="float32")(logits)
     return keras.Model(images, {"box_codes": box_codes, "class_logits": class_logits},
                        name="ssd_mobilenet_v2")
+
+
+CLASS_LAYERS = "class_head_"
+"""Names of the layers whose shape or meaning depends on the classes (one per level)."""
+
+
+def start_from_run(model: keras.Model, config: ModelConfig, start: RunStart,
+                   names: list[str]) -> str | None:
+    """Load the weights of `start`'s run into `model` (built for the classes `names`).
+
+    With the same classes, in the same order, every weight is loaded. Otherwise the class
+    layers (`CLASS_LAYERS`, whose outputs are one column per class) keep their fresh start and
+    every other layer is loaded from the run; the returned line says so, and which classes
+    each side has. Columns are not carried over class by class: a prediction head trained to
+    compete against other classes is no better a start than a fresh one with the prior bias."""
+    theirs = read_label_map(start.label_map).names
+    if theirs == names:
+        model.load_weights(str(start.weights))
+        return None
+    source = build_model(config, len(theirs))
+    source.load_weights(str(start.weights))
+    fresh = []
+    for layer in model.layers:
+        if layer.name.startswith(CLASS_LAYERS):
+            fresh.append(layer.name)
+        elif layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return (f"model.weights = {start.run}: its classes ({', '.join(theirs)}) are not these "
+            f"records' ({', '.join(names)}): {', '.join(fresh)} start fresh, every other layer "
+            "from the run")
 
 
 def _extra_levels(config: ModelConfig, found: dict[int, keras.KerasTensor]

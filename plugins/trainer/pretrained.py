@@ -1,8 +1,14 @@
-"""What the MobileNetV2 backbone starts from: scratch, a local weights file, or ImageNet.
+"""What a new run starts from: scratch, ImageNet or a local backbone file, or a previous run.
 
-``model.weights`` is empty (random initialisation), ``"imagenet"``, or the path of a local Keras
+``model.weights`` is empty (random initialisation), ``"imagenet"``, the path of a local Keras
 weights file (``.h5``/``.weights.h5`` of ``MobileNetV2(include_top=False)`` at the configured
-width). A run makes sure its start is at hand before its run folder is touched (`fetch`), so a
+width), or a previous odplug run: its folder (its best weights, else its last) or one of its
+``best.weights.h5``/``last.weights.h5`` (`RunStart`). A run starts the whole detector, not only
+the backbone: fine-tuning a detector on new images, the most common thing done after a first
+run. Its model settings must build the same layers (`check_run_start`; only ``input_size`` may
+differ: every layer is convolutional); when its classes differ from the records', the layers
+that depend on the classes start fresh (`odplug_builtins.trainer.model.start_from_run`).
+A run makes sure its start is at hand before its run folder is touched (`fetch`), so a
 missing file or a failed download leaves nothing behind, and notes what it started from in the
 run folder's ``inputs.json`` (`fetch`'s record).
 
@@ -58,6 +64,69 @@ def check(model: ModelConfig) -> None:
                           "empty to train from scratch, " + _LOCAL_HINT)
 
 
+RUN_WEIGHTS = ("best.weights.h5", "last.weights.h5")
+"""A run's weights files, in the order a run folder given as ``model.weights`` is read."""
+SAME_LAYERS_EXCEPT = ("weights", "input_size", "batchnorm_momentum")
+"""Model settings a run started from another may change: they build the same weights."""
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A previous run of this trainer that a new run starts the whole detector from."""
+
+    run: Path
+    weights: Path
+    """Its ``best.weights.h5`` (or ``last``): the detector's weights, class heads included."""
+
+    @property
+    def config(self) -> Path:
+        return self.run / "config.toml"
+
+    @property
+    def label_map(self) -> Path:
+        return self.run / "label_map.pbtxt"
+
+
+def run_start(model: ModelConfig) -> RunStart | None:
+    """The run ``model.weights`` names (its folder, or a weights file in it), else None.
+
+    A folder that is not a run of this trainer, or a run without trained weights, is one
+    `OdplugError` line; a file is a run's only when its folder holds the run's config and
+    label map (else it is a backbone file)."""
+    if not model.weights or model.weights == IMAGENET:
+        return None
+    path = Path(model.weights).expanduser()
+    if path.is_dir():
+        if not (path / "config.toml").is_file() or not (path / "label_map.pbtxt").is_file():
+            raise OdplugError(f"model.weights = {model.weights!r}: a folder, but not a run of "
+                              "this trainer (no config.toml and label_map.pbtxt): give a run "
+                              "folder, its best.weights.h5, or a backbone weights file")
+        found = next((path / name for name in RUN_WEIGHTS if (path / name).is_file()), None)
+        if found is None:
+            raise OdplugError(f"model.weights = {model.weights!r}: the run has no trained "
+                              "weights yet (no best.weights.h5 or last.weights.h5): finish it "
+                              "with model.train --resume first")
+        return RunStart(path, found)
+    if path.is_file() and (path.parent / "config.toml").is_file() \
+            and (path.parent / "label_map.pbtxt").is_file():
+        return RunStart(path.parent, path)
+    return None
+
+
+def check_run_start(start: RunStart, model: ModelConfig) -> None:
+    """Refuse, in one line, a run whose model settings build other layers than `model`."""
+    from odplug_builtins.trainer.config import load_config  # config imports this module
+
+    theirs = load_config(start.config).model
+    differ = [f"model.{key} = {value!r} there, {getattr(model, key)!r} here"
+              for key, value in vars(theirs).items()
+              if key not in SAME_LAYERS_EXCEPT and getattr(model, key) != value]
+    if differ:
+        raise OdplugError(f"model.weights = {model.weights!r}: that run's model has other "
+                          f"layers ({'; '.join(differ)}): start from it with the same model "
+                          "settings (--set them as there)")
+
+
 @dataclass(frozen=True)
 class ImagenetFile:
     """One of Keras' ImageNet MobileNetV2 (include_top=False) weights files."""
@@ -109,9 +178,9 @@ def keras_cache() -> Path:
 
 
 def weights_file(model: ModelConfig) -> Path | None:
-    """The local file the backbone loads for ``model.weights`` (None: from scratch), once
-    `fetch` has made sure it is there; nothing is downloaded here."""
-    if not model.weights:
+    """The local file the backbone loads for ``model.weights`` (None: from scratch, or from a
+    run: `run_start`), once `fetch` has made sure it is there; nothing is downloaded here."""
+    if not model.weights or run_start(model) is not None:
         return None
     if model.weights == IMAGENET:
         return imagenet_file(model.alpha, model.input_size).path
@@ -127,13 +196,18 @@ def fetch(model: ModelConfig) -> dict[str, Any]:
     weights, input_size = model.weights, model.input_size
     if not weights:
         return {"from": "scratch"}
+    start = run_start(model)
+    if start is not None:
+        check_run_start(start, model)
+        return {"from": "run", "run": str(start.run.resolve()),
+                "path": str(start.weights.resolve()), "sha256": _sha256(start.weights)}
     if weights != IMAGENET:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise OdplugError(
-                f"model.weights = {weights!r}: no such file; give a local MobileNetV2 "
-                f"(include_top=False) .h5/.weights.h5 file, {IMAGENET!r} for Keras' ImageNet "
-                "weights, or leave model.weights empty to train from scratch")
+                f"model.weights = {weights!r}: no such file; give a previous run's folder, a "
+                f"local MobileNetV2 (include_top=False) .h5/.weights.h5 file, {IMAGENET!r} for "
+                "Keras' ImageNet weights, or leave model.weights empty to train from scratch")
         return {"from": "file", "path": str(path.resolve()), "sha256": _sha256(path)}
     file = imagenet_file(model.alpha, input_size)
     if file.rows != input_size:

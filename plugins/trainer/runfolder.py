@@ -175,6 +175,9 @@ def start(records: Path, folder: RunFolder, config_path: Path | None,
     if resume == "never" and folder.holds_a_run():
         raise _held(folder)
     backbone = pretrained.fetch(config.model)
+    if backbone.get("run") == str(folder.root.resolve()):
+        raise OdplugError(f"model.weights = {config.model.weights!r}: the run being replaced; "
+                          "start from it into another folder (--new-run, or another --run)")
     if RunInfo.exists(folder.root) or folder.holds_a_run():
         shutil.rmtree(folder.root)
     folder.root.mkdir(parents=True, exist_ok=True)

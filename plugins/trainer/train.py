@@ -171,7 +171,9 @@ def _build(records: Path, shared: RunFolder, run: RunFolder, me: cluster.Role, *
     keras.utils.set_random_seed(config.train.seed)  # weight initialisation; data has its own
     on_event(TrainingStatus("building the model"))
     learner = build_learner(config, len(label_map), strategy,
-                            weights=None if resuming else pretrained.weights_file(config.model))
+                            weights=None if resuming else pretrained.weights_file(config.model),
+                            start=None if resuming else pretrained.run_start(config.model),
+                            names=label_map.names)
     with strategy.scope():
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         average = learner.average
