@@ -118,17 +118,24 @@ def draw_judged(image: Image.Image, judged: Judged, names: Mapping[int, str]) ->
     """A copy of `image` with `judged`'s verdicts in the three `STYLES`: true positives and
     false positives with class and score, missed boxes dashed with their class. A detection on
     a difficult box is drawn as a hit: it is not an error."""
+    return _verdicts(image, judged, names, ("hit", "false", "missed"), counted=True)
+
+
+def _verdicts(image: Image.Image, judged: Judged, names: Mapping[int, str],
+              styles: tuple[str, str, str], *, counted: bool) -> Image.Image:
+    """`judged` drawn with `styles` for (found, not found, missed); missed boxes dashed under
+    the detections, so a detection's label stays readable. `counted`: difficult boxes are
+    neither missed nor wrong (ground truth); else every box counts (another model's)."""
     canvas = _Canvas(image)
-    truth = judged.truth
-    for t in np.flatnonzero(~judged.found & ~truth.ignored()):
-        style = STYLES["missed"]
-        canvas.box(truth.boxes[t], style.colour, name_of(names, truth.classes[t]),
+    truth, found = judged.truth, judged.detections
+    missed = ~judged.found & (~truth.ignored() if counted else True)
+    for t in np.flatnonzero(missed):
+        canvas.box(truth.boxes[t], STYLES[styles[2]].colour, name_of(names, truth.classes[t]),
                    dashed=True, below=True)
-    found = judged.detections
     scores = found.scores if found.scores is not None else np.ones(len(found))
     for d in range(len(found)):
-        style = STYLES["hit" if judged.hit[d] or judged.on_difficult[d] else "false"]
-        canvas.box(found.boxes[d], style.colour,
+        right = judged.hit[d] or (counted and judged.on_difficult[d])
+        canvas.box(found.boxes[d], STYLES[styles[0] if right else styles[1]].colour,
                    f"{name_of(names, found.classes[d])} {scores[d]:.2f}")
     return canvas.image
 
@@ -150,18 +157,8 @@ def draw_compared(image: Image.Image, reference: Boxes, model: Boxes, threshold:
     kept_reference = reference.above(threshold)
     as_truth = Boxes(kept_reference.boxes, kept_reference.classes)
     judged = judge(as_truth, model, threshold, iou=iou)
-    canvas = _Canvas(image)
-    for t in np.flatnonzero(~judged.found):
-        style = STYLES["lost"]
-        canvas.box(as_truth.boxes[t], style.colour, name_of(names, as_truth.classes[t]),
-                   dashed=True, below=True)
-    found = judged.detections
-    scores = found.scores if found.scores is not None else np.ones(len(found))
-    for d in range(len(found)):
-        style = STYLES["same" if judged.hit[d] else "extra"]
-        canvas.box(found.boxes[d], style.colour,
-                   f"{name_of(names, found.classes[d])} {scores[d]:.2f}")
-    return Compared(canvas.image, int((~judged.hit).sum()), int((~judged.found).sum()))
+    drawn = _verdicts(image, judged, names, ("same", "extra", "lost"), counted=False)
+    return Compared(drawn, int((~judged.hit).sum()), int((~judged.found).sum()))
 
 
 def tile(images: Sequence[Image.Image], *, columns: int, captions: Sequence[str] = (),
