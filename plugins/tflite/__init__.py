@@ -4,10 +4,12 @@ Variants: ``float32``; ``float16`` (half-size weights); ``dynamic`` (int8 weight
 activations); ``int8`` (everything int8, uint8 pixels in, calibrated on the training records
 with the training preprocessing; per-channel or per-tensor weight scales, whichever scores
 better on the validation split, recorded in the manifest's ``quantization``). Each
-``<out>/tflite-<variant>.tflite`` comes with a manifest ``tflite-<variant>.json`` and
-``labelmap.txt``. TensorFlow and LiteRT are imported only when a model is exported or run, so
-listing plugins stays fast. Running and inspecting the files is `odplug.model.litert`, which
-the edgetpu exporter shares.
+``<out>/tflite-<variant>.tflite`` carries TFLite metadata (input normalisation, the four
+outputs, the label file packed inside), so it loads unchanged in MediaPipe Tasks'
+``ObjectDetector`` (`odplug_builtins.tflite.metadata`; `mediapipe_tasks` runs it there), and
+comes with a manifest ``tflite-<variant>.json`` and ``labelmap.txt``. TensorFlow and LiteRT
+are imported only when a model is exported or run, so listing plugins stays fast. Running and
+inspecting the files is `odplug.model.litert`, which the edgetpu exporter shares.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class TFLiteExporter(Exporter):
 
     def check(self) -> None:
         from odplug.model import litert
+        from odplug_builtins.tflite import metadata
 
         litert.require_installed(f"the {self.name} exporter")
+        metadata.check()
 
     def export(self, trained: TrainedDetector, out: Path, *, variants: Sequence[str],
                records: Path | None = None,
@@ -49,6 +53,19 @@ class TFLiteExporter(Exporter):
         from odplug.model import litert
 
         return litert.detector(exported)
+
+    def other_runtimes(self, exported: ExportedModel
+                       ) -> dict[str, Callable[[], Callable[..., object]]]:
+        """Runtimes besides LiteRT that run `exported` as apps do, by the name a verification row
+        adds to the model's (``tflite-int8 (MediaPipe Tasks)``), each a factory of a detector:
+        MediaPipe Tasks' ObjectDetector, for a file that carries metadata. Its row is held to
+        mAP@.5 against the LiteRT row: MediaPipe's boxes are whole pixels."""
+        from odplug.model import litert
+        from odplug_builtins.tflite.mediapipe_tasks import RUNTIME, MediaPipeDetector
+
+        if not litert.read_manifest(exported).get("metadata"):
+            return {}
+        return {RUNTIME: lambda: MediaPipeDetector(exported)}
 
     def note(self, exported: ExportedModel) -> str:
         """The LiteRT thread counts the model needs, when its NMS cannot run on every one."""

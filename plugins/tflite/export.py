@@ -3,8 +3,9 @@
 Every variant is checked before it is written, so a file that reaches `out` runs: the weights
 are in the file (no variable ops, which a SavedModel with unfrozen weights produces and which
 run to NaN), one inference gives finite outputs, and an int8 model's uint8 input takes pixels
-as they are (scale 1, zero point 0). The manifest is read back from the interpreter, so it
-says what the file really holds.
+as they are (scale 1, zero point 0). The checked model then gets its TFLite metadata, so it
+loads in MediaPipe Tasks (`odplug_builtins.tflite.metadata`). The manifest is read back from the
+interpreter and from the metadata written, so it says what the file really holds.
 
 int8 is converted twice, with per-channel and with per-tensor weight scales, and each model is
 scored on the records' validation split with the verification table's own evaluation (COCO
@@ -42,6 +43,7 @@ from odplug.model.litert import POSTPROCESS_OP
 from odplug.model.tfdata import representative_images
 from odplug.trained import TrainedDetector
 from odplug_builtins.tflite.convert import VARIABLE_OPS, Calibration, convert, safe_threads
+from odplug_builtins.tflite.metadata import with_metadata
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +113,14 @@ def export_variant(trained: TrainedDetector, variant: str, out: Path, *, exporte
         model = convert(trained, variant)
         verify(model, litert.ops(model), variant)
     name = f"{exporter}-{variant}"
+    model, metadata = with_metadata(model, trained.labels, labels_file=LABELS_FILE, name=name)
     path = out / f"{name}.tflite"
     manifest = out / f"{name}.json"
     atomic_write_bytes(path, model)
     atomic_write_text(out / LABELS_FILE, "".join(f"{label}\n" for label in trained.labels))
     atomic_write_text(manifest, json.dumps(
-        manifest_for(trained, model, name, variant, path, quantization=quantization),
-        indent=2) + "\n")
+        manifest_for(trained, model, name, variant, path, quantization=quantization,
+                     metadata=metadata), indent=2) + "\n")
     return ExportedModel(exporter=exporter, variant=variant, path=path, manifest=manifest,
                          size_bytes=len(model))
 
@@ -233,9 +236,10 @@ def verify(model: bytes, found: list[litert.Op], variant: str) -> None:
 
 
 def manifest_for(trained: TrainedDetector, model: bytes, name: str, variant: str,
-                 path: Path, *, quantization: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    """What an app needs to run the file, read back from the interpreter; for int8, how its
+                 path: Path, *, quantization: Mapping[str, Any] | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an app needs to run the file, read back from the interpreter; the TFLite
+    metadata it carries (None: none, `odplug_builtins.tflite.metadata`); for int8, how its
     weight quantization was chosen (`choose_int8`)."""
     described = litert.describe(model)
     size = trained.input_size
@@ -277,5 +281,6 @@ def manifest_for(trained: TrainedDetector, model: bytes, name: str, variant: str
         "labels": trained.labels,
         "label_ids": trained.class_ids,
         "labels_file": LABELS_FILE,
+        "metadata": dict(metadata) if metadata else None,
     } | ({"quantization": dict(quantization)} if quantization else {})
 
