@@ -6,6 +6,8 @@
 #                writes each .tflite's metadata with it and runs the files in MediaPipe Tasks
 #                (Python 3.10 or 3.11, the versions tflite-support has wheels for; it needs
 #                Debian's libusb-1.0-0, installed here when this runs as root)
+#   .venv-beam   Apache Beam for `data.import --engine beam` (Beam pins protobuf 6, odplug's
+#                TensorFlow needs 7), with odplug's TensorFlow-free part installed --no-deps
 #   plugins/tfjs/node_modules   @tensorflow/tfjs for running TF.js models in Node (needs npm)
 # Chromium (for the TF.js web page test) is installed from Debian's packages when this runs
 # as root on Debian/Ubuntu; elsewhere that one test is skipped and says why.
@@ -21,6 +23,13 @@ if [ ! -x .venv/bin/python ]; then "$python" -m venv .venv; fi
 
 if [ ! -x .venv-tfjs/bin/python ]; then "$python" -m venv .venv-tfjs; fi
 .venv-tfjs/bin/pip install -q --disable-pip-version-check -r "$requirements/tfjs.txt"
+
+if [ ! -x .venv-beam/bin/python ]; then
+    "$python" -m venv .venv-beam
+    echo '*' > .venv-beam/.gitignore
+fi
+.venv-beam/bin/pip install -q --disable-pip-version-check -r "$requirements/beam.txt"
+.venv-beam/bin/pip install -q --disable-pip-version-check --no-deps -e .
 
 libraries=$(ldconfig -p 2>/dev/null || true)
 if [[ $libraries != *libusb-1.0.so.0* ]] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -93,7 +93,9 @@ def import_dataset(
     ratios: str | Sequence[float] = "0.8,0.1,0.1", seed: int = 0,
     classes: str | Sequence[str] | None = None, rename: str | Mapping[str, str] | None = None,
     label_map: PathArg | None = None, shards: int = 0, workers: int = 0,
-    verify: str = "header", pictures: bool = True, progress: bool = False,
+    verify: str = "header", pictures: bool = True, engine: str = "local",
+    beam_option: str | Sequence[str] | Mapping[str, object] | None = None,
+    progress: bool = False,
 ) -> ImportResult:
     """Import a labelled dataset into TFRecords (or tf_csv, COCO, YOLO): ``data.import``.
 
@@ -102,8 +104,11 @@ def import_dataset(
     ``"car,person"``, ``"car=vehicle"``) or a sequence or mapping. The result's `report` lists
     every image and box skipped and why (`odplug.dataset_report.render_summary` prints it as
     the command line does). `pictures` draws the dataset into `out` (``dataset.png``, and its
-    numbers in ``dataset.json``); ``pictures=False`` saves that second or so.
+    numbers in ``dataset.json``); ``pictures=False`` saves that second or so. ``engine="beam"``
+    writes the TFRecords with an Apache Beam pipeline, `beam_option` its options as the command
+    line's ``KEY=VALUE`` text, a list of such, or a mapping (``{"runner": "FlinkRunner"}``).
     """
+    from odplug.data.beam import ENGINES, beam_flags
     from odplug.data.convert import ImportOptions, parse_rename
     from odplug.data.convert import import_dataset as run_import
     from odplug.data.splits import parse_ratios
@@ -121,7 +126,8 @@ def import_dataset(
         shards=args.whole_number("shards", shards, 0, 100_000, " (0: auto)"),
         workers=args.whole_number("workers", workers, 0, 1024, " (0: one per core)"),
         verify=args.choice("verify", verify, ("header", "decode")),  # type: ignore[arg-type]
-        pictures=bool(pictures),
+        pictures=bool(pictures), engine=args.choice("engine", engine, ENGINES),
+        beam_options=beam_flags(beam_option),
     )
     source_path = Path(source)
     out_path = args.out_folder("out", out) or args.default_import_out(source_path, to)

@@ -102,6 +102,7 @@ SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or sep
 
 @task(
     name="import",
+    iterable=["beam_option"],
     help={
         "source": "dataset to import: a Supervisely, tf_csv, COCO, YOLO, Pascal VOC or "
         "TFRecord folder (or file), or any format a plugin adds",
@@ -122,6 +123,11 @@ SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or sep
         "verify": "header (default: parse headers, check files are complete) or decode "
         "(decode every image in full)",
         "pictures": PICTURES_HELP,
+        "engine": "local (default: worker processes on this machine) or beam (an Apache Beam "
+        "pipeline, TFRecords only; needs .venv-beam, see setup.sh)",
+        "beam_option": "a Beam pipeline option as KEY=VALUE (or KEY for a switch), e.g. "
+        "runner=DataflowRunner; repeat it for each (default: the DirectRunner, one worker per "
+        "core)",
         "quiet": "print only errors",
     },
 )
@@ -130,10 +136,11 @@ def import_(
     c, source=None, out=None, format=None, to=BUILTIN_DEFAULTS.writer, split="auto",
     ratios="0.8,0.1,0.1",
     seed=0, classes=None, rename=None, label_map=None, shards=0, workers=0, verify="header",
-    pictures=True, quiet=False,
+    pictures=True, engine="local", beam_option=None, quiet=False,
 ):
     """Import a labelled dataset into TFRecords (or tf_csv, COCO, YOLO), with a report of
     every skip."""
+    from odplug.data.beam import ENGINES, beam_flags
     from odplug.data.convert import ImportOptions, import_dataset, parse_rename
     from odplug.data.splits import parse_ratios
     from odplug.dataset_report import render_summary
@@ -149,7 +156,8 @@ def import_(
         rename=parse_rename(rename or ""), label_map=args.in_file("--label-map", label_map),
         shards=args.whole_number("--shards", shards, 0, 100_000, " (0: auto)"),
         workers=args.whole_number("--workers", workers, 0, 1024, " (0: one per core)"),
-        verify=verify, pictures=pictures,
+        verify=verify, pictures=pictures, engine=args.choice("--engine", engine, ENGINES),
+        beam_options=beam_flags(beam_option),
     )
     source_path = Path(source)
     out_path = args.out_folder("--out", out) or args.default_import_out(source_path, to)

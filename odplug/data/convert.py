@@ -18,10 +18,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from odplug.atomic import folder_lock, recover_folder, replace_folder
 from odplug.components import DatasetWriter, Importer, Verify, WriteJob
+from odplug.data.beam import check_engine, write_on_beam
 from odplug.data.labelmap import read_label_map, write_label_map
 from odplug.data.splits import CONSEQUENCE, DEFAULT_RATIOS, SplitMode, assign_splits
 from odplug.dataset_report import Report
@@ -56,6 +58,11 @@ class ImportOptions:
     Off here, on in ``data.import``, ``odplug.import_dataset`` and ``pipeline``: the tests and
     fuzzers that import thousands of tiny datasets through this function would pay the
     drawing (about half a second) each time."""
+    engine: str = "local"
+    """``local`` (the process pool of `odplug.data.shards`) or ``beam`` (`odplug.data.beam`:
+    the same samples written by an Apache Beam pipeline, TFRecords only)."""
+    beam_options: list[str] = field(default_factory=list)
+    """Beam pipeline options as flags (``--runner=DataflowRunner``), `beam.beam_flags`."""
 
 
 @dataclass
@@ -178,6 +185,7 @@ def import_dataset(
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
         component.check()
+    check_engine(options.engine, writer.name, options.beam_options)
     target = _output_folder(source, out)
     with folder_lock(target):
         recover_folder(target)
@@ -206,22 +214,25 @@ def import_dataset(
         on_total(total)
         job = WriteJob(splits=splits, label_map=label_map, out=target, shards=options.shards,
                        workers=options.workers, verify=options.verify, progress=progress)
-        _write_whole(writer, job, report, failed, pictures=options.pictures)
+        write = (writer.write if options.engine == "local"
+                 else partial(write_on_beam, flags=options.beam_options))
+        _write_whole(writer, write, job, report, failed, pictures=options.pictures)
         failed.unlink(missing_ok=True)
     return ImportResult(report, label_map, out, importer.name, writer.name)
 
 
-def _write_whole(writer: DatasetWriter, job: WriteJob, report: Report, failed: Path, *,
-                 pictures: bool) -> None:
+def _write_whole(writer: DatasetWriter, write: Callable[[WriteJob], Report], job: WriteJob,
+                 report: Report, failed: Path, *, pictures: bool) -> None:
     """Everything into a staging folder, swapped in for `job.out` once complete and non-empty;
     with `pictures`, the dataset drawn (``dataset.png``, ``dataset.json``) is part of it.
+    `write` is the writer's own, or the Beam engine's, which fills the same staging folder.
 
     A file system error (a full disk, say) is one line naming the output, which is unchanged.
     """
     target = job.out
     try:
         with replace_folder(target) as staging:
-            report.merge(writer.write(replace(job, out=staging)))
+            report.merge(write(replace(job, out=staging)))
             if not report.images:
                 report.write_json(failed)
                 why = ("every image was skipped" if report.problems

@@ -1,0 +1,189 @@
+"""``data.import --engine beam``: the writing half of an import as an Apache Beam pipeline.
+
+The driver does what the local engine does first, in this process: the importer lists the
+samples, the checks that need no image run, the split is decided (`odplug.data.convert`).
+Then, instead of the local process pool (`odplug.data.shards`), a Beam pipeline reads, checks
+and encodes every image in parallel workers with the same per-sample functions (`prepare`,
+`encode_example`), writes the shards with Beam's own TFRecord sink under odplug's names, and
+combines the report from every worker. The pipeline writes into the staging folder the core
+gives every writer, so the output is still published whole by the same swap.
+
+Why a separate Python: Apache Beam pins protobuf below 7 and python-dateutil below 3, and
+odplug's TensorFlow needs protobuf 7, so Beam cannot live in the main environment (``pip
+install --dry-run apache-beam`` there would downgrade both). The pipeline (`pipeline`) imports
+only what ``.venv-beam`` holds: Beam, and odplug's TensorFlow-free dataset path (odplug is
+installed there with ``--no-deps``, its few light dependencies pinned in
+``dockerfiles/requirements/beam.txt``). This module runs in the main environment and imports
+no Beam: it hands the job over in files and runs the pipeline as a subprocess
+(``python -m odplug.data.beam``), as the tfjs exporter runs its converter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from odplug.components import WriteJob
+from odplug.data.parallel import default_workers
+from odplug.data.shards import auto_shard_count
+from odplug.dataset_report import Report
+from odplug.errors import OdplugError, UsageError
+from odplug.labels import LabelMap
+from odplug.samples import Sample
+
+ENGINES = ("local", "beam")
+REPO = Path(__file__).resolve().parents[3]
+"""The checkout's root when odplug runs from one (odplug/data/beam/ -> the repository)."""
+PYTHON_ENV = "ODPLUG_BEAM_PYTHON"
+SETUP = ("python3 -m venv .venv-beam && .venv-beam/bin/pip install "
+         "-r dockerfiles/requirements/beam.txt && .venv-beam/bin/pip install --no-deps -e . "
+         f"(setup.sh does it), or set {PYTHON_ENV} to a Python that has apache-beam and odplug")
+JOB_FOLDER = ".odplug-beam-job"
+"""Inside the staging folder, deleted before the swap: the workers must reach the output
+folder anyway, so they can read the job there; its name is hidden like every odplug
+temporary."""
+CHUNK = 1000
+"""Samples per job file: the pipeline reads the chunks in parallel, so a million-image import
+does not put every sample into the pipeline's graph (Dataflow refuses graphs over 10 MB)."""
+NO_BEAM = 3
+"""The pipeline's exit status when apache_beam cannot be imported."""
+
+
+@dataclass(frozen=True)
+class BeamJob:
+    """What the pipeline needs besides the samples, pickled as ``job.pickle``."""
+
+    label_map: LabelMap
+    verify: str
+    shards: dict[str, int]
+    """Shards per split, decided on the driver as the local engine decides them."""
+    out: str
+    chunks: list[str]
+    report: str
+
+
+def beam_flags(options: str | Sequence[str] | Mapping[str, object] | None) -> list[str]:
+    """Beam pipeline options as its own command-line flags: ``KEY=VALUE`` or a bare ``KEY``
+    (a switch), each one option, never split at commas (``experiments=a,b`` is one value);
+    a mapping's True is a switch. ``runner=DataflowRunner`` -> ``--runner=DataflowRunner``."""
+    if isinstance(options, Mapping):
+        items = [key if value is True else f"{key}={value}" for key, value in options.items()]
+    elif isinstance(options, str):
+        items = [options]
+    else:
+        items = list(options or [])
+    flags = []
+    for item in items:
+        text = str(item).strip().lstrip("-")
+        key = text.partition("=")[0]
+        if not key or not key.replace("_", "").isalnum():
+            raise UsageError(f"--beam-option {item!r}: write it as KEY=VALUE or KEY, a Beam "
+                             "pipeline option such as runner=DataflowRunner")
+        flags.append(f"--{text}")
+    return flags
+
+
+def check_engine(engine: str, writer: str, flags: Sequence[str]) -> None:
+    """Refuse, before anything is read, an engine that does not exist, Beam with a writer it
+    does not have, Beam options without Beam, and a missing Beam environment."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r}: use {' or '.join(ENGINES)}")
+    if engine == "local":
+        if flags:
+            raise UsageError("--beam-option: only with --engine beam")
+        return
+    if writer != "tfrecord":
+        raise UsageError(f"--engine beam writes TFRecords (--to tfrecord), not {writer}; "
+                         "import with the local engine for other formats")
+    beam_python()
+
+
+def beam_python() -> Path:
+    """The interpreter that has apache-beam and odplug: $ODPLUG_BEAM_PYTHON, else
+    ``.venv-beam`` in this checkout or the current folder, else this one if it has Beam."""
+    configured = os.environ.get(PYTHON_ENV)
+    if configured:
+        if not Path(configured).is_file():
+            raise OdplugError(f"{PYTHON_ENV}={configured}: no such Python; {SETUP}")
+        return Path(configured)
+    for folder in (REPO, Path.cwd()):
+        candidate = folder / ".venv-beam" / "bin" / "python"
+        if candidate.is_file():
+            return candidate
+    if importlib.util.find_spec("apache_beam") is not None:
+        return Path(sys.executable)
+    raise OdplugError(f"--engine beam needs Apache Beam in its own environment: {SETUP}")
+
+
+def direct_defaults(flags: Sequence[str], workers: int) -> list[str]:
+    """On the DirectRunner (Beam's default), one worker process per core like the local
+    engine, unless the options say how the DirectRunner should run; other runners are left as
+    given."""
+    runner = next((f.partition("=")[2] for f in flags if f.startswith("--runner=")), "")
+    if runner not in ("", "DirectRunner") or any(f.startswith("--direct_") for f in flags):
+        return list(flags)
+    return [*flags, f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+
+
+def write_on_beam(job: WriteJob, flags: Sequence[str]) -> Report:
+    """Write `job` (TFRecords into its staging folder) with the Beam pipeline; the report
+    combined from every worker. Shard counts are the local engine's, so are the file names."""
+    python = beam_python()
+    workers = job.workers or default_workers()
+    folder = job.out / JOB_FOLDER
+    folder.mkdir(parents=True)
+    try:
+        beam_job = BeamJob(
+            label_map=job.label_map, verify=job.verify,
+            shards={split: min(job.shards or auto_shard_count(samples, workers), len(samples))
+                    for split, samples in job.splits.items() if samples},
+            out=str(job.out), chunks=_write_chunks(job.splits, folder),
+            report=str(folder / "report.pickle"))
+        (folder / "job.pickle").write_bytes(pickle.dumps(beam_job))
+        _run_pipeline(python, folder, direct_defaults(flags, workers))
+        with open(beam_job.report, "rb") as handle:
+            report: Report = pickle.load(handle)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    job.progress(sum(len(samples) for samples in job.splits.values()))
+    return report
+
+
+def _write_chunks(splits: dict[str, list[Sample]], folder: Path) -> list[str]:
+    """The samples as (split, sample) pairs in files of `CHUNK`; their paths."""
+    pairs = [(split, sample) for split, samples in splits.items() for sample in samples]
+    paths = []
+    for start in range(0, len(pairs), CHUNK):
+        path = folder / f"samples-{start // CHUNK:05d}.pickle"
+        path.write_bytes(pickle.dumps(pairs[start:start + CHUNK]))
+        paths.append(str(path))
+    return paths
+
+
+def _run_pipeline(python: Path, folder: Path, flags: Sequence[str]) -> None:
+    """Run ``python -m odplug.data.beam`` on the job; its output goes to a log, whose last
+    line is the error when the pipeline fails, the whole log kept in the temporary folder."""
+    log = folder / "pipeline.log"
+    env = dict(os.environ)
+    if (REPO / "pyproject.toml").is_file():  # a checkout: the pipeline runs this very odplug
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    with log.open("wb") as sink:
+        done = subprocess.run([str(python), "-m", "odplug.data.beam", str(folder), *flags],
+                              stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode == NO_BEAM:
+        raise OdplugError(f"{python} has no apache_beam package: {SETUP}")
+    if done.returncode != 0:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        kept = Path(tempfile.mkstemp(prefix="odplug-beam-", suffix=".log")[1])
+        shutil.copyfile(log, kept)  # the job folder goes with the staging folder
+        last = lines[-1].strip() if lines else f"exit status {done.returncode}"
+        raise OdplugError(f"the Beam pipeline failed: {last}; the output is unchanged (the "
+                          f"pipeline's whole output: {kept})")
