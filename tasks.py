@@ -34,15 +34,19 @@ parse_like_odplug(invoke.main.program)
         "images": "photo-sized JPEGs in the generated project (default 2000)",
         "runs": "timed runs of each command, taking turns; the median is reported (default 5)",
         "workdir": "where the project and outputs go (default bench/work)",
+        "engine": "local (default: against the original scripts and cat) or beam (data.import "
+        "--engine beam on the DirectRunner against the local engine and cat)",
     },
 )
 @user_errors
-def bench_convert(c, images=2000, runs=5, workdir="bench/work"):
-    """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them."""
-    from bench.convert import run
+def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local"):
+    """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them;
+    with --engine beam, of the Beam engine vs the local one."""
+    from bench.convert import ENGINES, run
 
     run(images=args.whole_number("--images", images, 1, 1_000_000),
-        runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir))
+        runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir),
+        engine=args.choice("--engine", engine, ENGINES))
 
 
 @task(

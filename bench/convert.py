@@ -11,6 +11,10 @@ checked after it:
 - cat: every image of the project concatenated into one file, the I/O floor for any converter.
 
 Targets: odplug at least 5x the baseline's images/s and at least 0.3x cat's.
+
+With ``engine="beam"`` the question is another one, what the Apache Beam engine costs against
+the local one (issue 27): odplug-beam (`data.import --engine beam`, the DirectRunner with one
+worker process per core) takes turns with odplug and cat, and the slow baseline is left out.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from odplug.errors import OdplugError
 
 HERE = Path(__file__).resolve().parent
 TARGETS = {"odplug_vs_baseline": 5.0, "odplug_vs_cat": 0.3}
+ENGINES = ("local", "beam")
 RESULTS_FILE = "convert-results.json"
 CAT_SCRIPT = 'find "$1" -name "*.jpg" -print0 | sort -z | xargs -0 cat > "$2"'
 
@@ -144,7 +149,8 @@ def measure(
     return results
 
 
-def contenders(project: Path, out: Path, image_bytes: int) -> list[Contender]:
+def contenders(project: Path, out: Path, image_bytes: int, engine: str = "local"
+               ) -> list[Contender]:
     python = sys.executable
     odplug = Path(python).parent / "odplug"
     tf_csv = out / "baseline" / "tf_csv"
@@ -169,21 +175,16 @@ def contenders(project: Path, out: Path, image_bytes: int) -> list[Contender]:
             raise RuntimeError(f"cat wrote {written} bytes, the images hold {image_bytes}")
         return len(list(project.glob("*/img/*.jpg")))
 
-    return [
-        Contender(
-            "odplug",
-            [[odplug, "data.import", "--source", project, "--out", out / "odplug"]],
-            out / "odplug",
-            check_records,
-        ),
-        Contender("baseline", baseline_steps, out / "baseline", check_records),
-        Contender(
-            "cat",
-            [["bash", "-c", CAT_SCRIPT, "cat", project, out / "cat" / "images.bin"]],
-            out / "cat",
-            check_cat,
-        ),
-    ]
+    local = Contender("odplug", [[odplug, "data.import", "--source", project, "--out",
+                                  out / "odplug"]], out / "odplug", check_records)
+    cat = Contender("cat", [["bash", "-c", CAT_SCRIPT, "cat", project,
+                             out / "cat" / "images.bin"]], out / "cat", check_cat)
+    if engine == "beam":
+        beam = Contender("odplug-beam", [[odplug, "data.import", "--source", project, "--out",
+                                          out / "odplug-beam", "--engine", "beam"]],
+                         out / "odplug-beam", check_records)
+        return [local, beam, cat]
+    return [local, Contender("baseline", baseline_steps, out / "baseline", check_records), cat]
 
 
 def report(results: dict, echo: Callable[[str], None]) -> None:
@@ -193,13 +194,11 @@ def report(results: dict, echo: Callable[[str], None]) -> None:
         f"{results['machine']['cores']} cores"
     )
     for name, m in results["measurements"].items():
-        echo(f"  {name:<9}{m['seconds']:8.2f} s {m['images_per_s']:9.1f} images/s")
+        echo(f"  {name:<12}{m['seconds']:8.2f} s {m['images_per_s']:9.1f} images/s")
     for key, r in results["ratios"].items():
-        verdict = "met" if r["met"] else "NOT met"
-        echo(
-            f"  {key.replace('_vs_', ' / '):<18}{r['value']:6.2f}x  target >= {r['target']}: "
-            f"{verdict}"
-        )
+        verdict = ("" if "target" not in r
+                   else f"  target >= {r['target']}: {'met' if r['met'] else 'NOT met'}")
+        echo(f"  {key.replace('_vs_', ' / '):<18}{r['value']:6.2f}x{verdict}")
 
 
 def run(
@@ -207,11 +206,14 @@ def run(
     images: int = 2000,
     runs: int = 5,
     workdir: Path = Path("bench/work"),
+    engine: str = "local",
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Generate (or reuse) the project, time odplug, the baseline and cat; report and save.
+    """Generate (or reuse) the project, time odplug, the baseline and cat (with
+    ``engine="beam"``: odplug, odplug-beam and cat); report and save.
 
-    :returns: the results also written to ``workdir/convert-results.json``.
+    :returns: the results also written to ``workdir/convert-results.json`` (with the Beam
+        engine, ``convert-beam-results.json``).
     """
     if images < 5 or runs < 1:
         raise OdplugError(
@@ -231,13 +233,20 @@ def run(
     out, logs = workdir / "out", workdir / "logs"
     logs.mkdir(exist_ok=True)
 
-    measurements = measure(contenders(project, out, summary["image_bytes"]), images=images,
-                           runs=runs, env=env, logs=logs, echo=echo)
+    if engine not in ENGINES:
+        raise OdplugError(f"engine {engine!r}: use {' or '.join(ENGINES)}")
+    load_before = os.getloadavg()
+    measurements = measure(contenders(project, out, summary["image_bytes"], engine),
+                           images=images, runs=runs, env=env, logs=logs, echo=echo)
     speed = {name: m["images_per_s"] for name, m in measurements.items()}
     ratios = {}
     for key, target in TARGETS.items():
-        value = speed["odplug"] / speed[key.split("_vs_")[1]]
-        ratios[key] = {"value": value, "target": target, "met": value >= target}
+        if key.split("_vs_")[1] in speed:
+            value = speed["odplug"] / speed[key.split("_vs_")[1]]
+            ratios[key] = {"value": value, "target": target, "met": value >= target}
+    if engine == "beam":
+        value = speed["odplug-beam"] / speed["odplug"]
+        ratios["odplug-beam_vs_odplug"] = {"value": value}  # a measurement, no target
     results = {
         "dataset": {
             "project": str(project),
@@ -251,12 +260,15 @@ def run(
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
         },
         "runs": runs,
         "measurements": measurements,
         "ratios": ratios,
     }
     report(results, echo)
-    atomic_write_text(workdir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-    echo(f"results: {workdir / RESULTS_FILE}")
+    saved = workdir / (RESULTS_FILE if engine == "local" else f"convert-{engine}-results.json")
+    atomic_write_text(saved, json.dumps(results, indent=2) + "\n")
+    echo(f"results: {saved}")
     return results
