@@ -218,8 +218,8 @@ class ExportResult:
     verification: Verification | None = None
     """The verification table's rows and where ``verification.md`` and ``.json`` are."""
     report: Path | None = None
-    """``report.html``, the page that shows the run and every export side by side; None
-    unverified."""
+    """``report.html``, the page that shows the run and every export side by side (without
+    verification: the run, and a line saying the exports were not verified)."""
 
     @property
     def rows(self) -> list[Row]:

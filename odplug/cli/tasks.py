@@ -376,8 +376,8 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 @user_errors
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     """Detect objects in images and videos with any model: drawn copies and a COCO JSON."""
-    from odplug.data.media import find_media, is_glob
-    from odplug.workflows.predict import check_out, predict
+    from odplug.data.media import is_glob
+    from odplug.workflows.predict import check_out, inputs, predict
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
@@ -386,7 +386,7 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
     model_path = args.in_path("--model", model)
     out_path = args.out_folder("--out", out) or Path("predictions")
-    check_out(out_path, find_media(source), source)  # before any model loads
+    check_out(out_path, inputs(source, out_path), source)  # before any model loads
     with progress_bar("video") as bar:
         def on_video(path: Path, frames: int):  # type: ignore[no-untyped-def]
             bar.print(f"{path}: {frames or 'unknown number of'} frames")
@@ -449,12 +449,11 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
         on_verifying=lambda: print(f"Verifying on {job.records} (test split) ...", flush=True),
         on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
     verification = exported.verification
-    if verification is None:
-        return
-    show_verification(verification.rows, verification.table)
-    print(f"Wrote {verification.table} and {verification.data}")
+    if verification is not None:
+        show_verification(verification.rows, verification.table)
+        print(f"Wrote {verification.table} and {verification.data}")
     print(f"report: {exported.report}")
-    if enforce:
+    if enforce and verification is not None:
         check_targets(verification.rows, floor)
 
 

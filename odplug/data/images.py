@@ -290,7 +290,7 @@ def _reencode_reason(kind: str, mode: str, orientation: int, data: bytes) -> str
 def _reencode(image: Image.Image, kind: str, why: str, *, rotate: bool = True) -> ImageData:
     """Apply the EXIF rotation (unless `rotate` is False) and write plain RGB(A), without EXIF:
     lossless PNG unless the source was JPEG."""
-    eight = _eight_bits(image)
+    eight = eight_bits(image)
     upright = (ImageOps.exif_transpose(eight) or eight) if rotate else eight
     has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
     target = "JPEG" if kind == "JPEG" else "PNG"
@@ -303,7 +303,7 @@ def _reencode(image: Image.Image, kind: str, why: str, *, rotate: bool = True) -
     return ImageData(buffer.getvalue(), target.lower(), converted.width, converted.height, why)
 
 
-def _eight_bits(image: Image.Image) -> Image.Image:
+def eight_bits(image: Image.Image) -> Image.Image:
     """16-bit greyscale as 8 bits by ``value >> 8`` (Pillow's ``convert`` clips instead, so
     anything above 255 of 65535 turned white).
 

@@ -96,21 +96,33 @@ class VideoInfo:
 
 
 def video_info(path: Path) -> VideoInfo:
-    """Frame count, rate and size of the first video stream; one line when it has none."""
+    """Frame count, rate and upright size of the first video stream (a phone's portrait clip
+    is stored lying down with a display rotation: its size here is the one it plays at); one
+    line when it has none."""
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = _video_stream(container, path)
             rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            return VideoInfo(int(stream.frames or 0), Fraction(rate), stream.codec_context.width,
-                             stream.codec_context.height)
+            first = next(container.decode(stream), None)
+            turns = _turns(first.rotation if first is not None else 0)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if turns % 2:
+                width, height = height, width
+            return VideoInfo(int(stream.frames or 0), Fraction(rate), width, height)
     except av.FFmpegError as error:
         raise OdplugError(f"{path}: cannot read the video: {error}") from None
 
 
+def _turns(rotation: float) -> int:
+    """Quarter turns counterclockwise that put a frame upright (PyAV's `VideoFrame.rotation`
+    is the counterclockwise angle its display matrix turns the frame by)."""
+    return round(rotation / 90) % 4
+
+
 def read_frames(path: Path) -> Iterator[np.ndarray]:
-    """Every frame of the first video stream as uint8 RGB [H, W, 3], in order."""
+    """Every frame of the first video stream as uint8 RGB [H, W, 3], upright, in order."""
     import av
 
     try:
@@ -118,7 +130,9 @@ def read_frames(path: Path) -> Iterator[np.ndarray]:
             stream = _video_stream(container, path)
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                pixels = frame.to_ndarray(format="rgb24")
+                turns = _turns(frame.rotation)
+                yield np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
     except av.FFmpegError as error:
         raise OdplugError(f"{path}: cannot read the video: {error}") from None
 
@@ -131,7 +145,9 @@ def _video_stream(container: Any, path: Path) -> Any:
 
 class VideoWriter:
     """A video written frame by frame at the input's rate, in the input's container; the
-    codec by `VIDEO_CODECS` (H.264 for MP4, MOV and MKV, VP9 for WebM, MPEG-4 for AVI)."""
+    codec by `VIDEO_CODECS` (H.264 for MP4, MOV and MKV, VP9 for WebM, MPEG-4 for AVI). The
+    frames are upright (`read_frames`): no display rotation is written. Sound is not copied:
+    the drawn video is for looking at the detections."""
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
         import av

@@ -155,7 +155,7 @@ def _results(path: Path | None) -> list[Block]:
     header, rows = table[0], table[1:]
     shown, labels = _pick_rows(header, rows)
     return [Table(f"Validations ({path.name}: {len(rows)} rows"
-                  f"{'' if len(shown) == len(rows) else ', first, best and last shown'})",
+                  f"{'' if len(shown) == len(rows) else ', ' + _shown(labels)})",
                   ("", *header), [[label, *(_cell(v) for v in row)]
                                   for label, row in zip(labels, shown, strict=True)],
                   (False, *(True for _ in header)))]
@@ -163,23 +163,33 @@ def _results(path: Path | None) -> list[Block]:
 
 def _pick_rows(header: Sequence[str], rows: list[list[str]]
                ) -> tuple[list[list[str]], list[str]]:
-    """Every row when there are few; else the first, the best (highest ``val_map50``, or the
-    last column) and the last, each once, with what it is."""
+    """Every row when there are few; else the first, the best (highest ``val_map50``) and the
+    last, each once, with what it is. Without a validation score there is no best: first and
+    last only (another column, such as the learning rate, would make one up)."""
     if len(rows) <= ALL_ROWS:
         return rows, ["" for _ in rows]
-    column = header.index("val_map50") if "val_map50" in header else len(header) - 1
+    column = header.index("val_map50") if "val_map50" in header else None
 
     def score(i: int) -> float:
         try:
-            return float(rows[i][column])
+            return float(rows[i][column]) if column is not None else -math.inf
         except (ValueError, IndexError):
             return -math.inf
 
-    best = max(range(len(rows)), key=score)
+    marks = [(0, "first"), (len(rows) - 1, "last")]
+    if column is not None:
+        marks.insert(1, (max(range(len(rows)), key=score), "best"))
     picked: dict[int, list[str]] = {}
-    for index, label in ((0, "first"), (best, "best"), (len(rows) - 1, "last")):
+    for index, label in marks:
         picked.setdefault(index, []).append(label)
     return [rows[i] for i in sorted(picked)], [", ".join(picked[i]) for i in sorted(picked)]
+
+
+def _shown(labels: list[str]) -> str:
+    """"first, best and last shown" for the rows `_pick_rows` chose."""
+    names = [name for label in labels for name in label.split(", ")]
+    return (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]) \
+        + " shown"
 
 
 def _cell(text: str) -> str:

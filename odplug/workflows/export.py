@@ -83,7 +83,8 @@ class Exported:
     verification: Verification | None = None
     """None when the job was planned with ``verify=False``."""
     report: Path | None = None
-    """``report.html`` in the output folder (`odplug.report`); None without verification."""
+    """``report.html`` in the output folder (`odplug.report`): without verification it shows
+    the dataset, the training and the evaluation, and says the exports were not verified."""
 
     @property
     def models(self) -> list[ExportedModel]:
@@ -159,7 +160,7 @@ def export(job: ExportJob, *, limit: int | None = None,
                     on_verifying()
                     result.verification = _verify(replace(job, out=staging), written, job.out,
                                                   limit=limit, on_row=on_row)
-                    result.report = _report(job, staging)
+                result.report = _report(job, staging)
     except OSError as error:
         raise OdplugError(unchanged_line(job.out, error, staged[0] if staged else None)
                           ) from None

@@ -24,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from odplug.atomic import atomic_write_text, folder_lock, recover_folder, replace_folder
 from odplug.components import ExportedModel, Exporter
+from odplug.data.images import eight_bits
 from odplug.data.media import (
     Medium,
     VideoWriter,
     find_media,
+    is_glob,
     read_frames,
     video_info,
 )
@@ -45,6 +47,19 @@ DETECTIONS_FILE = "detections.json"
 SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 """Drawn copies keep their input's format; lossy ones at a quality that keeps the labels
 legible."""
+ANIMATED = frozenset({"GIF", "WEBP", "PNG", "TIFF"})
+"""Formats whose frames are an animation (or pages) that is drawn whole; an MPO's second
+picture is a phone's thumbnail or depth map, not a frame."""
+SAVED_AS = {"MPO": "JPEG"}
+"""Formats written as another: a phone's JPEG opens as MPO (a JPEG with a second picture
+that the drawing has no use for)."""
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """An image as the records hold it and the model sees it: 16-bit as 8 by ``>> 8``
+    (`odplug.data.images.eight_bits`), EXIF orientation applied, RGB."""
+    eight = eight_bits(image)
+    return (ImageOps.exif_transpose(eight) or eight).convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,20 @@ class LoadedModel:
     names: dict[int, str]
     description: str
     """What runs, for the first line: "SavedModel <path>", "tflite-int8 (tflite) <path>"."""
+
+
+def inputs(source: str | Path, out: Path) -> list[Medium]:
+    """What `source` names (`odplug.data.media.find_media`), less what a glob finds inside
+    `out`: the drawings of an earlier run (``"**/*.jpg"`` with ``--out predictions`` below
+    the current folder) are not inputs."""
+    media = find_media(source)
+    if not is_glob(str(source)):
+        return media
+    target = out.resolve()
+    kept = [m for m in media if target not in m.path.resolve().parents]
+    if not kept:
+        raise OdplugError(f"{source}: the pattern matches only the output folder {out}")
+    return kept
 
 
 def check_out(out: Path, media: list[Medium], source: str | Path) -> None:
@@ -181,7 +210,7 @@ def predict(model: Path, source: str | Path, out: Path, threshold: float, regist
     done, or left as it was when anything fails. Unreadable inputs are skipped, counted and
     said (`Predictions.skipped`), never fatal."""
     load = find_model(model, registry)
-    media = find_media(source)
+    media = inputs(source, out)
     check_out(out, media, source)
     loaded = load()
     on_model(loaded.description)
@@ -231,21 +260,34 @@ class _Run:
                                np.array([d.score for d in detections]), self.loaded.names)
 
     def image(self, medium: Medium, staging: Path, out: Path) -> None:
+        """One image, or every frame of an animated one (GIF, WebP, TIFF pages), drawn back
+        in its format; each frame an `ImagePrediction` of its own."""
         try:
             with Image.open(medium.path) as opened:
-                kind = opened.format or "PNG"
-                image = ImageOps.exif_transpose(opened).convert("RGB")
+                kind = SAVED_AS.get(opened.format or "PNG", opened.format or "PNG")
+                sequence = ImageSequence.Iterator(opened) if kind in ANIMATED else [opened]
+                frames = [(_upright(frame), frame.info.get("duration")) for frame in sequence]
+                loop = opened.info.get("loop", 0)
         except (UnidentifiedImageError, OSError) as error:
             raise _Unreadable(f"cannot read the image: {error}") from None
-        detections = self.detect(np.asarray(image))
         drawn = staging / medium.relative
         drawn.parent.mkdir(parents=True, exist_ok=True)
-        picture = self.draw(image, detections)
-        picture.save(drawn, format=kind, **SAVE_OPTIONS.get(kind, {}))
-        result = ImagePrediction(medium.path, image.width, image.height, out / medium.relative,
-                                 detections)
-        self.images.append(result)
-        self.on_image(result)
+        pictures = []
+        for number, (image, _duration) in enumerate(frames):
+            detections = self.detect(np.asarray(image))
+            pictures.append(self.draw(image, detections))
+            result = ImagePrediction(medium.path, image.width, image.height,
+                                     out / medium.relative, detections,
+                                     frame=number if len(frames) > 1 else None)
+            self.images.append(result)
+            self.on_image(result)
+        options: dict[str, Any] = dict(SAVE_OPTIONS.get(kind, {}))
+        if len(pictures) > 1:
+            options |= {"save_all": True, "append_images": pictures[1:], "loop": loop}
+            if all(duration is not None for _image, duration in frames):
+                options["duration"] = [duration for _image, duration in frames]
+            self.videos.append(out / medium.relative)
+        pictures[0].save(drawn, format=kind, **options)
 
     def video(self, medium: Medium, staging: Path, out: Path, on_video: VideoEvent) -> None:
         try:

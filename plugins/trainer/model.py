@@ -52,7 +52,9 @@ def _backbone(config: ModelConfig, weights: Path | None) -> keras.Model:
             reason = " ".join(str(error).split()).split(" Target variable:")[0][:400]
             raise OdplugError(
                 f"{weights}: not the weights of MobileNetV2 (include_top=False) at "
-                f"model.alpha = {config.alpha}: {reason}") from None
+                f"model.alpha = {config.alpha}: {reason} (a detector's weights, an odplug "
+                "run's best.weights.h5, start a run only from inside their run folder, beside "
+                "its config.toml and label_map.pbtxt: give that folder)") from None
         for message in dict.fromkeys(" ".join(str(w.message).split())[:300] for w in caught):
             log.warning("%s: %s", weights, message)
     return backbone

@@ -1,8 +1,7 @@
-"""Review of model.predict (issue 26, item 2) as a user with phone photos and clips would run
-it: each test shows a gap found in review and is marked xfail(strict) until it is fixed, so
-the suite stays green and a fix turns it into a plain pass (strict: an unexpected pass fails,
-reminding whoever fixes it to drop the mark). A stand-in detector records what the model is
-given (no TensorFlow)."""
+"""model.predict as a user with phone photos and clips runs it: 16-bit PNGs, portrait videos,
+a recursive glob run twice, animated GIFs, phone JPEGs (MPO), EXIF-rotated photos; a clip's
+sound is not kept yet (xfail, strict: a fix turns it into a pass to unmark). A stand-in
+detector records what the model is given (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -45,9 +44,6 @@ def _predict(source: str | Path, out: Path):  # type: ignore[no-untyped-def]
     return predict(Path("model"), source, out, 0.3, registry=None)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="review: predict converts a 16-bit PNG with Pillow's "
-                   "convert('RGB'), which clips every value over 255 to white; the records "
-                   "(odplug.data.images._eight_bits) and TensorFlow take value >> 8")
 def test_a_16_bit_png_is_seen_as_the_records_see_it(tmp_path: Path) -> None:
     grey = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
     Image.fromarray(grey).save(tmp_path / "depth.png")
@@ -77,10 +73,6 @@ def _rotated_clip(path: Path, frames: int = 3) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="review: read_frames ignores the display rotation "
-                   "phones write into portrait videos: the model sees the frames lying on their "
-                   "side, images.json gives the stored size, and the drawn video loses the "
-                   "rotation (played sideways)")
 def test_a_portrait_phone_video_is_predicted_upright(tmp_path: Path) -> None:
     import av
 
@@ -95,10 +87,6 @@ def test_a_portrait_phone_video_is_predicted_upright(tmp_path: Path) -> None:
     assert shown == (48, 64), "the drawn clip plays as the input does"
 
 
-@pytest.mark.xfail(strict=True, reason="review: a recursive glob from the current folder "
-                   "(\"**/*.jpg\") with the default --out predictions works once, then every "
-                   "later run is refused ('--out predictions: holds inputs') because the glob "
-                   "now matches the previous drawings")
 def test_a_recursive_glob_can_be_run_twice_with_the_default_out(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -110,8 +98,6 @@ def test_a_recursive_glob_can_be_run_twice_with_the_default_out(
     assert len(first.images) == len(second.images) == 2, "the drawings are not inputs"
 
 
-@pytest.mark.xfail(strict=True, reason="review: an animated GIF is predicted on its first "
-                   "frame only and drawn as a still GIF, and nothing says so")
 def test_an_animated_gif_is_drawn_whole_or_said(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (30, 30), (80 * i, 0, 0)) for i in range(3)]
     frames[0].save(tmp_path / "wave.gif", save_all=True, append_images=frames[1:])
@@ -122,9 +108,6 @@ def test_an_animated_gif_is_drawn_whole_or_said(tmp_path: Path) -> None:
     assert kept or said
 
 
-@pytest.mark.xfail(strict=True, reason="review: phone JPEGs open as format 'MPO' (a JPEG "
-                   "with a multi-picture index); SAVE_OPTIONS knows only 'JPEG', so their drawn "
-                   "copies are written at Pillow's default quality 75, not the 95 promised")
 def test_a_phone_jpeg_is_drawn_at_the_stated_quality(tmp_path: Path) -> None:
     noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     photo = Image.fromarray(noise)

@@ -1,6 +1,5 @@
-"""Review of fine-tuning from a run (issue 26, item 3) as a user would try it: each test shows a
-gap found in review, marked xfail(strict) until fixed (an unexpected pass fails, reminding
-whoever fixes it to drop the mark)."""
+"""Fine-tuning from a run as a user tries it: a run's weights file copied out of its run folder
+is refused with the line that says what it needs."""
 
 from __future__ import annotations
 
@@ -16,11 +15,6 @@ from odplug_builtins.trainer.model import build_model
 from tests.plugins.trainer.common import TINY
 
 
-@pytest.mark.xfail(strict=True, reason="review: a run's best.weights.h5 copied out of its run "
-                   "folder (sent by a colleague, kept in models/) is taken for a backbone file "
-                   "and fails with the very message issue 26 quotes ('not the weights of "
-                   "MobileNetV2 ... could not be loaded'), with no word that a detector's "
-                   "weights need their run's config.toml and label_map.pbtxt beside them")
 def test_a_detector_weights_file_outside_its_run_says_what_it_needs(tmp_path: Path) -> None:
     config = load_config(None, TINY)
     build_model(config.model, 3).save_weights(tmp_path / "best.weights.h5")

@@ -1,7 +1,6 @@
-"""Review of the HTML report (issue 25, item 3) as a reader and a validator would look at it,
-on the synthetic inputs of test_report.py. Tests of gaps found in review are marked
-xfail(strict) until fixed (an unexpected pass fails, reminding whoever fixes it to drop the
-mark); the others are guards of what review found right."""
+"""The HTML report as a reader and a validator look at it, on the synthetic inputs of
+test_report.py: balanced tags and unique ids, a run without a val split (no made-up best row),
+an export without verification (still a report); a gap still open is marked xfail(strict)."""
 
 from __future__ import annotations
 
@@ -72,10 +71,6 @@ def _no_val_run(folder: Path, records: Path, rows: int = 15) -> RunInfo:
     return run
 
 
-@pytest.mark.xfail(strict=True, reason="review: report.sections._pick_rows takes the LAST "
-                   "column as the score when results.csv has no val_map50; a run without a val "
-                   "split ends its rows with learning_rate, so the row of the highest learning "
-                   "rate (the end of warm-up) is labelled 'best'")
 def test_a_run_without_val_split_has_no_made_up_best_row(records: Path, tmp_path: Path) -> None:
     run = _no_val_run(tmp_path / "run", records)
     text, _page = parse(write_report(tmp_path / "r.html", records=records, run=run, export=None,
@@ -84,10 +79,6 @@ def test_a_run_without_val_split_has_no_made_up_best_row(records: Path, tmp_path
     assert "best" not in " ".join(labels), labels
 
 
-@pytest.mark.xfail(strict=True, reason="review: model.export --no-verify writes no report.html "
-                   "(workflows/export.py writes it only inside 'if job.verify'), although its "
-                   "dataset, training and evaluation parts need no verification and the "
-                   "exports section already has a 'Not verified' sentence for this case")
 def test_an_export_without_verification_still_has_its_report(
         records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = write_run(tmp_path / "run", records)
