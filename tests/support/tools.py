@@ -46,11 +46,13 @@ def fresh_venv(folder: Path, *installs: str | Path, editable: bool = False) -> P
 
 def tool_env(venv_bin: Path) -> dict[str, str]:
     """The environment for running a fresh venv's ``odplug`` from an unrelated folder, with the
-    TF.js converter and Node packages this checkout's setup.sh installed."""
+    TF.js converter, the Node packages and the TFLite metadata writer (.venv-mediapipe) this
+    checkout's setup.sh installed."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(PATH=f"{venv_bin}{os.pathsep}{env['PATH']}",
                ODPLUG_TFJS_PYTHON=str(ROOT / ".venv-tfjs" / "bin" / "python"),
-               ODPLUG_TFJS_NODE_PREFIX=str(ROOT / "plugins" / "tfjs"))
+               ODPLUG_TFJS_NODE_PREFIX=str(ROOT / "plugins" / "tfjs"),
+               ODPLUG_MEDIAPIPE_PYTHON=str(ROOT / ".venv-mediapipe" / "bin" / "python"))
     return env
 
 
