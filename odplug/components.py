@@ -256,6 +256,14 @@ class Exporter(Component):
         scores cannot show (the edgetpu exporter: how the Edge TPU compiler will map it)."""
         return ""
 
+    def other_runtimes(self, exported: ExportedModel
+                       ) -> dict[str, Callable[[], Callable[..., object]]]:
+        """Runtimes besides `detector`'s that apps load `exported` in, by name, each a factory
+        of a detector like `detector`'s (closed after use when it has ``close``): the
+        verification adds a row ``<model> (<name>)`` for each, held to mAP@.5 against the
+        model's own row. The default: none."""
+        return {}
+
     def model_at(self, path: Path) -> ExportedModel | None:
         """The model at `path` if this exporter wrote it, else None: how ``model.predict``
         runs an exported file or folder given by path alone (read from the manifest beside

@@ -28,7 +28,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,39 @@ def verify_models(saved_model: Path, exported: Sequence[tuple[Exporter, Exported
         _add_interval(row, scored, result, weights, reference_scores)
         rows.append(row)
         on_row(row)
+        for runtime, make in exporter.other_runtimes(model).items():
+            other = _runtime_row(row, runtime, make, files, label_map, limit, sample,
+                                 (result, weights, reference_scores))
+            rows.append(other)
+            on_row(other)
     return Verified(rows, sample.document())
+
+
+def _runtime_row(own: Row, runtime: str, make: Callable[[], Any], files: Sequence[Path],
+                 label_map: LabelMap, limit: int | None, sample: _Sample,
+                 reference: tuple[CocoResult, np.ndarray, np.ndarray]) -> Row:
+    """The row of `own`'s model run in `runtime` (`Exporter.other_runtimes`): its ratios
+    against the SavedModel as every row's, its target on mAP@.5 against `own` (the same file
+    in its own runtime, `FLOAT_TARGET`: one file, so nothing may be lost but rounding)."""
+    result, weights, reference_scores = reference
+    name = f"{own.name} ({runtime})"
+    detector = make()
+    try:
+        timed = _Timed(detector)
+        scored = evaluate_detector(timed, files, label_map, limit=limit,
+                                   on_image=sample.collector(name))
+    finally:
+        close = getattr(detector, "close", None)
+        if close is not None:
+            close()
+    row = replace(own, name=name, map50=scored.map50, map=scored.map,
+                  map50_vs_reference=_ratio(scored.map50, result.map50),
+                  map_vs_reference=_ratio(scored.map, result.map),
+                  latency_ms=round(timed.median_ms, 2), images=scored.images, note="",
+                  target=FLOAT_TARGET, runtime=runtime, held_to=own.name,
+                  held_ratio=_ratio(scored.map50, own.map50))
+    _add_interval(row, scored, result, weights, reference_scores)
+    return row
 
 
 class _Sample:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # TensorFlow comes with them: imported where a stage needs th
     from odplug.workflows.export import ExportJob, Written
 
 STATE = "pipeline.json"
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 """Raised when the verification table gains columns: a kept table of an older odplug is
 rebuilt rather than reused without them."""
 STAGES = ("dataset", "import", "train", "export", "verify")

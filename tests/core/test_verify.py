@@ -191,3 +191,33 @@ def test_a_terminal_gets_the_table_drawn_and_a_pipe_the_markdown(
         assert all(cell in line for cell in cells), (cells, line)
     assert "Intervals: paired bootstrap over the 300 test images" in drawn
     assert "- tflite-int8: " in drawn  # the int8 checks under the table, as in the file
+
+
+def _in_mediapipe(own: Row, map50: float, map_: float) -> Row:
+    """`own`'s model run in MediaPipe Tasks, as verify_models adds it."""
+    from dataclasses import replace
+
+    return replace(own, name=f"{own.name} (MediaPipe Tasks)", map50=map50, map=map_,
+                   map50_vs_reference=map50 / 0.9, map_vs_reference=map_ / 0.6,
+                   target=FLOAT_TARGET, runtime="MediaPipe Tasks", held_to=own.name,
+                   held_ratio=map50 / own.map50)
+
+
+def test_another_runtime_is_held_to_mAP50_against_its_own_model(tmp_path: Path) -> None:
+    """MediaPipe's whole-pixel boxes cost mAP@[.5:.95] (here 95% of the SavedModel's, under
+    every target): its row is held to mAP@.5 against the same file in LiteRT only."""
+    rows = _rows(int8_map50=0.99)
+    kept = _in_mediapipe(rows[2], rows[2].map50 * 0.999, 0.57)
+    lost = _in_mediapipe(rows[1], rows[1].map50 * 0.98, 0.59)
+    assert kept.met and not lost.met
+    cells = table_cells([kept, lost])
+    assert cells[0][6] == "met (mAP@.5 99.9% of tflite-int8's, >= 99.5%)"
+    assert cells[1][6] == "NOT met (mAP@.5 98.0% of tflite-float32's, >= 99.5%)"
+    assert missed([*rows, kept, lost]) == [
+        "tflite-float32 (MediaPipe Tasks): mAP@.5 98.0% of tflite-float32's on 300 test "
+        "images, target >= 99.5%"]
+    markdown, data = write_table([*rows, kept], tmp_path)
+    assert markdown.read_text().count("of tflite-float32's mAP@.5") == 1, \
+        "the int8 check compares the LiteRT rows, not the MediaPipe one"
+    again = [Row.from_json(row) for row in json.loads(data.read_text())]
+    assert again[-1] == kept and again[-1].met
