@@ -218,6 +218,14 @@ class EdgeTPUExporter(Exporter):
 
         return litert.detector(exported)
 
+    def model_at(self, path: Path) -> ExportedModel | None:
+        """The compiler-ready ``edgetpu-int8.tflite`` (its manifest has the ``edgetpu``
+        entry), run on the CPU as `detector` runs it; the compiled ``*_edgetpu.tflite`` needs
+        the Edge TPU itself and is not claimed."""
+        from odplug.model import litert
+
+        return litert.model_at(path, self.name, edgetpu=True)
+
     def note(self, exported: ExportedModel) -> str:
         """The predicted mapping's summary line, from the manifest the export wrote."""
         from odplug.model import litert

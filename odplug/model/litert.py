@@ -135,6 +135,24 @@ def read_manifest(exported: ExportedModel) -> dict[str, Any]:
     return manifest
 
 
+def model_at(path: Path, exporter: str, *, edgetpu: bool) -> ExportedModel | None:
+    """The .tflite at `path` as `exporter` wrote it, told by the manifest beside it
+    (``<name>.json``: an odplug TFLite manifest, with an ``edgetpu`` entry when `edgetpu`);
+    None for anything else. Shared by the tflite and edgetpu exporters' `model_at`."""
+    manifest = path.with_suffix(".json")
+    if path.suffix != ".tflite" or not path.is_file() or not manifest.is_file():
+        return None
+    try:
+        described = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(described, dict) or described.get("format") != "tflite" \
+            or "label_ids" not in described or ("edgetpu" in described) != edgetpu:
+        return None
+    return ExportedModel(exporter, str(described.get("variant", "")), path, manifest,
+                         path.stat().st_size)
+
+
 def detector(exported: ExportedModel) -> TFLiteDetector:
     """The exported file in LiteRT's interpreter, class ids from its manifest."""
     return TFLiteDetector(exported.path, read_manifest(exported)["label_ids"])

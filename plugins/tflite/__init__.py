@@ -67,6 +67,12 @@ class TFLiteExporter(Exporter):
             return {}
         return {RUNTIME: lambda: MediaPipeDetector(exported)}
 
+    def model_at(self, path: Path) -> ExportedModel | None:
+        """A ``.tflite`` with this exporter's manifest beside it (``tflite-int8.json``)."""
+        from odplug.model import litert
+
+        return litert.model_at(path, self.name, edgetpu=False)
+
     def note(self, exported: ExportedModel) -> str:
         """The LiteRT thread counts the model needs, when its NMS cannot run on every one."""
         from odplug.model import litert

@@ -606,3 +606,20 @@ def test_page_without_a_camera_says_why_in_one_line(served: str, tmp_path: Path,
         state = page.wait_for(f'document.body?.dataset.status === "error" && {PAGE_STATE}')
     assert state["text"].startswith(message) and "\n" not in state["text"], state["text"]
     assert (state["camera"], state["disabled"]) == ("off", [False, True]), state
+
+
+def test_model_predict_runs_a_tfjs_folder_by_its_path(exported: dict, images: list[np.ndarray],
+                                                     node_float32: NodeDetector, registry,
+                                                     tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``model.predict --model <tfjs folder>``: the tfjs exporter claims the folder by its
+    manifest.json and runs it in Node, with the same detections as the verification's."""
+    from PIL import Image
+
+    from odplug.workflows.predict import predict
+
+    Image.fromarray(images[0]).save(tmp_path / "photo.png")
+    result = predict(exported["float32"].path, tmp_path / "photo.png", tmp_path / "out", 0.0,
+                     registry)
+    expected = node_float32(images[0])
+    assert [d.score for d in result.images[0].detections] == pytest.approx(
+        expected.scores.tolist(), abs=1e-5)

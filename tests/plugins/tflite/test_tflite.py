@@ -580,3 +580,26 @@ def test_a_file_mediapipe_cannot_load_is_one_line(exported: dict, tmp_path: Path
                            folder / model.manifest.name, 1000)
     with pytest.raises(OdplugError, match=f"^{broken.path}: MediaPipe Tasks: "):
         MediaPipeDetector(broken)
+
+
+def test_model_predict_runs_an_exported_file_by_its_path(exported: dict, tiny_run: TinyRun,
+                                                        registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``model.predict --model tflite-int8.tflite``: the exporter claims its file by the
+    manifest beside it and runs it in LiteRT, the detections those of its own detector."""
+    from PIL import Image
+
+    from odplug.model import litert
+    from odplug.workflows.predict import find_model, predict
+
+    int8 = exported["int8"]
+    image = images(tiny_run.records, 1)[0]
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    result = predict(int8.path, tmp_path / "photo.png", tmp_path / "out", 0.0, registry)
+    expected = litert.detector(int8)(image)
+    assert len(result.images) == 1 and result.images[0].detections
+    assert [d.score for d in result.images[0].detections] == pytest.approx(
+        expected.scores.tolist(), abs=1e-6)
+    assert "tflite-int8 (tflite)" in find_model(int8.path, registry)().description
+    for other in (int8.manifest, tmp_path / "photo.png"):
+        with pytest.raises(OdplugError, match="not a run folder"):
+            find_model(other, registry)
