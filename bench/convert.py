@@ -13,8 +13,8 @@ checked after it:
 Targets: odplug at least 5x the baseline's images/s and at least 0.3x cat's.
 
 With ``engine="beam"`` the question is another one, what the Apache Beam engine costs against
-the local one (issue 27): odplug-beam (`data.import --engine beam`, the DirectRunner with one
-worker process per core) takes turns with odplug and cat, and the slow baseline is left out.
+the local one (issue 27): odplug-beam (`data.import --engine beam`, Beam's default DirectRunner,
+in one process) takes turns with odplug and cat, and the slow baseline is left out.
 """
 
 from __future__ import annotations

@@ -126,8 +126,8 @@ SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or sep
         "engine": "local (default: worker processes on this machine) or beam (an Apache Beam "
         "pipeline, TFRecords only; needs .venv-beam, see setup.sh)",
         "beam_option": "a Beam pipeline option as KEY=VALUE (or KEY for a switch), e.g. "
-        "runner=DataflowRunner; repeat it for each (default: the DirectRunner, one worker per "
-        "core)",
+        "runner=DataflowRunner; repeat it for each (default: Beam's DirectRunner, in this "
+        "machine)",
         "quiet": "print only errors",
     },
 )
