@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from odplug.components import WriteJob
+from odplug.components import Verify, WriteJob
 from odplug.data.parallel import default_workers
 from odplug.data.shards import auto_shard_count
 from odplug.dataset_report import Report
@@ -62,7 +62,7 @@ class BeamJob:
     """What the pipeline needs besides the samples, pickled as ``job.pickle``."""
 
     label_map: LabelMap
-    verify: str
+    verify: Verify
     shards: dict[str, int]
     """Shards per split, decided on the driver as the local engine decides them."""
     out: str

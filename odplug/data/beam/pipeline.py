@@ -57,7 +57,7 @@ class Encode(beam.DoFn):
 
     def process(self, element: tuple[str, Sample]) -> Iterator[Any]:
         split, sample = element
-        prepared = prepare(sample, self.job.verify, self.report)  # type: ignore[arg-type]
+        prepared = prepare(sample, self.job.verify, self.report)
         if prepared is None:
             return
         parts = encode_example(prepared.image, filename=sample.file_name, source_id=sample.key,
