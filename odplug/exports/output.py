@@ -4,7 +4,8 @@ An export is written into a staging folder beside its output and swapped in whol
 (`odplug.atomic.replace_folder`), so the previous export is either kept byte for byte or
 replaced entirely, never mixed with the new one. Replacing whole deletes what the folder held,
 so only a folder that holds nothing but an export is replaced: one sub-folder per exporter
-(named for any registered exporter), the verification table and odplug's hidden temporaries.
+(named for any registered exporter), the verification table, the detections and the report it
+shows, and odplug's hidden temporaries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 
 from odplug.errors import OdplugError
 
-VERIFICATION_FILES = ("verification.md", "verification.json")
+REPORT_FILE = "report.html"
+"""The page `odplug.report` writes into every export folder."""
+VERIFICATION_FILES = ("verification.md", "verification.json", "verification-detections.json",
+                      REPORT_FILE)
+"""The files an export writes beside its models' folders (`odplug.exports.table`)."""
 HIDDEN_PREFIX = ".odplug-"
 
 

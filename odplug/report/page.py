@@ -36,7 +36,6 @@ from odplug.report.sections import (
 )
 from odplug.run import RunInfo
 
-REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
 
 

@@ -197,7 +197,8 @@ def _verify(job: ExportJob, written: Written, out: Path, *, limit: int | None,
 def _report(job: ExportJob, staging: Path) -> Path:
     """``report.html`` written into `staging` (it reads the verification there), naming
     `job.out`, where it will be; returns the path it will have."""
-    from odplug.report.page import REPORT_FILE, write_report
+    from odplug.exports.output import REPORT_FILE
+    from odplug.report.page import write_report
 
     model = job.run.run_dir if job.run else _saved_model(job)
     write_report(staging / REPORT_FILE, records=job.records, run=job.run, export=staging,

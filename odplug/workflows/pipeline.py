@@ -161,7 +161,8 @@ def _report(out: Path, records: Path, run: RunInfo, export: Path) -> Path:
     seconds (a dozen images drawn per model) against the minutes of any stage, and a page
     kept from an earlier run could describe another dataset or run than the folder now
     holds."""
-    from odplug.report.page import REPORT_FILE, write_report
+    from odplug.exports.output import REPORT_FILE
+    from odplug.report.page import write_report
 
     return write_report(out / REPORT_FILE, records=records, run=run, export=export,
                         title=f"odplug pipeline: {out.resolve().name}")

@@ -82,6 +82,8 @@ def previous(tmp_path: Path, export_with) -> Path:  # type: ignore[no-untyped-de
     export_with(out, Writing("a", b"old a"), Writing("b", b"old b"))
     (out / "verification.md").write_text("| saved_model | 0.50 |\n")
     (out / "verification.json").write_text("[]\n")
+    (out / "verification-detections.json").write_text("{}\n")  # what a verified export
+    (out / "report.html").write_text("<html></html>\n")  # holds too: replaced, not refused
     return out
 
 
@@ -131,8 +133,10 @@ def test_a_full_disk_is_one_line_naming_the_output(previous: Path, export_with, 
 def test_no_verify_over_a_verified_export_leaves_no_table(previous: Path,  # type: ignore[no-untyped-def]
                                                           export_with) -> None:
     export_with(previous, Writing("a", b"new a"), Writing("b", b"new b"))
-    assert snapshot(previous) == {"a": b"<dir>", "a/a-float32.bin": b"new a",
-                                  "b": b"<dir>", "b/b-float32.bin": b"new b"}
+    after = snapshot(previous)
+    assert after.pop("report.html").startswith(b"<!DOCTYPE html>"), "a new report, unverified"
+    assert after == {"a": b"<dir>", "a/a-float32.bin": b"new a",
+                     "b": b"<dir>", "b/b-float32.bin": b"new b"}
     assert leftovers(previous) == []
 
 
@@ -140,7 +144,9 @@ def test_a_successful_export_replaces_the_whole_folder_and_names_its_files(
         previous: Path, export_with, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     capsys.readouterr()
     export_with(previous, Writing("a", b"new a"), Writing("b", b"new b"), to="a")
-    assert snapshot(previous) == {"a": b"<dir>", "a/a-float32.bin": b"new a"}
+    after = snapshot(previous)
+    assert after.pop("report.html").startswith(b"<!DOCTYPE html>")
+    assert after == {"a": b"<dir>", "a/a-float32.bin": b"new a"}
     printed = capsys.readouterr().out
     assert f"a-float32: {previous / 'a' / 'a-float32.bin'} (" in printed, printed
     assert ".odplug-" not in printed

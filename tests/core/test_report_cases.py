@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from odplug.report.page import REPORT_FILE, write_report
+from odplug.exports.output import REPORT_FILE
+from odplug.report.page import write_report
 from odplug.run import RunInfo
 from odplug.workflows import export as exporting
 from odplug.workflows.export import ExportJob
