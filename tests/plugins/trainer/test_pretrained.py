@@ -171,7 +171,8 @@ def test_a_width_without_imagenet_weights_is_refused_at_config_time(alpha: float
 def test_a_missing_or_mismatched_local_file_is_one_line(backbone: dict, records: Path,
                                                        tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere.h5")
-    with pytest.raises(OdplugError, match=r"nowhere.h5'\: no such file; give a local"):
+    with pytest.raises(OdplugError,
+                       match=r"nowhere.h5'\: no such file; give a previous run's folder, a local"):
         start(records, RunFolder(tmp_path / "run"), None, {**TINY, "model.weights": missing},
               "never")
     assert not (tmp_path / "run").exists()

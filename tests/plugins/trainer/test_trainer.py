@@ -461,7 +461,8 @@ def test_the_run_flags_on_the_command_line(trained: dict, run_inv, tmp_path: Pat
 def test_missing_weights_file_is_a_clear_error(records: Path, tmp_path: Path) -> None:
     from odplug_builtins.trainer.train import train
 
-    with pytest.raises(OdplugError, match="'imagenet.h5': no such file; give a local MobileNetV2"):
+    with pytest.raises(OdplugError, match="'imagenet.h5': no such file; give a previous run's "
+                       "folder, a local MobileNetV2"):
         train(records, tmp_path / "run",
               overrides={**TINY, "train.steps": 1, "model.weights": "imagenet.h5"})
     assert not (tmp_path / "run").exists(), "refused before the run folder is made"
