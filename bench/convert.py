@@ -235,7 +235,7 @@ def run(
 
     if engine not in ENGINES:
         raise OdplugError(f"engine {engine!r}: use {' or '.join(ENGINES)}")
-    load_before = os.getloadavg()
+    load_before = list(os.getloadavg())  # a list, as the saved JSON reads back
     measurements = measure(contenders(project, out, summary["image_bytes"], engine),
                            images=images, runs=runs, env=env, logs=logs, echo=echo)
     speed = {name: m["images_per_s"] for name, m in measurements.items()}
@@ -261,7 +261,7 @@ def run(
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            "load_average_after": list(os.getloadavg()),
         },
         "runs": runs,
         "measurements": measurements,

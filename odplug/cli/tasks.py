@@ -377,7 +377,7 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     """Detect objects in images and videos with any model: drawn copies and a COCO JSON."""
     from odplug.data.media import is_glob
-    from odplug.workflows.predict import check_out, inputs, predict
+    from odplug.workflows.predict import predict
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
@@ -386,7 +386,7 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
     threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
     model_path = args.in_path("--model", model)
     out_path = args.out_folder("--out", out) or Path("predictions")
-    check_out(out_path, inputs(source, out_path), source)  # before any model loads
+    # predict checks the model's files, the sources and the output before any model loads
     with progress_bar("video") as bar:
         def on_video(path: Path, frames: int):  # type: ignore[no-untyped-def]
             bar.print(f"{path}: {frames or 'unknown number of'} frames")

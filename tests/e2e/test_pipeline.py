@@ -102,7 +102,8 @@ def test_pipeline_resumes_an_interrupted_run_and_replaces_a_finished_one(
     assert steps == list(range(6, 13)), "continued from the checkpoint of step 5"
     assert result.reused == ["import"]
     assert result.run.complete and result.run.metrics["test"]["map50"] >= 0
-    assert [row.name for row in result.rows] == ["saved_model", "tflite-float32"]
+    assert [row.name for row in result.rows] == ["saved_model", "tflite-float32",
+                                                 "tflite-float32 (MediaPipe Tasks)"]
     assert [(m.exporter, m.variant) for m in result.exported] == [("tflite", "float32")]
 
     def stop_at_the_first(step: int, total: int, metrics: dict) -> None:

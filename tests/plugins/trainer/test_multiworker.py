@@ -235,7 +235,9 @@ def test_only_the_chief_writes_the_run_folder(two_workers: dict) -> None:
     assert found == sorted([
         "best.json", "best.weights.h5", "config.toml", "inputs.json", "label_map.pbtxt",
         "last.weights.h5", "run.json", "metrics/test.json", "metrics/test-pr.png",
-        "metrics/curve.json",
+        "metrics/curve.json", "metrics/test-confusion.png", "results.csv",
+        "pictures/curves.png", "pictures/batch.jpg", "pictures/val_predictions.jpg",
+        "pictures/test_predictions.jpg",
         "checkpoints/checkpoint", *saves, *events, *saved_model])
     # Only odplug's folders (of the cluster that finished: a SIGKILLed worker cannot remove
     # its own): TensorFlow's autograph leaves files of its own in a TMPDIR that a fresh
