@@ -46,8 +46,12 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(binary: str, tmp_path: Pa
         if "Traceback" in err:
             assert not OURS.search(err), f"a traceback through odplug after {delay} s:\n{err}"
             continue
-        if (code, err) in ((-signal.SIGINT, ""), (1, "")):
-            continue  # killed before Python's own handler, or invoke's quiet exit in its start-up
+        if (code, err) in ((-signal.SIGINT, ""), (1, ""), (0, "")):
+            # killed before Python's own handler, invoke's quiet exit in its start-up, or (seen
+            # about once in twenty runs on a loaded machine, at 0.02 s) a signal the interpreter
+            # lost in its own start-up, so that the command ran to its end: all before odplug's
+            # code, which the count of answers below holds to its line
+            continue
         assert (code, err.strip().splitlines()[-1:]) == (
             130, ["odplug: interrupted; nothing was left half-written"]), (delay, code, err)
         assert len(err.strip().splitlines()) == 1, err
