@@ -7,6 +7,7 @@ plugin only writes what its format needs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,3 +302,21 @@ def require_module(module: str, *, what: str, install: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise OdplugError(f"{what} needs the Python package {module!r}: {install}")
+
+
+def side_python(variable: str, venv: str, checkout: Path, setup: str) -> Path | None:
+    """The interpreter of a tool that pins its own packages and so lives in a venv of its own
+    (the TF.js converter, the TFLite metadata writer, Apache Beam): ``$<variable>`` when set
+    (one line, with `setup`, when it names no file), else ``<venv>/bin/python`` in `checkout`
+    (where setup.sh makes it) or in the current folder; None when there is none, for the
+    caller to fall back or say what is missing. One lookup for every such tool."""
+    configured = os.environ.get(variable)
+    if configured:
+        if not Path(configured).is_file():
+            raise OdplugError(f"{variable}={configured}: no such Python; {setup}")
+        return Path(configured)
+    for folder in (checkout, Path.cwd()):
+        candidate = folder / venv / "bin" / "python"
+        if candidate.is_file():
+            return candidate
+    return None

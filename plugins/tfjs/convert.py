@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odplug.atomic import atomic_write_text
-from odplug.components import ExportedModel
+from odplug.components import ExportedModel, side_python
 from odplug.errors import OdplugError
 from odplug_builtins.tfjs import FORMAT
 from odplug_builtins.tfjs.node import page_files
@@ -57,17 +57,10 @@ def converter_python() -> Path:
     """The interpreter that has ``tensorflowjs``: $ODPLUG_TFJS_PYTHON, else ``.venv-tfjs`` in the
     checkout this plugin runs from (setup.sh makes it) or in the current folder, else this one.
     """
-    configured = os.environ.get(PYTHON_ENV)
-    local = [folder / ".venv-tfjs" / "bin" / "python" for folder in (REPO, Path.cwd())]
-    if configured:
-        python = Path(configured)
-        if not python.is_file():
-            raise OdplugError(f"{PYTHON_ENV}={configured}: no such Python; {SETUP}")
-    elif any(candidate.is_file() for candidate in local):
-        python = next(candidate for candidate in local if candidate.is_file())
-    elif importlib.util.find_spec("tensorflowjs") is not None:
-        return Path(sys.executable)
-    else:
+    python = side_python(PYTHON_ENV, ".venv-tfjs", REPO, SETUP)
+    if python is None:
+        if importlib.util.find_spec("tensorflowjs") is not None:
+            return Path(sys.executable)
         raise OdplugError("the tfjs exporter needs the tensorflowjs converter in its own "
                           f"environment: {SETUP}, or use the tfjs image")
     found = subprocess.run(

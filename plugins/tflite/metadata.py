@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from odplug.components import side_python
 from odplug.errors import OdplugError
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,9 @@ def tasks_python() -> Path:
     Only the interpreter is looked for here (cheap, for the exporter's `check`); a Python
     without the packages fails when it runs, in one line that says so (`run_runner`).
     """
-    configured = os.environ.get(PYTHON_ENV)
-    if configured:
-        if not Path(configured).is_file():
-            raise OdplugError(f"{PYTHON_ENV}={configured}: no such Python; {SETUP}")
-        return Path(configured)
-    for folder in (REPO, Path.cwd()):
-        python = folder / VENV / "bin" / "python"
-        if python.is_file():
-            return python
+    found = side_python(PYTHON_ENV, VENV, REPO, SETUP)
+    if found is not None:
+        return found
     raise OdplugError("the tflite exporter writes TFLite metadata (which MediaPipe Tasks "
                       f"needs) with tflite-support in an environment of its own, {VENV}, "
                       f"which is missing: {SETUP}; or export without metadata: {SWITCH_ENV}=off")

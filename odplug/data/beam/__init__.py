@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from odplug.components import Verify, WriteJob
+from odplug.components import Verify, WriteJob, side_python
 from odplug.data.parallel import default_workers
 from odplug.data.shards import auto_shard_count
 from odplug.dataset_report import Report
@@ -109,15 +109,9 @@ def check_engine(engine: str, writer: str, flags: Sequence[str]) -> None:
 def beam_python() -> Path:
     """The interpreter that has apache-beam and odplug: $ODPLUG_BEAM_PYTHON, else
     ``.venv-beam`` in this checkout or the current folder, else this one if it has Beam."""
-    configured = os.environ.get(PYTHON_ENV)
-    if configured:
-        if not Path(configured).is_file():
-            raise OdplugError(f"{PYTHON_ENV}={configured}: no such Python; {SETUP}")
-        return Path(configured)
-    for folder in (REPO, Path.cwd()):
-        candidate = folder / ".venv-beam" / "bin" / "python"
-        if candidate.is_file():
-            return candidate
+    found = side_python(PYTHON_ENV, ".venv-beam", REPO, SETUP)
+    if found is not None:
+        return found
     if importlib.util.find_spec("apache_beam") is not None:
         return Path(sys.executable)
     raise OdplugError(f"--engine beam needs Apache Beam in its own environment: {SETUP}")
