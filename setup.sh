@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything odplug needs on a fresh machine with Python 3.10+ and pip, into this folder:
-#   .venv        odplug with the pinned TensorFlow toolchain and the test tools
+#   .venv        odplug with the pinned TensorFlow toolchain, the object storage backends
+#                (s3fs, gcsfs) and the test tools
 #   .venv-tfjs   the tensorflowjs converter, which pins its own TensorFlow (tfjs exporter)
 #   .venv-mediapipe  tflite-support and MediaPipe, which pin protobuf 3: the tflite exporter
 #                writes each .tflite's metadata with it and runs the files in MediaPipe Tasks
@@ -19,7 +20,7 @@ requirements=dockerfiles/requirements
 
 if [ ! -x .venv/bin/python ]; then "$python" -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check \
-    -r "$requirements/tf.txt" -r "$requirements/test.txt" -e .
+    -r "$requirements/tf.txt" -r "$requirements/cloud.txt" -r "$requirements/test.txt" -e .
 
 if [ ! -x .venv-tfjs/bin/python ]; then "$python" -m venv .venv-tfjs; fi
 .venv-tfjs/bin/pip install -q --disable-pip-version-check -r "$requirements/tfjs.txt"
@@ -28,7 +29,8 @@ if [ ! -x .venv-beam/bin/python ]; then
     "$python" -m venv .venv-beam
     echo '*' > .venv-beam/.gitignore
 fi
-.venv-beam/bin/pip install -q --disable-pip-version-check -r "$requirements/beam.txt"
+.venv-beam/bin/pip install -q --disable-pip-version-check -r "$requirements/beam.txt" \
+    -r "$requirements/cloud.txt"
 .venv-beam/bin/pip install -q --disable-pip-version-check --no-deps -e .
 
 libraries=$(ldconfig -p 2>/dev/null || true)

@@ -25,7 +25,7 @@ COPY plugins/ plugins/
 # pip, filled by this image's pip, so no ensurepip package is needed)
 RUN python -m venv --without-pip /opt/mediapipe \
     && pip --python /opt/mediapipe/bin/python install -r dockerfiles/requirements/mediapipe.txt \
-    && pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/test.txt \
+    && pip install -r dockerfiles/requirements/tf.txt -r dockerfiles/requirements/cloud.txt -r dockerfiles/requirements/test.txt \
     && pip install --no-deps -e . \
     && useradd --create-home --uid 1000 odplug
 

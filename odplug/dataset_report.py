@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -137,6 +137,13 @@ class Report:
             "problems": [asdict(p) for p in self.problems],
             "warnings": [asdict(w) for w in self.warnings],
         }
+
+    def relocate(self, show: Callable[[str], str]) -> None:
+        """Rewrite every file name and reason with `show` (a dataset read from a bucket
+        through a local mirror names the bucket's URLs, not the mirror's paths)."""
+        self.problems = [Problem(p.kind, show(p.file), p.code, show(p.reason))
+                         for p in self.problems]
+        self.warnings = [WarningEntry(w.code, show(w.message)) for w in self.warnings]
 
     def write_json(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from odplug.plugins import get_plugin_manager
+from tests.support.buckets import bucket, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support.tools import BIN, RACCOON, ROOT, Run
 
 

@@ -13,9 +13,11 @@ folder). A failed, interrupted or killed import leaves the previous output byte-
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -31,6 +33,9 @@ from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap, LabelMapItem
 from odplug.plugins import BUILTIN_DEFAULTS, IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
+from odplug.storage import Mount, is_url, mount, publish_folder, url_name
+from odplug.storage.publish import MANIFEST, target_state
+from odplug.storage.urls import filesystem, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -167,20 +172,107 @@ def _detects(registry: Registry, importer: Importer, source: Path,
 
 
 def import_dataset(
-    source: Path,
-    out: Path,
+    source: Path | str,
+    out: Path | str,
     options: ImportOptions,
     registry: Registry,
     *,
     on_total: Callable[[int], None] = lambda total: None,
     progress: Callable[[int], None] = lambda n: None,
+    note: Callable[[str], None] = lambda text: None,
 ) -> ImportResult:
     """Import `source` into the folder `out`, which is replaced whole or not at all.
 
     Raises `OdplugError` (and leaves `out` as it was) when `out` overlaps the dataset, is not a
     folder an import may replace, is being written by another import, or when no image could be
     imported; the report of an import that imported nothing is ``<out>.failed-report.json``.
+
+    Either may be a bucket URL (``s3://``, ``gs://``; `odplug.storage`): the dataset is then
+    mirrored locally with its images streamed, the output built in a local temporary folder
+    and published to the URL whole. `note` hears what is downloaded and uploaded.
     """
+    if not is_url(str(source)) and not is_url(str(out)):
+        return _import_here(Path(source), Path(out), options, registry, on_total=on_total,
+                            progress=progress)
+    with contextlib.ExitStack() as stack:
+        if is_url(str(source)):
+            if is_url(str(out)):
+                _refuse_overlap(str(source), str(out))
+            mounted: Mount | None = stack.enter_context(mount(str(source), note=note))
+            assert mounted is not None
+            local_source = mounted.source
+        else:
+            mounted, local_source = None, Path(source)
+        show = mounted.show if mounted else (lambda text: text)
+        if is_url(str(out)):
+            if target_state(str(out)) == "foreign":  # refused before any work
+                _refuse_foreign_url(str(out))
+            temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="odplug-import-")))
+            local_out = temporary / url_name(str(out))
+        else:
+            local_out = Path(out)
+        try:
+            result = _import_here(local_source, local_out, options, registry,
+                                  on_total=on_total, progress=progress)
+        except OdplugError as error:
+            text = show(str(error))
+            if is_url(str(out)):
+                text = _failed_report_to(str(out), local_out, text, show, note)
+            raise OdplugError(text) from None
+        result.report.relocate(show)
+        if is_url(str(out)):
+            if mounted:  # the report.json in the output names the bucket's files too
+                result.report.write_json(local_out / REPORT_NAME)
+            publish_folder(local_out, str(out), by="data.import", note=note,
+                           foreign=FOREIGN_OUTPUT)
+        elif mounted:
+            result.report.write_json(local_out / REPORT_NAME)
+        return replace(result, out=out)  # type: ignore[arg-type]
+
+
+FOREIGN_OUTPUT = "an import replaces its output folder whole; give a new or empty folder"
+
+
+def _refuse_foreign_url(out: str) -> None:
+    raise OdplugError(f"{out}: not empty and not an odplug output (no "
+                      f"{MANIFEST}); {FOREIGN_OUTPUT}")
+
+
+def _refuse_overlap(source: str, out: str) -> None:
+    """A bucket output inside the bucket dataset, or holding it, is refused as locally."""
+    a, b = source.rstrip("/") + "/", out.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        where = "is inside the dataset" if b.startswith(a) else "holds the dataset"
+        raise OdplugError(f"{out}: {where} {source}; give an output folder of its own, outside "
+                          "the dataset")
+
+
+def _failed_report_to(out: str, local_out: Path, text: str, show: Callable[[str], str],
+                      note: Callable[[str], None]) -> str:
+    """A failed import's report, written beside the local temporary output, goes beside the
+    bucket output as ``<out>.failed-report.json``; the error names it there."""
+    failed = local_out.with_name(local_out.name + FAILED_REPORT_SUFFIX)
+    text = text.replace(str(local_out), out)
+    if not failed.is_file():
+        return text
+    url = out.rstrip("/") + FAILED_REPORT_SUFFIX
+    fs, key = filesystem(url)
+    with storage_errors(url, "uploading the report"):
+        fs.pipe_file(key, show(failed.read_text()).encode())
+    return text.replace(str(failed), url)
+
+
+def _import_here(
+    source: Path,
+    out: Path,
+    options: ImportOptions,
+    registry: Registry,
+    *,
+    on_total: Callable[[int], None],
+    progress: Callable[[int], None],
+) -> ImportResult:
+    """`import_dataset` between local folders (a bucket's mirrored as local)."""
     writer = registry.get(WRITERS, options.to)
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):

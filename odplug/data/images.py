@@ -34,6 +34,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from odplug.components import Verify
 from odplug.dataset_report import Skip
+from odplug.storage.mount import open_source, read_source
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 """File suffixes taken for images where a folder is searched (most likely first), lower case."""
@@ -68,7 +69,7 @@ class ImageData:
 def load_image(path: Path, verify: Verify = "header") -> ImageData:
     """Read and check one image; raises `ImageProblem` for anything a record cannot hold."""
     try:
-        data = path.read_bytes()
+        data = read_source(path)  # a dataset in a bucket: streamed (odplug.storage.mount)
     except FileNotFoundError:
         raise ImageProblem("missing-image", f"image file not found: {path}") from None
     except OSError as error:
@@ -248,7 +249,7 @@ def upright_size(path: Path) -> tuple[int, int]:
     Raises `ImageProblem` with `load_image`'s codes.
     """
     try:
-        handle = path.open("rb")
+        handle = open_source(path)
     except FileNotFoundError:
         raise ImageProblem("missing-image", f"image file not found: {path}") from None
     except OSError as error:

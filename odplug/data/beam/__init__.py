@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from odplug.components import Verify, WriteJob, side_python
@@ -38,6 +38,7 @@ from odplug.dataset_report import Report
 from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap
 from odplug.samples import Sample
+from odplug.storage.mount import registered
 
 ENGINES = ("local", "beam")
 REPO = Path(__file__).resolve().parents[3]
@@ -68,6 +69,9 @@ class BeamJob:
     out: str
     chunks: list[str]
     report: str
+    mounts: dict[str, str] = field(default_factory=dict)
+    """Mirror folder -> bucket URL of a dataset in a bucket (`odplug.storage.mount`): a worker
+    on another machine has no mirror, and reads each image from its URL."""
 
 
 def beam_flags(options: str | Sequence[str] | Mapping[str, object] | None) -> list[str]:
@@ -136,7 +140,7 @@ def write_on_beam(job: WriteJob, flags: Sequence[str]) -> Report:
             shards={split: min(job.shards or auto_shard_count(samples, workers), len(samples))
                     for split, samples in job.splits.items() if samples},
             out=str(job.out), chunks=_write_chunks(job.splits, folder),
-            report=str(folder / "report.pickle"))
+            report=str(folder / "report.pickle"), mounts=registered())
         (folder / "job.pickle").write_bytes(pickle.dumps(beam_job))
         _run_pipeline(python, folder, flags)
         with open(beam_job.report, "rb") as handle:

@@ -32,6 +32,7 @@ from odplug.data.example import encode_example
 from odplug.data.prepare import prepare
 from odplug.dataset_report import Report
 from odplug.samples import Sample
+from odplug.storage.mount import register
 
 SHARD_TEMPLATE = ".record-SSSSS-of-NNNNN"
 """After the split's name: ``train.record-00000-of-00004``, `odplug.data.shards.shard_name`."""
@@ -51,6 +52,9 @@ class Encode(beam.DoFn):
     def __init__(self, job: BeamJob) -> None:
         self.job = job
         self.report = Report()
+
+    def setup(self) -> None:
+        register(self.job.mounts)  # a dataset in a bucket: its images are read from there
 
     def start_bundle(self) -> None:
         self.report = Report()

@@ -1,0 +1,174 @@
+"""A dataset in a bucket, read by the importer plugins as a local folder, images streamed.
+
+Importers find their files by listing folders and opening annotation files, all on local
+paths (the `Importer` contract), and never read pixels: the core's writer workers do, one
+image at a time. So `mount` mirrors the bucket's listing in a local folder: every file that
+is not an image (annotations, label maps, record files) is downloaded, and every image is an
+empty stand-in of its real size (a sparse file: no disk used), so listings, sizes and names
+are the bucket's. The core reads an image's bytes through `read_source` and its header
+through `open_source`, which fetch it from the bucket when the path is a stand-in.
+
+The mapping from mirror folders to URLs lives in this process and in ``ODPLUG_MOUNTS`` (JSON),
+which worker processes inherit however they are started; a Beam worker on another machine
+is handed it with its work (`odplug.data.beam`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from odplug.errors import OdplugError
+from odplug.storage.publish import Note
+from odplug.storage.urls import clean, entries, filesystem, storage_errors
+
+ENVIRONMENT = "ODPLUG_MOUNTS"
+HEADER_BLOCK = 1 << 16
+"""Bytes per request when only an image's header is read (`open_source`): Pillow reads a
+JPEG's or PNG's size from the first few KB."""
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """Every suffix Pillow opens, plus the HEIF/AVIF ones plugins may add."""
+    from PIL import Image
+
+    return frozenset({*Image.registered_extensions(), ".heic", ".heif", ".avif", ".jxl"})
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A bucket folder (`url`) mirrored at `local`; `source` is what the importer is given
+    (`local`, or a file in it when the URL names a file)."""
+
+    url: str
+    local: Path
+    source: Path
+    images: int
+    downloaded: int
+
+    def show(self, text: str) -> str:
+        """`text` with the mirror's paths written as the bucket's URLs, for the user."""
+        return text.replace(str(self.local), self.url)
+
+
+def _table() -> dict[str, str]:
+    try:
+        loaded = json.loads(os.environ.get(ENVIRONMENT) or "{}")
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def register(table: dict[str, str]) -> None:
+    """Add mirror folder -> URL pairs (a Beam worker's, handed over with its work)."""
+    merged = {**_table(), **table}
+    os.environ[ENVIRONMENT] = json.dumps(merged)
+
+
+def registered() -> dict[str, str]:
+    return _table()
+
+
+@contextlib.contextmanager
+def mount(url: str, *, note: Note = lambda text: None) -> Iterator[Mount]:
+    """Mirror the dataset at `url` for the block (module docstring); the mirror is deleted
+    after it."""
+    fs, root = filesystem(url)
+    with storage_errors(url, "reading the dataset"):
+        if fs.isfile(root):
+            folder_url, _, name = clean(url).rpartition("/")
+            fs_root = root.rpartition("/")[0]
+        else:
+            folder_url, name, fs_root = clean(url), "", root
+        listed = entries(fs, fs_root)
+    if not listed:
+        raise OdplugError(f"{url}: no such file or folder (nothing listed under it)")
+    suffixes = image_suffixes()
+    local = Path(tempfile.mkdtemp(prefix="odplug-mount-"))
+    previous = os.environ.get(ENVIRONMENT)
+    try:
+        wanted = []
+        images = 0
+        for relative, info in listed.items():
+            path = local / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if Path(relative).suffix.lower() in suffixes:
+                with path.open("wb") as stand_in:
+                    stand_in.truncate(int(info.get("size") or 0))
+                images += 1
+            else:
+                wanted.append(relative)
+        if wanted:
+            note(f"Reading {len(wanted)} annotation file(s) from {folder_url}; "
+                 f"{images} image(s) are streamed as they are written")
+            with storage_errors(url, "downloading the annotations"):
+                fs.get([f"{fs_root}/{r}" for r in wanted], [str(local / r) for r in wanted])
+        register({str(local): folder_url})
+        yield Mount(folder_url if not name else clean(url), local,
+                    local / name if name else local, images, len(wanted))
+    finally:
+        if previous is None:
+            os.environ.pop(ENVIRONMENT, None)
+        else:
+            os.environ[ENVIRONMENT] = previous
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def _remote(path: Path | str) -> str | None:
+    """The URL a mirrored image stands in for, or None for an ordinary local file."""
+    text = os.fspath(path)
+    for local, url in _table().items():
+        if text.startswith(local + os.sep):
+            relative = text[len(local) + 1:]
+            if Path(relative).suffix.lower() in image_suffixes():
+                return f"{url}/{relative.replace(os.sep, '/')}"
+    return None
+
+
+def read_source(path: Path) -> bytes:
+    """The bytes of the file at `path`, from its bucket when `path` is a mirrored image."""
+    url = _remote(path)
+    if url is None:
+        return path.read_bytes()
+    fs, key = filesystem(url)
+    try:
+        return bytes(fs.cat_file(key))
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "no such object in the bucket (deleted since it was "
+                                "listed?)", url) from None
+    except OSError:
+        raise
+    except Exception as error:  # backends raise their own types; the caller reports OSError
+        from odplug.storage.urls import reason
+
+        raise OSError(5, reason(error), url) from None
+
+
+def open_source(path: Path) -> BinaryIO:
+    """`path` opened for reading; a mirrored image is read from its bucket in blocks of
+    `HEADER_BLOCK` bytes, so reading its header costs one small request."""
+    url = _remote(path)
+    if url is None:
+        return path.open("rb")
+    fs, key = filesystem(url)
+    try:
+        return fs.open(key, "rb", block_size=HEADER_BLOCK, cache_type="readahead")
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "no such object in the bucket", url) from None
+    except OSError:
+        raise
+    except Exception as error:
+        from odplug.storage.urls import reason
+
+        raise OSError(5, reason(error), url) from None
+
+

@@ -1,0 +1,179 @@
+"""Replace a folder in object storage whole, though object stores cannot rename a folder.
+
+A local folder replaces the folder at a URL in four steps:
+
+1. Every file that differs from the published version (by size and MD5) is uploaded under a
+   staging prefix inside the target, ``<url>/.odplug-staging/<id>/``. Nothing a reader uses
+   has changed yet; a run killed here leaves the previous output intact (its staged objects
+   are deleted by the next publish).
+2. The intent is written, ``<url>/.odplug-publishing.json``: the new manifest, the files to
+   copy from the staging prefix and the files to remove. From here the publish goes forward.
+3. The staged files are copied to their final names (server-side copies, no download), the
+   new manifest ``<url>/odplug-manifest.json`` is written, the files the old manifest listed
+   and the new one does not are deleted.
+4. The staging prefix and the intent are deleted.
+
+The recovery rule, applied by `recover` before any publish to the URL and before any read
+from it: an intent present means a publish was killed after step 2, and it is finished from
+its staged files (rolled forward). Readers go through the manifest (`read_manifest`, and
+`odplug.storage.fetch` checks every file's MD5 against it), so a file outside the manifest is
+never read, and a file changed under a reader is noticed.
+
+Objects outside the manifests are never touched: an export published into ``<run>/export``
+stays when the run is published again. odplug takes no lock on a bucket (object stores offer
+none that every one of them honours): give two concurrent writers different URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from odplug.errors import OdplugError
+from odplug.storage.urls import entries, filesystem, storage_errors
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+MANIFEST = "odplug-manifest.json"
+INTENT = ".odplug-publishing.json"
+STAGING = ".odplug-staging"
+HIDDEN = ".odplug-"
+"""Local files and folders whose names start with this (locks, temporaries) are not published."""
+
+Note = Callable[[str], None]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def local_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file below `folder` (relative ``/`` paths) with its size and MD5, hidden
+    ``.odplug-*`` names left out; links are followed."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(HIDDEN) for part in relative.parts) or not path.is_file():
+            continue
+        files[relative.as_posix()] = {"size": path.stat().st_size, "md5": file_digest(path)}
+    return files
+
+
+def read_manifest(url: str) -> dict[str, Any] | None:
+    """The manifest of the folder at `url` (after `recover`), or None where odplug published
+    nothing."""
+    fs, root = filesystem(url)
+    with storage_errors(url, "reading the manifest"):
+        recover(url)
+        return _read_json(fs, f"{root}/{MANIFEST}")
+
+
+def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    try:
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    try:
+        loaded = json.loads(data)
+    except ValueError:
+        raise OdplugError(f"{fs.unstrip_protocol(path)}: not valid JSON; it is odplug's "
+                          "record of this folder: delete it to start the folder over") from None
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("files"), dict):
+        raise OdplugError(f"{fs.unstrip_protocol(path)}: not an odplug manifest (no files)")
+    return loaded
+
+
+def recover(url: str, note: Note = lambda text: None) -> None:
+    """Finish a publish to `url` that was killed after its intent was written (module
+    docstring); nothing to do otherwise."""
+    fs, root = filesystem(url)
+    with storage_errors(url, "recovering an interrupted upload"):
+        intent = _read_json(fs, f"{root}/{INTENT}")
+        if intent is None:
+            return
+        note(f"{url}: finishing an upload that was interrupted")
+        _finish(fs, root, intent)
+
+
+def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: None,
+                   foreign: str = "") -> dict[str, Any]:
+    """Make the folder at `url` hold exactly `local`'s files (its previous files removed),
+    whole or not at all (module docstring); returns the new manifest.
+
+    `by` says what wrote it (``data.import``), kept in the manifest. With `foreign`, a URL that
+    holds objects but no odplug manifest is refused with that text as the reason: an output
+    that is replaced whole must not swallow someone else's files.
+    """
+    fs, root = filesystem(url)
+    files = local_files(local)
+    if not files:
+        raise OdplugError(f"{local}: nothing to upload to {url}")
+    with storage_errors(url, "uploading"):
+        recover(url, note)
+        old = _read_json(fs, f"{root}/{MANIFEST}")
+        present = entries(fs, root)
+        if old is None and foreign:
+            theirs = sorted(n for n in present if not n.startswith(HIDDEN))
+            if theirs:
+                raise OdplugError(f"{url}: holds {len(theirs)} object(s) ({theirs[0]}, ...) and "
+                                  f"no {MANIFEST}, so odplug did not write it; {foreign}")
+        for name in {n.split("/", 2)[1] for n in present if n.startswith(STAGING + "/")}:
+            fs.rm(f"{root}/{STAGING}/{name}", recursive=True)  # killed before their intent
+        before = old["files"] if old else {}
+        changed = [name for name, entry in files.items()
+                   if before.get(name) != entry or name not in present]
+        stage = f"{STAGING}/{uuid.uuid4().hex[:12]}"
+        size = sum(files[name]["size"] for name in changed)
+        if changed:
+            note(f"Uploading {len(changed)} file(s), {size / 1e6:.1f} MB, to {url}")
+            fs.put([str(local / name) for name in changed],
+                   [f"{root}/{stage}/{name}" for name in changed])
+        manifest = {"format": 1, "by": by, "published": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                      time.gmtime()),
+                    "files": files}
+        intent = {"stage": stage, "copy": changed, "manifest": manifest,
+                  "remove": sorted(set(before) - set(files))}
+        fs.pipe_file(f"{root}/{INTENT}", json.dumps(intent).encode())
+        _finish(fs, root, intent)
+    return manifest
+
+
+def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:
+    """Steps 3 and 4 of the module docstring; safe to run again after a kill."""
+    stage = f"{root}/{intent['stage']}"
+    for name in intent["copy"]:
+        source = f"{stage}/{name}"
+        if fs.exists(source):
+            fs.copy(source, f"{root}/{name}")
+        elif not fs.exists(f"{root}/{name}"):
+            raise OdplugError(f"{fs.unstrip_protocol(root)}: an interrupted upload cannot be "
+                              f"finished: {name} is missing from its staging prefix; upload "
+                              "the folder again")
+    fs.pipe_file(f"{root}/{MANIFEST}", json.dumps(intent["manifest"], indent=1).encode())
+    for name in intent["remove"]:
+        if fs.exists(f"{root}/{name}"):
+            fs.rm_file(f"{root}/{name}")
+    if fs.exists(stage):
+        fs.rm(stage, recursive=True)
+    fs.rm_file(f"{root}/{INTENT}")
+
+
+def target_state(url: str) -> str:
+    """``empty``, ``odplug`` (published by odplug) or ``foreign`` (objects, no manifest)."""
+    fs, root = filesystem(url)
+    with storage_errors(url, "listing"):
+        recover(url)
+        if fs.exists(f"{root}/{MANIFEST}"):
+            return "odplug"
+        present = [n for n in entries(fs, root) if not n.startswith(HIDDEN)]
+    return "foreign" if present else "empty"

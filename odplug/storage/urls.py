@@ -1,0 +1,112 @@
+"""Which arguments are URLs, the fsspec file system behind one, and its errors in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from odplug.errors import OdplugError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+            "abfs": "adlfs", "abfss": "adlfs"}
+"""The fsspec backend package each common scheme needs, for the error of a missing one."""
+
+
+def is_url(value: str | os.PathLike[str] | None) -> bool:
+    """Whether `value` is a URL (``scheme://...``) rather than a local path; ``file://`` URLs
+    count as local paths and are returned as such by `local_path`."""
+    if value is None or isinstance(value, os.PathLike):
+        return False
+    match = _SCHEME.match(str(value))
+    return match is not None and match.group(1).lower() != "file"
+
+
+def local_path(value: str) -> str:
+    """``file:///x`` as ``/x``; anything else unchanged."""
+    return value[len("file://"):] if value.lower().startswith("file://") else value
+
+
+def clean(url: str) -> str:
+    """`url` without a trailing slash (``s3://b/ds/`` and ``s3://b/ds`` are one folder)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else url
+
+
+def url_name(url: str) -> str:
+    """The last part of `url`'s path (``ds`` for ``s3://bucket/data/ds/``), the bucket for a
+    bucket's root."""
+    return clean(url).rsplit("/", 1)[-1]
+
+
+def join(url: str, *parts: str) -> str:
+    return "/".join([clean(url), *(p.strip("/") for p in parts if p)])
+
+
+def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec file system for `url` and the path within it that fsspec's calls take.
+
+    A scheme whose backend is not installed is one line naming the package to install;
+    credentials are the backend's own business (environment, config files)."""
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec comes with odplug's cloud extra
+        raise OdplugError(f"{url}: URLs need fsspec: pip install 'odplug[cloud]'") from None
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        fs, path = fsspec.core.url_to_fs(clean(url))
+    except ImportError:
+        package = BACKENDS.get(scheme, f"the fsspec backend for {scheme}://")
+        raise OdplugError(f"{url}: {scheme}:// URLs need {package}: pip install {package} "
+                          "(or pip install 'odplug[cloud]' for s3:// and gs://)") from None
+    except ValueError as error:
+        raise OdplugError(f"{url}: {scheme}:// is not a storage odplug knows ({error})") from None
+    return fs, path.rstrip("/")
+
+
+def reason(error: BaseException) -> str:
+    """One readable line for what a storage backend raised (botocore, aiohttp, google-auth and
+    OS errors all end up here), without its traceback."""
+    name = type(error).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return ("no credentials found: set them as the backend reads them (AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY, or ~/.aws for s3://; "
+                "GOOGLE_APPLICATION_CREDENTIALS or gcloud for gs://)")
+    if isinstance(error, PermissionError):
+        return "access denied (check the credentials' rights on this bucket)"
+    if isinstance(error, FileNotFoundError):
+        return "no such file, folder or bucket"
+    text = " ".join(str(error).split()) or name
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextlib.contextmanager
+def storage_errors(url: str, doing: str) -> Iterator[None]:
+    """Turn whatever the backend raises while `doing` something with `url` into one
+    `OdplugError` line; odplug's own errors and Ctrl-C pass through."""
+    try:
+        yield
+    except (OdplugError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # backends raise their own types (botocore's, aiohttp's)
+        raise OdplugError(f"{url}: {doing} failed: {reason(error)}") from None
+
+
+def entries(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    """Every object below `root`, by its path relative to `root` (``/``-separated), with
+    fsspec's details (size, ETag, ...); empty when nothing is there. Hidden ``.odplug-*``
+    names (staging, intents) are included: callers decide."""
+    try:
+        found = fs.find(root, detail=True, withdirs=False)
+    except FileNotFoundError:
+        return {}
+    prefix = root.rstrip("/") + "/"
+    return {name[len(prefix):]: info for name, info in found.items()
+            if name.startswith(prefix) and info.get("type", "file") == "file"}
