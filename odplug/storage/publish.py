@@ -78,7 +78,10 @@ def read_manifest(url: str) -> dict[str, Any] | None:
         return _read_json(fs, f"{root}/{MANIFEST}")
 
 
-def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
+def _read_json(fs: AbstractFileSystem, path: str, *, holds: str = "files",
+               what: str = "an odplug manifest") -> dict[str, Any] | None:
+    """The JSON object at `path`, None when there is none; refused in one line when it is not
+    `what` (a mapping whose `holds` key is a mapping): the intent holds its manifest."""
     try:
         data = fs.cat_file(path)
     except FileNotFoundError:
@@ -88,8 +91,8 @@ def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
     except ValueError:
         raise OdplugError(f"{fs.unstrip_protocol(path)}: not valid JSON; it is odplug's "
                           "record of this folder: delete it to start the folder over") from None
-    if not isinstance(loaded, dict) or not isinstance(loaded.get("files"), dict):
-        raise OdplugError(f"{fs.unstrip_protocol(path)}: not an odplug manifest (no files)")
+    if not isinstance(loaded, dict) or not isinstance(loaded.get(holds), dict):
+        raise OdplugError(f"{fs.unstrip_protocol(path)}: not {what} (no {holds})")
     return loaded
 
 
@@ -98,7 +101,8 @@ def recover(url: str, note: Note = lambda text: None) -> None:
     docstring); nothing to do otherwise."""
     fs, root = filesystem(url)
     with storage_errors(url, "recovering an interrupted upload"):
-        intent = _read_json(fs, f"{root}/{INTENT}")
+        intent = _read_json(fs, f"{root}/{INTENT}", holds="manifest",
+                            what="an odplug upload's intent")
         if intent is None:
             return
         note(f"{url}: finishing an upload that was interrupted")
