@@ -1,0 +1,343 @@
+"""odplug.storage against a real S3 API (moto's server, `tests.support.buckets`): a folder
+published whole through its staging prefix and manifest, an interrupted publish rolled forward
+or left unseen, inputs fetched into the cache and checked, URLs told from paths, and every
+storage failure one line (issue 27)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from odplug.errors import OdplugError
+from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest, recover
+from odplug.storage import publish as publishing
+from odplug.storage.publish import INTENT, MANIFEST, STAGING, target_state
+from odplug.storage.urls import filesystem, local_path, url_name
+from tests.support.buckets import listing, upload
+
+
+def folder(path: Path, files: dict[str, bytes]) -> Path:
+    """`path` holding exactly `files` (relative name -> bytes)."""
+    for old in sorted(path.rglob("*"), reverse=True) if path.exists() else []:
+        if old.is_file():
+            old.unlink()
+    for name, data in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes(data)
+    return path
+
+
+def published(url: str) -> dict[str, bytes]:
+    """What a reader of `url` sees: the listing without the manifest, failing on leftovers."""
+    objects = listing(url)
+    assert not [name for name in objects if name.startswith(".odplug-")], objects.keys()
+    assert MANIFEST in objects
+    return {name: data for name, data in objects.items() if name != MANIFEST}
+
+
+def one_line(error: pytest.ExceptionInfo[OdplugError]) -> str:
+    text = str(error.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+V1 = {"train.record": b"t" * 300, "val.record": b"v" * 100, "meta/label_map.pbtxt": b"item {}"}
+
+
+# -- publishing ---------------------------------------------------------------------------------
+
+
+def test_publish_writes_every_file_and_a_manifest_of_their_md5(bucket: str,
+                                                               tmp_path: Path) -> None:
+    url = f"{bucket}/records"
+    manifest = publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    assert published(url) == V1
+    stored = json.loads(listing(url)[MANIFEST])
+    assert stored == manifest == read_manifest(url)
+    assert stored["by"] == "test"
+    assert stored["files"] == {name: {"size": len(data), "md5": hashlib.md5(data).hexdigest()}
+                               for name, data in V1.items()}
+    assert target_state(url) == "odplug"
+
+
+def test_publishing_again_removes_what_it_left_out_and_keeps_what_it_never_listed(
+        bucket: str, tmp_path: Path) -> None:
+    url = f"{bucket}/run"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    fs, root = filesystem(url)
+    fs.pipe_file(f"{root}/export/model.tflite", b"an export published beside the run")
+    publish_folder(folder(tmp_path / "out", {"train.record": b"T" * 10}), url, by="test")
+    objects = listing(url)
+    assert sorted(objects) == ["export/model.tflite", MANIFEST, "train.record"]
+    assert objects["train.record"] == b"T" * 10
+    assert list(json.loads(objects[MANIFEST])["files"]) == ["train.record"]
+
+
+def test_unchanged_files_are_not_uploaded_again(bucket: str, tmp_path: Path) -> None:
+    url = f"{bucket}/records"
+    notes: list[str] = []
+    publish_folder(folder(tmp_path / "out", V1), url, by="test", note=notes.append)
+    assert notes == [f"Uploading 3 file(s), 0.0 MB, to {url}"]
+    fs, root = filesystem(url)
+    fs.invalidate_cache()
+    stamps = {name: fs.info(f"{root}/{name}")["LastModified"] for name in V1}
+    notes.clear()
+    publish_folder(folder(tmp_path / "out", V1), url, by="test", note=notes.append)
+    assert notes == []
+    publish_folder(folder(tmp_path / "out", {**V1, "val.record": b"w" * 100}), url, by="test",
+                   note=notes.append)
+    assert notes == [f"Uploading 1 file(s), 0.0 MB, to {url}"]
+    fs.invalidate_cache()
+    kept = [name for name in V1 if name != "val.record"]
+    assert {name: fs.info(f"{root}/{name}")["LastModified"] for name in kept} == {
+        name: stamps[name] for name in kept}
+    assert published(url)["val.record"] == b"w" * 100
+
+
+def test_an_empty_folder_is_not_published(bucket: str, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OdplugError, match="nothing to upload") as caught:
+        publish_folder(tmp_path / "out", f"{bucket}/records", by="test")
+    one_line(caught)
+    assert listing(bucket) == {}
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing odplug catches (`storage_errors` lets it through)."""
+
+
+V2 = {"train.record": b"n" * 300, "test.record": b"new split"}
+
+
+@pytest.mark.parametrize("read", [recover, read_manifest, target_state])
+def test_a_publish_killed_after_its_intent_is_rolled_forward_by_the_next_look(
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read) -> None:
+    url = f"{bucket}/records"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+
+    def killed(*args: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(publishing, "_finish", killed)
+    with pytest.raises(Killed):
+        publish_folder(folder(tmp_path / "out", V2), url, by="test")
+    monkeypatch.undo()
+    left = listing(url)
+    assert INTENT in left and any(name.startswith(STAGING + "/") for name in left)
+    assert {name: left[name] for name in V1} == V1  # nothing final touched before the intent
+    read(url)
+    assert published(url) == V2
+    assert read_manifest(url)["files"].keys() == V2.keys()
+
+
+def test_a_publish_killed_before_its_intent_changes_nothing_and_its_staging_goes_next_time(
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"{bucket}/records"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    before = listing(url)
+    fs, _ = filesystem(url)
+    real_pipe = fs.pipe_file
+
+    def pipe_file(path: str, data: bytes, **kwargs: object) -> None:
+        if path.endswith(INTENT):
+            raise Killed
+        real_pipe(path, data, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", pipe_file)
+    with pytest.raises(Killed):
+        publish_folder(folder(tmp_path / "out", V2), url, by="test")
+    monkeypatch.undo()
+    left = listing(url)
+    staged = sorted(name for name in left if name.startswith(STAGING + "/"))
+    assert [name.split("/", 2)[2] for name in staged] == sorted(V2)
+    assert {name: data for name, data in left.items() if name not in staged} == before
+    assert read_manifest(url) == json.loads(before[MANIFEST])
+    assert listing(url) == left  # reading does not touch a staging prefix without an intent
+
+    publish_folder(folder(tmp_path / "out", {"other.record": b"o"}), url, by="test")
+    assert published(url) == {"other.record": b"o"}
+
+
+def test_an_intent_whose_staged_files_are_gone_is_one_line(bucket: str) -> None:
+    url = f"{bucket}/records"
+    fs, root = filesystem(url)
+    intent = {"stage": f"{STAGING}/gone", "copy": ["train.record"], "remove": [],
+              "manifest": {"format": 1, "by": "test", "files": {"train.record": {}}}}
+    fs.pipe_file(f"{root}/{INTENT}", json.dumps(intent).encode())
+    with pytest.raises(OdplugError, match="train.record is missing from its staging") as caught:
+        read_manifest(url)
+    assert one_line(caught).startswith(url)
+
+
+def test_output_over_someone_elses_objects_is_refused_untouched(bucket: str,
+                                                                tmp_path: Path) -> None:
+    url = f"{bucket}/theirs"
+    upload(folder(tmp_path / "theirs", {"notes.txt": b"mine", "a/b.csv": b"1,2"}), url)
+    before = listing(url)
+    assert target_state(url) == "foreign" and target_state(f"{bucket}/new") == "empty"
+    with pytest.raises(OdplugError, match="holds 2 object") as caught:
+        publish_folder(folder(tmp_path / "out", V1), url, by="test", foreign="give a new folder")
+    assert one_line(caught).endswith("give a new folder")
+    assert listing(url) == before
+
+
+# -- fetching -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ODPLUG_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def cached(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and not p.name.startswith(".odplug-")}
+
+
+def test_fetched_downloads_once_then_only_what_changed(bucket: str, tmp_path: Path,
+                                                      cache: Path) -> None:
+    url = f"{bucket}/data/records"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    notes: list[str] = []
+    local = fetched(url, "records", note=notes.append)
+    assert local == local_copy(url) == cache / "s3" / bucket[5:] / "data" / "records"
+    assert cached(local) == V1
+    assert notes == [f"Downloading 3 file(s), 0.0 MB, from {url}"]
+
+    notes.clear()
+    assert fetched(url, "records", note=notes.append) == local
+    assert notes == []
+
+    changed = {"train.record": V1["train.record"], "val.record": b"w" * 100}
+    publish_folder(folder(tmp_path / "out", changed), url, by="test")
+    fetched(url, "records", note=notes.append)
+    assert notes == [f"Downloading 1 file(s), 0.0 MB, from {url}"]
+    assert cached(local) == changed  # the label map the new version left out is gone
+
+    (local / "train.record").unlink()  # a cache file lost is downloaded again
+    notes.clear()
+    fetched(url, "records", note=notes.append)
+    assert notes == [f"Downloading 1 file(s), 0.0 MB, from {url}"]
+    assert cached(local) == changed
+
+
+def test_a_file_that_does_not_match_the_manifest_is_refused(bucket: str, tmp_path: Path,
+                                                            cache: Path) -> None:
+    url = f"{bucket}/records"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    fs, root = filesystem(url)
+    fs.pipe_file(f"{root}/val.record", b"x" * 100)  # same size, other bytes
+    with pytest.raises(OdplugError, match="val.record: changed while it was downloaded") as caught:
+        fetched(url, "records")
+    assert one_line(caught).startswith(f"{url}/val.record")
+    assert "val.record" not in cached(local_copy(url))
+
+
+def test_a_folder_odplug_did_not_publish_is_fetched_as_listed(bucket: str, tmp_path: Path,
+                                                              cache: Path) -> None:
+    url = upload(folder(tmp_path / "model", {"saved_model.pb": b"pb",
+                                             "variables/variables.index": b"ix"}),
+                 f"{bucket}/model")
+    notes: list[str] = []
+    assert cached(fetched(url, "model", note=notes.append)) == {
+        "saved_model.pb": b"pb", "variables/variables.index": b"ix"}
+    notes.clear()
+    fetched(url, "model", note=notes.append)
+    assert notes == []
+
+
+def test_fetching_a_file_brings_its_same_stem_siblings_only(bucket: str, tmp_path: Path,
+                                                            cache: Path) -> None:
+    url = f"{bucket}/export"
+    publish_folder(folder(tmp_path / "out", {
+        "tflite-int8.tflite": b"int8", "tflite-int8.json": b"{}", "tflite-fp32.tflite": b"fp32",
+        "labels/tflite-int8.txt": b"below"}), url, by="test")
+    model = fetched(f"{url}/tflite-int8.tflite", "model")
+    assert model == local_copy(url) / "tflite-int8.tflite"
+    assert cached(local_copy(url)) == {"tflite-int8.tflite": b"int8", "tflite-int8.json": b"{}"}
+    fetched(f"{url}/tflite-fp32.tflite", "model")  # adds, deletes nothing
+    assert sorted(cached(local_copy(url))) == ["tflite-fp32.tflite", "tflite-int8.json",
+                                               "tflite-int8.tflite"]
+
+
+def test_fetching_nothing_names_what_was_wanted(bucket: str, cache: Path) -> None:
+    with pytest.raises(OdplugError, match="nothing there; give the records") as caught:
+        fetched(f"{bucket}/no/such/records", "records")
+    one_line(caught)
+
+
+# -- URLs and their errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "url"), [
+    ("s3://bucket/data", True), ("gs://bucket", True), ("S3://Bucket/x", True),
+    ("abfs://container/x", True), ("file:///tmp/data", False), ("FILE:///tmp/data", False),
+    ("/tmp/data", False), ("data/set", False), ("./s3:/x", False), ("C:\\data\\set", False),
+    ("C:/data/set", False), ("s3:/bucket", False), (Path("s3://bucket"), False), (None, False),
+])
+def test_is_url(value: object, url: bool) -> None:
+    assert is_url(value) is url  # type: ignore[arg-type]
+
+
+def test_file_urls_and_names() -> None:
+    assert local_path("file:///tmp/data") == "/tmp/data"
+    assert local_path("/tmp/data") == "/tmp/data"
+    assert url_name("s3://bucket/data/ds/") == "ds"
+    assert url_name("s3://bucket") == "bucket"
+
+
+def test_a_missing_backend_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec.registry  # noqa: F401 (the module, which fsspec's `registry` name hides)
+
+    monkeypatch.setitem(sys.modules, "adlfs", None)  # importing it fails, installed or not
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "abfs", raising=False)
+    with pytest.raises(OdplugError, match="abfs:// URLs need adlfs: pip install adlfs") as caught:
+        filesystem("abfs://container/data")
+    one_line(caught)
+
+
+def test_an_unknown_scheme_is_one_line() -> None:
+    with pytest.raises(OdplugError, match="nosuch:// is not a storage odplug knows") as caught:
+        filesystem("nosuch://bucket/data")
+    one_line(caught)
+
+
+@pytest.fixture
+def fresh_clients() -> Iterator[None]:
+    """s3fs keeps one client per set of options: a test that changes the environment must
+    make a new one, and leave none behind that points elsewhere."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.mark.usefixtures("fresh_clients")
+def test_an_unreachable_endpoint_is_one_line(bucket: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing listens
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(OdplugError, match="Could not connect to the endpoint") as caught:
+        publish_folder(folder(tmp_path / "out", V1), f"{bucket}/records", by="test")
+    assert one_line(caught).startswith(f"{bucket}/records: ")
+
+
+@pytest.mark.usefixtures("fresh_clients")
+def test_no_credentials_is_one_line_saying_where_they_go(bucket: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(OdplugError, match="no credentials found") as caught:
+        fetched(f"{bucket}/records", "records")
+    assert "AWS_ACCESS_KEY_ID" in one_line(caught)
