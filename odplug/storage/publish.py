@@ -100,12 +100,13 @@ def recover(url: str, note: Note = lambda text: None) -> None:
     """Finish a publish to `url` that was killed after its intent was written (module
     docstring); nothing to do otherwise."""
     fs, root = filesystem(url)
-    with storage_errors(url, "recovering an interrupted upload"):
+    with storage_errors(url, "reading"):  # every look at a URL starts here: say only that
         intent = _read_json(fs, f"{root}/{INTENT}", holds="manifest",
                             what="an odplug upload's intent")
-        if intent is None:
-            return
-        note(f"{url}: finishing an upload that was interrupted")
+    if intent is None:
+        return
+    note(f"{url}: finishing an upload that was interrupted")
+    with storage_errors(url, "finishing an interrupted upload"):
         _finish(fs, root, intent)
 
 
