@@ -17,6 +17,7 @@ from os import PathLike
 from pathlib import Path
 
 from odplug.errors import UsageError
+from odplug.storage.urls import is_url, url_name
 
 PathArg = str | PathLike[str]
 """A path as a user gives it: text or any path object."""
@@ -140,14 +141,32 @@ def with_steps(name: str, overrides: Mapping[str, object], steps: int | str | No
         name, steps, 1, 10**9, "; leave it out for the trainer's default")}
 
 
-def default_import_out(source: Path, to: str) -> Path:
-    """Where ``data.import`` writes when not told: ``output/<source name>-<to>``."""
-    return Path("output") / f"{source.resolve().name}-{to}"
+def in_place(name: str, value: PathArg) -> Path | str:
+    """An input file or folder, or a bucket URL (``s3://``, ``gs://``; `odplug.storage`),
+    given back as text: a URL is looked up when it is read, with its own errors."""
+    return str(value) if is_url(str(value)) else in_path(name, value)
 
 
-def default_run_dir(records: Path) -> Path:
+def out_place(name: str, value: PathArg | None) -> Path | str | None:
+    """An output folder (`out_folder`) or a bucket URL, given back as text."""
+    if value is not None and is_url(str(value)):
+        return str(value)
+    return out_folder(name, value)
+
+
+def _name(place: Path | str) -> str:
+    return url_name(str(place)) if is_url(str(place)) else Path(place).resolve().name
+
+
+def default_import_out(source: Path | str, to: str) -> Path:
+    """Where ``data.import`` writes when not told: ``output/<source name>-<to>`` (a dataset
+    in a bucket too: its output is local unless ``--out`` is a URL)."""
+    return Path("output") / f"{_name(source)}-{to}"
+
+
+def default_run_dir(records: Path | str) -> Path:
     """Where ``model.train`` trains when not told: ``runs/<records folder name>``."""
-    return Path("runs") / records.resolve().name
+    return Path("runs") / _name(records)
 
 
 @contextmanager

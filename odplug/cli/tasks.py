@@ -25,6 +25,7 @@ from odplug.cli.console import load_registry_warning, progress_bar, user_errors
 from odplug.cli.overrides import parse_overrides
 from odplug.cli.verification_table import show_verification
 from odplug.plugins import BUILTIN_DEFAULTS
+from odplug.storage.urls import is_url
 
 DEFAULT_EXPORTS = ",".join(BUILTIN_DEFAULTS.exporters)
 
@@ -105,8 +106,10 @@ SET_HELP = ("section.key=value overrides, values as in TOML; repeat --set or sep
     iterable=["beam_option"],
     help={
         "source": "dataset to import: a Supervisely, tf_csv, COCO, YOLO, Pascal VOC or "
-        "TFRecord folder (or file), or any format a plugin adds",
-        "out": "output folder (default: output/<source name>-<to>)",
+        "TFRecord folder (or file), or any format a plugin adds; or a bucket URL (s3://, "
+        "gs://): images are streamed, not copied",
+        "out": "output folder or bucket URL, replaced whole (default: "
+        "output/<source name>-<to>)",
         "format": "input format; detected when left out (see `plugins` for the list)",
         "to": f"what to write: {BUILTIN_DEFAULTS.writer} (default), tf_csv, coco or yolo, or a "
         "writer a plugin adds",
@@ -159,12 +162,13 @@ def import_(
         verify=verify, pictures=pictures, engine=args.choice("--engine", engine, ENGINES),
         beam_options=beam_flags(beam_option),
     )
-    source_path = Path(source)
-    out_path = args.out_folder("--out", out) or args.default_import_out(source_path, to)
+    source_path = source if is_url(source) else Path(source)
+    out_path = args.out_place("--out", out) or args.default_import_out(source_path, to)
     registry = load_registry_warning()
-    with args.writing_to(out_path), progress_bar("importing", enabled=not quiet) as bar:
+    with args.writing_to(Path(out_path)), progress_bar("importing", enabled=not quiet) as bar:
         result = import_dataset(source_path, out_path, options, registry,
-                                on_total=bar.start, progress=bar.advance)
+                                on_total=bar.start, progress=bar.advance,
+                                note=lambda text: quiet or bar.print(text))
     if not quiet:
         print(render_summary(result.report), end="")
         drawn = " (dataset.png and dataset.json draw it)" if pictures else ""
@@ -258,9 +262,10 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
     iterable=["set"],
     help={
         "records": "TFRecord folder written by data.import (train split; val for the best "
-        "checkpoint; test for the final metrics)",
+        "checkpoint; test for the final metrics), or its bucket URL (cached locally)",
         "run": "run folder: the trainer's files, its run description and the SavedModel "
-        "(default: runs/<records folder name>)",
+        "(default: runs/<records folder name>); a bucket URL trains in a local copy, "
+        "uploaded when training ends or stops",
         "config": "TOML config with the settings to change (see `model.config` for all)",
         "steps": "number of training steps, 1 or more (overrides train.steps; default: the "
         "trainer's)",
@@ -292,19 +297,24 @@ def model_train(c, records=None, run=None, config=None, steps: int | None = None
     overrides = args.with_steps("--steps", parse_overrides(set or []), steps)
     workers = args.whole_number("--workers", workers, 1, 16)
     config_path = args.in_file("--config", config)
-    training_inputs(args.in_folder("--records", records))
+    if not is_url(records):  # a bucket's records are checked once downloaded
+        training_inputs(args.in_folder("--records", records))
     if sum(map(bool, (resume, overwrite, new_run))) > 1:
         raise Exit("odplug: error: --resume, --overwrite and --new-run each say what to do "
                    "with a run already in --run: give one of them", code=2)
-    run_dir = args.out_folder("--run", run) or args.default_run_dir(Path(records))
+    run_dir = args.out_place("--run", run) or args.default_run_dir(records)
     started = time.perf_counter()
-    with args.writing_to(run_dir), progress_bar("training", fields=("status",)) as bar:
+    with args.writing_to(Path(run_dir)), progress_bar("training", fields=("status",)) as bar:
         console = TrainingConsole(bar, started)
-        run_info = train_model(load_registry_warning(), Path(records), run_dir, trainer=trainer,
+        run_info = train_model(load_registry_warning(), records if is_url(records)
+                               else Path(records), run_dir, trainer=trainer,
                                config=config_path, overrides=overrides, resume=resume,
                                overwrite=overwrite, new_run=new_run, workers=workers,
-                               on_step=console.on_step, on_event=console.on_event)
+                               on_step=console.on_step, on_event=console.on_event,
+                               note=bar.print)
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
+    if is_url(str(run_dir)):
+        print(f"Run: {run_dir} (uploaded; trained in its local copy {run_info.run_dir})")
     print(f"Run folder: {run_info.run_dir}{board}")
     print(f"SavedModel: {run_info.saved_model}")
     test = run_info.metrics.get("test")
@@ -365,11 +375,11 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
     name="predict",
     help={
         "model": "a run folder, a SavedModel folder, an exported .tflite file or a TF.js "
-                 "folder",
+                 "folder; local or a bucket URL",
         "source": "an image or video file, a folder (with its sub-folders) or a glob in "
                   "quotes, e.g. \"photos/*.jpg\"",
-        "out": "folder for the drawn images and videos, detections.json (COCO results) and "
-               "images.json; replaced whole (default: predictions/)",
+        "out": "folder (or bucket URL) for the drawn images and videos, detections.json "
+               "(COCO results) and images.json; replaced whole (default: predictions/)",
         "threshold": "lowest score drawn and listed (default 0.3)",
     },
 )
@@ -381,11 +391,11 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 
     if not model or not source:
         raise Exit("odplug: error: give --model and --source (see --help)", code=2)
-    if not is_glob(str(source)):
+    if not is_glob(str(source)) and not is_url(source):
         args.in_path("--source", source)
     threshold = args.fraction("--threshold", threshold, 0.0, 1.0)
-    model_path = args.in_path("--model", model)
-    out_path = args.out_folder("--out", out) or Path("predictions")
+    model_path = args.in_place("--model", model)
+    out_path = args.out_place("--out", out) or Path("predictions")
     # predict checks the model's files, the sources and the output before any model loads
     with progress_bar("video") as bar:
         def on_video(path: Path, frames: int):  # type: ignore[no-untyped-def]
@@ -397,12 +407,14 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
                          on_model=lambda what: bar.print(f"Running {what}"),
                          on_image=lambda image: image.frame is None and bar.print(
                              f"{image.file}: {len(image.detections)} detection(s)"),
-                         on_video=on_video)
+                         on_video=on_video, note=bar.print)
     stills = sum(1 for image in result.images if image.frame is None)
     frames = len(result.images) - stills
     drawn = [f"{stills} image(s)"] + ([f"{len(result.videos)} video(s) of {frames} frames"]
                                      if result.videos else [])
-    print(f"Drew {' and '.join(drawn)} into {out_path}; detections in {result.json} "
+    where = (f"{out_path} (uploaded from its local copy {result.json.parent})"
+             if is_url(str(out_path)) else str(out_path))
+    print(f"Drew {' and '.join(drawn)} into {where}; detections in {result.json} "
           f"(COCO results, pixels), image index in {result.index}")
     for skipped in result.skipped:
         print(f"odplug: warning: skipped {skipped['file']}: {skipped['reason']}")
@@ -411,14 +423,14 @@ def model_predict(c, model=None, source=None, out="predictions", threshold=0.3):
 @task(
     name="export",
     help={
-        "model": "run folder (or its saved_model folder) to export",
+        "model": "run folder (or its saved_model folder) to export, or its bucket URL",
         "to": f"comma-separated formats (default {DEFAULT_EXPORTS}; see `plugins`)",
         "quantize": "comma-separated variants to write, e.g. float32,int8 or float16 (default: "
         "each format's defaults)",
-        "out": "output folder (default: export/ in the run folder, or beside a SavedModel "
-        "folder)",
-        "records": "TFRecord folder for int8 calibration and verification (default: the "
-        "run's own)",
+        "out": "output folder or bucket URL, replaced whole (default: export/ in the run "
+        "folder, or beside a SavedModel folder)",
+        "records": "TFRecord folder (or bucket URL) for int8 calibration and verification "
+        "(default: the run's own)",
         "verify": "run every exported model on the test split and print the table "
         "(default on; --no-verify skips it)",
         "limit": "verify on at most this many test images (default: all)",
@@ -438,8 +450,10 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
     if enforce and not verify:
         raise args.usage("--min-ratio", min_ratio, "needs the verification; leave out --no-verify")
     job = plan_export(load_registry_warning(), to=args.names(to), quantize=args.names(quantize),
-                      model=Path(model), out=args.out_folder("--out", out),
-                      records=Path(records) if records else None, verify=verify)
+                      model=model if is_url(model) else Path(model),
+                      out=args.out_place("--out", out),
+                      records=(records if is_url(records) else Path(records)) if records else None,
+                      verify=verify, note=print)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")
     exported = export(
@@ -447,12 +461,14 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
         on_done=lambda m: print(f"  {m.name}: {m.path} ({m.size_bytes / 1e6:.2f} MB)",
                                 flush=True),
         on_verifying=lambda: print(f"Verifying on {job.records} (test split) ...", flush=True),
-        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True))
+        on_row=lambda r: print(f"  {r.name}: mAP@.5 {r.map50:.3f}", flush=True), note=print)
     verification = exported.verification
     if verification is not None:
         show_verification(verification.rows, verification.table)
         print(f"Wrote {verification.table} and {verification.data}")
     print(f"report: {exported.report}")
+    if job.publish_to:
+        print(f"Export: {job.publish_to} (uploaded from its local copy {job.out})")
     if enforce and verification is not None:
         check_targets(verification.rows, floor)
 

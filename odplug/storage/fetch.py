@@ -96,6 +96,13 @@ def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
     return bool(files)
 
 
+def remember(local: Path, files: dict[str, Any]) -> None:
+    """Note that `local` now holds `files` as published from it (`publish_folder`'s manifest
+    files): the next `sync_down` of its URL then downloads nothing it already has."""
+    with folder_lock(local, "download"):
+        atomic_write_text(local / FETCHED, json.dumps(files))
+
+
 def _check(url: str, name: str, entry: dict[str, Any], path: Path) -> None:
     size = path.stat().st_size
     changed = size != int(entry["size"]) or ("md5" in entry and file_digest(path) != entry["md5"])

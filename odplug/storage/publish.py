@@ -111,11 +111,12 @@ def recover(url: str, note: Note = lambda text: None) -> None:
 
 
 def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: None,
-                   foreign: str = "") -> dict[str, Any]:
+                   foreign: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Make the folder at `url` hold exactly `local`'s files (its previous files removed),
     whole or not at all (module docstring); returns the new manifest.
 
-    `by` says what wrote it (``data.import``), kept in the manifest. With `foreign`, a URL that
+    `by` says what wrote it (``data.import``), kept in the manifest with `extra` (a run's
+    records URL, say). With `foreign`, a URL that
     holds objects but no odplug manifest is refused with that text as the reason: an output
     that is replaced whole must not swallow someone else's files.
     """
@@ -145,7 +146,7 @@ def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: 
                    [f"{root}/{stage}/{name}" for name in changed])
         manifest = {"format": 1, "by": by, "published": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                       time.gmtime()),
-                    "files": files}
+                    **(extra or {}), "files": files}
         intent = {"stage": stage, "copy": changed, "manifest": manifest,
                   "remove": sorted(set(before) - set(files))}
         fs.pipe_file(f"{root}/{INTENT}", json.dumps(intent).encode())

@@ -32,6 +32,14 @@ from odplug.exports import plan as exporting
 from odplug.exports.output import check_output, moved, unchanged_line
 from odplug.plugins import EXPORTERS, Registry
 from odplug.run import RunInfo, resolve_model
+from odplug.storage import is_url, local_copy
+from odplug.workflows.buckets import (
+    any_url,
+    check_output_url,
+    input_path,
+    publish_output,
+    records_of,
+)
 
 if TYPE_CHECKING:  # running and scoring models imports TensorFlow: only verification does
     from odplug.exports.verify import Row
@@ -60,6 +68,11 @@ class ExportJob:
     run: RunInfo | None = None
     """The run the SavedModel came from, when the model was a run folder: the report shows
     its training and evaluation."""
+    publish_to: str | None = None
+    """The bucket URL the output goes to (`odplug.workflows.buckets`): `out` is then its
+    local copy, published to it whole once the export is written."""
+    records_url: str | None = None
+    """The records' URL when they are in a bucket, kept in the published manifest."""
 
     def for_model(self, saved_model: Path, run: RunInfo | None = None) -> ExportJob:
         return replace(self, saved_model=saved_model, run=run)
@@ -92,8 +105,9 @@ class Exported:
 
 
 def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str] = (),
-                model: Path | None = None, out: Path | None = None,
-                records: Path | None = None, verify: bool = True) -> ExportJob:
+                model: Path | str | None = None, out: Path | str | None = None,
+                records: Path | str | None = None, verify: bool = True,
+                note: Callable[[str], None] = lambda text: None) -> ExportJob:
     """Check everything an export needs, in one order, and raise before any work is done.
 
     The order: the exporter names and what they require, the variants (the user's mistakes,
@@ -103,10 +117,48 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
     the output is a folder an export may replace whole (`check_output`). The pipeline plans
     before its model is trained: it leaves `model` out and gives `out` and `records`
     (`ExportJob.for_model` adds the SavedModel later).
+
+    `model`, `out` and `records` may be bucket URLs (`odplug.workflows.buckets`): the model
+    and records are read from their cached copies (a run's records URL, kept in its manifest,
+    is its default), the default output of a run in a bucket is ``<run URL>/export``, and an
+    output URL gets the export published to it once written.
     """
     exporters = exporting.plan(registry, to)
     variants = exporting.variants_for(exporters, quantize)
     exporting.check(exporters)
+    if any_url(model, out, records):
+        return _plan_with_urls(registry, exporters, variants, model, out, records, verify, note)
+    return _plan_here(registry, exporters, variants, Path(model) if model else None,
+                      Path(out) if out else None, Path(records) if records else None, verify)
+
+
+def _plan_with_urls(registry: Registry, exporters: list[Exporter],
+                    variants: dict[str, list[str]], model: Path | str | None,
+                    out: Path | str | None, records: Path | str | None, verify: bool,
+                    note: Callable[[str], None]) -> ExportJob:
+    """`plan_export` where the model, the output or the records are bucket URLs."""
+    if model is not None and is_url(str(model)):
+        if records is None:
+            records = records_of(str(model))
+        if out is None:
+            out = f"{str(model).rstrip('/')}/export"
+        model = input_path(model, "run folder or SavedModel folder", note)
+    records_url = str(records) if records is not None and is_url(str(records)) else None
+    if records is not None:
+        records = input_path(records, "records folder (data.import's output)", note)
+    publish_to = None
+    if out is not None and is_url(str(out)):
+        publish_to = str(out)
+        check_output_url(publish_to)
+        out = local_copy(publish_to)
+    job = _plan_here(registry, exporters, variants, Path(model) if model else None,
+                     Path(out) if out else None, Path(records) if records else None, verify)
+    return replace(job, publish_to=publish_to, records_url=records_url)
+
+
+def _plan_here(registry: Registry, exporters: list[Exporter], variants: dict[str, list[str]],
+               model: Path | None, out: Path | None, records: Path | None,
+               verify: bool) -> ExportJob:
     saved_model, run = None, None
     if model is not None:
         saved_model, run = resolve_model(model)
@@ -127,7 +179,8 @@ def plan_export(registry: Registry, *, to: Sequence[str], quantize: Sequence[str
 def export(job: ExportJob, *, limit: int | None = None,
            on_done: Callable[[ExportedModel], None] = lambda model: None,
            on_verifying: Callable[[], None] = lambda: None,
-           on_row: Callable[[Row], None] = lambda row: None) -> Exported:
+           on_row: Callable[[Row], None] = lambda row: None,
+           note: Callable[[str], None] = lambda text: None) -> Exported:
     """Write every exporter of `job` into ``<out>/<exporter>`` and, when `job.verify`, score
     the SavedModel and every exported model on the test split of its records (at most `limit`
     images) into ``verification.md`` and ``.json``; all of it replaces `job.out` whole once
@@ -135,8 +188,20 @@ def export(job: ExportJob, *, limit: int | None = None,
 
     `on_done` hears of each model, `on_verifying` of the verification starting and `on_row`
     of each row, all with the paths they have once the export is in place. A file-system
-    error (a full disk) is an `OdplugError` of one line naming the output.
+    error (a full disk) is an `OdplugError` of one line naming the output. A job with
+    `ExportJob.publish_to` publishes the output to that URL last (`note` hears the upload);
+    the paths returned are those of its local copy.
     """
+    result = _export_here(job, limit=limit, on_done=on_done, on_verifying=on_verifying,
+                          on_row=on_row)
+    if job.publish_to is not None:
+        publish_output(job.out, job.publish_to, "model.export", note, records=job.records_url)
+    return result
+
+
+def _export_here(job: ExportJob, *, limit: int | None,
+                 on_done: Callable[[ExportedModel], None], on_verifying: Callable[[], None],
+                 on_row: Callable[[Row], None]) -> Exported:
     saved_model = _saved_model(job)
     if job.verify and job.records is None:
         raise ValueError("export needs a job planned with its records to verify")

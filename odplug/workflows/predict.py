@@ -41,6 +41,8 @@ from odplug.errors import OdplugError, UsageError
 from odplug.pictures.boxes import draw_detections, name_of
 from odplug.plugins import Registry
 from odplug.run import RunInfo
+from odplug.storage import is_url, local_copy
+from odplug.workflows.buckets import any_url, check_output_url, input_path, publish_output
 
 IMAGES_FILE = "images.json"
 DETECTIONS_FILE = "detections.json"
@@ -202,13 +204,34 @@ VideoEvent = Callable[[Path, int], Callable[[int], None]]
 frame's number as it is drawn."""
 
 
-def predict(model: Path, source: str | Path, out: Path, threshold: float, registry: Registry,
-            *, on_model: Callable[[str], None] = lambda description: None,
+def predict(model: Path | str, source: str | Path, out: Path | str, threshold: float,
+            registry: Registry, *, on_model: Callable[[str], None] = lambda description: None,
             on_image: ImageEvent = lambda image: None,
-            on_video: VideoEvent = lambda path, frames: (lambda frame: None)) -> Predictions:
+            on_video: VideoEvent = lambda path, frames: (lambda frame: None),
+            note: Callable[[str], None] = lambda text: None) -> Predictions:
     """Detect, draw and list (module docstring); `out` is replaced whole once every input is
     done, or left as it was when anything fails. Unreadable inputs are skipped, counted and
-    said (`Predictions.skipped`), never fatal."""
+    said (`Predictions.skipped`), never fatal.
+
+    The model, a source file or folder, and `out` may be bucket URLs
+    (`odplug.workflows.buckets`): inputs are read from their cached copies, the output is
+    written to its local copy and published to its URL whole; the paths returned are local.
+    """
+    if any_url(model, source, out):
+        model = input_path(model, "model (a run, SavedModel, .tflite file or TF.js folder)",
+                           note)
+        if is_url(str(source)):
+            source = input_path(source, "images or videos to predict on", note)
+        publish_to = str(out) if is_url(str(out)) else None
+        if publish_to is not None:
+            check_output_url(publish_to)
+            out = local_copy(publish_to)
+        found = predict(Path(model), source, Path(out), threshold, registry, on_model=on_model,
+                        on_image=on_image, on_video=on_video)
+        if publish_to is not None:
+            publish_output(Path(out), publish_to, "model.predict", note)
+        return found
+    model, out = Path(model), Path(out)
     load = find_model(model, registry)
     media = inputs(source, out)
     check_out(out, media, source)

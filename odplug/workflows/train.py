@@ -9,12 +9,15 @@ trainer takes (`odplug.components.train_with`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from odplug.components import EventCallback, StepCallback, TrainingStatus, train_with
+from odplug.components import EventCallback, StepCallback, Trainer, TrainingStatus, train_with
 from odplug.errors import UsageError
 from odplug.plugins import TRAINERS, Registry
 from odplug.run import Resume, RunInfo, numbered_run_dir
+from odplug.storage import is_url
+from odplug.workflows.buckets import any_url, free_run_url, input_path, run_folder
 
 
 def existing_run_mode(*, resume: bool = False, overwrite: bool = False) -> Resume:
@@ -27,17 +30,22 @@ def existing_run_mode(*, resume: bool = False, overwrite: bool = False) -> Resum
     return "required" if resume else "overwrite" if overwrite else "never"
 
 
-def train_model(registry: Registry, records: Path, run_dir: Path, *, trainer: str,
+def train_model(registry: Registry, records: Path | str, run_dir: Path | str, *, trainer: str,
                 config: Path | None = None, overrides: dict[str, object] | None = None,
                 resume: bool = False, overwrite: bool = False, new_run: bool = False,
                 workers: int = 1, on_step: StepCallback | None = None,
-                on_event: EventCallback | None = None) -> RunInfo:
+                on_event: EventCallback | None = None,
+                note: Callable[[str], None] = lambda text: None) -> RunInfo:
     """Train `records` into `run_dir` with the trainer registered as `trainer`.
 
     `resume` continues the run in `run_dir` (refused when the trainer cannot), `overwrite`
     replaces it, `new_run` trains into the first free ``<run_dir>-2``, ``-3``, ... when
     `run_dir` is taken (said through `on_event`); with none of them a folder that already holds
     a run is refused. Returns the run description the trainer wrote.
+
+    Either may be a bucket URL (`odplug.workflows.buckets`): records are read from their copy
+    in the cache, the run is trained in its local copy and published back to its URL (the
+    returned run describes the local copy); `note` hears the downloads and uploads.
     """
     mode = existing_run_mode(resume=resume, overwrite=overwrite)
     if new_run and mode != "never":
@@ -45,6 +53,42 @@ def train_model(registry: Registry, records: Path, run_dir: Path, *, trainer: st
                          "overwrite")
     chosen = registry.get(TRAINERS, trainer)
     chosen.check()
+    if any_url(records, run_dir):
+        return _train_with_urls(chosen, records, run_dir, config=config, overrides=overrides,
+                                mode=mode, new_run=new_run, workers=workers, on_step=on_step,
+                                on_event=on_event, note=note)
+    return train_model_here(chosen, Path(records), Path(run_dir), config, overrides, mode,
+                            new_run, workers, on_step, on_event)
+
+
+def _train_with_urls(chosen: Trainer, records: Path | str, run_dir: Path | str, *,
+                     config: Path | None, overrides: dict[str, object] | None, mode: Resume,
+                     new_run: bool, workers: int, on_step: StepCallback | None,
+                     on_event: EventCallback | None, note: Callable[[str], None]) -> RunInfo:
+    """`train_model` where the records, the run or both are bucket URLs."""
+    from odplug.data.shards import training_inputs
+
+    local_records = input_path(records, "records folder (data.import's output)", note)
+    training_inputs(local_records)  # refused before the run is touched
+    records_url = str(records) if is_url(str(records)) else None
+    if not is_url(str(run_dir)):
+        return train_model_here(chosen, local_records, Path(run_dir), config, overrides, mode,
+                                new_run, workers, on_step, on_event)
+    url = str(run_dir)
+    if new_run and (free := free_run_url(url)) != url:
+        if on_event is not None:
+            on_event(TrainingStatus(f"{url} is taken: training into {free}"))
+        url = free
+    with run_folder(url, note, records=records_url) as local:
+        return train_with(chosen, local_records, local, config=config,
+                          overrides=overrides or {}, resume=mode, on_step=on_step,
+                          on_event=on_event, workers=workers)
+
+
+def train_model_here(chosen: Trainer, records: Path, run_dir: Path, config: Path | None,
+                     overrides: dict[str, object] | None, mode: Resume, new_run: bool,
+                     workers: int, on_step: StepCallback | None,
+                     on_event: EventCallback | None) -> RunInfo:
     if new_run and (free := numbered_run_dir(run_dir)) != run_dir:
         if on_event is not None:
             on_event(TrainingStatus(f"{run_dir} is taken: training into {free}"))

@@ -1,0 +1,112 @@
+"""Runs, exports and predictions whose folders are bucket URLs (`odplug.storage`).
+
+Trainers, exporters and runtimes work on local paths (their plugin contracts hand them a
+`Path`), so a URL is turned into a local folder at the edge of each workflow, one way for
+all of them:
+
+- an input (``--records``, ``--model``, ``--source`` of predict) is downloaded into odplug's
+  cache, only what changed since the last time (`odplug.storage.fetch`);
+- a run (``--run``) is trained in its local copy in the cache, brought up to date from the
+  bucket first (so ``--resume`` continues the bucket's run on any machine), and published
+  back whole when training ends, however it ends (Ctrl-C and errors included), so what was
+  trained is never lost to the bucket;
+- an output (``model.export --out``, ``model.predict --out``) is written locally as ever and
+  published to its URL whole once complete.
+
+The manifest of a run trained from records in a bucket keeps their URL (``records``), so an
+export of that run on another machine verifies on the same records without ``--records``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from odplug.errors import OdplugError
+from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
+from odplug.storage.fetch import remember, sync_down
+from odplug.storage.publish import target_state
+from odplug.storage.urls import clean
+
+Note = Callable[[str], None]
+RUN_FOREIGN = "a run folder is odplug's own: give a new or empty one"
+OUTPUT_FOREIGN = "an output folder is replaced whole: give a new or empty one"
+
+
+def any_url(*values: object) -> bool:
+    return any(is_url(str(v)) for v in values if v is not None)
+
+
+def input_path(value: str | os.PathLike[str], what: str, note: Note) -> Path:
+    """`value` as a local path: a URL's cached copy (downloaded as needed), else the path."""
+    return fetched(str(value), what, note=note) if is_url(str(value)) else Path(value)
+
+
+def check_output_url(url: str, why: str = OUTPUT_FOREIGN) -> None:
+    """Refuse, before any work, a URL that holds objects odplug did not publish."""
+    if target_state(url) == "foreign":
+        raise OdplugError(f"{url}: not empty and not an odplug output (no odplug-manifest.json); "
+                          f"{why}")
+
+
+def records_of(url: str) -> str | None:
+    """The records URL that the run or export published at `url` was trained on, if kept."""
+    manifest = read_manifest(url)
+    found = manifest.get("records") if manifest else None
+    return found if isinstance(found, str) else None
+
+
+def free_run_url(url: str) -> str:
+    """`url` if no run is there, else the first of ``<url>-2``, ``-3``, ... with none (the
+    bucket form of `odplug.run.numbered_run_dir`)."""
+    candidate, number = clean(url), 1
+    while target_state(candidate) != "empty":
+        number += 1
+        candidate = f"{clean(url)}-{number}"
+    return candidate
+
+
+@contextlib.contextmanager
+def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
+    """The local copy of the run at `url`, made to match the bucket, for the block to train
+    in; published back to `url` when the block ends, whether it succeeds or not."""
+    check_output_url(url, RUN_FOREIGN)
+    local = local_copy(url)
+    if not sync_down(url, local, note=note):
+        shutil.rmtree(local, ignore_errors=True)  # an old copy of a run deleted since
+    failed = True
+    try:
+        yield local
+        failed = False
+    finally:
+        _publish_run(local, url, note, records=records, failed=failed)
+
+
+def _publish_run(local: Path, url: str, note: Note, *, records: str | None,
+                 failed: bool) -> None:
+    if not local.is_dir() or not any(p.is_file() and not p.name.startswith(".odplug-")
+                                     for p in local.rglob("*")):
+        return
+    extra: dict[str, Any] = {"records": records} if records else {}
+    try:
+        manifest = publish_folder(local, url, by="model.train", note=note,
+                                  foreign=RUN_FOREIGN, extra=extra)
+        remember(local, manifest["files"])
+    except OdplugError as error:
+        if not failed:
+            raise
+        note(f"odplug: warning: the run could not be uploaded: {error} (its local copy is "
+             f"{local})")
+
+
+def publish_output(local: Path, url: str, by: str, note: Note, *,
+                   records: str | None = None) -> None:
+    """A finished local output (an export, predictions) published to `url` whole; `local`
+    is `url`'s local copy (`local_copy`), which then counts as up to date."""
+    manifest = publish_folder(local, url, by=by, note=note, foreign=OUTPUT_FOREIGN,
+                              extra={"records": records} if records else {})
+    remember(local, manifest["files"])
