@@ -326,7 +326,7 @@ def test_an_unreachable_endpoint_is_one_line(bucket: str, tmp_path: Path,
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     with pytest.raises(OdplugError, match="Could not connect to the endpoint") as caught:
         publish_folder(folder(tmp_path / "out", V1), f"{bucket}/records", by="test")
-    assert one_line(caught).startswith(f"{bucket}/records: ")
+    assert one_line(caught).startswith(f"{bucket}/records: reading failed: ")
 
 
 @pytest.mark.usefixtures("fresh_clients")
@@ -340,4 +340,5 @@ def test_no_credentials_is_one_line_saying_where_they_go(bucket: str, tmp_path: 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(OdplugError, match="no credentials found") as caught:
         fetched(f"{bucket}/records", "records")
-    assert "AWS_ACCESS_KEY_ID" in one_line(caught)
+    assert one_line(caught).startswith(f"{bucket}/records: reading failed: ")
+    assert "AWS_ACCESS_KEY_ID" in str(caught.value)
