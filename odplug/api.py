@@ -23,6 +23,7 @@ TensorFlow-free, and a wrong argument is refused before TensorFlow is imported.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from odplug.arguments import PathArg
 from odplug.errors import UsageError
 from odplug.plugins import BUILTIN_DEFAULTS
 from odplug.run import RunInfo
+from odplug.storage.urls import is_url
 
 if TYPE_CHECKING:
     from odplug.components import EventCallback, ExportedModel, StepCallback
@@ -58,6 +60,12 @@ def _console() -> Registry:
     return load_registry_warning()
 
 
+def _note(text: str) -> None:
+    """Downloads and uploads of bucket URLs, said on standard error as the command line says
+    them: a notebook sees where its minutes go."""
+    print(text, file=sys.stderr, flush=True)
+
+
 @contextmanager
 def _bar(description: str, progress: bool, fields: tuple[str, ...] = ()) -> Iterator[Any]:
     """The command line's progress display when `progress` asks for it, else a silent one."""
@@ -67,8 +75,11 @@ def _bar(description: str, progress: bool, fields: tuple[str, ...] = ()) -> Iter
         yield bar
 
 
-def _model(model: Model) -> Path:
-    return model.run_dir if isinstance(model, RunInfo) else Path(model)
+def _model(model: Model) -> Path | str:
+    """A run's folder, a local path, or a bucket URL kept as text (`odplug.storage`)."""
+    if isinstance(model, RunInfo):
+        return model.run_dir
+    return str(model) if is_url(str(model)) else Path(model)
 
 
 def demo_dataset(out: PathArg = "demo/supervisely", *, images: int = 600, size: int = 256,
@@ -129,12 +140,12 @@ def import_dataset(
         pictures=bool(pictures), engine=args.choice("engine", engine, ENGINES),
         beam_options=beam_flags(beam_option),
     )
-    source_path = Path(source)
-    out_path = args.out_folder("out", out) or args.default_import_out(source_path, to)
+    source_path = str(source) if is_url(str(source)) else Path(source)
+    out_path = args.out_place("out", out) or args.default_import_out(source_path, to)
     registry = _console()
-    with args.writing_to(out_path), _bar("importing", progress) as bar:
+    with args.writing_to(Path(out_path)), _bar("importing", progress) as bar:
         return run_import(source_path, out_path, options, registry, on_total=bar.start,
-                          progress=bar.advance)
+                          progress=bar.advance, note=_note)
 
 
 def train(records: PathArg, *, run: PathArg | None = None, config: PathArg | None = None,
@@ -167,13 +178,15 @@ def train(records: PathArg, *, run: PathArg | None = None, config: PathArg | Non
     overrides = args.with_steps("steps", settings, steps)
     chosen_workers = args.whole_number("workers", workers, 1, 16)
     config_path = args.in_file("config", config)
-    training_inputs(args.in_folder("records", records))
+    if not is_url(str(records)):  # a bucket's records are checked once downloaded
+        training_inputs(args.in_folder("records", records))
     existing_run_mode(resume=resume, overwrite=overwrite)
-    run_dir = args.out_folder("run", run) or args.default_run_dir(Path(records))
+    run_dir = args.out_place("run", run) or args.default_run_dir(str(records))
     registry = _console()
-    with args.writing_to(run_dir), _bar("training", progress, ("status",)) as bar:
+    with args.writing_to(Path(run_dir)), _bar("training", progress, ("status",)) as bar:
         console = TrainingConsole(bar, time.perf_counter()) if progress else None
-        return train_model(registry, Path(records), run_dir, trainer=trainer,
+        return train_model(registry, _model(records), run_dir, trainer=trainer,
+                           note=_note,
                            config=config_path, overrides=overrides, resume=resume,
                            overwrite=overwrite, new_run=new_run, workers=chosen_workers,
                            on_step=_both(console.on_step if console else None, on_step),
@@ -201,11 +214,13 @@ def evaluate(model: Model, *, records: PathArg | None = None, split: str = "test
     precision-recall plot go) to the run's metrics folder. The result's `result` has ``map``,
     ``map50``, ``map75`` and ``per_class``.
     """
+    from odplug.workflows.buckets import input_path
     from odplug.workflows.evaluate import evaluate_model
 
     _console()
-    return evaluate_model(_model(model), records=Path(records) if records else None,
-                          split=split, out=args.out_folder("out", out))
+    model_path = input_path(_model(model), "run folder or SavedModel folder", _note)
+    return evaluate_model(model_path, records=input_path(records, "records folder", _note)
+                          if records else None, split=split, out=args.out_folder("out", out))
 
 
 @dataclass
@@ -249,9 +264,10 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
         raise UsageError(f"min_ratio={min_ratio!r} needs the verification: leave "
                               "verify on")
     job = plan_export(_console(), to=args.names(to), quantize=args.names(quantize),
-                      model=_model(model), out=args.out_folder("out", out),
-                      records=Path(records) if records else None, verify=verify)
-    exported = write_all(job, limit=count or None)
+                      model=_model(model), out=args.out_place("out", out),
+                      records=_model(records) if records else None, verify=verify,
+                      note=_note)
+    exported = write_all(job, limit=count or None, note=_note)
     result = ExportResult(job.out, exported.models, exported.verification,
                           exported.report)
     if enforce:
@@ -272,13 +288,13 @@ def predict(model: Model, source: PathArg, *, out: PathArg = "predictions",
 
     if not model or not source:
         raise UsageError("give the model and the source images")
-    if not is_glob(str(source)):
+    if not is_glob(str(source)) and not is_url(str(source)):
         args.in_path("source", source)
     lowest = args.fraction("threshold", threshold, 0.0, 1.0)
-    model_path = args.in_path("model", str(_model(model)))
-    out_path = args.out_folder("out", out) or Path("predictions")
+    model_path = args.in_place("model", str(_model(model)))
+    out_path = args.out_place("out", out) or Path("predictions")
     registry = _console()
     from odplug.workflows.predict import predict as run_predict
 
-    return run_predict(model_path, str(source), out_path, lowest, registry)
+    return run_predict(model_path, str(source), out_path, lowest, registry, note=_note)
 

@@ -347,7 +347,7 @@ def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
     name="evaluate",
     help={
         "model": "run folder (or a SavedModel folder) to evaluate",
-        "records": "TFRecord folder (default: the one the run trained on)",
+        "records": "TFRecord folder or bucket URL (default: the one the run trained on)",
         "split": "split to evaluate on (default test)",
         "out": "folder for <split>.json and <split>-pr.png (default: the run's metrics "
         "folder)",
@@ -356,12 +356,16 @@ def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
 @user_errors
 def model_evaluate(c, model=None, records=None, split="test", out=None):
     """COCO metrics (mAP@[.5:.95], mAP@.5, per class) of a SavedModel on a split, + PR plot."""
+    from odplug.workflows.buckets import input_path
     from odplug.workflows.evaluate import evaluate_model
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
-    evaluation = evaluate_model(Path(model), records=Path(records) if records else None,
-                                split=split, out=args.out_folder("--out", out))
+    # a run in a bucket is evaluated in its cached copy, where the metrics are written
+    model_path = input_path(model, "run folder or SavedModel folder", print)
+    evaluation = evaluate_model(model_path, records=input_path(records, "records folder", print)
+                                if records else None, split=split,
+                                out=args.out_folder("--out", out))
     result = evaluation.result
     print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
           f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
