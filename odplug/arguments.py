@@ -154,6 +154,12 @@ def out_place(name: str, value: PathArg | None) -> Path | str | None:
     return out_folder(name, value)
 
 
+def local_only(name: str, value: PathArg | None, instead: str) -> None:
+    """Refuse a bucket URL where only a local path works, saying what to do `instead`."""
+    if value is not None and is_url(str(value)):
+        raise usage(name, value, f"takes a local path, not a URL; {instead}")
+
+
 def _name(place: Path | str) -> str:
     return url_name(str(place)) if is_url(str(place)) else Path(place).resolve().name
 

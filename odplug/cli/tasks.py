@@ -545,6 +545,11 @@ def docker_run(c, image="train", command="odplug --list", gpus=True):
     c.run(line, pty=True)
 
 
+PIPELINE_IN_BUCKETS = ("the pipeline keeps its stages' state in a local folder; for data in a "
+                       "bucket run data.import, model.train and model.export with URLs "
+                       "(docs/guide/import.md)")
+
+
 @task(
     iterable=["set"],
     help={
@@ -572,6 +577,8 @@ def pipeline(c, source=None, format=None, out="output/pipeline", config=None,
     from odplug.workflows.export import check_targets
     from odplug.workflows.pipeline import PipelineOptions, run_pipeline
 
+    for name, value in (("--source", source), ("--out", out)):
+        args.local_only(name, value, PIPELINE_IN_BUCKETS)
     overrides = args.with_steps("--steps", parse_overrides(set or []), steps)
     enforce, floor = args.min_ratio("--min-ratio", min_ratio)
     out_path = args.out_folder("--out", out) or Path("output/pipeline")
