@@ -8,8 +8,9 @@ inside it; those are left out of the default run where no Docker engine answers.
     nox -s docker-tflite    # the same tests inside the odplug-train image
 
 Sessions are the test folders: ``core`` runs tests/unit, tests/core and tests/e2e, and each
-folder of tests/plugins/ is the session of that plugin (tests/unit/test_noxfile.py checks that
-together they hold every test module once), so a plain ``nox`` runs the whole suite.
+folder of tests/plugins/ is the session of that plugin; ``beam`` runs the Beam engine's tests,
+which ``core`` leaves to it (tests/unit/test_noxfile.py checks that together they hold every
+test module once), so a plain ``nox`` runs the whole suite.
 """
 
 from __future__ import annotations
@@ -41,10 +42,17 @@ IMAGES = {"edgetpu": "edgetpu", "tfjs": "tfjs"}
 """The Docker image of each plugin's toolchain where it is not ``train``."""
 
 
+BEAM_TESTS = ["tests/core/test_beam_import.py"]
+"""The Beam engine's tests: the ``beam`` session runs them with a Beam environment beside its
+own; ``core`` passes them over (``--ignore``), where they would only skip."""
+
+
 def _sessions() -> dict[str, tuple[str, str, list[str]]]:
-    """session -> (requirements file, Docker image, the test folders it runs), from the folders
-    themselves: a new plugin's tests/plugins/<name>/ is a new session, with nothing to list."""
-    sessions = {"core": ("tf.txt", "train", [f"tests/{tier}" for tier in CORE_TIERS])}
+    """session -> (requirements file, Docker image, the test folders it runs, and pytest's
+    ``--ignore=`` for modules another session runs), from the folders themselves: a new
+    plugin's tests/plugins/<name>/ is a new session, with nothing to list."""
+    core = [f"tests/{tier}" for tier in CORE_TIERS] + [f"--ignore={m}" for m in BEAM_TESTS]
+    sessions = {"core": ("tf.txt", "train", core)}
     for folder in sorted((TESTS / "plugins").iterdir()):
         if any(folder.glob("test_*.py")):
             sessions[folder.name] = ("tf.txt", IMAGES.get(folder.name, "train"),
@@ -62,19 +70,36 @@ TFJS_CONVERTER = "tfjs.txt"
 MEDIAPIPE = "mediapipe.txt"
 
 
-def _side_python(session: nox.Session, suffix: str, requirements: str) -> str:
-    """The Python of a virtualenv beside the session's, from `requirements` (made once)."""
+# Apache Beam pins protobuf 6, odplug's TensorFlow needs 7: the beam session's tests run in the
+# TensorFlow environment and start the pipeline in a side virtualenv from these files, with
+# odplug installed --no-deps (ODPLUG_BEAM_PYTHON), as setup.sh makes .venv-beam.
+BEAM = ("beam.txt", "cloud.txt")
+
+
+def _side_python(session: nox.Session, suffix: str, *requirements: str,
+                 odplug: bool = False) -> str:
+    """The Python of a virtualenv beside the session's, from `requirements` (made once), with
+    this checkout installed --no-deps into it where the tool imports odplug (Beam's workers)."""
     folder = f"{session.virtualenv.location}-{suffix}"
     session.run("python", "-m", "venv", folder)
-    session.run(f"{folder}/bin/pip", "install", "-q", "-r", f"{REQUIREMENTS}/{requirements}",
-                external=True)
+    files = [arg for name in requirements for arg in ("-r", f"{REQUIREMENTS}/{name}")]
+    session.run(f"{folder}/bin/pip", "install", "-q", *files, external=True)
+    if odplug:
+        session.run(f"{folder}/bin/pip", "install", "-q", "--no-deps", "-e", ".", external=True)
     return f"{folder}/bin/python"
+
+
+def _install(session: nox.Session, requirements: str) -> None:
+    """The session's own environment: a toolchain's requirements, the bucket backends (the
+    bucket tests skip without them) and the test tools, then this checkout --no-deps."""
+    session.install("-r", f"{REQUIREMENTS}/{requirements}", "-r", f"{REQUIREMENTS}/cloud.txt",
+                    "-r", f"{REQUIREMENTS}/test.txt")
+    session.install("--no-deps", "-e", ".")
 
 
 def run_plugin_tests(session: nox.Session, name: str, requirements: str,
                      tests: list[str]) -> None:
-    session.install("-r", f"{REQUIREMENTS}/{requirements}", "-r", f"{REQUIREMENTS}/test.txt")
-    session.install("--no-deps", "-e", ".")
+    _install(session, requirements)
     env = {"ODPLUG_MEDIAPIPE_PYTHON": _side_python(session, "mediapipe", MEDIAPIPE)}
     if name == "tfjs":
         env["ODPLUG_TFJS_PYTHON"] = _side_python(session, "converter", TFJS_CONVERTER)
@@ -107,11 +132,22 @@ for _name, (_requirements, _image, _tests) in PLUGINS.items():
     _define(_name, _requirements, _image, _tests)
 
 
+@nox.session
+def beam(session: nox.Session) -> None:
+    """The Beam engine's tests, the pipeline in a second virtualenv from beam.txt.
+
+    pytest runs in a virtualenv from tf.txt (the driver's side of `data.import --engine beam`),
+    the pipeline on Beam's DirectRunner in one from beam.txt and cloud.txt. No docker variant:
+    the beam image is the workers' (no pytest, no TensorFlow)."""
+    _install(session, "tf.txt")
+    env = {"ODPLUG_BEAM_PYTHON": _side_python(session, "beam", *BEAM, odplug=True)}
+    session.run("pytest", *BEAM_TESTS, *session.posargs, env=env)
+
+
 @nox.session(name="example-plugin")
 def example_plugin(session: nox.Session) -> None:
     """The example third-party plugin, pip-installed from its folder, used as a user would."""
-    session.install("-r", f"{REQUIREMENTS}/tf.txt", "-r", f"{REQUIREMENTS}/test.txt")
-    session.install("--no-deps", "-e", ".")
+    _install(session, "tf.txt")
     session.install("--no-deps", "tests/plugin_example")
     listing = session.run("odplug", "plugins", silent=True)
     if not listing or "importer  labelme" not in listing:

@@ -22,6 +22,10 @@ class ToolchainImage:
     requirements: str
     gpu: bool
     platform: str = ""
+    entrypoint: str | None = None
+    """What ``docker.run`` starts the command with, where the image's own ENTRYPOINT is not a
+    shell-like launcher (the beam worker's boot script takes the runner's flags, not a
+    command): ``""`` runs the command itself."""
 
     @property
     def tag(self) -> str:
@@ -35,6 +39,10 @@ IMAGES = {
         ToolchainImage("tfjs", "dockerfiles/tfjs.Dockerfile", "tfjs.txt", gpu=False),
         ToolchainImage("edgetpu", "dockerfiles/edgetpu.Dockerfile", "tf.txt", gpu=False,
                        platform="linux/amd64"),
+        # The Beam SDK worker for remote runners (Dataflow, Flink): beam.txt, cloud.txt and
+        # odplug --no-deps on Beam's own SDK image, whose boot script stays its ENTRYPOINT.
+        ToolchainImage("beam", "dockerfiles/beam.Dockerfile", "beam.txt", gpu=False,
+                       entrypoint=""),
     )
 }
 
@@ -69,4 +77,6 @@ def run_command(target: ToolchainImage, root: Path, command: str, *, gpus: bool)
         docker += ["--platform", target.platform]
     if gpus and target.gpu:
         docker += ["--gpus", "all"]
+    if target.entrypoint is not None:
+        docker += ["--entrypoint", target.entrypoint]
     return [*docker, target.tag, *shlex.split(command)]
