@@ -103,6 +103,7 @@ def entries(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
     """Every object below `root`, by its path relative to `root` (``/``-separated), with
     fsspec's details (size, ETag, ...); empty when nothing is there. Hidden ``.odplug-*``
     names (staging, intents) are included: callers decide."""
+    fs.invalidate_cache(root)  # another process may have changed it since this one looked
     try:
         found = fs.find(root, detail=True, withdirs=False)
     except FileNotFoundError:

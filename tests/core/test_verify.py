@@ -99,6 +99,7 @@ class _Job:
     def __init__(self, tmp_path: Path) -> None:
         self.exporters, self.variants = [], {}
         self.saved_model, self.out, self.records = tmp_path, tmp_path, tmp_path
+        self.publish_to = None  # a local output (`ExportJob.publish_to`: no bucket URL)
 
 
 @pytest.fixture
