@@ -505,7 +505,7 @@ def model_edgetpu_check(c, model=None, json=False, strict=False):
 
 @task(
     name="build",
-    help={"image": "train, tfjs, edgetpu, or all (default all)"},
+    help={"image": "train, tfjs, edgetpu, beam (the Beam worker image), or all (default all)"},
 )
 @user_errors
 def docker_build(c, image="all"):
@@ -526,7 +526,7 @@ def docker_build(c, image="all"):
 @task(
     name="run",
     help={
-        "image": "train, tfjs or edgetpu (default train)",
+        "image": "train, tfjs, edgetpu or beam (default train)",
         "command": "command to run inside, e.g. 'odplug model.train --records output/demo'",
         "gpus": "pass the host's GPUs to the train image (default on)",
     },
