@@ -36,17 +36,21 @@ parse_like_odplug(invoke.main.program)
         "workdir": "where the project and outputs go (default bench/work)",
         "engine": "local (default: against the original scripts and cat) or beam (data.import "
         "--engine beam on the DirectRunner against the local engine and cat)",
+        "bucket": "instead, the engine's import with --source s3://... from a moto S3 server on "
+        "127.0.0.1 against the same files on disk, taking turns; needs the test requirements "
+        "(moto[server]) and odplug[cloud] (s3fs), which setup.sh installs",
     },
 )
 @user_errors
-def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local"):
+def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local", bucket=False):
     """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them;
-    with --engine beam, of the Beam engine vs the local one."""
+    with --engine beam, of the Beam engine vs the local one; with --bucket, from a bucket vs
+    from disk."""
     from bench.convert import ENGINES, run
 
     run(images=args.whole_number("--images", images, 1, 1_000_000),
         runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir),
-        engine=args.choice("--engine", engine, ENGINES))
+        engine=args.choice("--engine", engine, ENGINES), bucket=bool(bucket))
 
 
 @task(

@@ -15,10 +15,17 @@ Targets: odplug at least 5x the baseline's images/s and at least 0.3x cat's.
 With ``engine="beam"`` the question is another one, what the Apache Beam engine costs against
 the local one (issue 27): odplug-beam (`data.import --engine beam`, Beam's default DirectRunner,
 in one process) takes turns with odplug and cat, and the slow baseline is left out.
+
+With ``bucket=True``, what reading the dataset from a bucket costs against reading it from
+disk (issue 27): the project is uploaded to a moto S3 server on 127.0.0.1 (`bench.buckets`),
+and the engine's import from the bucket (`--source s3://...`, output on disk) takes turns
+with the same import from the folder on disk and with cat-bucket, every object of the project
+fetched from the server through s3fs into one file (the floor for any reader of that server).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.buckets import project_in_bucket
 from bench.photos import SPLIT_TAGS, ProjectSpec, ensure_project
 from odplug.atomic import atomic_write_text
 from odplug.errors import OdplugError
@@ -149,10 +157,37 @@ def measure(
     return results
 
 
-def contenders(project: Path, out: Path, image_bytes: int, engine: str = "local"
-               ) -> list[Contender]:
+def import_contender(name: str, source: Path | str, out: Path, engine: str) -> Contender:
+    """`odplug data.import` of `source` (a folder or a bucket URL) on `engine` into `out/name`."""
+    command: list[str | os.PathLike] = [Path(sys.executable).parent / "odplug", "data.import",
+                                        "--source", source, "--out", out / name]
+    if engine != "local":
+        command += ["--engine", engine]
+    return Contender(name, [command], out / name, check_records)
+
+
+def contenders(project: Path, out: Path, image_bytes: int, engine: str = "local",
+               bucket: str = "") -> list[Contender]:
+    """The contenders of a benchmark, in the order they take turns; with `bucket` (the
+    project's URL there), the engine's import from disk and from the bucket, and cat-bucket."""
+    local = import_contender("odplug", project, out, "local")
     python = sys.executable
-    odplug = Path(python).parent / "odplug"
+    if bucket:
+        disk = local if engine == "local" else import_contender(f"odplug-{engine}", project,
+                                                                out, engine)
+        project_bytes = sum(p.stat().st_size for p in project.rglob("*") if p.is_file())
+
+        def check_cat_bucket(folder: Path) -> int:
+            written = (folder / "objects.bin").stat().st_size
+            if written != project_bytes:
+                raise RuntimeError(f"cat-bucket wrote {written} bytes, the project holds "
+                                   f"{project_bytes}")
+            return len(list(project.glob("*/img/*.jpg")))
+
+        cat_bucket = Contender("cat-bucket", [[python, HERE / "buckets.py", bucket,
+                                               out / "cat-bucket" / "objects.bin"]],
+                               out / "cat-bucket", check_cat_bucket)
+        return [disk, import_contender(f"{disk.name}-bucket", bucket, out, engine), cat_bucket]
     tf_csv = out / "baseline" / "tf_csv"
     baseline_steps: list[Command] = [
         [python, HERE / "baseline_supervisely_to_csv.py", "--src", project, "--dst", tf_csv]
@@ -175,16 +210,17 @@ def contenders(project: Path, out: Path, image_bytes: int, engine: str = "local"
             raise RuntimeError(f"cat wrote {written} bytes, the images hold {image_bytes}")
         return len(list(project.glob("*/img/*.jpg")))
 
-    local = Contender("odplug", [[odplug, "data.import", "--source", project, "--out",
-                                  out / "odplug"]], out / "odplug", check_records)
     cat = Contender("cat", [["bash", "-c", CAT_SCRIPT, "cat", project,
                              out / "cat" / "images.bin"]], out / "cat", check_cat)
     if engine == "beam":
-        beam = Contender("odplug-beam", [[odplug, "data.import", "--source", project, "--out",
-                                          out / "odplug-beam", "--engine", "beam"]],
-                         out / "odplug-beam", check_records)
-        return [local, beam, cat]
+        return [local, import_contender("odplug-beam", project, out, engine), cat]
     return [local, Contender("baseline", baseline_steps, out / "baseline", check_records), cat]
+
+
+def results_file(engine: str, bucket: bool) -> str:
+    """``convert-results.json``, or with the variant's words (``convert-beam-bucket-...``)."""
+    words = [*([engine] if engine != "local" else []), *(["bucket"] if bucket else [])]
+    return RESULTS_FILE if not words else f"convert-{'-'.join(words)}-results.json"
 
 
 def report(results: dict, echo: Callable[[str], None]) -> None:
@@ -193,12 +229,14 @@ def report(results: dict, echo: Callable[[str], None]) -> None:
         f"\n{d['images']} images, {d['total_mb']:.1f} MB ({d['mean_image_kb']:.0f} KB/image), "
         f"{results['machine']['cores']} cores"
     )
+    width = max(12, *(len(name) + 2 for name in results["measurements"]))
     for name, m in results["measurements"].items():
-        echo(f"  {name:<12}{m['seconds']:8.2f} s {m['images_per_s']:9.1f} images/s")
+        echo(f"  {name:<{width}}{m['seconds']:8.2f} s {m['images_per_s']:9.1f} images/s")
     for key, r in results["ratios"].items():
         verdict = ("" if "target" not in r
                    else f"  target >= {r['target']}: {'met' if r['met'] else 'NOT met'}")
-        echo(f"  {key.replace('_vs_', ' / '):<18}{r['value']:6.2f}x{verdict}")
+        label = key.replace("_vs_", " / ")
+        echo(f"  {label:<{max(18, len(label) + 2)}}{r['value']:6.2f}x{verdict}")
 
 
 def run(
@@ -207,13 +245,16 @@ def run(
     runs: int = 5,
     workdir: Path = Path("bench/work"),
     engine: str = "local",
+    bucket: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Generate (or reuse) the project, time odplug, the baseline and cat (with
-    ``engine="beam"``: odplug, odplug-beam and cat); report and save.
+    ``engine="beam"``: odplug, odplug-beam and cat; with ``bucket=True``: the engine's import
+    from disk and from a moto bucket); report and save.
 
     :returns: the results also written to ``workdir/convert-results.json`` (with the Beam
-        engine, ``convert-beam-results.json``).
+        engine ``convert-beam-results.json``, from a bucket ``convert-bucket-results.json``
+        or ``convert-beam-bucket-results.json``).
     """
     if images < 5 or runs < 1:
         raise OdplugError(
@@ -235,18 +276,27 @@ def run(
 
     if engine not in ENGINES:
         raise OdplugError(f"engine {engine!r}: use {' or '.join(ENGINES)}")
-    load_before = list(os.getloadavg())  # a list, as the saved JSON reads back
-    measurements = measure(contenders(project, out, summary["image_bytes"], engine),
-                           images=images, runs=runs, env=env, logs=logs, echo=echo)
+    with contextlib.ExitStack() as stack:
+        url = ""
+        if bucket:
+            url, environment = stack.enter_context(project_in_bucket(project, echo))
+            env.update(environment)
+        load_before = list(os.getloadavg())  # a list, as the saved JSON reads back
+        measurements = measure(contenders(project, out, summary["image_bytes"], engine, url),
+                               images=images, runs=runs, env=env, logs=logs, echo=echo)
     speed = {name: m["images_per_s"] for name, m in measurements.items()}
     ratios = {}
     for key, target in TARGETS.items():
         if key.split("_vs_")[1] in speed:
             value = speed["odplug"] / speed[key.split("_vs_")[1]]
             ratios[key] = {"value": value, "target": target, "met": value >= target}
-    if engine == "beam":
-        value = speed["odplug-beam"] / speed["odplug"]
-        ratios["odplug-beam_vs_odplug"] = {"value": value}  # a measurement, no target
+    for name in list(speed):  # measurements, no targets
+        if name == "odplug-beam" and "odplug" in speed:
+            ratios["odplug-beam_vs_odplug"] = {"value": speed[name] / speed["odplug"]}
+        if f"{name}-bucket" in speed:
+            ratios[f"{name}-bucket_vs_{name}"] = {"value": speed[f"{name}-bucket"] / speed[name]}
+            ratios[f"{name}-bucket_vs_cat-bucket"] = {
+                "value": speed[f"{name}-bucket"] / speed["cat-bucket"]}
     results = {
         "dataset": {
             "project": str(project),
@@ -255,6 +305,8 @@ def run(
             "image_mb": summary["image_bytes"] / 1e6,
             "mean_image_kb": summary["mean_image_kb"],
             "size": [summary["width"], summary["height"]],
+            **({"bucket": url, "bucket_server": "moto (ThreadedMotoServer, 127.0.0.1, "
+                "in the benchmark's process)"} if bucket else {}),
         },
         "machine": {
             "cores": os.cpu_count(),
@@ -268,7 +320,7 @@ def run(
         "ratios": ratios,
     }
     report(results, echo)
-    saved = workdir / (RESULTS_FILE if engine == "local" else f"convert-{engine}-results.json")
+    saved = workdir / results_file(engine, bucket)
     atomic_write_text(saved, json.dumps(results, indent=2) + "\n")
     echo(f"results: {saved}")
     return results

@@ -150,6 +150,42 @@ def test_benchmark_times_every_contender_and_saves_what_it_prints(tmp_path: Path
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
 
 
+@pytest.mark.slow
+def test_benchmark_from_a_bucket_takes_turns_with_disk(tmp_path: Path) -> None:
+    pytest.importorskip("moto.server", reason="moto[server] is a test requirement")
+    pytest.importorskip("s3fs", reason="s3fs comes with odplug[cloud]")
+    from bench.convert import record_files, run
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    lines: list[str] = []
+    results = run(images=5, runs=2, workdir=tmp_path, bucket=True, echo=lines.append)
+
+    assert set(results["measurements"]) == {"odplug", "odplug-bucket", "cat-bucket"}
+    bucket_import = results["measurements"]["odplug-bucket"]["commands"][0]
+    assert bucket_import[bucket_import.index("--source") + 1].startswith("s3://odplug-bench/")
+    timed = [line.split(":")[0] for line in lines if ": run " in line]
+    assert timed == ["odplug", "odplug-bucket", "cat-bucket"] * 2, "disk and bucket take turns"
+    assert set(results["ratios"]) == {"odplug-bucket_vs_odplug", "odplug-bucket_vs_cat-bucket"}
+    assert any(line.strip().startswith("odplug-bucket / odplug") for line in lines)
+    assert results["dataset"]["bucket"].startswith("s3://")
+    assert json.loads((tmp_path / "convert-bucket-results.json").read_text()) == results
+    assert os.environ.get("AWS_ENDPOINT_URL") == endpoint, "the server's address is the " \
+        "imports' environment only"
+    disk, bucket = (record_files(tmp_path / "out" / name) for name in ("odplug", "odplug-bucket"))
+    assert [p.name for p in disk] == [p.name for p in bucket]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(disk, bucket, strict=True)), \
+        "the bucket import timed is the same import"
+
+
+def test_benchmark_file_names_say_the_variant() -> None:
+    from bench.convert import RESULTS_FILE, results_file
+
+    assert results_file("local", False) == RESULTS_FILE
+    assert results_file("beam", False) == "convert-beam-results.json"
+    assert results_file("local", True) == "convert-bucket-results.json"
+    assert results_file("beam", True) == "convert-beam-bucket-results.json"
+
+
 TINY_TRAINING = {
     "model.input_size": 96, "model.levels": [4, 5], "model.head_channels": 16,
     "train.batch_size": 4, "train.steps": 6, "train.warmup_steps": 1, "train.eval_every": 3,
