@@ -7,9 +7,10 @@ all of them:
 - an input (``--records``, ``--model``, ``--source`` of predict) is downloaded into odplug's
   cache, only what changed since the last time (`odplug.storage.fetch`);
 - a run (``--run``) is trained in its local copy in the cache, brought up to date from the
-  bucket first (so ``--resume`` continues the bucket's run on any machine), and published
-  back whole when training ends, however it ends (Ctrl-C and errors included), so what was
-  trained is never lost to the bucket;
+  bucket first (so ``--resume`` continues the bucket's run on any machine), published after
+  every validation (only the files that changed), and when training ends, however it ends
+  (Ctrl-C and errors included): a machine lost mid-run leaves the bucket the run as of its
+  last validation, to resume from anywhere;
 - an output (``model.export --out``, ``model.predict --out``) is written locally as ever and
   published to its URL whole once complete.
 
@@ -84,6 +85,12 @@ def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
         failed = False
     finally:
         _publish_run(local, url, note, records=records, failed=failed)
+
+
+def upload_run(local: Path, url: str, note: Note, *, records: str | None) -> None:
+    """Publish the run as it stands now (after a validation), so a machine lost later leaves
+    the bucket a run to resume; a failed upload is a warning, and training goes on."""
+    _publish_run(local, url, note, records=records, failed=True)
 
 
 def _publish_run(local: Path, url: str, note: Note, *, records: str | None,

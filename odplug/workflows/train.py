@@ -12,12 +12,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from odplug.components import EventCallback, StepCallback, Trainer, TrainingStatus, train_with
+from odplug.components import (
+    EventCallback,
+    StepCallback,
+    Trainer,
+    TrainingEvent,
+    TrainingStatus,
+    TrainingValidation,
+    train_with,
+)
 from odplug.errors import UsageError
 from odplug.plugins import TRAINERS, Registry
 from odplug.run import Resume, RunInfo, numbered_run_dir
 from odplug.storage import is_url
-from odplug.workflows.buckets import any_url, free_run_url, input_path, run_folder
+from odplug.workflows.buckets import any_url, free_run_url, input_path, run_folder, upload_run
 
 
 def existing_run_mode(*, resume: bool = False, overwrite: bool = False) -> Resume:
@@ -80,9 +88,19 @@ def _train_with_urls(chosen: Trainer, records: Path | str, run_dir: Path | str, 
             on_event(TrainingStatus(f"{url} is taken: training into {free}"))
         url = free
     with run_folder(url, note, records=records_url) as local:
+        def uploading(event: TrainingEvent) -> None:
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, TrainingValidation):
+                upload_run(local, url, note, records=records_url)
+
+        # With one worker the event comes from the training loop itself, paused while the run
+        # is uploaded: the bucket gets the run as a kill at that moment would leave it, which
+        # the trainer resumes from. Workers of a local cluster go on while their parent hears
+        # of a validation, so their run is uploaded when training ends or stops only.
         return train_with(chosen, local_records, local, config=config,
                           overrides=overrides or {}, resume=mode, on_step=on_step,
-                          on_event=on_event, workers=workers)
+                          on_event=uploading if workers == 1 else on_event, workers=workers)
 
 
 def train_model_here(chosen: Trainer, records: Path, run_dir: Path, config: Path | None,
