@@ -39,10 +39,13 @@ parse_like_odplug(invoke.main.program)
         "bucket": "instead, the engine's import with --source s3://... from a moto S3 server on "
         "127.0.0.1 against the same files on disk, taking turns; needs the test requirements "
         "(moto[server]) and odplug[cloud] (s3fs), which setup.sh installs",
+        "latency": "with --bucket: answer every request this many milliseconds late, as a "
+        "bucket across a network does (default 0: moto on this machine)",
     },
 )
 @user_errors
-def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local", bucket=False):
+def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local", bucket=False,
+                  latency=0):
     """Images/s of data.import vs the original scripts vs cat, end to end as a user runs them;
     with --engine beam, of the Beam engine vs the local one; with --bucket, from a bucket vs
     from disk."""
@@ -50,7 +53,8 @@ def bench_convert(c, images=2000, runs=5, workdir="bench/work", engine="local", 
 
     run(images=args.whole_number("--images", images, 1, 1_000_000),
         runs=args.whole_number("--runs", runs, 1, 1000), workdir=Path(workdir),
-        engine=args.choice("--engine", engine, ENGINES), bucket=bool(bucket))
+        engine=args.choice("--engine", engine, ENGINES), bucket=bool(bucket),
+        latency_ms=args.whole_number("--latency", latency, 0, 10_000))
 
 
 @task(

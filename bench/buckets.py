@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from odplug.errors import OdplugError
 
@@ -34,12 +35,42 @@ CREDENTIALS = {
 BUCKET = "odplug-bench"
 
 
+def latent_server(latency: float) -> Any:
+    """moto's threaded server answering each request `latency` seconds late: a sleep in the
+    request's own thread, so requests in flight together wait together, as over a network
+    (the CPU stays free, unlike a slower server). It wraps the WSGI application that
+    `ThreadedMotoServer._server_entry` builds, the one place moto makes it."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class LatentMotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = DomainDispatcherApplication(create_backend_app)
+
+            def late(environ: dict, start_response: Callable) -> Any:
+                time.sleep(latency)
+                return app(environ, start_response)
+
+            self._server = make_server(self._ip_address, self._port, late, True,
+                                       request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return LatentMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 @contextlib.contextmanager
-def project_in_bucket(project: Path, echo: Callable[[str], None]
+def project_in_bucket(project: Path, echo: Callable[[str], None], latency_ms: int = 0
                       ) -> Iterator[tuple[str, dict[str, str]]]:
     """Serve `project` from a moto bucket for the block: yields its URL and the environment
     variables that point an ``odplug`` process at the server (as they would at any S3 API:
-    ``AWS_ENDPOINT_URL`` and the credentials, no odplug option)."""
+    ``AWS_ENDPOINT_URL`` and the credentials, no odplug option). With `latency_ms`, every
+    request is answered that late (`latent_server`), as a bucket across a network is."""
     try:
         import s3fs
         from moto.server import ThreadedMotoServer
@@ -49,7 +80,8 @@ def project_in_bucket(project: Path, echo: Callable[[str], None]
                           "-r dockerfiles/requirements/cloud.txt, or run setup.sh") from None
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = (latent_server(latency_ms / 1000) if latency_ms
+              else ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False))
     server.start()
     try:
         host, port = server.get_host_and_port()
@@ -67,7 +99,8 @@ def project_in_bucket(project: Path, echo: Callable[[str], None]
         start = time.perf_counter()
         fs.put([str(p) for p in files],
                [f"{BUCKET}/{project.name}/{p.relative_to(project).as_posix()}" for p in files])
-        echo(f"Uploaded in {time.perf_counter() - start:.1f} s")
+        echo(f"Uploaded in {time.perf_counter() - start:.1f} s"
+             + (f"; every request answered {latency_ms} ms late" if latency_ms else ""))
         yield f"s3://{BUCKET}/{project.name}", environment
     finally:
         server.stop()

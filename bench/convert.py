@@ -157,10 +157,15 @@ def measure(
     return results
 
 
-def import_contender(name: str, source: Path | str, out: Path, engine: str) -> Contender:
-    """`odplug data.import` of `source` (a folder or a bucket URL) on `engine` into `out/name`."""
-    command: list[str | os.PathLike] = [Path(sys.executable).parent / "odplug", "data.import",
-                                        "--source", source, "--out", out / name]
+def import_contender(name: str, source: Path | str, out: Path, engine: str,
+                     prefetch: int = 0) -> Contender:
+    """`odplug data.import` of `source` (a folder or a bucket URL) on `engine` into `out/name`;
+    with `prefetch`, that many images fetched at once from a bucket (``ODPLUG_PREFETCH``: 1
+    is the import without `odplug.storage.mount.prefetched`)."""
+    command: list[str | os.PathLike] = [
+        *(["env", f"ODPLUG_PREFETCH={prefetch}"] if prefetch else []),
+        Path(sys.executable).parent / "odplug", "data.import", "--source", source,
+        "--out", out / name]
     if engine != "local":
         command += ["--engine", engine]
     return Contender(name, [command], out / name, check_records)
@@ -187,7 +192,10 @@ def contenders(project: Path, out: Path, image_bytes: int, engine: str = "local"
         cat_bucket = Contender("cat-bucket", [[python, HERE / "buckets.py", bucket,
                                                out / "cat-bucket" / "objects.bin"]],
                                out / "cat-bucket", check_cat_bucket)
-        return [disk, import_contender(f"{disk.name}-bucket", bucket, out, engine), cat_bucket]
+        one_by_one = import_contender(f"{disk.name}-bucket-one-by-one", bucket, out, engine,
+                                      prefetch=1)
+        return [disk, import_contender(f"{disk.name}-bucket", bucket, out, engine), one_by_one,
+                cat_bucket]
     tf_csv = out / "baseline" / "tf_csv"
     baseline_steps: list[Command] = [
         [python, HERE / "baseline_supervisely_to_csv.py", "--src", project, "--dst", tf_csv]
@@ -246,6 +254,7 @@ def run(
     workdir: Path = Path("bench/work"),
     engine: str = "local",
     bucket: bool = False,
+    latency_ms: int = 0,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Generate (or reuse) the project, time odplug, the baseline and cat (with
@@ -279,7 +288,8 @@ def run(
     with contextlib.ExitStack() as stack:
         url = ""
         if bucket:
-            url, environment = stack.enter_context(project_in_bucket(project, echo))
+            url, environment = stack.enter_context(project_in_bucket(project, echo,
+                                                                     latency_ms))
             env.update(environment)
         load_before = list(os.getloadavg())  # a list, as the saved JSON reads back
         measurements = measure(contenders(project, out, summary["image_bytes"], engine, url),
@@ -297,6 +307,9 @@ def run(
             ratios[f"{name}-bucket_vs_{name}"] = {"value": speed[f"{name}-bucket"] / speed[name]}
             ratios[f"{name}-bucket_vs_cat-bucket"] = {
                 "value": speed[f"{name}-bucket"] / speed["cat-bucket"]}
+        if f"{name}-bucket-one-by-one" in speed:
+            ratios[f"{name}-bucket_vs_{name}-bucket-one-by-one"] = {
+                "value": speed[f"{name}-bucket"] / speed[f"{name}-bucket-one-by-one"]}
     results = {
         "dataset": {
             "project": str(project),
@@ -306,7 +319,7 @@ def run(
             "mean_image_kb": summary["mean_image_kb"],
             "size": [summary["width"], summary["height"]],
             **({"bucket": url, "bucket_server": "moto (ThreadedMotoServer, 127.0.0.1, "
-                "in the benchmark's process)"} if bucket else {}),
+                "in the benchmark's process)", "latency_ms": latency_ms} if bucket else {}),
         },
         "machine": {
             "cores": os.cpu_count(),

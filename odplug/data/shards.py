@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from odplug.components import Verify, WriteJob
 from odplug.data.example import encode_example
@@ -26,6 +27,7 @@ from odplug.dataset_report import Report
 from odplug.errors import OdplugError
 from odplug.labels import LabelMap
 from odplug.samples import Sample
+from odplug.storage.mount import PREFETCH, prefetch_count, prefetched
 
 SHARD_PATTERN = re.compile(r"^(?P<split>.+)\.record-(?P<index>\d{5})-of-(?P<count>\d{5})$")
 TARGET_SHARD_BYTES = 128 * 1024 * 1024
@@ -84,31 +86,42 @@ class ShardJob:
     samples: list[Sample]
     label_map: LabelMap
     verify: Verify
+    prefetch: int = PREFETCH
+    """Images read at once from a bucket (`odplug.storage.mount.prefetched`)."""
 
 
 def write_shard(job: ShardJob) -> Report:
     report = Report()
     with job.path.open("wb") as handle:
-        for sample in job.samples:
-            prepared = prepare(sample, job.verify, report)
-            if prepared is not None:
-                parts = encode_example(
-                    prepared.image,
-                    filename=sample.file_name,
-                    source_id=sample.key,
-                    boxes=prepared.boxes,
-                    label_map=job.label_map,
-                )
-                write_record(handle, *parts)
-                report.count_image(job.split, [box.label for box in prepared.boxes])
-            tick()
+        for start in range(0, len(job.samples), job.prefetch):
+            batch = job.samples[start:start + job.prefetch]
+            # a dataset in a bucket: the batch's images are fetched together (a no-op here)
+            with prefetched(s.image for s in batch if s.record is None):
+                for sample in batch:
+                    _write_sample(handle, sample, job, report)
+                    tick()
     return report
+
+
+def _write_sample(handle: BinaryIO, sample: Sample, job: ShardJob, report: Report) -> None:
+    prepared = prepare(sample, job.verify, report)
+    if prepared is not None:
+        parts = encode_example(
+            prepared.image,
+            filename=sample.file_name,
+            source_id=sample.key,
+            boxes=prepared.boxes,
+            label_map=job.label_map,
+        )
+        write_record(handle, *parts)
+        report.count_image(job.split, [box.label for box in prepared.boxes])
 
 
 def write_tfrecords(job: WriteJob) -> Report:
     """Write every split of `job` as shards into `job.out`; returns what was written."""
     job.out.mkdir(parents=True, exist_ok=True)
     workers = job.workers or default_workers()
+    prefetch = prefetch_count()
     jobs: list[ShardJob] = []
     for split, samples in job.splits.items():
         if not samples:
@@ -122,6 +135,7 @@ def write_tfrecords(job: WriteJob) -> Report:
                 samples=samples[index::count],
                 label_map=job.label_map,
                 verify=job.verify,
+                prefetch=prefetch,
             ))
     jobs.sort(key=lambda shard: len(shard.samples), reverse=True)
     return Report.merged(run_jobs(write_shard, jobs, workers=workers, progress=job.progress))

@@ -342,3 +342,51 @@ def test_no_credentials_is_one_line_saying_where_they_go(bucket: str, tmp_path: 
         fetched(f"{bucket}/records", "records")
     assert one_line(caught).startswith(f"{bucket}/records: reading failed: ")
     assert "AWS_ACCESS_KEY_ID" in str(caught.value)
+
+
+def test_prefetched_images_are_read_without_a_request_of_their_own(bucket: str, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The writer's batch fetch (`prefetched`): inside it, `read_source` takes each image from
+    what was fetched together, not with a request of its own; an image gone from the bucket
+    since the listing is left out and fails alone, naming its URL."""
+    import fsspec
+
+    from odplug.storage.mount import mount, prefetched, read_source
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (folder / name).write_bytes(name.encode() * 10)
+    upload(folder, f"{bucket}/data")
+    with mount(f"{bucket}/data") as mounted:
+        images = [mounted.local / name for name in ("a.jpg", "b.jpg", "c.jpg")]
+        fsspec.filesystem("s3").rm_file(f"{bucket}/data/c.jpg".removeprefix("s3://"))
+        with prefetched(images):
+            fs = filesystem(bucket)[0]  # fsspec's cached instance, the one read_source gets
+            monkeypatch.setattr(fs, "cat_file", _no_single_requests)
+            assert read_source(images[0]) == b"a.jpg" * 10
+            assert read_source(images[1]) == b"b.jpg" * 10
+            with pytest.raises(OSError, match="single request"):
+                read_source(images[2])  # not fetched: it is read alone, and fails alone
+        monkeypatch.undo()
+        with pytest.raises(FileNotFoundError) as gone:
+            read_source(images[2])
+        assert gone.value.filename == f"{bucket}/data/c.jpg"
+        assert read_source(images[0]) == b"a.jpg" * 10  # taken once; read again alone
+
+
+def _no_single_requests(*args: object, **kwargs: object) -> bytes:
+    raise OSError("a single request was made")
+
+
+@pytest.mark.parametrize("value", ["0", "many", "2000", "-3"])
+def test_a_wrong_prefetch_setting_is_one_line(value: str, monkeypatch) -> None:
+    from odplug.storage.mount import PREFETCH, prefetch_count
+
+    monkeypatch.delenv("ODPLUG_PREFETCH", raising=False)
+    assert prefetch_count() == PREFETCH
+    monkeypatch.setenv("ODPLUG_PREFETCH", "64")
+    assert prefetch_count() == 64
+    monkeypatch.setenv("ODPLUG_PREFETCH", value)
+    with pytest.raises(OdplugError, match="ODPLUG_PREFETCH=.*whole number of images from 1"):
+        prefetch_count()

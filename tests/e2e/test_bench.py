@@ -158,14 +158,21 @@ def test_benchmark_from_a_bucket_takes_turns_with_disk(tmp_path: Path) -> None:
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     lines: list[str] = []
-    results = run(images=5, runs=2, workdir=tmp_path, bucket=True, echo=lines.append)
+    results = run(images=5, runs=2, workdir=tmp_path, bucket=True, latency_ms=5,
+                  echo=lines.append)
 
-    assert set(results["measurements"]) == {"odplug", "odplug-bucket", "cat-bucket"}
+    contenders = ["odplug", "odplug-bucket", "odplug-bucket-one-by-one", "cat-bucket"]
+    assert set(results["measurements"]) == set(contenders)
     bucket_import = results["measurements"]["odplug-bucket"]["commands"][0]
     assert bucket_import[bucket_import.index("--source") + 1].startswith("s3://odplug-bench/")
+    one_by_one = results["measurements"]["odplug-bucket-one-by-one"]["commands"][0]
+    assert one_by_one[:2] == ["env", "ODPLUG_PREFETCH=1"]
     timed = [line.split(":")[0] for line in lines if ": run " in line]
-    assert timed == ["odplug", "odplug-bucket", "cat-bucket"] * 2, "disk and bucket take turns"
-    assert set(results["ratios"]) == {"odplug-bucket_vs_odplug", "odplug-bucket_vs_cat-bucket"}
+    assert timed == contenders * 2, "disk and bucket take turns"
+    assert set(results["ratios"]) == {"odplug-bucket_vs_odplug", "odplug-bucket_vs_cat-bucket",
+                                      "odplug-bucket_vs_odplug-bucket-one-by-one"}
+    assert results["dataset"]["latency_ms"] == 5
+    assert any("answered 5 ms late" in line for line in lines)
     assert any(line.strip().startswith("odplug-bucket / odplug") for line in lines)
     assert results["dataset"]["bucket"].startswith("s3://")
     assert json.loads((tmp_path / "convert-bucket-results.json").read_text()) == results
