@@ -34,7 +34,7 @@ from odplug.labels import LabelMap, LabelMapItem
 from odplug.plugins import BUILTIN_DEFAULTS, IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
 from odplug.storage import Mount, is_url, mount, publish_folder, url_name
-from odplug.storage.publish import MANIFEST, target_state
+from odplug.storage.publish import MANIFEST, new_stage, stage_url, target_state
 from odplug.storage.urls import filesystem, storage_errors
 
 log = logging.getLogger(__name__)
@@ -212,23 +212,37 @@ def import_dataset(
             local_out = temporary / url_name(str(out))
         else:
             local_out = Path(out)
+        # Beam into a bucket: the shards go straight to the output's staging prefix, where
+        # workers on other machines reach it, and are published from there with the rest
+        stage = new_stage() if is_url(str(out)) and options.engine == "beam" else None
         try:
             result = _import_here(local_source, local_out, options, registry,
-                                  on_total=on_total, progress=progress)
-        except OdplugError as error:
+                                  on_total=on_total, progress=progress,
+                                  beam_remote=stage_url(str(out), stage) if stage else None)
+        except BaseException as error:
+            if stage:
+                _drop(stage_url(str(out), stage))
+            if not isinstance(error, OdplugError):
+                raise
             text = show(str(error))
             if is_url(str(out)):
                 text = _failed_report_to(str(out), local_out, text, show, note)
             raise OdplugError(text) from None
         result.report.relocate(show)
-        if is_url(str(out)):
-            if mounted:  # the report.json in the output names the bucket's files too
-                result.report.write_json(local_out / REPORT_NAME)
-            publish_folder(local_out, str(out), by="data.import", note=note,
-                           foreign=FOREIGN_OUTPUT)
-        elif mounted:
+        if mounted:  # the report.json in the output names the bucket's files too
             result.report.write_json(local_out / REPORT_NAME)
+        if is_url(str(out)):
+            publish_folder(local_out, str(out), by="data.import", note=note,
+                           foreign=FOREIGN_OUTPUT, stage=stage)
         return replace(result, out=out)  # type: ignore[arg-type]
+
+
+def _drop(url: str) -> None:
+    """A failed Beam import's shards in the output's staging prefix, deleted (a killed one's
+    go with the next publish to that output)."""
+    fs, key = filesystem(url)
+    with contextlib.suppress(Exception):  # best effort: the next publish deletes them too
+        fs.rm(key, recursive=True)
 
 
 FOREIGN_OUTPUT = "an import replaces its output folder whole; give a new or empty folder"
@@ -271,8 +285,10 @@ def _import_here(
     *,
     on_total: Callable[[int], None],
     progress: Callable[[int], None],
+    beam_remote: str | None = None,
 ) -> ImportResult:
-    """`import_dataset` between local folders (a bucket's mirrored as local)."""
+    """`import_dataset` between local folders (a bucket's mirrored as local); on Beam, with
+    `beam_remote`, the shards go to that bucket prefix (`write_on_beam`)."""
     writer = registry.get(WRITERS, options.to)
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):
@@ -307,7 +323,7 @@ def _import_here(
         job = WriteJob(splits=splits, label_map=label_map, out=target, shards=options.shards,
                        workers=options.workers, verify=options.verify, progress=progress)
         write = (writer.write if options.engine == "local"
-                 else partial(write_on_beam, flags=options.beam_options))
+                 else partial(write_on_beam, flags=options.beam_options, remote=beam_remote))
         _write_whole(writer, write, job, report, failed, pictures=options.pictures)
         failed.unlink(missing_ok=True)
     return ImportResult(report, label_map, out, importer.name, writer.name)

@@ -110,20 +110,37 @@ def recover(url: str, note: Note = lambda text: None) -> None:
         _finish(fs, root, intent)
 
 
+def new_stage() -> str:
+    """A staging prefix's id, for files uploaded before `publish_folder` runs (`stage`)."""
+    return uuid.uuid4().hex[:12]
+
+
+def stage_url(url: str, stage: str) -> str:
+    """Where files of the publish `stage` to `url` are uploaded before it."""
+    return f"{url.rstrip('/')}/{STAGING}/{stage}"
+
+
 def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: None,
-                   foreign: str = "", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   foreign: str = "", extra: dict[str, Any] | None = None,
+                   stage: str | None = None) -> dict[str, Any]:
     """Make the folder at `url` hold exactly `local`'s files (its previous files removed),
     whole or not at all (module docstring); returns the new manifest.
 
     `by` says what wrote it (``data.import``), kept in the manifest with `extra` (a run's
-    records URL, say). With `foreign`, a URL that
-    holds objects but no odplug manifest is refused with that text as the reason: an output
-    that is replaced whole must not swallow someone else's files.
+    records URL, say). With `foreign`, a URL that holds objects but no odplug manifest is
+    refused with that text as the reason: an output that is replaced whole must not swallow
+    someone else's files. With `stage` (`new_stage`), the files already uploaded under
+    `stage_url` (the shards a Beam pipeline wrote there) are part of the new folder too,
+    listed in the manifest by size and ETag (they never were on this machine to take an MD5).
     """
     fs, root = filesystem(url)
-    files = local_files(local)
-    if not files:
+    files = local_files(local) if local.is_dir() else {}
+    staged = entries(fs, f"{root}/{STAGING}/{stage}") if stage else {}
+    if not files and not staged:
         raise OdplugError(f"{local}: nothing to upload to {url}")
+    both = sorted(set(files) & set(staged))
+    if both:
+        raise ValueError(f"{both[0]} is both in {local} and staged for {url}")
     with storage_errors(url, "uploading"):
         recover(url, note)
         old = _read_json(fs, f"{root}/{MANIFEST}")
@@ -134,20 +151,25 @@ def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: 
                 raise OdplugError(f"{url}: holds {len(theirs)} object(s) ({theirs[0]}, ...) and "
                                   f"no {MANIFEST}, so odplug did not write it; {foreign}")
         for name in {n.split("/", 2)[1] for n in present if n.startswith(STAGING + "/")}:
-            fs.rm(f"{root}/{STAGING}/{name}", recursive=True)  # killed before their intent
+            if name != stage:  # killed before their intent
+                fs.rm(f"{root}/{STAGING}/{name}", recursive=True)
         before = old["files"] if old else {}
         changed = [name for name, entry in files.items()
                    if before.get(name) != entry or name not in present]
-        stage = f"{STAGING}/{uuid.uuid4().hex[:12]}"
+        prefix = f"{STAGING}/{stage or new_stage()}"
         size = sum(files[name]["size"] for name in changed)
         if changed:
             note(f"Uploading {len(changed)} file(s), {size / 1e6:.1f} MB, to {url}")
             fs.put([str(local / name) for name in changed],
-                   [f"{root}/{stage}/{name}" for name in changed])
+                   [f"{root}/{prefix}/{name}" for name in changed])
+        files.update({name: {"size": int(info.get("size") or 0),
+                             "etag": str(info.get("ETag") or info.get("etag")
+                                         or info.get("md5Hash") or "")}
+                      for name, info in staged.items()})
         manifest = {"format": 1, "by": by, "published": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                       time.gmtime()),
-                    **(extra or {}), "files": files}
-        intent = {"stage": stage, "copy": changed, "manifest": manifest,
+                    **(extra or {}), "files": dict(sorted(files.items()))}
+        intent = {"stage": prefix, "copy": changed + sorted(staged), "manifest": manifest,
                   "remove": sorted(set(before) - set(files))}
         fs.pipe_file(f"{root}/{INTENT}", json.dumps(intent).encode())
         _finish(fs, root, intent)

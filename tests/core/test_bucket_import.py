@@ -172,6 +172,29 @@ def test_beam_from_a_bucket_writes_the_local_engines_examples(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("needs_beam")
+def test_beam_from_a_bucket_into_a_bucket_writes_its_shards_there(
+        demo_url: str, bucket: str, local_import: dict[str, bytes], registry) -> None:
+    """Beam into a bucket (what Dataflow needs: workers that cannot reach this machine): the
+    job and the shards go to the output's staging prefix through Beam's own S3 file system,
+    and are published from there with the label map and report; the same bytes as a local
+    import (one shard per split, so in the same order). A pipeline that fails leaves the
+    output and no staging behind."""
+    notes: list[str] = []
+    run(demo_url, f"{bucket}/records", registry, ImportOptions(engine="beam"), notes=notes)
+    assert published(f"{bucket}/records") == local_import
+    assert notes[-1] == f"Uploading 2 file(s), 0.0 MB, to {bucket}/records"  # not the shards
+    manifest = json.loads(listing(f"{bucket}/records")[MANIFEST])
+    assert set(manifest["files"]["train.record-00000-of-00001"]) == {"size", "etag"}
+
+    before = listing(f"{bucket}/records")
+    with pytest.raises(OdplugError, match="the Beam pipeline failed"):
+        run(demo_url, f"{bucket}/records", registry,
+            ImportOptions(engine="beam", beam_options=["--runner=NoSuchRunner"]))
+    assert listing(f"{bucket}/records") == before
+
+
+@pytest.mark.slow
 def test_the_command_line_imports_from_a_bucket_into_a_bucket(demo_url: str, bucket: str,
                                                               run_inv: Run) -> None:
     done = run_inv("data.import", "--source", demo_url, "--out", f"{bucket}/records",

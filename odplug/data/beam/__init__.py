@@ -20,6 +20,7 @@ no Beam: it hands the job over in files and runs the pipeline as a subprocess
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pickle
@@ -39,6 +40,7 @@ from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap
 from odplug.samples import Sample
 from odplug.storage.mount import registered
+from odplug.storage.urls import is_url
 
 ENGINES = ("local", "beam")
 REPO = Path(__file__).resolve().parents[3]
@@ -121,34 +123,73 @@ def beam_python() -> Path:
     raise OdplugError(f"--engine beam needs Apache Beam in its own environment: {SETUP}")
 
 
-def write_on_beam(job: WriteJob, flags: Sequence[str]) -> Report:
+def write_on_beam(job: WriteJob, flags: Sequence[str], remote: str | None = None) -> Report:
     """Write `job` (TFRecords into its staging folder) with the Beam pipeline; the report
     combined from every worker. Shard counts are the local engine's, so are the file names.
-
     The options are Beam's own; without any, Beam's DirectRunner runs the pipeline in one
     process. That is also the fastest DirectRunner here: on the 2,000-image benchmark on 2 cores
     it took 11.3 s, against 16.1 s with two worker processes (``direct_running_mode=
     multi_processing``, whose workers start slower and get every image's bytes over gRPC) and
-    17.2 s with two threads (docs/development.md, "Benchmarks")."""
+    17.2 s with two threads (docs/development.md, "Benchmarks").
+
+    With `remote` (the output's staging prefix in its bucket, `odplug.storage.publish`), the
+    job files and the shards go there instead of `job.out`, where a runner's workers on other
+    machines (Dataflow's) reach them; the import then publishes them from there. Only the
+    pipeline's log stays on this machine."""
     python = beam_python()
     workers = job.workers or default_workers()
-    folder = job.out / JOB_FOLDER
-    folder.mkdir(parents=True)
+    local = job.out / JOB_FOLDER if remote is None else Path(tempfile.mkdtemp(
+        prefix="odplug-beam-job-"))
+    local.mkdir(parents=True, exist_ok=True)
+    folder = str(local) if remote is None else f"{remote}/{JOB_FOLDER}"
     try:
+        chunks = _write_chunks(job.splits, local)
         beam_job = BeamJob(
             label_map=job.label_map, verify=job.verify,
             shards={split: min(job.shards or auto_shard_count(samples, workers), len(samples))
                     for split, samples in job.splits.items() if samples},
-            out=str(job.out), chunks=_write_chunks(job.splits, folder),
-            report=str(folder / "report.pickle"), mounts=registered())
-        (folder / "job.pickle").write_bytes(pickle.dumps(beam_job))
-        _run_pipeline(python, folder, flags)
-        with open(beam_job.report, "rb") as handle:
-            report: Report = pickle.load(handle)
+            out=str(job.out) if remote is None else remote,
+            chunks=[f"{folder}/{Path(chunk).name}" for chunk in chunks],
+            report=f"{folder}/report.pickle", mounts=registered())
+        (local / "job.pickle").write_bytes(pickle.dumps(beam_job))
+        if remote is not None:
+            _upload(local, folder)
+        _run_pipeline(python, folder, flags, local)
+        report: Report = pickle.loads(_read(beam_job.report))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
+        if remote is not None:
+            _remove(folder)
     job.progress(sum(len(samples) for samples in job.splits.values()))
     return report
+
+
+def _upload(local: Path, url: str) -> None:
+    from odplug.storage.urls import filesystem, storage_errors
+
+    fs, key = filesystem(url)
+    files = sorted(p for p in local.iterdir() if p.is_file())
+    with storage_errors(url, "uploading the Beam job"):
+        fs.put([str(p) for p in files], [f"{key}/{p.name}" for p in files])
+
+
+def _read(path: str) -> bytes:
+    if not is_url(path):
+        return Path(path).read_bytes()
+    from odplug.storage.urls import filesystem, storage_errors
+
+    fs, key = filesystem(path)
+    with storage_errors(path, "reading the Beam pipeline's report"):
+        return bytes(fs.cat_file(key))
+
+
+def _remove(url: str) -> None:
+    """The job folder in the bucket, deleted once the pipeline is done (or has failed)."""
+    from odplug.storage.urls import filesystem
+
+    fs, key = filesystem(url)
+    with contextlib.suppress(Exception):  # what is left is deleted with the staging prefix
+        fs.rm(key, recursive=True)
 
 
 def _write_chunks(splits: dict[str, list[Sample]], folder: Path) -> list[str]:
@@ -162,15 +203,16 @@ def _write_chunks(splits: dict[str, list[Sample]], folder: Path) -> list[str]:
     return paths
 
 
-def _run_pipeline(python: Path, folder: Path, flags: Sequence[str]) -> None:
-    """Run ``python -m odplug.data.beam`` on the job; its output goes to a log, whose last
-    line is the error when the pipeline fails, the whole log kept in the temporary folder."""
-    log = folder / "pipeline.log"
+def _run_pipeline(python: Path, folder: str, flags: Sequence[str], local: Path) -> None:
+    """Run ``python -m odplug.data.beam`` on the job in `folder` (a path or a URL); its
+    output goes to a log in `local`, whose last line is the error when the pipeline fails,
+    the whole log then kept in a temporary file."""
+    log = local / "pipeline.log"
     env = dict(os.environ)
     if (REPO / "pyproject.toml").is_file():  # a checkout: the pipeline runs this very odplug
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     with log.open("wb") as sink:
-        done = subprocess.run([str(python), "-m", "odplug.data.beam", str(folder), *flags],
+        done = subprocess.run([str(python), "-m", "odplug.data.beam", folder, *flags],
                               stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode == NO_BEAM:
         raise OdplugError(f"{python} has no apache_beam package: {SETUP}")

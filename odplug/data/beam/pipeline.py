@@ -120,7 +120,9 @@ def build(pipeline: beam.Pipeline, job: BeamJob) -> None:
 
 def main(folder: str, flags: Sequence[str]) -> None:
     """Run the job in `folder` with the pipeline options `flags`; returns once it is done."""
+    options = PipelineOptions(list(flags))
+    FileSystems.set_options(options)  # the job may be in a bucket (s3:// needs the options)
     with FileSystems.open(FileSystems.join(folder, "job.pickle")) as handle:
         job: BeamJob = pickle.loads(handle.read())
-    with beam.Pipeline(options=PipelineOptions(list(flags))) as pipeline:
+    with beam.Pipeline(options=options) as pipeline:
         build(pipeline, job)
