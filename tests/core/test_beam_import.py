@@ -62,9 +62,12 @@ def test_beam_writes_the_local_engines_examples_shards_and_report(
                            registry)
     # worker processes, as on a real runner: every function a worker runs must reach it
     workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    shown: list[int] = []
     on_beam = import_dataset(damaged_project, tmp_path / "beam",
                              ImportOptions(shards=2, engine="beam", beam_options=workers),
-                             registry)
+                             registry, progress=shown.append)
+    # the workers' lines of progress move the bar as they go, and it ends at every image
+    assert sum(shown) == 30 and len(shown) >= 2, shown
     assert sorted(p.name for p in (tmp_path / "beam").iterdir()) == sorted(
         p.name for p in (tmp_path / "local").iterdir())
     assert (tmp_path / "beam" / "train.record-00001-of-00002").is_file()
@@ -73,6 +76,20 @@ def test_beam_writes_the_local_engines_examples_shards_and_report(
     assert report_without_order(tmp_path / "beam") == report_without_order(tmp_path / "local")
     assert on_beam.report.images == local.report.images
     assert not [p for p in tmp_path.glob(".odplug-*") if not p.name.startswith(LOCK_PREFIX)]
+
+
+def test_progress_follows_the_workers_lines_and_never_passes_the_total() -> None:
+    shown: list[int] = []
+    progress = beam._Progress(shown.append, 50)
+    for line in ["odplug-progress 20\n", "INFO:root:something else\n", "odplug-progress 20",
+                 "odplug-progress x", "odplug-progress 20\n"]:  # the last one a retry's
+        progress.line(line)
+    assert shown == [20, 20, 10]
+    progress.finish()
+    assert sum(shown) == 50
+    fresh: list[int] = []
+    beam._Progress(fresh.append, 7).finish()  # a remote runner's workers print elsewhere
+    assert fresh == [7]
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,8 @@ JOB_FOLDER = ".odplug-beam-job"
 """Inside the staging folder, deleted before the swap: the workers must reach the output
 folder anyway, so they can read the job there; its name is hidden like every odplug
 temporary."""
+PROGRESS = "odplug-progress"
+"""How a worker's line of progress starts (`pipeline.say_progress`): ``odplug-progress 20``."""
 CHUNK = 1000
 """Samples per job file: the pipeline reads the chunks in parallel, so a million-image import
 does not put every sample into the pipeline's graph (Dataflow refuses graphs over 10 MB)."""
@@ -154,14 +156,37 @@ def write_on_beam(job: WriteJob, flags: Sequence[str], remote: str | None = None
         (local / "job.pickle").write_bytes(pickle.dumps(beam_job))
         if remote is not None:
             _upload(local, folder)
-        _run_pipeline(python, folder, flags, local)
+        total = sum(len(samples) for samples in job.splits.values())
+        shown = _Progress(job.progress, total)
+        _run_pipeline(python, folder, flags, local, shown.line)
         report: Report = pickle.loads(_read(beam_job.report))
     finally:
         shutil.rmtree(local, ignore_errors=True)
         if remote is not None:
             _remove(folder)
-    job.progress(sum(len(samples) for samples in job.splits.values()))
+    shown.finish()
     return report
+
+
+class _Progress:
+    """The workers' lines of progress (`PROGRESS`) as the import's bar, never past `total`
+    (a bundle that a runner retries reports its images again); the rest when it is done."""
+
+    def __init__(self, progress: Callable[[int], None], total: int) -> None:
+        self.progress, self.total, self.shown = progress, total, 0
+
+    def line(self, text: str) -> None:
+        word, _, number = text.strip().partition(" ")
+        if word == PROGRESS and number.isdigit():
+            step = min(int(number), self.total - self.shown)
+            if step > 0:
+                self.shown += step
+                self.progress(step)
+
+    def finish(self) -> None:
+        if self.total > self.shown:
+            self.progress(self.total - self.shown)
+            self.shown = self.total
 
 
 def _upload(local: Path, url: str) -> None:
@@ -203,21 +228,34 @@ def _write_chunks(splits: dict[str, list[Sample]], folder: Path) -> list[str]:
     return paths
 
 
-def _run_pipeline(python: Path, folder: str, flags: Sequence[str], local: Path) -> None:
+def _run_pipeline(python: Path, folder: str, flags: Sequence[str], local: Path,
+                  on_line: Callable[[str], None] = lambda line: None) -> None:
     """Run ``python -m odplug.data.beam`` on the job in `folder` (a path or a URL); its
-    output goes to a log in `local`, whose last line is the error when the pipeline fails,
-    the whole log then kept in a temporary file."""
+    output goes to a log in `local`, each line also to `on_line` as it comes (the workers'
+    progress), the last line the error when the pipeline fails, the whole log then kept in a
+    temporary file."""
     log = local / "pipeline.log"
     env = dict(os.environ)
     if (REPO / "pyproject.toml").is_file():  # a checkout: the pipeline runs this very odplug
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     with log.open("wb") as sink:
-        done = subprocess.run([str(python), "-m", "odplug.data.beam", folder, *flags],
-                              stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
+        pipeline = subprocess.Popen([str(python), "-m", "odplug.data.beam", folder, *flags],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        try:
+            assert pipeline.stdout is not None
+            for raw in pipeline.stdout:
+                sink.write(raw)
+                on_line(raw.decode(errors="replace"))
+        finally:
+            if pipeline.poll() is None:  # Ctrl-C or an error in on_line: no orphan pipeline
+                pipeline.kill()
+            pipeline.wait()
+    done = pipeline
     if done.returncode == NO_BEAM:
         raise OdplugError(f"{python} has no apache_beam package: {SETUP}")
     if done.returncode != 0:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if line.strip() and not line.startswith(PROGRESS)]
         kept = Path(tempfile.mkstemp(prefix="odplug-beam-", suffix=".log")[1])
         shutil.copyfile(log, kept)  # the job folder goes with the staging folder
         last = lines[-1].strip() if lines else f"exit status {done.returncode}"

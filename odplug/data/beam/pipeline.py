@@ -27,7 +27,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from odplug.data.beam import BeamJob
+from odplug.data.beam import PROGRESS, BeamJob
 from odplug.data.example import encode_example
 from odplug.data.prepare import prepare
 from odplug.dataset_report import Report
@@ -37,6 +37,16 @@ from odplug.storage.mount import register
 SHARD_TEMPLATE = ".record-SSSSS-of-NNNNN"
 """After the split's name: ``train.record-00000-of-00004``, `odplug.data.shards.shard_name`."""
 REPORTS = "reports"
+PROGRESS_EVERY = 20
+"""Images a worker reads between two lines of progress (`say_progress`)."""
+
+
+def say_progress(images: int) -> None:
+    """One line on the worker's standard output that the driver turns into its progress bar
+    (`odplug.data.beam.PROGRESS`): the DirectRunner's and a local Flink's workers write into
+    the pipeline's log, which the driver follows; a remote runner's go to its own logs, and
+    the bar then fills when the pipeline is done."""
+    print(f"{PROGRESS} {images}", flush=True)
 
 
 def read_chunk(path: str) -> Iterator[tuple[str, Sample]]:
@@ -58,10 +68,14 @@ class Encode(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.report = Report()
+        self.done = 0
 
     def process(self, element: tuple[str, Sample]) -> Iterator[Any]:
         split, sample = element
         prepared = prepare(sample, self.job.verify, self.report)
+        self.done += 1
+        if self.done % PROGRESS_EVERY == 0:
+            say_progress(PROGRESS_EVERY)
         if prepared is None:
             return
         parts = encode_example(prepared.image, filename=sample.file_name, source_id=sample.key,
@@ -70,6 +84,8 @@ class Encode(beam.DoFn):
         yield beam.pvalue.TaggedOutput(split, b"".join(parts))
 
     def finish_bundle(self) -> Iterator[Any]:
+        if self.done % PROGRESS_EVERY:
+            say_progress(self.done % PROGRESS_EVERY)
         yield beam.pvalue.TaggedOutput(
             REPORTS, WindowedValue(self.report, MIN_TIMESTAMP, [GlobalWindow()]))
 
