@@ -12,6 +12,7 @@ import atexit
 import functools
 import gc
 import inspect
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def import_(
 
 @task(
     help={
-        "folder": "folder of TFRecord shards (as written by data.import)",
+        "folder": "folder of TFRecord shards (as written by data.import), or its bucket URL",
         "json": "print the summary as JSON",
         "pictures": "also draw the dataset into the folder: dataset.png and dataset.json, as "
         "data.import writes them",
@@ -194,12 +195,19 @@ def stats(c, folder=None, json=False, pictures=False):
     from odplug.data.geometry import DatasetGeometry
     from odplug.data.stats import folder_stats, render_stats
 
+    if pictures:  # drawn into the folder, which in a bucket is published whole by imports
+        args.local_only("--folder", folder, "--pictures draws into the folder; data.import "
+                        "draws a bucket output's dataset.png as it publishes it")
+    from odplug.workflows.buckets import input_path
+
+    records = input_path(folder, "TFRecord folder (data.import's output)",
+                         lambda text: print(text, file=sys.stderr))
     geometry = DatasetGeometry() if pictures else None
-    summary = folder_stats(Path(folder), geometry=geometry)
+    summary = folder_stats(records, geometry=geometry)
     if geometry is not None:
         from odplug.data.overview import folder_overview
 
-        summary["picture"] = str(folder_overview(Path(folder), geometry))
+        summary["picture"] = str(folder_overview(records, geometry))
     print(json_module.dumps(summary, indent=2) if json else render_stats(summary), end="\n")
     problems = summary["problems"]
     if problems:
@@ -480,7 +488,8 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
 @task(
     name="edgetpu-check",
     help={
-        "model": "the .tflite file to check (e.g. export/edgetpu/edgetpu-int8.tflite)",
+        "model": "the .tflite file to check (e.g. export/edgetpu/edgetpu-int8.tflite), or "
+        "its bucket URL",
         "json": "print the report as JSON instead of text",
         "strict": "exit 1 unless every operator before the post-processing is predicted on "
         "the Edge TPU",
@@ -493,7 +502,12 @@ def model_edgetpu_check(c, model=None, json=False, strict=False):
 
     from odplug.model.edgetpu_check import predict
 
-    path = args.in_file("--model", model)
+    if model and is_url(model):
+        from odplug.workflows.buckets import input_path
+
+        path = input_path(model, ".tflite file", lambda text: print(text, file=sys.stderr))
+    else:
+        path = args.in_file("--model", model)
     if path is None:
         raise Exit("odplug: error: give the .tflite file with --model (see --help)", code=2)
     prediction = predict(path)

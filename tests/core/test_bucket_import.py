@@ -261,3 +261,25 @@ def test_a_killed_import_leaves_the_previous_output_intact(
     result = run(big, out, registry)
     assert result.report.images.total() == 100
     assert published(out) != {k: v for k, v in before.items() if k != MANIFEST}
+
+
+@pytest.mark.slow
+def test_stats_of_records_in_a_bucket(demo_url: str, bucket: str, registry, run_inv: Run,
+                                      tmp_path: Path) -> None:
+    """``data.stats --folder s3://...`` reads the records through the cache; ``--pictures``,
+    which draws into the folder, is refused for a bucket in one line."""
+    run(demo_url, f"{bucket}/records", registry)
+    env = {"ODPLUG_CACHE_DIR": str(tmp_path / "cache")}
+    done = run_inv("data.stats", "--folder", f"{bucket}/records", "--json", program="odplug",
+                   env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["splits"]["train"]["records"] == 12 and not summary["problems"]
+    assert f"from {bucket}/records" in done.stderr
+    refused = run_inv("data.stats", "--folder", f"{bucket}/records", "--pictures",
+                      program="odplug", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"odplug: error: --folder '{bucket}/records': takes a local path, not a URL; "
+        "--pictures draws into the folder; data.import draws a bucket output's dataset.png "
+        "as it publishes it"]
