@@ -2,8 +2,9 @@
 
 The issue's "done when": training reads records from a bucket and writes its run there, and
 the export reads that run and writes beside it. One tiny run is trained from bucket records
-into a bucket for the module; the tests then continue it from another machine's empty cache,
-export it and predict with the export, all by URL.
+into a bucket for the module; the tests then export it and predict with the export, all by
+URL. Another machine resuming a run from its bucket after the first was killed is
+tests/e2e/test_bucket_training.py.
 """
 
 from __future__ import annotations
@@ -59,22 +60,6 @@ def test_a_run_trained_from_bucket_records_is_published_to_its_bucket(cloud) -> 
     assert objects["run.json"] == (local / "run.json").read_bytes()
     assert f"from {cloud['records']}" in cloud["notes"]  # the records came through the cache
     assert f"to {cloud['run']}" in cloud["notes"]
-
-
-def test_another_machine_resumes_the_run_from_the_bucket(cloud, registry, tmp_path,
-                                                          monkeypatch) -> None:
-    """An empty cache (another machine): the run comes down from the bucket, continues from
-    its step and goes back up; the bucket's run.json then says the new step."""
-    from odplug.workflows.train import train_model
-
-    monkeypatch.setenv("ODPLUG_CACHE_DIR", str(tmp_path / "other-machine"))
-    before = json.loads(listing(cloud["run"])["run.json"])
-    assert before["summary"]["steps"] == 2
-    run = train_model(registry, cloud["records"], cloud["run"], trainer="ssd",
-                      overrides={**STEPS, "train.steps": 3}, resume=True)
-    assert run.summary["steps"] == 3
-    assert json.loads(listing(cloud["run"])["run.json"])["summary"]["steps"] == 3
-    assert "inputs.json" in listing(cloud["run"])
 
 
 def test_a_run_in_a_bucket_exports_into_it_and_predicts_from_there(cloud, registry,
