@@ -354,7 +354,8 @@ def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
 @task(
     name="evaluate",
     help={
-        "model": "run folder (or a SavedModel folder) to evaluate",
+        "model": "run folder (or a SavedModel folder) to evaluate, or its bucket URL (read "
+        "through the local cache; the metrics go to the cached copy unless --out)",
         "records": "TFRecord folder or bucket URL (default: the one the run trained on)",
         "split": "split to evaluate on (default test)",
         "out": "folder for <split>.json and <split>-pr.png (default: the run's metrics "
@@ -369,6 +370,7 @@ def model_evaluate(c, model=None, records=None, split="test", out=None):
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
+    args.local_only("--out", out, "the metrics are two small files: give a local folder")
     # a run in a bucket is evaluated in its cached copy, where the metrics are written
     model_path = input_path(model, "run folder or SavedModel folder", print)
     evaluation = evaluate_model(model_path, records=input_path(records, "records folder", print)

@@ -35,7 +35,7 @@ from odplug.plugins import BUILTIN_DEFAULTS, IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
 from odplug.storage import Mount, is_url, mount, publish_folder, url_name
 from odplug.storage.publish import MANIFEST, new_stage, stage_url, target_state
-from odplug.storage.urls import filesystem, storage_errors
+from odplug.storage.urls import clean, filesystem, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,8 @@ def import_dataset(
         if is_url(str(out)):
             publish_folder(local_out, str(out), by="data.import", note=note,
                            foreign=FOREIGN_OUTPUT, stage=stage)
+            with storage_errors(str(out), "deleting an earlier failed import's report"):
+                _forget_failed_report(str(out))
         return replace(result, out=out)  # type: ignore[arg-type]
 
 
@@ -262,19 +264,43 @@ def _refuse_overlap(source: str, out: str) -> None:
                           "the dataset")
 
 
+def failed_report_url(out: str) -> str:
+    """Where a failed import's report goes for a bucket output: beside it as
+    ``<out>.failed-report.json``, or inside a bucket's root, hidden (``.odplug-...``) so that
+    it never counts as an object someone else put there."""
+    scheme, _, rest = clean(out).partition("://")
+    if "/" not in rest:
+        return f"{scheme}://{rest}/.odplug{FAILED_REPORT_SUFFIX}"
+    return clean(out) + FAILED_REPORT_SUFFIX
+
+
 def _failed_report_to(out: str, local_out: Path, text: str, show: Callable[[str], str],
                       note: Callable[[str], None]) -> str:
     """A failed import's report, written beside the local temporary output, goes beside the
-    bucket output as ``<out>.failed-report.json``; the error names it there."""
+    bucket output (`failed_report_url`); the error names it there. A report that cannot be
+    uploaded is said after the import's own error, never instead of it."""
     failed = local_out.with_name(local_out.name + FAILED_REPORT_SUFFIX)
     text = text.replace(str(local_out), out)
     if not failed.is_file():
         return text
-    url = out.rstrip("/") + FAILED_REPORT_SUFFIX
+    url = failed_report_url(out)
     fs, key = filesystem(url)
-    with storage_errors(url, "uploading the report"):
-        fs.pipe_file(key, show(failed.read_text()).encode())
+    try:
+        with storage_errors(url, "uploading the report"):
+            fs.pipe_file(key, show(failed.read_text()).encode())
+    except OdplugError as error:  # kept on this machine instead, outside the temporary folder
+        kept = Path(tempfile.mkstemp(prefix="odplug-", suffix=FAILED_REPORT_SUFFIX)[1])
+        kept.write_text(show(failed.read_text()))
+        return f"{text.replace(str(failed), str(kept))} ({error})"
     return text.replace(str(failed), url)
+
+
+def _forget_failed_report(out: str) -> None:
+    """An earlier failed import's report beside a bucket output, deleted once an import into
+    it succeeds, as the local engine deletes ``<out>.failed-report.json``."""
+    fs, key = filesystem(failed_report_url(out))
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(key)
 
 
 def _import_here(

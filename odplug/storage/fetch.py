@@ -39,10 +39,21 @@ def cache_dir() -> Path:
 
 
 def local_copy(url: str) -> Path:
-    """The cache folder that mirrors `url` (``<cache>/s3/bucket/key/path``)."""
+    """The cache folder that mirrors `url` (``<cache>/s3/bucket/key/path``): inputs, and
+    outputs published from it."""
+    return cache_dir().joinpath(*_parts(url))
+
+
+def work_copy(url: str) -> Path:
+    """The folder a run at `url` is trained in (``<cache>/work/s3/bucket/...``): apart from
+    the inputs' `local_copy`, so reading the run (an export of it) never replaces work not
+    uploaded yet."""
+    return cache_dir().joinpath("work", *_parts(url))
+
+
+def _parts(url: str) -> list[str]:
     scheme, _, rest = clean(url).partition("://")
-    parts = [p for p in rest.split("/") if p not in ("", ".", "..")]
-    return cache_dir().joinpath(scheme.lower(), *parts)
+    return [scheme.lower(), *(p for p in rest.split("/") if p not in ("", ".", ".."))]
 
 
 def remote_files(url: str) -> tuple[dict[str, dict[str, Any]], bool]:
@@ -63,12 +74,15 @@ def remote_files(url: str) -> tuple[dict[str, dict[str, Any]], bool]:
 
 
 def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
-              only: set[str] | None = None) -> bool:
+              only: set[str] | None = None, keep_local: bool = False) -> bool:
     """Make `local` hold what `url` holds (only the names in `only`, if given, and then
     nothing is deleted); returns whether `url` holds anything.
 
     Only changed files are downloaded, each under a temporary name renamed into place once
-    its size (and MD5, where a manifest gives it) is checked."""
+    its size (and MD5, where a manifest gives it) is checked. A cached file changed on this
+    machine since it was downloaded is downloaded again, unless `keep_local` (a run's
+    working copy, `work_copy`): then what this machine wrote and has not uploaded yet (a
+    training whose upload failed) is kept, files the bucket changed since excepted."""
     files, published = remote_files(url)
     if only is not None:
         files = {name: entry for name, entry in files.items() if name in only}
@@ -78,7 +92,7 @@ def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
         marker = local / FETCHED
         before = _read_marker(marker)
         stale = [name for name, entry in files.items()
-                 if before.get(name) != entry or not (local / name).is_file()]
+                 if not _holds(local / name, before.get(name), entry, keep_local=keep_local)]
         if stale:
             size = sum(int(files[name]["size"]) for name in stale)
             note(f"Downloading {len(stale)} file(s), {size / 1e6:.1f} MB, from {url}")
@@ -87,20 +101,60 @@ def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
             with storage_errors(url, f"downloading {name}"), atomic_path(target) as temporary:
                 fs.get_file(f"{root}/{name}", str(temporary))
                 _check(url, name, files[name], temporary)
-        if only is None:
-            _delete_others(local, set(files))
-            kept = files
-        else:
-            kept = {**before, **files}
+        if only is None:  # a run's new local files stay; those the bucket deleted go
+            _delete_others(local, set(files) if not keep_local else set(files) | (
+                {n for n in _listed(local)} - set(before)))
+        changed_here = {name for name in files if keep_local and name not in stale
+                        and not _holds(local / name, before.get(name), files[name])}
+        kept = {**(before if only is not None else {}),
+                **_stamped(local, {n: e for n, e in files.items() if n not in changed_here}),
+                **{name: before[name] for name in changed_here}}
         atomic_write_text(marker, json.dumps(kept))
     return bool(files)
+
+
+LOCAL = "local"
+"""In `FETCHED`'s entries: the size and modification time (ns) the file had when it was
+downloaded or published, so a file changed on this machine since is downloaded again."""
+
+
+def _stamped(local: Path, files: dict[str, Any]) -> dict[str, Any]:
+    """`files`' entries with each local file's size and modification time added."""
+    stamped = {}
+    for name, entry in files.items():
+        try:
+            status = (local / name).stat()
+        except OSError:
+            continue  # not here: downloaded again next time
+        stamped[name] = {**entry, LOCAL: [status.st_size, status.st_mtime_ns]}
+    return stamped
+
+
+def _holds(path: Path, recorded: dict[str, Any] | None, entry: dict[str, Any], *,
+           keep_local: bool = False) -> bool:
+    """Whether the cached `path` may stand for the remote file `entry`: recorded as that
+    version, and unchanged on this machine since (same size and modification time), or
+    changed here when `keep_local` keeps this machine's changes."""
+    if recorded is None or {k: v for k, v in recorded.items() if k != LOCAL} != entry:
+        return False
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return keep_local or recorded.get(LOCAL) == [status.st_size, status.st_mtime_ns]
+
+
+def _listed(local: Path) -> list[str]:
+    return [p.relative_to(local).as_posix() for p in local.rglob("*")
+            if p.is_file() and not any(part.startswith(HIDDEN)
+                                       for part in p.relative_to(local).parts)]
 
 
 def remember(local: Path, files: dict[str, Any]) -> None:
     """Note that `local` now holds `files` as published from it (`publish_folder`'s manifest
     files): the next `sync_down` of its URL then downloads nothing it already has."""
     with folder_lock(local, "download"):
-        atomic_write_text(local / FETCHED, json.dumps(files))
+        atomic_write_text(local / FETCHED, json.dumps(_stamped(local, files)))
 
 
 def _check(url: str, name: str, entry: dict[str, Any], path: Path) -> None:

@@ -54,10 +54,12 @@ class Mount:
     source: Path
     images: int
     downloaded: int
+    folder: str
+    """The URL of the folder mirrored at `local` (`url` itself, or the folder of its file)."""
 
     def show(self, text: str) -> str:
         """`text` with the mirror's paths written as the bucket's URLs, for the user."""
-        return text.replace(str(self.local), self.url)
+        return text.replace(str(self.local), self.folder)
 
 
 def _table() -> dict[str, str]:
@@ -114,7 +116,7 @@ def mount(url: str, *, note: Note = lambda text: None) -> Iterator[Mount]:
                 fs.get([f"{fs_root}/{r}" for r in wanted], [str(local / r) for r in wanted])
         register({str(local): folder_url})
         yield Mount(folder_url if not name else clean(url), local,
-                    local / name if name else local, images, len(wanted))
+                    local / name if name else local, images, len(wanted), folder_url)
     finally:
         if previous is None:
             os.environ.pop(ENVIRONMENT, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -35,9 +36,12 @@ def local_path(value: str) -> str:
 
 
 def clean(url: str) -> str:
-    """`url` without a trailing slash (``s3://b/ds/`` and ``s3://b/ds`` are one folder)."""
+    """`url` without a trailing slash and with single slashes (``s3://b/ds/``,
+    ``s3://b//ds`` and ``s3://b/ds`` are one folder: s3fs lists ``b//ds`` as ``b/ds`` but
+    deletes the key as written, so a doubled slash would leave objects behind)."""
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rstrip('/')}" if rest.rstrip("/") else url
+    rest = re.sub(r"/{2,}", "/", rest).rstrip("/")
+    return f"{scheme}://{rest}" if rest else url
 
 
 def url_name(url: str) -> str:
@@ -60,6 +64,9 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     except ImportError:  # pragma: no cover - fsspec comes with odplug's cloud extra
         raise OdplugError(f"{url}: URLs need fsspec: pip install 'odplug[cloud]'") from None
     scheme = url.split("://", 1)[0].lower()
+    # backends log each retry and failure themselves; odplug says what failed in one line
+    for backend in ("gcsfs", "s3fs", "aiobotocore", "botocore"):
+        logging.getLogger(backend).setLevel(logging.CRITICAL)
     try:
         fs, path = fsspec.core.url_to_fs(clean(url))
     except ImportError:
@@ -83,6 +90,16 @@ def reason(error: BaseException) -> str:
         return "access denied (check the credentials' rights on this bucket)"
     if isinstance(error, FileNotFoundError):
         return "no such file, folder or bucket"
+    text = str(error)
+    unreachable = (re.search(r"Cannot connect to host (\S+)", text)
+                   or re.search(r'Could not connect to the endpoint URL: "?[a-z]+://([^/"\s]+)',
+                                text))
+    if unreachable:
+        return (f"cannot reach the storage service at {unreachable.group(1)}: no network, a "
+                "proxy in the way, or a wrong endpoint (AWS_ENDPOINT_URL)")
+    if "Anonymous caller" in text:  # gcsfs without credentials falls back to anonymous
+        return ("no credentials found: set GOOGLE_APPLICATION_CREDENTIALS or log in with "
+                "gcloud auth application-default login")
     text = " ".join(str(error).split()) or name
     return text if len(text) <= 300 else text[:297] + "..."
 

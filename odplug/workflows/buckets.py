@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from odplug.errors import OdplugError
-from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
-from odplug.storage.fetch import remember, sync_down
+from odplug.storage import fetched, is_url, publish_folder, read_manifest
+from odplug.storage.fetch import FETCHED, remember, sync_down, work_copy
 from odplug.storage.publish import target_state
 from odplug.storage.urls import clean
 
@@ -76,9 +76,10 @@ def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
     """The local copy of the run at `url`, made to match the bucket, for the block to train
     in; published back to `url` when the block ends, whether it succeeds or not."""
     check_output_url(url, RUN_FOREIGN)
-    local = local_copy(url)
-    if not sync_down(url, local, note=note):
-        shutil.rmtree(local, ignore_errors=True)  # an old copy of a run deleted since
+    local = work_copy(url)
+    recorded = (local / FETCHED).is_file()
+    if not sync_down(url, local, note=note, keep_local=True) and recorded:
+        shutil.rmtree(local, ignore_errors=True)  # a run deleted from the bucket since
     failed = True
     try:
         yield local

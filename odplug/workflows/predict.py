@@ -218,6 +218,12 @@ def predict(model: Path | str, source: str | Path, out: Path | str, threshold: f
     written to its local copy and published to its URL whole; the paths returned are local.
     """
     if any_url(model, source, out):
+        if is_url(str(source)) and is_glob(str(source)):
+            raise UsageError(f"{source}: a glob is matched against this machine's files only; "
+                             "give the bucket folder (every image and video in it, its "
+                             "sub-folders too) or one file")
+        if not is_url(str(model)):
+            find_model(Path(model), registry)  # a wrong local model before any download
         model = input_path(model, "model (a run, SavedModel, .tflite file or TF.js folder)",
                            note)
         if is_url(str(source)):

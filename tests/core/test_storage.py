@@ -324,7 +324,8 @@ def test_an_unreachable_endpoint_is_one_line(bucket: str, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing listens
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    with pytest.raises(OdplugError, match="Could not connect to the endpoint") as caught:
+    with pytest.raises(OdplugError, match="cannot reach the storage service at 127.0.0.1:9: "
+                       "no network, a proxy in the way, or a wrong endpoint") as caught:
         publish_folder(folder(tmp_path / "out", V1), f"{bucket}/records", by="test")
     assert one_line(caught).startswith(f"{bucket}/records: reading failed: ")
 
