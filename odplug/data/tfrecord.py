@@ -26,6 +26,7 @@ import crc32c
 
 from odplug.data.protos import Example
 from odplug.errors import OdplugError
+from odplug.storage.mount import open_source
 
 _MASK_DELTA = 0xA282EAD8
 _LENGTH = struct.Struct("<Q")
@@ -72,7 +73,7 @@ class DamagedRecord(OdplugError):
 
 def _open(path: Path) -> BinaryIO:
     try:
-        return path.open("rb")
+        return open_source(path)  # a Beam worker reading a record file from its bucket
     except OSError as error:
         raise OdplugError(f"{path}: cannot open: {error.strerror}") from None
 
@@ -90,9 +91,17 @@ def _read_length(handle: BinaryIO, path: Path, offset: int) -> int | None:
     (crc,) = _CRC.unpack_from(header, 8)
     if crc != masked_crc(header[:8]):
         raise DamagedRecord(path, offset, "corrupt record length", None)
-    if offset + 16 + length > os.fstat(handle.fileno()).st_size:  # never allocate past the end
+    if offset + 16 + length > _size(handle):  # never allocate past the end
         raise DamagedRecord(path, offset, "truncated record", None)
     return int(length)
+
+
+def _size(handle: BinaryIO) -> int:
+    """The file's size: from the file system, or the remote file's own (`open_source`)."""
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (OSError, io.UnsupportedOperation):
+        return int(handle.size)  # type: ignore[attr-defined]  # fsspec's file objects
 
 
 def _read_framed(handle: BinaryIO, path: Path, offset: int) -> bytes | None:

@@ -126,12 +126,15 @@ def mount(url: str, *, note: Note = lambda text: None) -> Iterator[Mount]:
 
 
 def _remote(path: Path | str) -> str | None:
-    """The URL a mirrored image stands in for, or None for an ordinary local file."""
+    """The URL a mirrored image stands in for, or None for an ordinary local file. A mirrored
+    file that is not here at all (a Beam worker on another machine, which has no mirror: a
+    record file holding images, say) is read from its URL too."""
     text = os.fspath(path)
     for local, url in _table().items():
         if text.startswith(local + os.sep):
             relative = text[len(local) + 1:]
-            if Path(relative).suffix.lower() in image_suffixes():
+            if (Path(relative).suffix.lower() in image_suffixes()
+                    or not os.path.lexists(text)):
                 return f"{url}/{relative.replace(os.sep, '/')}"
     return None
 
@@ -208,8 +211,9 @@ def read_source(path: Path) -> bytes:
 
 
 def open_source(path: Path) -> BinaryIO:
-    """`path` opened for reading; a mirrored image is read from its bucket in blocks of
-    `HEADER_BLOCK` bytes, so reading its header costs one small request."""
+    """`path` opened for reading; a mirrored image (or a file of the mirror on a machine
+    without it) is read from its bucket in blocks of `HEADER_BLOCK` bytes, so reading an
+    image's header, or one record of a record file, costs a request or two."""
     url = _remote(path)
     if url is None:
         return path.open("rb")

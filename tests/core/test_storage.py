@@ -391,3 +391,24 @@ def test_a_wrong_prefetch_setting_is_one_line(value: str, monkeypatch) -> None:
     monkeypatch.setenv("ODPLUG_PREFETCH", value)
     with pytest.raises(OdplugError, match="ODPLUG_PREFETCH=.*whole number of images from 1"):
         prefetch_count()
+
+
+def test_a_worker_without_the_mirror_reads_a_record_file_from_the_bucket(
+        bucket: str, tmp_path: Path) -> None:
+    """A Beam worker on another machine has no mirror of a bucket dataset: a record file it
+    must read an image from (a TFRecord source) is read from the bucket, one record at its
+    offset; on the driver, where the mirror holds the file, the mirror's copy is read."""
+    from odplug.data.tfrecord import read_record, write_record
+    from odplug.storage.mount import mount
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    with (folder / "train.record").open("wb") as handle:
+        write_record(handle, b"first")
+        write_record(handle, b"second record")
+    upload(folder, f"{bucket}/records")
+    with mount(f"{bucket}/records") as mounted:
+        shard = mounted.local / "train.record"
+        assert read_record(shard, 0) == b"first"  # the driver's mirror
+        shard.unlink()  # as on a worker that never had the mirror
+        assert read_record(shard, 8 + 4 + 5 + 4) == b"second record"
