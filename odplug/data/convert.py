@@ -13,11 +13,9 @@ folder). A failed, interrupted or killed import leaves the previous output byte-
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -33,9 +31,7 @@ from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap, LabelMapItem
 from odplug.plugins import BUILTIN_DEFAULTS, IMPORTERS, WRITERS, Registry
 from odplug.samples import Sample
-from odplug.storage import Mount, is_url, mount, publish_folder, url_name
-from odplug.storage.publish import MANIFEST, new_stage, stage_url, target_state
-from odplug.storage.urls import clean, filesystem, storage_errors
+from odplug.storage import is_url
 
 log = logging.getLogger(__name__)
 
@@ -192,118 +188,15 @@ def import_dataset(
     and published to the URL whole. `note` hears what is downloaded and uploaded.
     """
     if not is_url(str(source)) and not is_url(str(out)):
-        return _import_here(Path(source), Path(out), options, registry, on_total=on_total,
-                            progress=progress)
-    with contextlib.ExitStack() as stack:
-        if is_url(str(source)):
-            if is_url(str(out)):
-                _refuse_overlap(str(source), str(out))
-            mounted: Mount | None = stack.enter_context(mount(str(source), note=note))
-            assert mounted is not None
-            local_source = mounted.source
-        else:
-            mounted, local_source = None, Path(source)
-        show = mounted.show if mounted else (lambda text: text)
-        if is_url(str(out)):
-            if target_state(str(out)) == "foreign":  # refused before any work
-                _refuse_foreign_url(str(out))
-            temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="odplug-import-")))
-            local_out = temporary / url_name(str(out))
-        else:
-            local_out = Path(out)
-        # Beam into a bucket: the shards go straight to the output's staging prefix, where
-        # workers on other machines reach it, and are published from there with the rest
-        stage = new_stage() if is_url(str(out)) and options.engine == "beam" else None
-        try:
-            result = _import_here(local_source, local_out, options, registry,
-                                  on_total=on_total, progress=progress,
-                                  beam_remote=stage_url(str(out), stage) if stage else None)
-        except BaseException as error:
-            if stage:
-                _drop(stage_url(str(out), stage))
-            if not isinstance(error, OdplugError):
-                raise
-            text = show(str(error))
-            if is_url(str(out)):
-                text = _failed_report_to(str(out), local_out, text, show, note)
-            raise OdplugError(text) from None
-        result.report.relocate(show)
-        if mounted:  # the report.json in the output names the bucket's files too
-            result.report.write_json(local_out / REPORT_NAME)
-        if is_url(str(out)):
-            publish_folder(local_out, str(out), by="data.import", note=note,
-                           foreign=FOREIGN_OUTPUT, stage=stage)
-            with storage_errors(str(out), "deleting an earlier failed import's report"):
-                _forget_failed_report(str(out))
-        return replace(result, out=out)  # type: ignore[arg-type]
+        return import_here(Path(source), Path(out), options, registry, on_total=on_total,
+                           progress=progress)
+    from odplug.data.bucket_import import import_with_urls  # fsspec and its backends
+
+    return import_with_urls(source, out, options, registry, on_total=on_total,
+                            progress=progress, note=note)
 
 
-def _drop(url: str) -> None:
-    """A failed Beam import's shards in the output's staging prefix, deleted (a killed one's
-    go with the next publish to that output)."""
-    fs, key = filesystem(url)
-    with contextlib.suppress(Exception):  # best effort: the next publish deletes them too
-        fs.rm(key, recursive=True)
-
-
-FOREIGN_OUTPUT = "an import replaces its output folder whole; give a new or empty folder"
-
-
-def _refuse_foreign_url(out: str) -> None:
-    raise OdplugError(f"{out}: not empty and not an odplug output (no "
-                      f"{MANIFEST}); {FOREIGN_OUTPUT}")
-
-
-def _refuse_overlap(source: str, out: str) -> None:
-    """A bucket output inside the bucket dataset, or holding it, is refused as locally."""
-    a, b = source.rstrip("/") + "/", out.rstrip("/") + "/"
-    if a.startswith(b) or b.startswith(a):
-        where = "is inside the dataset" if b.startswith(a) else "holds the dataset"
-        raise OdplugError(f"{out}: {where} {source}; give an output folder of its own, outside "
-                          "the dataset")
-
-
-def failed_report_url(out: str) -> str:
-    """Where a failed import's report goes for a bucket output: beside it as
-    ``<out>.failed-report.json``, or inside a bucket's root, hidden (``.odplug-...``) so that
-    it never counts as an object someone else put there."""
-    scheme, _, rest = clean(out).partition("://")
-    if "/" not in rest:
-        return f"{scheme}://{rest}/.odplug{FAILED_REPORT_SUFFIX}"
-    return clean(out) + FAILED_REPORT_SUFFIX
-
-
-def _failed_report_to(out: str, local_out: Path, text: str, show: Callable[[str], str],
-                      note: Callable[[str], None]) -> str:
-    """A failed import's report, written beside the local temporary output, goes beside the
-    bucket output (`failed_report_url`); the error names it there. A report that cannot be
-    uploaded is said after the import's own error, never instead of it."""
-    failed = local_out.with_name(local_out.name + FAILED_REPORT_SUFFIX)
-    text = text.replace(str(local_out), out)
-    if not failed.is_file():
-        return text
-    url = failed_report_url(out)
-    fs, key = filesystem(url)
-    try:
-        with storage_errors(url, "uploading the report"):
-            fs.pipe_file(key, show(failed.read_text()).encode())
-    except OdplugError as error:  # kept on this machine instead, outside the temporary folder
-        kept = Path(tempfile.mkstemp(prefix="odplug-", suffix=FAILED_REPORT_SUFFIX)[1])
-        kept.write_text(show(failed.read_text()))
-        return f"{text.replace(str(failed), str(kept))} ({error})"
-    return text.replace(str(failed), url)
-
-
-def _forget_failed_report(out: str) -> None:
-    """An earlier failed import's report beside a bucket output, deleted once an import into
-    it succeeds, as the local engine deletes ``<out>.failed-report.json``."""
-    fs, key = filesystem(failed_report_url(out))
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(key)
-
-
-def _import_here(
+def import_here(
     source: Path,
     out: Path,
     options: ImportOptions,
@@ -313,8 +206,9 @@ def _import_here(
     progress: Callable[[int], None],
     beam_remote: str | None = None,
 ) -> ImportResult:
-    """`import_dataset` between local folders (a bucket's mirrored as local); on Beam, with
-    `beam_remote`, the shards go to that bucket prefix (`write_on_beam`)."""
+    """`import_dataset` between local folders (a bucket's mirrored as local,
+    `odplug.data.bucket_import`); on Beam, with `beam_remote`, the shards go to that bucket
+    prefix (`write_on_beam`)."""
     writer = registry.get(WRITERS, options.to)
     importer = choose_importer(registry, source, options.format)
     for component in (importer, writer):

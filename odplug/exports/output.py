@@ -18,8 +18,9 @@ from odplug.errors import OdplugError
 
 REPORT_FILE = "report.html"
 """The page `odplug.report` writes into every export folder."""
-VERIFICATION_FILES = ("verification.md", "verification.json", "verification-detections.json",
-                      REPORT_FILE)
+DETECTIONS_FILE = "verification-detections.json"
+"""Every model's detections on the test images the report draws (`odplug.exports.verify`)."""
+VERIFICATION_FILES = ("verification.md", "verification.json", DETECTIONS_FILE, REPORT_FILE)
 """The files an export writes beside its models' folders (`odplug.exports.table`)."""
 HIDDEN_PREFIX = ".odplug-"
 

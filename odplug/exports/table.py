@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 
 from odplug.atomic import atomic_write_text
-from odplug.exports.output import VERIFICATION_FILES
 from odplug.model.bootstrap import RESAMPLES
 
 FLOAT_TARGET = 0.995
 EIGHT_BIT_TARGET = 0.98
 EIGHT_BIT = ("int8", "uint8")
-DETECTIONS_FILE = VERIFICATION_FILES[2]
-"""Every model's detections on the test images the report draws (`odplug.exports.verify`)."""
 
 
 def target_for(variant: str) -> float:

@@ -37,9 +37,9 @@ import numpy as np
 from odplug.atomic import atomic_write_text
 from odplug.components import ExportedModel, Exporter
 from odplug.data.tfrecord import record_offsets
+from odplug.exports.output import DETECTIONS_FILE
 from odplug.exports.table import (
     COLUMNS,
-    DETECTIONS_FILE,
     EIGHT_BIT,
     EIGHT_BIT_TARGET,
     FLOAT_TARGET,

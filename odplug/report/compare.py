@@ -18,7 +18,7 @@ from PIL import Image
 
 from odplug.data.tfrecord import encoded_image, read_record, summarize
 from odplug.errors import OdplugError
-from odplug.exports.table import DETECTIONS_FILE
+from odplug.exports.output import DETECTIONS_FILE
 from odplug.pictures.boxes import draw_compared, draw_judged
 from odplug.pictures.matching import Boxes, judge
 from odplug.report.blocks import Block, Cell, Grid, Legend, Note

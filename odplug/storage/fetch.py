@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from odplug.atomic import atomic_path, atomic_write_text, folder_lock
 from odplug.errors import OdplugError
 from odplug.storage.publish import HIDDEN, INTENT, MANIFEST, Note, file_digest, read_manifest
-from odplug.storage.urls import clean, entries, filesystem, storage_errors
+from odplug.storage.urls import clean, entries, filesystem, listed_entry, storage_errors
 
 FETCHED = ".odplug-fetched.json"
 """In a cache folder: the file list it was last made to match."""
@@ -56,21 +55,17 @@ def _parts(url: str) -> list[str]:
     return [scheme.lower(), *(p for p in rest.split("/") if p not in ("", ".", ".."))]
 
 
-def remote_files(url: str) -> tuple[dict[str, dict[str, Any]], bool]:
-    """What the folder at `url` holds (relative name -> size and MD5 or ETag) and whether an
-    odplug manifest says so (else it is the listing, hidden ``.odplug-*`` names left out)."""
+def remote_files(url: str) -> dict[str, dict[str, Any]]:
+    """What the folder at `url` holds (relative name -> size and MD5 or ETag): its odplug
+    manifest's files, else its listing, hidden ``.odplug-*`` names left out."""
     manifest = read_manifest(url)
     if manifest is not None:
-        return manifest["files"], True
+        return dict(manifest["files"])
     fs, root = filesystem(url)
     with storage_errors(url, "listing"):
         listed = entries(fs, root)
-    files = {name: {"size": int(info.get("size") or 0),
-                    "etag": str(info.get("ETag") or info.get("etag") or info.get("md5Hash")
-                                or "")}
-             for name, info in listed.items()
-             if not name.startswith(HIDDEN) and name not in (MANIFEST, INTENT)}
-    return files, False
+    return {name: listed_entry(info) for name, info in listed.items()
+            if not name.startswith(HIDDEN) and name not in (MANIFEST, INTENT)}
 
 
 def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
@@ -83,7 +78,7 @@ def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
     machine since it was downloaded is downloaded again, unless `keep_local` (a run's
     working copy, `work_copy`): then what this machine wrote and has not uploaded yet (a
     training whose upload failed) is kept, files the bucket changed since excepted."""
-    files, published = remote_files(url)
+    files = remote_files(url)
     if only is not None:
         files = {name: entry for name, entry in files.items() if name in only}
     fs, root = filesystem(url)
@@ -102,8 +97,8 @@ def sync_down(url: str, local: Path, *, note: Note = lambda text: None,
                 fs.get_file(f"{root}/{name}", str(temporary))
                 _check(url, name, files[name], temporary)
         if only is None:  # a run's new local files stay; those the bucket deleted go
-            _delete_others(local, set(files) if not keep_local else set(files) | (
-                {n for n in _listed(local)} - set(before)))
+            new_here = set(_listed(local)) - set(before) if keep_local else set()
+            _delete_others(local, set(files) | new_here)
         changed_here = {name for name in files if keep_local and name not in stale
                         and not _holds(local / name, before.get(name), files[name])}
         kept = {**(before if only is not None else {}),
@@ -200,7 +195,7 @@ def fetched(url: str, what: str, *, note: Note = lambda text: None) -> Path:
         return local_copy(url)
     parent, _, name = clean(url).rpartition("/")
     stem = name.split(".", 1)[0]
-    files, _ = remote_files(parent)
+    files = remote_files(parent)
     wanted = {n for n in files if "/" not in n and n.split(".", 1)[0] == stem} | {name}
     sync_down(parent, local_copy(parent), note=note, only=wanted)
     if not (local_copy(parent) / name).is_file():
@@ -208,7 +203,3 @@ def fetched(url: str, what: str, *, note: Note = lambda text: None) -> Path:
                           "its files; give a file that its upload wrote")
     return local_copy(parent) / name
 
-
-def emptied(local: Path) -> None:
-    """Delete the cache folder `local` (a run's local copy whose URL holds nothing now)."""
-    shutil.rmtree(local, ignore_errors=True)

@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from odplug.errors import OdplugError
 from odplug.storage.publish import Note
-from odplug.storage.urls import clean, entries, filesystem, storage_errors
+from odplug.storage.urls import clean, entries, filesystem, reason, storage_errors
 
 ENVIRONMENT = "ODPLUG_MOUNTS"
 HEADER_BLOCK = 1 << 16
@@ -197,17 +197,8 @@ def read_source(path: Path) -> bytes:
     if url is None:
         return path.read_bytes()
     fs, key = filesystem(url)
-    try:
+    with _os_errors(url):
         return bytes(fs.cat_file(key))
-    except FileNotFoundError:
-        raise FileNotFoundError(2, "no such object in the bucket (deleted since it was "
-                                "listed?)", url) from None
-    except OSError:
-        raise
-    except Exception as error:  # backends raise their own types; the caller reports OSError
-        from odplug.storage.urls import reason
-
-        raise OSError(5, reason(error), url) from None
 
 
 def open_source(path: Path) -> BinaryIO:
@@ -218,15 +209,23 @@ def open_source(path: Path) -> BinaryIO:
     if url is None:
         return path.open("rb")
     fs, key = filesystem(url)
+    with _os_errors(url):
+        opened: BinaryIO = fs.open(key, "rb", block_size=HEADER_BLOCK, cache_type="readahead")
+    return opened
+
+
+@contextlib.contextmanager
+def _os_errors(url: str) -> Iterator[None]:
+    """What a backend raises reading `url` as the `OSError` (naming `url`) that the image and
+    record readers report as any unreadable file."""
     try:
-        return fs.open(key, "rb", block_size=HEADER_BLOCK, cache_type="readahead")
+        yield
     except FileNotFoundError:
-        raise FileNotFoundError(2, "no such object in the bucket", url) from None
+        raise FileNotFoundError(2, "no such object in the bucket (deleted since it was "
+                                "listed?)", url) from None
     except OSError:
         raise
-    except Exception as error:
-        from odplug.storage.urls import reason
-
+    except Exception as error:  # backends raise their own types
         raise OSError(5, reason(error), url) from None
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odplug.errors import OdplugError
-from odplug.storage.urls import entries, filesystem, storage_errors
+from odplug.storage.urls import entries, filesystem, listed_entry, storage_errors
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -162,10 +162,7 @@ def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: 
             note(f"Uploading {len(changed)} file(s), {size / 1e6:.1f} MB, to {url}")
             fs.put([str(local / name) for name in changed],
                    [f"{root}/{prefix}/{name}" for name in changed])
-        files.update({name: {"size": int(info.get("size") or 0),
-                             "etag": str(info.get("ETag") or info.get("etag")
-                                         or info.get("md5Hash") or "")}
-                      for name, info in staged.items()})
+        files.update({name: listed_entry(info) for name, info in staged.items()})
         manifest = {"format": 1, "by": by, "published": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                       time.gmtime()),
                     **(extra or {}), "files": dict(sorted(files.items()))}
@@ -194,6 +191,13 @@ def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:
     if fs.exists(stage):
         fs.rm(stage, recursive=True)
     fs.rm_file(f"{root}/{INTENT}")
+
+
+def check_target(url: str, why: str) -> None:
+    """Refuse, before any work, an output URL that holds objects odplug did not publish:
+    `why` says what the output is (replaced whole, a run folder of odplug's own)."""
+    if target_state(url) == "foreign":
+        raise OdplugError(f"{url}: not empty and not an odplug output (no {MANIFEST}); {why}")
 
 
 def target_state(url: str) -> str:

@@ -50,10 +50,6 @@ def url_name(url: str) -> str:
     return clean(url).rsplit("/", 1)[-1]
 
 
-def join(url: str, *parts: str) -> str:
-    return "/".join([clean(url), *(p.strip("/") for p in parts if p)])
-
-
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec file system for `url` and the path within it that fsspec's calls take.
 
@@ -114,6 +110,21 @@ def storage_errors(url: str, doing: str) -> Iterator[None]:
         raise
     except Exception as error:  # backends raise their own types (botocore's, aiohttp's)
         raise OdplugError(f"{url}: {doing} failed: {reason(error)}") from None
+
+
+def listed_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """A listed object as a manifest entry when no MD5 of ours is known: its size and its
+    version as the store gives it (S3's ETag, GCS's md5Hash)."""
+    return {"size": int(info.get("size") or 0),
+            "etag": str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "")}
+
+
+def remove_quietly(url: str) -> None:
+    """Delete everything under `url`, best effort: for temporary prefixes (a Beam job's, a
+    failed import's staging) that the next publish to that output deletes anyway."""
+    fs, key = filesystem(url)
+    with contextlib.suppress(Exception):  # backends raise their own types
+        fs.rm(key, recursive=True)
 
 
 def entries(fs: AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from odplug.errors import OdplugError
-from odplug.storage import fetched, is_url, publish_folder, read_manifest
+from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
 from odplug.storage.fetch import FETCHED, remember, sync_down, work_copy
-from odplug.storage.publish import target_state
+from odplug.storage.publish import HIDDEN, check_target, target_state
 from odplug.storage.urls import clean
 
 Note = Callable[[str], None]
@@ -47,11 +47,14 @@ def input_path(value: str | os.PathLike[str], what: str, note: Note) -> Path:
     return fetched(str(value), what, note=note) if is_url(str(value)) else Path(value)
 
 
-def check_output_url(url: str, why: str = OUTPUT_FOREIGN) -> None:
-    """Refuse, before any work, a URL that holds objects odplug did not publish."""
-    if target_state(url) == "foreign":
-        raise OdplugError(f"{url}: not empty and not an odplug output (no odplug-manifest.json); "
-                          f"{why}")
+def local_output(out: Path | str) -> tuple[Path, str | None]:
+    """Where an output is written: `out` itself, or for a URL its local copy (`local_copy`)
+    and the URL to publish it to (`publish_output`), refused first when it holds objects
+    odplug did not publish."""
+    if not is_url(str(out)):
+        return Path(out), None
+    check_target(str(out), OUTPUT_FOREIGN)
+    return local_copy(str(out)), str(out)
 
 
 def records_of(url: str) -> str | None:
@@ -64,18 +67,19 @@ def records_of(url: str) -> str | None:
 def free_run_url(url: str) -> str:
     """`url` if no run is there, else the first of ``<url>-2``, ``-3``, ... with none (the
     bucket form of `odplug.run.numbered_run_dir`)."""
-    candidate, number = clean(url), 1
-    while target_state(candidate) != "empty":
+    if target_state(url) == "empty":
+        return url
+    number = 2
+    while target_state(f"{clean(url)}-{number}") != "empty":
         number += 1
-        candidate = f"{clean(url)}-{number}"
-    return candidate
+    return f"{clean(url)}-{number}"
 
 
 @contextlib.contextmanager
 def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
     """The local copy of the run at `url`, made to match the bucket, for the block to train
     in; published back to `url` when the block ends, whether it succeeds or not."""
-    check_output_url(url, RUN_FOREIGN)
+    check_target(url, RUN_FOREIGN)
     local = work_copy(url)
     recorded = (local / FETCHED).is_file()
     if not sync_down(url, local, note=note, keep_local=True) and recorded:
@@ -96,7 +100,7 @@ def upload_run(local: Path, url: str, note: Note, *, records: str | None) -> Non
 
 def _publish_run(local: Path, url: str, note: Note, *, records: str | None,
                  failed: bool) -> None:
-    if not local.is_dir() or not any(p.is_file() and not p.name.startswith(".odplug-")
+    if not local.is_dir() or not any(p.is_file() and not p.name.startswith(HIDDEN)
                                      for p in local.rglob("*")):
         return
     extra: dict[str, Any] = {"records": records} if records else {}

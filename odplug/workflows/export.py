@@ -32,11 +32,11 @@ from odplug.exports import plan as exporting
 from odplug.exports.output import check_output, moved, unchanged_line
 from odplug.plugins import EXPORTERS, Registry
 from odplug.run import RunInfo, resolve_model
-from odplug.storage import is_url, local_copy
+from odplug.storage import is_url
 from odplug.workflows.buckets import (
     any_url,
-    check_output_url,
     input_path,
+    local_output,
     publish_output,
     records_of,
 )
@@ -146,13 +146,9 @@ def _plan_with_urls(registry: Registry, exporters: list[Exporter],
     records_url = str(records) if records is not None and is_url(str(records)) else None
     if records is not None:
         records = input_path(records, "records folder (data.import's output)", note)
-    publish_to = None
-    if out is not None and is_url(str(out)):
-        publish_to = str(out)
-        check_output_url(publish_to)
-        out = local_copy(publish_to)
+    local_out, publish_to = local_output(out) if out is not None else (None, None)
     job = _plan_here(registry, exporters, variants, Path(model) if model else None,
-                     Path(out) if out else None, Path(records) if records else None, verify)
+                     local_out, Path(records) if records else None, verify)
     return replace(job, publish_to=publish_to, records_url=records_url)
 
 

@@ -41,8 +41,8 @@ from odplug.errors import OdplugError, UsageError
 from odplug.pictures.boxes import draw_detections, name_of
 from odplug.plugins import Registry
 from odplug.run import RunInfo
-from odplug.storage import is_url, local_copy
-from odplug.workflows.buckets import any_url, check_output_url, input_path, publish_output
+from odplug.storage import is_url
+from odplug.workflows.buckets import any_url, input_path, local_output, publish_output
 
 IMAGES_FILE = "images.json"
 DETECTIONS_FILE = "detections.json"
@@ -228,14 +228,11 @@ def predict(model: Path | str, source: str | Path, out: Path | str, threshold: f
                            note)
         if is_url(str(source)):
             source = input_path(source, "images or videos to predict on", note)
-        publish_to = str(out) if is_url(str(out)) else None
-        if publish_to is not None:
-            check_output_url(publish_to)
-            out = local_copy(publish_to)
-        found = predict(Path(model), source, Path(out), threshold, registry, on_model=on_model,
+        local_out, publish_to = local_output(out)
+        found = predict(Path(model), source, local_out, threshold, registry, on_model=on_model,
                         on_image=on_image, on_video=on_video)
         if publish_to is not None:
-            publish_output(Path(out), publish_to, "model.predict", note)
+            publish_output(local_out, publish_to, "model.predict", note)
         return found
     model, out = Path(model), Path(out)
     load = find_model(model, registry)

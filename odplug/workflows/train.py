@@ -25,7 +25,7 @@ from odplug.errors import UsageError
 from odplug.plugins import TRAINERS, Registry
 from odplug.run import Resume, RunInfo, numbered_run_dir
 from odplug.storage import is_url
-from odplug.workflows.buckets import any_url, free_run_url, input_path, run_folder, upload_run
+from odplug.workflows.buckets import free_run_url, input_path, run_folder, upload_run
 
 
 def existing_run_mode(*, resume: bool = False, overwrite: bool = False) -> Resume:
@@ -61,32 +61,39 @@ def train_model(registry: Registry, records: Path | str, run_dir: Path | str, *,
                          "overwrite")
     chosen = registry.get(TRAINERS, trainer)
     chosen.check()
-    if any_url(records, run_dir):
-        return _train_with_urls(chosen, records, run_dir, config=config, overrides=overrides,
-                                mode=mode, new_run=new_run, workers=workers, on_step=on_step,
-                                on_event=on_event, note=note)
-    return train_model_here(chosen, Path(records), Path(run_dir), config, overrides, mode,
-                            new_run, workers, on_step, on_event)
-
-
-def _train_with_urls(chosen: Trainer, records: Path | str, run_dir: Path | str, *,
-                     config: Path | None, overrides: dict[str, object] | None, mode: Resume,
-                     new_run: bool, workers: int, on_step: StepCallback | None,
-                     on_event: EventCallback | None, note: Callable[[str], None]) -> RunInfo:
-    """`train_model` where the records, the run or both are bucket URLs."""
-    from odplug.data.shards import training_inputs
-
+    if new_run:
+        run_dir = _free_run(run_dir, on_event)
     local_records = input_path(records, "records folder (data.import's output)", note)
-    training_inputs(local_records)  # refused before the run is touched
-    records_url = str(records) if is_url(str(records)) else None
+    if is_url(str(records)):
+        from odplug.data.shards import training_inputs
+
+        training_inputs(local_records)  # refused before the run is touched
     if not is_url(str(run_dir)):
-        return train_model_here(chosen, local_records, Path(run_dir), config, overrides, mode,
-                                new_run, workers, on_step, on_event)
-    url = str(run_dir)
-    if new_run and (free := free_run_url(url)) != url:
-        if on_event is not None:
-            on_event(TrainingStatus(f"{url} is taken: training into {free}"))
-        url = free
+        return train_with(chosen, local_records, Path(run_dir), config=config,
+                          overrides=overrides or {}, resume=mode, on_step=on_step,
+                          on_event=on_event, workers=workers)
+    return _train_into_bucket(chosen, local_records, str(run_dir), config=config,
+                              overrides=overrides, mode=mode, workers=workers, on_step=on_step,
+                              on_event=on_event, note=note,
+                              records_url=str(records) if is_url(str(records)) else None)
+
+
+def _free_run(run_dir: Path | str, on_event: EventCallback | None) -> Path | str:
+    """`run_dir`, or when it holds a run the first free ``<run_dir>-2``, ``-3``, ... (a
+    folder or a bucket URL), said through `on_event`."""
+    free: Path | str = (free_run_url(str(run_dir)) if is_url(str(run_dir))
+                        else numbered_run_dir(Path(run_dir)))
+    if str(free) != str(run_dir) and on_event is not None:
+        on_event(TrainingStatus(f"{run_dir} is taken: training into {free}"))
+    return free
+
+
+def _train_into_bucket(chosen: Trainer, records: Path, url: str, *, config: Path | None,
+                       overrides: dict[str, object] | None, mode: Resume, workers: int,
+                       on_step: StepCallback | None, on_event: EventCallback | None,
+                       note: Callable[[str], None], records_url: str | None) -> RunInfo:
+    """`train_model` into a run at a bucket URL, trained in its working copy
+    (`odplug.workflows.buckets.run_folder`); `records_url` is kept in its manifest."""
     with run_folder(url, note, records=records_url) as local:
         def uploading(event: TrainingEvent) -> None:
             if on_event is not None:
@@ -98,18 +105,6 @@ def _train_with_urls(chosen: Trainer, records: Path | str, run_dir: Path | str, 
         # is uploaded: the bucket gets the run as a kill at that moment would leave it, which
         # the trainer resumes from. Workers of a local cluster go on while their parent hears
         # of a validation, so their run is uploaded when training ends or stops only.
-        return train_with(chosen, local_records, local, config=config,
-                          overrides=overrides or {}, resume=mode, on_step=on_step,
+        return train_with(chosen, records, local, config=config, overrides=overrides or {},
+                          resume=mode, on_step=on_step,
                           on_event=uploading if workers == 1 else on_event, workers=workers)
-
-
-def train_model_here(chosen: Trainer, records: Path, run_dir: Path, config: Path | None,
-                     overrides: dict[str, object] | None, mode: Resume, new_run: bool,
-                     workers: int, on_step: StepCallback | None,
-                     on_event: EventCallback | None) -> RunInfo:
-    if new_run and (free := numbered_run_dir(run_dir)) != run_dir:
-        if on_event is not None:
-            on_event(TrainingStatus(f"{run_dir} is taken: training into {free}"))
-        run_dir = free
-    return train_with(chosen, records, run_dir, config=config, overrides=overrides or {},
-                      resume=mode, on_step=on_step, on_event=on_event, workers=workers)

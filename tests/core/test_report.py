@@ -18,7 +18,8 @@ from PIL import Image
 
 from odplug.data.shards import shard_files
 from odplug.data.tfrecord import read_record, record_offsets, summarize
-from odplug.exports.table import DETECTIONS_FILE, Row, target_for, write_table
+from odplug.exports.output import DETECTIONS_FILE
+from odplug.exports.table import Row, target_for, write_table
 from odplug.report.page import write_report
 from odplug.run import RunInfo
 from tests.support.records import run_import

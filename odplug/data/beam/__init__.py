@@ -20,7 +20,6 @@ no Beam: it hands the job over in files and runs the pipeline as a subprocess
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import pickle
@@ -40,7 +39,7 @@ from odplug.errors import OdplugError, UsageError
 from odplug.labels import LabelMap
 from odplug.samples import Sample
 from odplug.storage.mount import registered
-from odplug.storage.urls import is_url
+from odplug.storage.urls import filesystem, is_url, remove_quietly, storage_errors
 
 ENGINES = ("local", "beam")
 REPO = Path(__file__).resolve().parents[3]
@@ -163,7 +162,7 @@ def write_on_beam(job: WriteJob, flags: Sequence[str], remote: str | None = None
     finally:
         shutil.rmtree(local, ignore_errors=True)
         if remote is not None:
-            _remove(folder)
+            remove_quietly(folder)  # what is left goes with the staging prefix
     shown.finish()
     return report
 
@@ -190,8 +189,6 @@ class _Progress:
 
 
 def _upload(local: Path, url: str) -> None:
-    from odplug.storage.urls import filesystem, storage_errors
-
     fs, key = filesystem(url)
     files = sorted(p for p in local.iterdir() if p.is_file())
     with storage_errors(url, "uploading the Beam job"):
@@ -201,20 +198,9 @@ def _upload(local: Path, url: str) -> None:
 def _read(path: str) -> bytes:
     if not is_url(path):
         return Path(path).read_bytes()
-    from odplug.storage.urls import filesystem, storage_errors
-
     fs, key = filesystem(path)
     with storage_errors(path, "reading the Beam pipeline's report"):
         return bytes(fs.cat_file(key))
-
-
-def _remove(url: str) -> None:
-    """The job folder in the bucket, deleted once the pipeline is done (or has failed)."""
-    from odplug.storage.urls import filesystem
-
-    fs, key = filesystem(url)
-    with contextlib.suppress(Exception):  # what is left is deleted with the staging prefix
-        fs.rm(key, recursive=True)
 
 
 def _write_chunks(splits: dict[str, list[Sample]], folder: Path) -> list[str]:
