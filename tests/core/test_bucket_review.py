@@ -239,3 +239,25 @@ def test_a_missing_s3fs_is_one_line_naming_the_package(tmp_path: Path) -> None:
         "odplug: error: s3://any/ds: s3:// URLs need s3fs: pip install s3fs (or pip install "
         "'odplug[cloud]' for s3:// and gs://)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_free_run_url_is_not_called_taken(bucket: str, tmp_path: Path) -> None:
+    """``--new-run`` with a bucket run URL: a URL written with a trailing slash and holding
+    nothing is free (it was once said to be taken, being compared in another spelling), and
+    one holding a run gives the first free ``-2``, ``-3``."""
+    from odplug.components import TrainingStatus
+    from odplug.workflows.train import _free_run
+
+    said: list[str] = []
+
+    def hear(event: object) -> None:
+        if isinstance(event, TrainingStatus):
+            said.append(event.text)
+
+    assert _free_run(f"{bucket}/runs/new/", hear) == f"{bucket}/runs/new/" and said == []
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    publish_folder(tmp_path / "run", f"{bucket}/runs/old", by="model.train")
+    publish_folder(tmp_path / "run", f"{bucket}/runs/old-2", by="model.train")
+    assert _free_run(f"{bucket}/runs/old", hear) == f"{bucket}/runs/old-3"
+    assert said == [f"{bucket}/runs/old is taken: training into {bucket}/runs/old-3"]
