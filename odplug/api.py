@@ -82,6 +82,7 @@ def _model(model: Model) -> Path | str:
     return str(model) if is_url(str(model)) else Path(model)
 
 
+@args.file_urls_as_paths
 def demo_dataset(out: PathArg = "demo/supervisely", *, images: int = 600, size: int = 256,
                  seed: int = 0, progress: bool = False) -> Path:
     """Write the synthetic demo project (shapes on textures, 3 classes) and return its folder:
@@ -98,6 +99,7 @@ def demo_dataset(out: PathArg = "demo/supervisely", *, images: int = 600, size: 
                                   progress=bar.advance)
 
 
+@args.file_urls_as_paths
 def import_dataset(
     source: PathArg, out: PathArg | None = None, *, format: str | None = None,
     to: str = BUILTIN_DEFAULTS.writer, split: str = "auto",
@@ -148,6 +150,7 @@ def import_dataset(
                           progress=bar.advance, note=_note)
 
 
+@args.file_urls_as_paths
 def train(records: PathArg, *, run: PathArg | None = None, config: PathArg | None = None,
           steps: int | None = None, set: str | Sequence[str] | Mapping[str, object] | None = None,
           resume: bool = False, overwrite: bool = False, new_run: bool = False,
@@ -206,6 +209,7 @@ def _both(first: Callable[..., None] | None, second: Callable[..., None] | None
     return both
 
 
+@args.file_urls_as_paths
 def evaluate(model: Model, *, records: PathArg | None = None, split: str = "test",
              out: PathArg | None = None) -> Evaluation:
     """COCO metrics of a trained model on one split: ``model.evaluate``.
@@ -242,6 +246,7 @@ class ExportResult:
         return self.verification.rows if self.verification else []
 
 
+@args.file_urls_as_paths
 def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
            quantize: str | Sequence[str] = "", out: PathArg | None = None,
            records: PathArg | None = None, verify: bool = True, limit: int = 0,
@@ -275,6 +280,7 @@ def export(model: Model, *, to: str | Sequence[str] = DEFAULT_EXPORTS,
     return result
 
 
+@args.file_urls_as_paths
 def predict(model: Model, source: PathArg, *, out: PathArg = "predictions",
             threshold: float = 0.3) -> Predictions:
     """Detect objects in images and videos: ``model.predict``.

@@ -10,17 +10,44 @@ through. TensorFlow-free and below every tier, like `odplug.errors`.
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
+from typing import TypeVar
 
 from odplug.errors import UsageError
-from odplug.storage.urls import is_url, url_name
+from odplug.storage.urls import is_file_url, is_url, local_path, url_name
 
 PathArg = str | PathLike[str]
 """A path as a user gives it: text or any path object."""
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def file_urls_as_paths(function: F) -> F:
+    """`function` with every text argument written as a ``file://`` URL given as the local
+    path it names (`odplug.storage.urls.local_path`), for the command line's tasks and the
+    Python API alike.
+
+    fsspec users write local data as ``file:///data/ds``; every other part of odplug takes
+    local paths as paths, and such text made a `Path` is the relative ``file:/data/ds``. Only
+    paths are text that starts with ``file://``, so the rule needs no list of arguments.
+    """
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*given: object, **named: object) -> object:
+        bound = signature.bind_partial(*given, **named)
+        for name, value in bound.arguments.items():
+            if is_file_url(value):
+                bound.arguments[name] = local_path(value)  # type: ignore[arg-type]
+        return function(*bound.args, **bound.kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def usage(name: str, value: object, fix: str) -> UsageError:

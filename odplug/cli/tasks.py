@@ -14,6 +14,7 @@ import gc
 import inspect
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,12 @@ class CheckedTask(Task):  # type: ignore[misc]
     their numeric default and kind, but a value given is passed on uncast, and each task checks
     it with `whole_number` or `_fraction`, whose errors name the flag. An argument annotated
     ``int | None`` (or ``float | None``) with the default None is such a number that may be left
-    out: the task gets None.
+    out: the task gets None. A value written as a ``file://`` URL reaches the task as the
+    local path it names (`odplug.arguments.file_urls_as_paths`).
     """
+
+    def __init__(self, body: Callable[..., Any], *more: Any, **named: Any) -> None:
+        super().__init__(args.file_urls_as_paths(body), *more, **named)
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)

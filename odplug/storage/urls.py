@@ -30,9 +30,23 @@ def is_url(value: str | os.PathLike[str] | None) -> bool:
     return match is not None and match.group(1).lower() != "file"
 
 
+def is_file_url(value: object) -> bool:
+    """Whether `value` is text written as a ``file://`` URL."""
+    return isinstance(value, str) and value[:7].lower() == "file://"
+
+
 def local_path(value: str) -> str:
-    """``file:///x`` as ``/x``; anything else unchanged."""
-    return value[len("file://"):] if value.lower().startswith("file://") else value
+    """``file:///x`` and ``file://localhost/x`` as ``/x`` (fsspec reads ``file://x`` as the
+    relative ``x``, and so does this); anything else unchanged.
+
+    Needed wherever a user's path enters (`odplug.arguments.file_urls_as_paths`): a
+    ``file://`` URL made a `Path` becomes the relative folder ``file:/x`` (pathlib collapses
+    the slashes), so ``--out file:///data/records`` wrote into ``./file:/data/records``.
+    """
+    if not is_file_url(value):
+        return value
+    rest = value[len("file://"):]
+    return rest[len("localhost"):] if rest.lower().startswith("localhost/") else rest
 
 
 def clean(url: str) -> str:

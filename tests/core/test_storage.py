@@ -287,7 +287,11 @@ def test_is_url(value: object, url: bool) -> None:
 
 def test_file_urls_and_names() -> None:
     assert local_path("file:///tmp/data") == "/tmp/data"
+    assert local_path("FILE:///tmp/data") == "/tmp/data"
+    assert local_path("file://localhost/tmp/data") == "/tmp/data"
+    assert local_path("file://data/set") == "data/set"  # relative, as fsspec reads it
     assert local_path("/tmp/data") == "/tmp/data"
+    assert local_path("s3://bucket/file:///x") == "s3://bucket/file:///x"
     assert url_name("s3://bucket/data/ds/") == "ds"
     assert url_name("s3://bucket") == "bucket"
 

@@ -101,3 +101,16 @@ def test_paths_and_lists_may_be_python_values(demo_project: Path, tmp_path: Path
     assert result.out == tmp_path / "records"
     assert set(result.label_map.names) == {"round", "square"}
     assert (tmp_path / "records" / "report.json").is_file()
+
+
+def test_file_urls_are_the_local_paths_they_name(demo_project: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``file:///x`` as fsspec users write it: made a Path it was the relative folder
+    ``file:/x``, so the import read nothing there or wrote under the current folder."""
+    monkeypatch.chdir(tmp_path)
+    result = odplug.import_dataset(f"file://{demo_project}", out=f"file://{tmp_path}/records")
+    assert result.out == tmp_path / "records"
+    assert (tmp_path / "records" / "report.json").is_file()
+    made = odplug.demo_dataset(f"file://localhost{tmp_path}/demo", images=4, size=64)
+    assert made == tmp_path / "demo"
+    assert not (tmp_path / "file:").exists()

@@ -162,3 +162,16 @@ def test_model_tasks_check_their_arguments_before_tensorflow(
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert run(ns, *argv) == status
     assert capsys.readouterr().err == f"odplug: error: {line.format(tmp=tmp_path)}\n"
+
+
+def test_file_urls_are_the_local_paths_they_name(ns: Collection, demo_project: Path,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out file:///x`` wrote into ``./file:/x`` and said it wrote ``file:/x``; ``--source
+    file:///x`` was "no such file or folder" for a folder that is there."""
+    monkeypatch.chdir(tmp_path)
+    program = OdplugProgram(namespace=ns, name="odplug", binary="odplug")
+    program.run(["odplug", "data.import", "--source", f"file://{demo_project}",
+                 "--out", f"FILE://{tmp_path}/records", "--no-pictures"])  # returns: it worked
+    assert (tmp_path / "records" / "report.json").is_file()
+    assert not (tmp_path / "file:").exists() and not (tmp_path / "FILE:").exists()
