@@ -79,12 +79,17 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         logging.getLogger(backend).setLevel(logging.CRITICAL)
     try:
         fs, path = fsspec.core.url_to_fs(clean(url))
-    except ImportError:
-        package = BACKENDS.get(scheme, f"the fsspec backend for {scheme}://")
+    except ImportError as error:
+        if scheme not in BACKENDS:  # fsspec's own words name what to install
+            raise OdplugError(f"{url}: {scheme}:// URLs need a package that is not installed "
+                              f"({error})") from None
+        package = BACKENDS[scheme]
         raise OdplugError(f"{url}: {scheme}:// URLs need {package}: pip install {package} "
                           "(or pip install 'odplug[cloud]' for s3:// and gs://)") from None
     except ValueError as error:
         raise OdplugError(f"{url}: {scheme}:// is not a storage odplug knows ({error})") from None
+    except Exception as error:  # a backend that connects when made (ftp://, sftp://)
+        raise OdplugError(f"{url}: cannot reach the storage: {reason(error)}") from None
     return fs, path.rstrip("/")
 
 

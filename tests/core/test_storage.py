@@ -306,6 +306,33 @@ def test_a_missing_backend_names_its_package(monkeypatch: pytest.MonkeyPatch) ->
     one_line(caught)
 
 
+def test_a_missing_package_of_another_scheme_is_in_fsspecs_words(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """hdfs:// needs pyarrow: the line said 'pip install the fsspec backend for hdfs://'."""
+    import fsspec.registry  # noqa: F401 (the module, which fsspec's `registry` name hides)
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "hdfs", raising=False)
+    with pytest.raises(OdplugError, match=r"hdfs://x/ds: hdfs:// URLs need a package that is not "
+                       r"installed \(.*pyarrow.*\)") as caught:
+        filesystem("hdfs://x/ds")
+    one_line(caught)
+
+
+def test_a_storage_that_connects_when_opened_is_one_line_naming_it() -> None:
+    """An ftp:// server that is not there was 'odplug: error: Connection refused', no URL."""
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on once this is closed
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    url = f"ftp://127.0.0.1:{port}/data"
+    with pytest.raises(OdplugError, match=f"{url}: cannot reach the storage: .*refused"
+                       ) as caught:
+        filesystem(url)
+    one_line(caught)
+
+
 def test_an_unknown_scheme_is_one_line() -> None:
     with pytest.raises(OdplugError, match="nosuch:// is not a storage odplug knows") as caught:
         filesystem("nosuch://bucket/data")
