@@ -140,12 +140,18 @@ def test_benchmark_times_every_contender_and_saves_what_it_prints(tmp_path: Path
     lines: list[str] = []
     results = run(images=5, runs=2, workdir=tmp_path, echo=lines.append)
 
-    assert set(results["measurements"]) == {"odplug", "baseline", "cat"}
+    names = ["odplug", "odplug-no-pictures", "baseline", "cat"]
+    assert list(results["measurements"]) == names
     for name, measured in results["measurements"].items():
         assert len(measured["runs_s"]) == 2 and measured["images_per_s"] > 0, name
     timed = [line.split(":")[0] for line in lines if ": run " in line]
-    assert timed == ["odplug", "baseline", "cat"] * 2, "the contenders take turns"
-    assert set(results["ratios"]) == set(TARGETS)
+    assert timed == names * 2, "the contenders take turns"
+    assert set(results["ratios"]) == {*TARGETS, "odplug-no-pictures_vs_baseline",
+                                      "odplug-no-pictures_vs_cat"}
+    assert all("target" not in results["ratios"][f"odplug-no-pictures_vs_{other}"]
+               for other in ("baseline", "cat")), "a measurement, not a target"
+    assert not (tmp_path / "out" / "odplug-no-pictures" / "dataset.png").exists()
+    assert (tmp_path / "out" / "odplug" / "dataset.png").is_file()
     assert any(line.strip().startswith("odplug / cat") for line in lines)
     assert json.loads((tmp_path / RESULTS_FILE).read_text()) == results
 
