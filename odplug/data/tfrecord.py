@@ -218,7 +218,6 @@ class RecordSummary:
     height: int
     labels: tuple[int, ...]
     texts: tuple[str, ...]
-    image_bytes: int
     image_problem: str | None
     """Why ``image/encoded`` cannot be the declared image, from its header; None when it can
     (and None, unchecked, when summarized with ``check_image=False``)."""
@@ -232,7 +231,12 @@ BBOX_KEYS = tuple(f"image/object/bbox/{name}" for name in ("xmin", "ymin", "xmax
 def summarize(record: bytes, *, origin: str = "record",
               check_image: bool = True) -> RecordSummary:
     """One record's names, sizes and boxes; its image's header is read only with
-    `check_image` (an import that has just checked every image need not pay it again)."""
+    `check_image` (an import that has just checked every image need not pay it again).
+
+    Without `check_image` the image's bytes are not taken out of the parsed record at all:
+    each take is a copy (about 250 KB a photo), and on the 2,000-image benchmark those copies
+    were 0.3 s of the 0.8 s that drawing an import's dataset picture spent re-reading its
+    records."""
     example = parse_example(record, origin=origin)
     feature = example.features.feature
 
@@ -240,7 +244,6 @@ def summarize(record: bytes, *, origin: str = "record",
         values = getattr(feature[key], kind).value if key in feature else []
         return values[0] if values else default
 
-    encoded = first("image/encoded", "bytes_list", b"")
     width, height = first("image/width", "int64_list", None), first("image/height", "int64_list",
                                                                     None)
     return RecordSummary(
@@ -252,8 +255,8 @@ def summarize(record: bytes, *, origin: str = "record",
         if "image/object/class/label" in feature else (),
         texts=tuple(v.decode(errors="replace") for v in feature["image/object/class/text"]
                     .bytes_list.value) if "image/object/class/text" in feature else (),
-        image_bytes=len(encoded),
-        image_problem=image_problem(encoded, width, height) if check_image else None,
+        image_problem=(image_problem(first("image/encoded", "bytes_list", b""), width, height)
+                       if check_image else None),
         corners=tuple(zip(*(feature[key].float_list.value if key in feature else ()
                             for key in BBOX_KEYS), strict=False)),
     )
