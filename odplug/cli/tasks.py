@@ -278,7 +278,7 @@ def demo_dataset(c, out="demo/supervisely", images=600, size=256, seed=0):
         "checkpoint; test for the final metrics), or its bucket URL (cached locally)",
         "run": "run folder: the trainer's files, its run description and the SavedModel "
         "(default: runs/<records folder name>); a bucket URL trains in a local copy, "
-        "uploaded when training ends or stops",
+        "uploaded after every validation and when training ends or stops",
         "config": "TOML config with the settings to change (see `model.config` for all)",
         "steps": "number of training steps, 1 or more (overrides train.steps; default: the "
         "trainer's)",

@@ -160,6 +160,13 @@ def _check(url: str, name: str, entry: dict[str, Any], path: Path) -> None:
                           f"the folder's {MANIFEST}); run again once the upload to it is done")
 
 
+def held_from_url(local: Path) -> bool:
+    """Whether the cache folder `local` was last made to match files its URL held (downloaded
+    or published from it): False for one that never matched any, such as a run's working copy
+    whose every upload failed, which holds nothing but this machine's work."""
+    return bool(_read_marker(local / FETCHED))
+
+
 def _read_marker(marker: Path) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
         loaded = json.loads(marker.read_text())

@@ -29,7 +29,7 @@ from typing import Any
 
 from odplug.errors import OdplugError
 from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
-from odplug.storage.fetch import FETCHED, remember, sync_down, work_copy
+from odplug.storage.fetch import held_from_url, remember, sync_down, work_copy
 from odplug.storage.publish import HIDDEN, check_target, target_state
 from odplug.storage.urls import clean
 
@@ -81,9 +81,12 @@ def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
     in; published back to `url` when the block ends, whether it succeeds or not."""
     check_target(url, RUN_FOREIGN)
     local = work_copy(url)
-    recorded = (local / FETCHED).is_file()
+    # A copy that once matched files of the bucket, which now holds none, is of a run deleted
+    # from the bucket since. One that never matched any holds work never uploaded (every
+    # upload failed: no such bucket yet, no write access): that is kept, to be uploaded now.
+    recorded = held_from_url(local)
     if not sync_down(url, local, note=note, keep_local=True) and recorded:
-        shutil.rmtree(local, ignore_errors=True)  # a run deleted from the bucket since
+        shutil.rmtree(local, ignore_errors=True)
     failed = True
     try:
         yield local
@@ -109,10 +112,11 @@ def _publish_run(local: Path, url: str, note: Note, *, records: str | None,
                                   foreign=RUN_FOREIGN, extra=extra)
         remember(local, manifest["files"])
     except OdplugError as error:
+        kept = (f"the run is kept in its local copy {local}, and the next training of {url} "
+                "uploads it (--resume to go on)")
         if not failed:
-            raise
-        note(f"odplug: warning: the run could not be uploaded: {error} (its local copy is "
-             f"{local})")
+            raise OdplugError(f"{error}; {kept}") from None
+        note(f"odplug: warning: the run could not be uploaded: {error}; {kept}")
 
 
 def publish_output(local: Path, url: str, by: str, note: Note, *,

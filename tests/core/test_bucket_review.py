@@ -175,6 +175,39 @@ def test_a_runs_working_copy_keeps_what_this_machine_has_not_uploaded(
     assert (work / "weights.bin").read_bytes() == b"trained!"
 
 
+
+def test_a_run_never_uploaded_is_kept_and_uploaded_by_the_next_training(
+        bucket: str, tmp_path: Path, cache: Path) -> None:
+    """A training into a bucket that did not exist yet (or could not be written) ended with
+    the whole run in its working copy only, and said so; the next training of that run
+    deleted it, taking the empty bucket for a run deleted since. A copy that did hold the
+    bucket's files still goes when the bucket's run is deleted."""
+    from odplug.storage.fetch import sync_down, work_copy
+    from odplug.workflows.buckets import _publish_run, run_folder
+
+    missing = f"s3://odplug-no-such-bucket-{uuid.uuid4().hex[:8]}/runs/r"
+    work = work_copy(missing)
+    sync_down(missing, work, keep_local=True)  # what the first training's start did
+    (work / "last.weights.h5").write_bytes(b"trained")
+    with pytest.raises(OdplugError, match="kept in its local copy") as failed:
+        _publish_run(work, missing, [].append, records=None, failed=False)
+    assert str(work) in one_line(str(failed.value))
+
+    url = f"{bucket}/runs/r"
+    work = work_copy(url)
+    sync_down(url, work, keep_local=True)  # the first training: its every upload failed
+    (work / "last.weights.h5").write_bytes(b"trained")
+    with run_folder(url, [].append, records=None) as again:  # the next training
+        assert (again / "last.weights.h5").read_bytes() == b"trained"
+    assert "last.weights.h5" in listing(url)
+
+    import s3fs
+
+    s3fs.S3FileSystem(skip_instance_cache=True).rm(url.removeprefix("s3://"), recursive=True)
+    with run_folder(url, [].append, records=None) as fresh:  # the bucket's run was deleted
+        assert not (fresh / "last.weights.h5").exists()
+
+
 # -- what works and was not yet tested ---------------------------------------------------------
 
 
