@@ -44,10 +44,12 @@ def import_with_urls(
     note: Callable[[str], None],
 ) -> ImportResult:
     """`odplug.data.convert.import_dataset` where `source`, `out` or both are URLs."""
+    if is_url(str(out)):  # refused before any work, the dataset's listing included
+        if is_url(str(source)):
+            _refuse_overlap(str(source), str(out))
+        check_target(str(out), FOREIGN_OUTPUT)
     with contextlib.ExitStack() as stack:
         if is_url(str(source)):
-            if is_url(str(out)):
-                _refuse_overlap(str(source), str(out))
             mounted: Mount | None = stack.enter_context(mount(str(source), note=note))
             assert mounted is not None
             local_source = mounted.source
@@ -55,7 +57,6 @@ def import_with_urls(
             mounted, local_source = None, Path(source)
         show = mounted.show if mounted else (lambda text: text)
         if is_url(str(out)):
-            check_target(str(out), FOREIGN_OUTPUT)  # refused before any work
             temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="odplug-import-")))
             local_out = temporary / url_name(str(out))

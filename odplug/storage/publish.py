@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odplug.errors import OdplugError
-from odplug.storage.urls import entries, filesystem, listed_entry, storage_errors
+from odplug.storage.urls import (BUCKET_SCHEMES, entries, filesystem, listed_entry,
+                                 storage_errors)
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -196,8 +197,28 @@ def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:
 def check_target(url: str, why: str) -> None:
     """Refuse, before any work, an output URL that holds objects odplug did not publish:
     `why` says what the output is (replaced whole, a run folder of odplug's own)."""
-    if target_state(url) == "foreign":
+    state = target_state(url)
+    if state == "foreign":
         raise OdplugError(f"{url}: not empty and not an odplug output (no {MANIFEST}); {why}")
+    if state == "empty":
+        _check_bucket(url)
+
+
+def _check_bucket(url: str) -> None:
+    """Refuse an output in a bucket that does not exist: its listing is merely empty, and the
+    upload at the very end (after a whole import, training or export) would be the first to
+    fail. Object stores only: elsewhere (``memory://``, a mounted file system) the first
+    part of the path is a folder that the publish creates."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in BUCKET_SCHEMES:
+        return
+    fs, root = filesystem(url)
+    bucket = root.split("/", 1)[0]
+    with storage_errors(url, "looking for its bucket"):
+        found = fs.exists(bucket)
+    if not found:
+        raise OdplugError(f"{url}: bucket {bucket!r} does not exist, or cannot be seen with "
+                          "these credentials; create it first")
 
 
 def target_state(url: str) -> str:

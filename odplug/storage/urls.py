@@ -20,6 +20,9 @@ BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "a
             "abfs": "adlfs", "abfss": "adlfs"}
 """The fsspec backend package each common scheme needs, for the error of a missing one."""
 
+BUCKET_SCHEMES = frozenset(BACKENDS)
+"""Object stores, whose URLs' first path part is a bucket (a container) that must exist."""
+
 
 def is_url(value: str | os.PathLike[str] | None) -> bool:
     """Whether `value` is a URL (``scheme://...``) rather than a local path; ``file://`` URLs

@@ -274,6 +274,53 @@ def test_a_missing_s3fs_is_one_line_naming_the_package(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_in_a_missing_bucket_or_foreign_is_refused_before_any_work(
+        demo_url: str, bucket: str, tmp_path: Path, registry: Registry, cache: Path) -> None:
+    """An output bucket that does not exist was found at the upload, after the whole import
+    (training, export); a foreign output URL was refused only after the dataset's
+    annotations were listed and downloaded, where a local one is refused at once."""
+    from odplug.workflows.buckets import local_output, run_folder
+
+    missing = f"s3://odplug-missing-{uuid.uuid4().hex[:8]}/records"
+    for source in (demo_url, tmp_path / "nowhere"):
+        notes: list[str] = []
+        with pytest.raises(OdplugError, match=r"bucket 'odplug-missing-\w+' does not exist"
+                           ) as refused:
+            run(source, missing, registry, notes=notes)
+        one_line(str(refused.value))
+        assert notes == [], "refused before the dataset was read"
+    with pytest.raises(OdplugError, match="does not exist"):
+        local_output(missing)  # an export's or predictions' output
+    with pytest.raises(OdplugError, match="does not exist"), run_folder(missing, [].append,
+                                                                        records=None):
+        pass  # a training's run
+    upload(_one_file(tmp_path), f"{bucket}/theirs")
+    notes = []
+    with pytest.raises(OdplugError, match="not an odplug output"):
+        run(demo_url, f"{bucket}/theirs", registry, notes=notes)
+    assert notes == [], "refused before the dataset was read"
+    assert list(listing(f"{bucket}/theirs")) == ["notes.txt"]
+
+
+def _one_file(folder: Path) -> Path:
+    (folder / "theirs").mkdir()
+    (folder / "theirs" / "notes.txt").write_text("not odplug's")
+    return folder / "theirs"
+
+
+def test_the_url_of_a_new_run_is_the_free_one_it_trained_into(cache: Path) -> None:
+    """``--new-run`` into s3://b/runs/r trained into s3://b/runs/r-2, and the command line
+    said ``Run: s3://b/runs/r``."""
+    from odplug.storage.fetch import work_copy
+    from odplug.workflows.buckets import run_url
+
+    asked = "s3://b/runs/r"
+    assert run_url(asked, work_copy("s3://b/runs/r-2")) == "s3://b/runs/r-2"
+    assert run_url(asked, work_copy(asked)) == asked
+    assert run_url(f"{asked}/", work_copy("s3://b/runs/r-3")) == "s3://b/runs/r-3"
+    assert run_url("s3://b/runs/r-2", work_copy("s3://b/runs/r-2")) == "s3://b/runs/r-2"
+
+
 def test_a_free_run_url_is_not_called_taken(bucket: str, tmp_path: Path) -> None:
     """``--new-run`` with a bucket run URL: a URL written with a trailing slash and holding
     nothing is free (it was once said to be taken, being compared in another spelling), and
