@@ -35,8 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odplug.errors import OdplugError
-from odplug.storage.urls import (BUCKET_SCHEMES, entries, filesystem, listed_entry,
-                                 storage_errors)
+from odplug.storage.urls import (
+    BUCKET_SCHEMES,
+    entries,
+    filesystem,
+    listed_entry,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
