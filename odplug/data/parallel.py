@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -37,6 +38,10 @@ def tick(n: int = 1) -> None:
 def _init_worker(counter: Any) -> None:
     global _counter, _direct
     _counter, _direct = counter, None
+    # Ctrl-C reaches the terminal's whole process group: the parent stops the pool (its
+    # KeyboardInterrupt ends the ``with Pool``, which terminates the workers). A worker that
+    # took it too printed "Process ForkPoolWorker-2:" above the command's one line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_inherited(index: int) -> Any:

@@ -61,3 +61,20 @@ def _fail(value: int) -> int:
 def test_a_failing_job_raises_in_the_caller() -> None:
     with pytest.raises(ValueError, match="job 3 broke"):
         run_jobs(_fail, list(range(6)), workers=2, progress=lambda n: None)
+
+
+def _sigint_handler(job: int) -> tuple[object, int]:
+    import signal
+
+    return signal.getsignal(signal.SIGINT), os.getpid()
+
+
+def test_workers_leave_ctrl_c_to_the_parent() -> None:
+    """Ctrl-C reaches the whole process group: a worker that took it printed "Process
+    ForkPoolWorker-2:" above the command's one line; the parent stops the pool itself."""
+    import signal
+
+    results = run_jobs(_sigint_handler, list(range(4)), workers=2, progress=lambda n: None)
+    assert {pid for _, pid in results} - {os.getpid()}, "ran in workers"
+    assert {handler for handler, _ in results} == {signal.SIG_IGN}
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN, "the parent still takes it"
