@@ -17,3 +17,9 @@ class UsageError(OdplugError):
     A command exits 2 on it, as on invoke's own parse errors, and 1 on any other
     `OdplugError` (what only doing the work finds), so a script can tell the two apart.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C that left something the user must know of, said in its text: the command line
+    prints that line instead of its usual "nothing was left half-written" (exit status 130
+    all the same). A KeyboardInterrupt, so everything that lets Ctrl-C through lets it."""

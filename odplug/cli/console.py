@@ -21,7 +21,7 @@ from invoke.exceptions import Exit
 
 from odplug import quiet
 from odplug.cli.interrupt import INTERRUPTED, MESSAGE, interrupts_raise
-from odplug.errors import OdplugError, UsageError
+from odplug.errors import Interrupted, OdplugError, UsageError
 
 if TYPE_CHECKING:
     from odplug.plugins import Registry
@@ -150,8 +150,9 @@ def user_errors(body: F) -> F:
             raise Exit(f"odplug: error: {error}", code=code) from None
         except OSError as error:
             raise Exit(f"odplug: error: {os_error_line(error)}", code=FAILURE) from None
-        except KeyboardInterrupt:
-            raise Exit(MESSAGE, code=INTERRUPTED) from None
+        except KeyboardInterrupt as error:
+            said = str(error) if isinstance(error, Interrupted) else MESSAGE
+            raise Exit(said, code=INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 

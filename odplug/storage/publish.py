@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from odplug.errors import OdplugError
+from odplug.errors import Interrupted, OdplugError
 from odplug.storage.urls import (
     BUCKET_SCHEMES,
     entries,
@@ -175,8 +175,28 @@ def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: 
         intent = {"stage": prefix, "copy": changed + sorted(staged), "manifest": manifest,
                   "remove": sorted(set(before) - set(files))}
         fs.pipe_file(f"{root}/{INTENT}", json.dumps(intent).encode())
-        _finish(fs, root, intent)
+        _go_forward(fs, root, intent, url, note)
     return manifest
+
+
+def _go_forward(fs: AbstractFileSystem, root: str, intent: dict[str, Any], url: str,
+                note: Note) -> None:
+    """`_finish` a publish whose intent is written. From there the publish goes forward: a
+    Ctrl-C in it finishes it before stopping (the command's usual line, "nothing was left
+    half-written", is then true); a second Ctrl-C stops at once and says that the next
+    odplug command that reads or writes `url` finishes it (`recover`)."""
+    try:
+        _finish(fs, root, intent)
+    except KeyboardInterrupt:
+        note(f"odplug: finishing the upload to {url} before stopping (Ctrl-C again leaves it "
+             "for the next odplug command that reads or writes it)")
+        try:
+            _finish(fs, root, intent)
+        except KeyboardInterrupt:
+            raise Interrupted(f"odplug: interrupted while publishing {url}: its previous "
+                              "files and the new ones are both there; the next odplug command "
+                              "that reads or writes it finishes the upload") from None
+        raise
 
 
 def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:

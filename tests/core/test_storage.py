@@ -135,6 +135,43 @@ def test_a_publish_killed_after_its_intent_is_rolled_forward_by_the_next_look(
     assert read_manifest(url)["files"].keys() == V2.keys()
 
 
+def test_ctrl_c_after_the_intent_finishes_the_publish_and_twice_says_what_is_left(
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C once the intent was written stopped the copies midway, and the command said
+    "nothing was left half-written" over a folder holding old and new files side by side."""
+    from odplug.errors import Interrupted
+
+    url = f"{bucket}/records"
+    publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    finish, calls = publishing._finish, []
+
+    def interrupted_once(*args: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        finish(*args)  # type: ignore[arg-type]
+
+    notes: list[str] = []
+    monkeypatch.setattr(publishing, "_finish", interrupted_once)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        publish_folder(folder(tmp_path / "out", V2), url, by="test", note=notes.append)
+    assert not isinstance(stopped.value, Interrupted), "finished: the usual line is true"
+    assert published(url) == V2 and INTENT not in listing(url)
+    assert notes[-1].startswith(f"odplug: finishing the upload to {url} before stopping")
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(publishing, "_finish", interrupted)
+    with pytest.raises(Interrupted, match=f"interrupted while publishing {url}: .* the next "
+                       "odplug command that reads or writes it finishes the upload"):
+        publish_folder(folder(tmp_path / "out", V1), url, by="test")
+    monkeypatch.undo()
+    assert INTENT in listing(url)
+    recover(url)
+    assert published(url) == V1
+
+
 def test_a_publish_killed_before_its_intent_changes_nothing_and_its_staging_goes_next_time(
         bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"{bucket}/records"

@@ -404,6 +404,25 @@ def test_a_file_system_error_anywhere_in_a_task_names_the_path() -> None:
     assert caught.value.message == "odplug: error: /proc/version/below: Not a directory"
 
 
+def test_ctrl_c_that_left_something_to_know_says_it_instead_of_the_usual_line() -> None:
+    from invoke.exceptions import Exit
+
+    from odplug.cli.console import user_errors
+    from odplug.cli.interrupt import INTERRUPTED, MESSAGE
+    from odplug.errors import Interrupted
+
+    @user_errors
+    def body(error: KeyboardInterrupt) -> None:
+        raise error
+
+    for error, said in ((KeyboardInterrupt(), MESSAGE),
+                        (Interrupted("odplug: interrupted while publishing s3://b/x: ..."),
+                         "odplug: interrupted while publishing s3://b/x: ...")):
+        with pytest.raises(Exit) as caught:
+            body(error)
+        assert (caught.value.message, caught.value.code) == (said, INTERRUPTED)
+
+
 def _example(encoded: bytes, width: int, height: int) -> bytes:
     from odplug.data.protos import Example
 
