@@ -209,6 +209,12 @@ def stats(c, folder=None, json=False, pictures=False):
                          lambda text: print(text, file=sys.stderr))
     geometry = DatasetGeometry() if pictures else None
     summary = folder_stats(records, geometry=geometry)
+    if is_url(folder):  # the bucket's records, not their cache, as the user named them
+        from odplug.workflows.buckets import named_by_url
+
+        summary["folder"] = folder
+        for problem in summary["problems"]:
+            problem["file"] = named_by_url(problem["file"], records, folder)
     if geometry is not None:
         from odplug.data.overview import folder_overview
 

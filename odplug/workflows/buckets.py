@@ -47,6 +47,12 @@ def input_path(value: str | os.PathLike[str], what: str, note: Note) -> Path:
     return fetched(str(value), what, note=note) if is_url(str(value)) else Path(value)
 
 
+def named_by_url(text: str, local: Path, url: str) -> str:
+    """`text` (a message, a report's path) with `url`'s local copy `local` named by the URL,
+    as the user gave it: the cache is where odplug works, not what the user asked for."""
+    return text.replace(str(local), clean(url))
+
+
 def local_output(out: Path | str) -> tuple[Path, str | None]:
     """Where an output is written: `out` itself, or for a URL its local copy (`local_copy`)
     and the URL to publish it to (`publish_output`), refused first when it holds objects

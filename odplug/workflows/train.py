@@ -21,11 +21,17 @@ from odplug.components import (
     TrainingValidation,
     train_with,
 )
-from odplug.errors import UsageError
+from odplug.errors import OdplugError, UsageError
 from odplug.plugins import TRAINERS, Registry
 from odplug.run import Resume, RunInfo, numbered_run_dir
 from odplug.storage import is_url
-from odplug.workflows.buckets import free_run_url, input_path, run_folder, upload_run
+from odplug.workflows.buckets import (
+    free_run_url,
+    input_path,
+    named_by_url,
+    run_folder,
+    upload_run,
+)
 
 
 def existing_run_mode(*, resume: bool = False, overwrite: bool = False) -> Resume:
@@ -105,6 +111,10 @@ def _train_into_bucket(chosen: Trainer, records: Path, url: str, *, config: Path
         # is uploaded: the bucket gets the run as a kill at that moment would leave it, which
         # the trainer resumes from. Workers of a local cluster go on while their parent hears
         # of a validation, so their run is uploaded when training ends or stops only.
-        return train_with(chosen, records, local, config=config, overrides=overrides or {},
-                          resume=mode, on_step=on_step,
-                          on_event=uploading if workers == 1 else on_event, workers=workers)
+        try:
+            return train_with(chosen, records, local, config=config, overrides=overrides or {},
+                              resume=mode, on_step=on_step,
+                              on_event=uploading if workers == 1 else on_event,
+                              workers=workers)
+        except OdplugError as error:  # "<run> already holds a run", said of the run's URL
+            raise OdplugError(named_by_url(str(error), local, url)) from None

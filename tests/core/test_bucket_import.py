@@ -275,7 +275,10 @@ def test_stats_of_records_in_a_bucket(demo_url: str, bucket: str, registry, run_
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["splits"]["train"]["records"] == 12 and not summary["problems"]
+    assert summary["folder"] == f"{bucket}/records", "the URL, not its cache"
     assert f"from {bucket}/records" in done.stderr
+    shown = run_inv("data.stats", "--folder", f"{bucket}/records", program="odplug", env=env)
+    assert shown.stdout.startswith(f"{bucket}/records:\n"), shown.stdout
     refused = run_inv("data.stats", "--folder", f"{bucket}/records", "--pictures",
                       program="odplug", env=env)
     assert refused.returncode == 2

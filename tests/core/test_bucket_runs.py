@@ -108,3 +108,16 @@ def test_a_bucket_folder_of_other_files_is_not_taken_for_a_run(cloud, registry, 
     with pytest.raises(OdplugError, match="not an odplug output.*run folder is odplug's own"):
         train_model(registry, cloud["records"], foreign, trainer="ssd", overrides=STEPS)
     assert listing(foreign) == {"todo.txt": b"mine"}
+
+
+def test_a_run_already_in_the_bucket_is_refused_by_its_url(cloud, registry, tmp_path,
+                                                           monkeypatch) -> None:
+    """Training again without --resume, --overwrite or --new-run: the refusal named the run's
+    working copy in the cache, not the URL the user gave."""
+    from odplug.workflows.train import train_model
+
+    monkeypatch.setenv("ODPLUG_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(OdplugError) as refused:
+        train_model(registry, cloud["records"], cloud["run"], trainer="ssd", overrides=STEPS)
+    assert str(refused.value).startswith(f"{cloud['run']} already holds a run"), refused.value
+    assert str(tmp_path / "cache") not in str(refused.value)
