@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,7 @@ HIDDEN = ".odplug-"
 """Local files and folders whose names start with this (locks, temporaries) are not published."""
 
 Note = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def file_digest(path: Path) -> str:
@@ -102,16 +104,22 @@ def _read_json(fs: AbstractFileSystem, path: str, *, holds: str = "files",
     return loaded
 
 
-def recover(url: str, note: Note = lambda text: None) -> None:
+def recover(url: str, note: Note | None = None) -> None:
     """Finish a publish to `url` that was killed after its intent was written (module
-    docstring); nothing to do otherwise."""
+    docstring); nothing to do otherwise. Said through `note`, else as a logged warning: the
+    many reads that recover first (a manifest, a target's state) have no note to give, and a
+    user should know that an earlier upload was finished now."""
     fs, root = filesystem(url)
     with storage_errors(url, "reading"):  # every look at a URL starts here: say only that
         intent = _read_json(fs, f"{root}/{INTENT}", holds="manifest",
                             what="an odplug upload's intent")
     if intent is None:
         return
-    note(f"{url}: finishing an upload that was interrupted")
+    said = f"{url}: finishing an upload that was interrupted"
+    if note is None:
+        log.warning(said)
+    else:
+        note(said)
     with storage_errors(url, "finishing an interrupted upload"):
         _finish(fs, root, intent)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,7 +117,10 @@ V2 = {"train.record": b"n" * 300, "test.record": b"new split"}
 
 @pytest.mark.parametrize("read", [recover, read_manifest, target_state])
 def test_a_publish_killed_after_its_intent_is_rolled_forward_by_the_next_look(
-        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read) -> None:
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever looks first finishes the publish, and says so (it was silent where the
+    reader had no note to give: a user never learnt of the upload finished then)."""
     url = f"{bucket}/records"
     publish_folder(folder(tmp_path / "out", V1), url, by="test")
 
@@ -130,7 +134,10 @@ def test_a_publish_killed_after_its_intent_is_rolled_forward_by_the_next_look(
     left = listing(url)
     assert INTENT in left and any(name.startswith(STAGING + "/") for name in left)
     assert {name: left[name] for name in V1} == V1  # nothing final touched before the intent
-    read(url)
+    with caplog.at_level(logging.WARNING):
+        read(url)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{url}: finishing an upload that was interrupted"]
     assert published(url) == V2
     assert read_manifest(url)["files"].keys() == V2.keys()
 
