@@ -26,6 +26,7 @@ none that every one of them honours): give two concurrent writers different URLs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from odplug.storage.urls import (
     entries,
     filesystem,
     listed_entry,
+    reason,
     storage_errors,
 )
 
@@ -228,8 +230,9 @@ def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:
 
 
 def check_target(url: str, why: str) -> None:
-    """Refuse, before any work, an output URL that holds objects odplug did not publish:
-    `why` says what the output is (replaced whole, a run folder of odplug's own)."""
+    """Refuse, before any work, an output URL that holds objects odplug did not publish
+    (`why` says what the output is: replaced whole, a run folder of odplug's own), or that
+    is in a bucket that does not exist or cannot be written (`_check_bucket`)."""
     state = target_state(url)
     if state == "foreign":
         raise OdplugError(f"{url}: not empty and not an odplug output (no {MANIFEST}); {why}")
@@ -238,20 +241,32 @@ def check_target(url: str, why: str) -> None:
 
 
 def _check_bucket(url: str) -> None:
-    """Refuse an output in a bucket that does not exist: its listing is merely empty, and the
-    upload at the very end (after a whole import, training or export) would be the first to
-    fail. Object stores only: elsewhere (``memory://``, a mounted file system) the first
-    part of the path is a folder that the publish creates."""
+    """Refuse an output in a bucket that does not exist, or that these credentials cannot
+    write: its listing is merely empty, and the upload at the very end (after a whole import,
+    training or export) would be the first to fail. Refused on evidence only: the bucket's
+    own look-up needs rights that a role limited to a prefix lacks (S3's HeadBucket, GCS's
+    storage.buckets.get), so where it says no, a hidden probe object is written and deleted,
+    and only its failure refuses. Object stores only: elsewhere (``memory://``, a mounted
+    file system) the first part of the path is a folder that the publish creates."""
     scheme = url.split("://", 1)[0].lower()
     if scheme not in BUCKET_SCHEMES:
         return
     fs, root = filesystem(url)
-    bucket = root.split("/", 1)[0]
+    split = getattr(fs, "split_path", None)  # s3fs and gcsfs know their bucket names
+    bucket = split(root)[0] if callable(split) else root.split("/", 1)[0]
     with storage_errors(url, "looking for its bucket"):
-        found = fs.exists(bucket)
-    if not found:
-        raise OdplugError(f"{url}: bucket {bucket!r} does not exist, or cannot be seen with "
-                          "these credentials; create it first")
+        if fs.exists(bucket):
+            return
+    probe = f"{root}/{HIDDEN}probe-{uuid.uuid4().hex[:12]}"
+    try:
+        fs.pipe_file(probe, b"")
+    except FileNotFoundError:
+        raise OdplugError(f"{url}: bucket {bucket!r} does not exist; create it first"
+                          ) from None
+    except Exception as error:  # backends raise their own types (PermissionError, ...)
+        raise OdplugError(f"{url}: cannot write there: {reason(error)}") from None
+    with contextlib.suppress(Exception):  # the probe's name is hidden: a later publish's too
+        fs.rm_file(probe)
 
 
 def target_state(url: str) -> str:

@@ -179,6 +179,26 @@ def test_ctrl_c_after_the_intent_finishes_the_publish_and_twice_says_what_is_lef
     assert published(url) == V1
 
 
+def test_a_bucket_whose_look_up_is_not_allowed_is_written_when_it_can_be(
+        bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A role limited to a prefix cannot look its bucket up (S3's HeadBucket, GCS's
+    buckets.get): such a bucket was refused as missing, though the publish would work; a
+    bucket that is truly missing is still refused before any work."""
+    import s3fs
+
+    from odplug.storage.publish import check_target
+
+    url = f"{bucket}/records"
+    monkeypatch.setattr(s3fs.S3FileSystem, "exists", lambda self, path, **kw: False)
+    check_target(url, "why")  # the probe is written, so the bucket is there
+    assert listing(url) == {}, "the probe is deleted"
+    missing = f"s3://odplug-missing-{tmp_path.name[-8:].lower()}x/records"
+    with pytest.raises(OdplugError, match=r"bucket 'odplug-missing-.*' does not exist; create "
+                       "it first") as refused:
+        check_target(missing, "why")
+    one_line(refused)
+
+
 def test_a_publish_killed_before_its_intent_changes_nothing_and_its_staging_goes_next_time(
         bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"{bucket}/records"
