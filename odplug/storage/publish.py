@@ -30,10 +30,13 @@ import contextlib
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from odplug.errors import Interrupted, OdplugError
@@ -192,21 +195,36 @@ def publish_folder(local: Path, url: str, *, by: str, note: Note = lambda text: 
 def _go_forward(fs: AbstractFileSystem, root: str, intent: dict[str, Any], url: str,
                 note: Note) -> None:
     """`_finish` a publish whose intent is written. From there the publish goes forward: a
-    Ctrl-C in it finishes it before stopping (the command's usual line, "nothing was left
-    half-written", is then true); a second Ctrl-C stops at once and says that the next
-    odplug command that reads or writes `url` finishes it (`recover`)."""
-    try:
+    Ctrl-C during it is held until it is done (the command's usual line, "nothing was left
+    half-written", is then true), and a second Ctrl-C stops at once, saying that the next
+    odplug command that reads or writes `url` finishes it (`recover`).
+
+    Held, not caught and retried: a KeyboardInterrupt leaves fsspec's call running on its own
+    event-loop thread, and a second `_finish` beside it would race it. Signals reach the main
+    thread only; elsewhere there is nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is None:  # None: a handler not set from Python
         _finish(fs, root, intent)
-    except KeyboardInterrupt:
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if held:
+            raise Interrupted(f"odplug: interrupted while publishing {url}: its previous "
+                              "files and the new ones are both there; the next odplug "
+                              "command that reads or writes it finishes the upload")
+        held.append(signum)
         note(f"odplug: finishing the upload to {url} before stopping (Ctrl-C again leaves it "
              "for the next odplug command that reads or writes it)")
-        try:
-            _finish(fs, root, intent)
-        except KeyboardInterrupt:
-            raise Interrupted(f"odplug: interrupted while publishing {url}: its previous "
-                              "files and the new ones are both there; the next odplug command "
-                              "that reads or writes it finishes the upload") from None
-        raise
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        _finish(fs, root, intent)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def _finish(fs: AbstractFileSystem, root: str, intent: dict[str, Any]) -> None:

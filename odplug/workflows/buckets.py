@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from odplug.errors import OdplugError
+from odplug.errors import Interrupted, OdplugError
 from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
 from odplug.storage.fetch import held_from_url, remember, sync_down, work_copy
 from odplug.storage.publish import HIDDEN, check_target, target_state
@@ -101,12 +101,16 @@ def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
     recorded = held_from_url(local)
     if not sync_down(url, local, note=note, keep_local=True) and recorded:
         shutil.rmtree(local, ignore_errors=True)
-    failed = True
+    failed: bool | None = True
     try:
         yield local
         failed = False
+    except Interrupted:  # a second Ctrl-C in an upload: stop now, as it said (no publish)
+        failed = None
+        raise
     finally:
-        _publish_run(local, url, note, records=records, failed=failed)
+        if failed is not None:
+            _publish_run(local, url, note, records=records, failed=failed)
 
 
 def upload_run(local: Path, url: str, note: Note, *, records: str | None) -> None:

@@ -308,6 +308,21 @@ def _one_file(folder: Path) -> Path:
     return folder / "theirs"
 
 
+def test_a_training_stopped_by_a_second_ctrl_c_in_an_upload_publishes_nothing_more(
+        bucket: str, cache: Path) -> None:
+    """The second Ctrl-C says the next command finishes the upload and stops at once; the
+    run's working copy then published itself whole as the block ended, which made that line
+    untrue and kept going after the user had asked twice to stop."""
+    from odplug.errors import Interrupted
+    from odplug.workflows.buckets import run_folder
+
+    url = f"{bucket}/runs/stopped"
+    with pytest.raises(Interrupted), run_folder(url, [].append, records=None) as work:
+        (work / "last.weights.h5").write_bytes(b"trained")
+        raise Interrupted("odplug: interrupted while publishing ...")
+    assert listing(bucket) == {}
+
+
 def test_the_url_of_a_new_run_is_the_free_one_it_trained_into(cache: Path) -> None:
     """``--new-run`` into s3://b/runs/r trained into s3://b/runs/r-2, and the command line
     said ``Run: s3://b/runs/r``."""
