@@ -29,7 +29,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def file_urls_as_paths(function: F) -> F:
-    """`function` with every text argument written as a ``file://`` URL given as the local
+    """`function` with every text argument given to a parameter of its own (not inside
+    ``*args``, ``**kwargs`` or a list) that is written as a ``file://`` URL given as the local
     path it names (`odplug.storage.urls.local_path`), for the command line's tasks and the
     Python API alike.
 
@@ -41,7 +42,10 @@ def file_urls_as_paths(function: F) -> F:
 
     @functools.wraps(function)
     def wrapper(*given: object, **named: object) -> object:
-        bound = signature.bind_partial(*given, **named)
+        try:
+            bound = signature.bind_partial(*given, **named)
+        except TypeError:  # wrong arguments: Python's own error, which names the function
+            return function(*given, **named)
         for name, value in bound.arguments.items():
             if is_file_url(value):
                 bound.arguments[name] = local_path(value)  # type: ignore[arg-type]

@@ -92,7 +92,8 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     except ValueError as error:
         raise OdplugError(f"{url}: {scheme}:// is not a storage odplug knows ({error})") from None
     except Exception as error:  # a backend that connects when made (ftp://, sftp://)
-        raise OdplugError(f"{url}: cannot reach the storage: {reason(error)}") from None
+        doing = "reach" if isinstance(error, OSError) else "open"
+        raise OdplugError(f"{url}: cannot {doing} the storage: {reason(error)}") from None
     return fs, path.rstrip("/")
 
 

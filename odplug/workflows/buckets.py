@@ -133,7 +133,8 @@ def _publish_run(local: Path, url: str, note: Note, *, records: str | None,
         kept = (f"the run is kept in its local copy {local}, and the next training of {url} "
                 "uploads it (--resume to go on)")
         if not failed:
-            raise OdplugError(f"{error}; {kept}") from None
+            error.args = (f"{error}; {kept}",)
+            raise
         note(f"odplug: warning: the run could not be uploaded: {error}; {kept}")
 
 

@@ -117,4 +117,5 @@ def _train_into_bucket(chosen: Trainer, records: Path, url: str, *, config: Path
                               on_event=uploading if workers == 1 else on_event,
                               workers=workers)
         except OdplugError as error:  # "<run> already holds a run", said of the run's URL
-            raise OdplugError(named_by_url(str(error), local, url)) from None
+            error.args = (named_by_url(str(error), local, url),)  # its type (exit 2 or 1) kept
+            raise

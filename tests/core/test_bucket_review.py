@@ -323,6 +323,27 @@ def test_a_training_stopped_by_a_second_ctrl_c_in_an_upload_publishes_nothing_mo
     assert listing(bucket) == {}
 
 
+def test_an_error_of_a_training_into_a_bucket_keeps_its_kind(
+        bucket: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Named by the run's URL, a trainer's UsageError (exit 2) had become an OdplugError
+    (exit 1) for bucket runs only."""
+    from odplug.errors import UsageError
+    from odplug.storage.fetch import work_copy
+    from odplug.workflows import train as training
+
+    url = f"{bucket}/runs/kind"
+
+    def refuse(*args: object, **named: object) -> None:
+        raise UsageError(f"{work_copy(url)}: train.steps: give a whole number")
+
+    monkeypatch.setattr(training, "train_with", refuse)
+    with pytest.raises(UsageError, match=f"^{url}: train.steps: give a whole number$"):
+        training._train_into_bucket(
+            None, Path("records"), url, config=None, overrides=None,  # type: ignore[arg-type]
+            mode="never", workers=1, on_step=None, on_event=None, note=[].append,
+            records_url=None)
+
+
 def test_the_url_of_a_new_run_is_the_free_one_it_trained_into(cache: Path) -> None:
     """``--new-run`` into s3://b/runs/r trained into s3://b/runs/r-2, and the command line
     said ``Run: s3://b/runs/r``."""

@@ -114,3 +114,11 @@ def test_file_urls_are_the_local_paths_they_name(demo_project: Path, tmp_path: P
     made = odplug.demo_dataset(f"file://localhost{tmp_path}/demo", images=4, size=64)
     assert made == tmp_path / "demo"
     assert not (tmp_path / "file:").exists()
+
+
+def test_wrong_arguments_are_still_pythons_own_error() -> None:
+    """The file:// rule binds the arguments first: its TypeError named no function."""
+    with pytest.raises(TypeError, match=r"demo_dataset\(\) takes"):
+        odplug.demo_dataset("a", "b")  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"demo_dataset\(\) got an unexpected keyword"):
+        odplug.demo_dataset(outt="x")  # type: ignore[call-arg]
