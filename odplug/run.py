@@ -111,6 +111,11 @@ class RunInfo:
     """Images of the run by name (`PICTURES` lists the names the report places)."""
     summary: dict[str, Any] = field(default_factory=dict)
     """How training went: ``seconds``, ``steps``, ``images_per_second``, ``changed``."""
+    url: str | None = None
+    """The bucket URL odplug published the run to, for a run trained into one (``--run
+    s3://...``; with ``--new-run``, the free URL chosen); then `run_dir` is its local working
+    copy. Set by odplug, not by trainers, and not in ``run.json``: a folder does not know
+    which bucket it is copied to."""
 
     @property
     def path(self) -> Path:

@@ -332,11 +332,8 @@ def model_train(c, records=None, run=None, config=None, steps: int | None = None
                                on_step=console.on_step, on_event=console.on_event,
                                note=bar.print)
     board = f" (TensorBoard: tensorboard --logdir {run_info.logs})" if run_info.logs else ""
-    if is_url(str(run_dir)):
-        from odplug.workflows.buckets import run_url
-
-        print(f"Run: {run_url(str(run_dir), run_info.run_dir)} (uploaded; trained in its "
-              f"local copy {run_info.run_dir})")
+    if run_info.url:
+        print(f"Run: {run_info.url} (uploaded; trained in its local copy {run_info.run_dir})")
     print(f"Run folder: {run_info.run_dir}{board}")
     print(f"SavedModel: {run_info.saved_model}")
     test = run_info.metrics.get("test")

@@ -81,14 +81,6 @@ def free_run_url(url: str) -> str:
     return f"{clean(url)}-{number}"
 
 
-def run_url(requested: str, local: Path) -> str:
-    """The URL of the run trained in the working copy `local` when `requested` was asked for:
-    `requested` itself, or with ``--new-run`` the free ``<requested>-N`` (`free_run_url`)
-    whose working copy `local` is (a run's URL and its working copy share their path)."""
-    free = f"{clean(requested).rsplit('/', 1)[0]}/{local.name}"
-    return free if work_copy(free) == local and work_copy(requested) != local else requested
-
-
 @contextlib.contextmanager
 def run_folder(url: str, note: Note, *, records: str | None) -> Iterator[Path]:
     """The local copy of the run at `url`, made to match the bucket, for the block to train

@@ -9,6 +9,7 @@ trainer takes (`odplug.components.train_with`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,10 +113,11 @@ def _train_into_bucket(chosen: Trainer, records: Path, url: str, *, config: Path
         # the trainer resumes from. Workers of a local cluster go on while their parent hears
         # of a validation, so their run is uploaded when training ends or stops only.
         try:
-            return train_with(chosen, records, local, config=config, overrides=overrides or {},
-                              resume=mode, on_step=on_step,
-                              on_event=uploading if workers == 1 else on_event,
-                              workers=workers)
+            trained = train_with(chosen, records, local, config=config,
+                                 overrides=overrides or {}, resume=mode, on_step=on_step,
+                                 on_event=uploading if workers == 1 else on_event,
+                                 workers=workers)
+            return dataclasses.replace(trained, url=url)
         except OdplugError as error:  # "<run> already holds a run", said of the run's URL
             error.args = (named_by_url(str(error), local, url),)  # its type (exit 2 or 1) kept
             raise

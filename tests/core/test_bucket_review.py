@@ -344,19 +344,6 @@ def test_an_error_of_a_training_into_a_bucket_keeps_its_kind(
             records_url=None)
 
 
-def test_the_url_of_a_new_run_is_the_free_one_it_trained_into(cache: Path) -> None:
-    """``--new-run`` into s3://b/runs/r trained into s3://b/runs/r-2, and the command line
-    said ``Run: s3://b/runs/r``."""
-    from odplug.storage.fetch import work_copy
-    from odplug.workflows.buckets import run_url
-
-    asked = "s3://b/runs/r"
-    assert run_url(asked, work_copy("s3://b/runs/r-2")) == "s3://b/runs/r-2"
-    assert run_url(asked, work_copy(asked)) == asked
-    assert run_url(f"{asked}/", work_copy("s3://b/runs/r-3")) == "s3://b/runs/r-3"
-    assert run_url("s3://b/runs/r-2", work_copy("s3://b/runs/r-2")) == "s3://b/runs/r-2"
-
-
 def test_a_free_run_url_is_not_called_taken(bucket: str, tmp_path: Path) -> None:
     """``--new-run`` with a bucket run URL: a URL written with a trailing slash and holding
     nothing is free (it was once said to be taken, being compared in another spelling), and

@@ -45,13 +45,15 @@ def cloud(s3_endpoint: str, demo_project: Path, registry, tmp_path_factory
         trained = train_model(registry, records, run, trainer="ssd", overrides=STEPS,
                               note=notes.append)
         yield {"records": records, "run": run, "bucket": f"s3://{name}", "cache": str(cache),
-               "local_run": str(trained.run_dir), "notes": "\n".join(notes)}
+               "local_run": str(trained.run_dir), "notes": "\n".join(notes),
+               "url": str(trained.url)}
 
 
 def test_a_run_trained_from_bucket_records_is_published_to_its_bucket(cloud) -> None:
     objects = listing(cloud["run"])
     manifest = json.loads(objects[MANIFEST])
     assert manifest["by"] == "model.train"
+    assert cloud["url"] == cloud["run"], "RunInfo.url: where the run was published"
     assert manifest["records"] == cloud["records"]  # the export finds them on any machine
     assert {"run.json", "saved_model/saved_model.pb", "config.toml"} <= set(manifest["files"])
     assert set(manifest["files"]) == {n for n in objects if n != MANIFEST}
@@ -121,3 +123,24 @@ def test_a_run_already_in_the_bucket_is_refused_by_its_url(cloud, registry, tmp_
         train_model(registry, cloud["records"], cloud["run"], trainer="ssd", overrides=STEPS)
     assert str(refused.value).startswith(f"{cloud['run']} already holds a run"), refused.value
     assert str(tmp_path / "cache") not in str(refused.value)
+
+
+def test_a_new_run_beside_one_in_the_bucket_tells_its_url(cloud, registry, tmp_path,
+                                                          monkeypatch) -> None:
+    """``--new-run`` trained into ``<run>-2`` and the command line said ``Run: <run>``: the
+    URL the run was published to is on what training returns (`RunInfo.url`)."""
+    from odplug.run import RunInfo
+    from odplug.workflows import train as training
+
+    monkeypatch.setenv("ODPLUG_CACHE_DIR", str(tmp_path / "cache"))
+
+    def trained(trainer, records, run_dir, **named):  # type: ignore[no-untyped-def]
+        (run_dir / "run.json").write_text("{}")
+        return RunInfo(run_dir=run_dir, trainer="ssd", records=records,
+                       label_map=records / "label_map.pbtxt", saved_model=run_dir / "saved_model")
+
+    monkeypatch.setattr(training, "train_with", trained)
+    info = training.train_model(registry, cloud["records"], cloud["run"], trainer="ssd",
+                                new_run=True)
+    assert info.url == f"{cloud['run']}-2"
+    assert info.run_dir.name == "tiny-2" and "run.json" in listing(info.url)
