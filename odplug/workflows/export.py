@@ -136,17 +136,19 @@ def _plan_with_urls(registry: Registry, exporters: list[Exporter],
                     variants: dict[str, list[str]], model: Path | str | None,
                     out: Path | str | None, records: Path | str | None, verify: bool,
                     note: Callable[[str], None]) -> ExportJob:
-    """`plan_export` where the model, the output or the records are bucket URLs."""
-    if model is not None and is_url(str(model)):
+    """`plan_export` where the model, the output or the records are bucket URLs. An output
+    URL is checked (`local_output`) before anything is downloaded."""
+    model_url = model is not None and is_url(str(model))
+    if model_url and out is None:
+        out = f"{str(model).rstrip('/')}/export"
+    local_out, publish_to = local_output(out) if out is not None else (None, None)
+    if model_url:
         if records is None:
             records = records_of(str(model))
-        if out is None:
-            out = f"{str(model).rstrip('/')}/export"
         model = input_path(model, "run folder or SavedModel folder", note)
     records_url = str(records) if records is not None and is_url(str(records)) else None
     if records is not None:
         records = input_path(records, "records folder (data.import's output)", note)
-    local_out, publish_to = local_output(out) if out is not None else (None, None)
     job = _plan_here(registry, exporters, variants, Path(model) if model else None,
                      local_out, Path(records) if records else None, verify)
     return replace(job, publish_to=publish_to, records_url=records_url)

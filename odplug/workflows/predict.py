@@ -224,11 +224,11 @@ def predict(model: Path | str, source: str | Path, out: Path | str, threshold: f
                              "sub-folders too) or one file")
         if not is_url(str(model)):
             find_model(Path(model), registry)  # a wrong local model before any download
+        local_out, publish_to = local_output(out)  # and a wrong output URL
         model = input_path(model, "model (a run, SavedModel, .tflite file or TF.js folder)",
                            note)
         if is_url(str(source)):
             source = input_path(source, "images or videos to predict on", note)
-        local_out, publish_to = local_output(out)
         found = predict(Path(model), source, local_out, threshold, registry, on_model=on_model,
                         on_image=on_image, on_video=on_video)
         if publish_to is not None:

@@ -144,3 +144,20 @@ def test_a_new_run_beside_one_in_the_bucket_tells_its_url(cloud, registry, tmp_p
                                 new_run=True)
     assert info.url == f"{cloud['run']}-2"
     assert info.run_dir.name == "tiny-2" and "run.json" in listing(info.url)
+
+
+def test_an_export_or_prediction_into_a_missing_bucket_downloads_nothing(
+        cloud, registry, tmp_path, monkeypatch) -> None:
+    """Their output URL was checked after the run (and its records) had been downloaded."""
+    from odplug.workflows.export import plan_export
+    from odplug.workflows.predict import predict
+
+    monkeypatch.setenv("ODPLUG_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached yet
+    missing = f"s3://odplug-missing-{uuid.uuid4().hex[:8]}/out"
+    notes: list[str] = []
+    with pytest.raises(OdplugError, match="does not exist"):
+        plan_export(registry, to=["tflite"], model=cloud["run"], out=missing,
+                    note=notes.append)
+    with pytest.raises(OdplugError, match="does not exist"):
+        predict(cloud["run"], tmp_path, missing, 0.3, registry, note=notes.append)
+    assert notes == [] and not (tmp_path / "cache").exists(), notes
