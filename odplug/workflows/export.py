@@ -138,14 +138,14 @@ def _plan_with_urls(registry: Registry, exporters: list[Exporter],
                     note: Callable[[str], None]) -> ExportJob:
     """`plan_export` where the model, the output or the records are bucket URLs. An output
     URL is checked (`local_output`) before anything is downloaded."""
-    model_url = model is not None and is_url(str(model))
+    model_url = str(model) if model is not None and is_url(str(model)) else None
     if model_url and out is None:
-        out = f"{str(model).rstrip('/')}/export"
+        out = f"{model_url.rstrip('/')}/export"
     local_out, publish_to = local_output(out) if out is not None else (None, None)
     if model_url:
         if records is None:
-            records = records_of(str(model))
-        model = input_path(model, "run folder or SavedModel folder", note)
+            records = records_of(model_url)
+        model = input_path(model_url, "run folder or SavedModel folder", note)
     records_url = str(records) if records is not None and is_url(str(records)) else None
     if records is not None:
         records = input_path(records, "records folder (data.import's output)", note)
