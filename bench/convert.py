@@ -263,9 +263,9 @@ def run(
     latency_ms: int = 0,
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Generate (or reuse) the project, time odplug, the baseline and cat (with
-    ``engine="beam"``: odplug, odplug-beam and cat; with ``bucket=True``: the engine's import
-    from disk and from a moto bucket); report and save.
+    """Generate (or reuse) the project, time odplug, odplug-no-pictures, the baseline and cat
+    (with ``engine="beam"``: odplug, odplug-beam and cat; with ``bucket=True``: the engine's
+    import from disk and from a moto bucket); report and save.
 
     :returns: the results also written to ``workdir/convert-results.json`` (with the Beam
         engine ``convert-beam-results.json``, from a bucket ``convert-bucket-results.json``
