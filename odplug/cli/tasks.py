@@ -198,27 +198,20 @@ def stats(c, folder=None, json=False, pictures=False):
     import json as json_module
 
     from odplug.data.geometry import DatasetGeometry
-    from odplug.data.stats import folder_stats, render_stats
+    from odplug.data.stats import render_stats
 
     if pictures:  # drawn into the folder, which in a bucket is published whole by imports
         args.local_only("--folder", folder, "--pictures draws into the folder; data.import "
                         "draws a bucket output's dataset.png as it publishes it")
-    from odplug.workflows.buckets import input_path
+    from odplug.workflows.buckets import records_summary
 
-    records = input_path(folder, "TFRecord folder (data.import's output)",
-                         lambda text: print(text, file=sys.stderr))
     geometry = DatasetGeometry() if pictures else None
-    summary = folder_stats(records, geometry=geometry)
-    if is_url(folder):  # the bucket's records, not their cache, as the user named them
-        from odplug.workflows.buckets import named_by_url
-
-        summary["folder"] = folder
-        for problem in summary["problems"]:
-            problem["file"] = named_by_url(problem["file"], records, folder)
-    if geometry is not None:
+    summary = records_summary(folder, lambda text: print(text, file=sys.stderr),
+                              geometry=geometry)
+    if geometry is not None:  # a local folder only (refused above for a URL)
         from odplug.data.overview import folder_overview
 
-        summary["picture"] = str(folder_overview(records, geometry))
+        summary["picture"] = str(folder_overview(Path(folder), geometry))
     print(json_module.dumps(summary, indent=2) if json else render_stats(summary), end="\n")
     problems = summary["problems"]
     if problems:

@@ -28,7 +28,14 @@ from typing import BinaryIO
 
 from odplug.errors import OdplugError
 from odplug.storage.publish import Note
-from odplug.storage.urls import clean, entries, filesystem, reason, storage_errors
+from odplug.storage.urls import (
+    clean,
+    entries,
+    filesystem,
+    named_by_url,
+    reason,
+    storage_errors,
+)
 
 ENVIRONMENT = "ODPLUG_MOUNTS"
 HEADER_BLOCK = 1 << 16
@@ -59,7 +66,7 @@ class Mount:
 
     def show(self, text: str) -> str:
         """`text` with the mirror's paths written as the bucket's URLs, for the user."""
-        return text.replace(str(self.local), self.folder)
+        return named_by_url(text, self.local, self.folder)
 
 
 def _table() -> dict[str, str]:

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odplug.errors import OdplugError
@@ -59,6 +60,13 @@ def clean(url: str) -> str:
     scheme, _, rest = url.partition("://")
     rest = re.sub(r"/{2,}", "/", rest).rstrip("/")
     return f"{scheme}://{rest}" if rest else url
+
+
+def named_by_url(text: str, local: Path, url: str) -> str:
+    """`text` (a message, a report's path) with `url`'s local copy `local` (a mirror, a
+    cache or a run's working copy) named by the URL: the copy is where odplug works, not
+    what the user asked for."""
+    return text.replace(str(local), clean(url))
 
 
 def url_name(url: str) -> str:

@@ -31,7 +31,7 @@ from odplug.errors import Interrupted, OdplugError
 from odplug.storage import fetched, is_url, local_copy, publish_folder, read_manifest
 from odplug.storage.fetch import held_from_url, remember, sync_down, work_copy
 from odplug.storage.publish import HIDDEN, check_target, target_state
-from odplug.storage.urls import clean
+from odplug.storage.urls import clean, named_by_url
 
 Note = Callable[[str], None]
 RUN_FOREIGN = "a run folder is odplug's own: give a new or empty one"
@@ -47,10 +47,24 @@ def input_path(value: str | os.PathLike[str], what: str, note: Note) -> Path:
     return fetched(str(value), what, note=note) if is_url(str(value)) else Path(value)
 
 
-def named_by_url(text: str, local: Path, url: str) -> str:
-    """`text` (a message, a report's path) with `url`'s local copy `local` named by the URL,
-    as the user gave it: the cache is where odplug works, not what the user asked for."""
-    return text.replace(str(local), clean(url))
+def records_summary(folder: str, note: Note, *, geometry: Any = None) -> dict[str, Any]:
+    """`odplug.data.stats.folder_stats` of a records folder given as the user typed it (a
+    path, or a bucket URL read through its cached copy), what it says naming the URL:
+    the summary's folder and problem files, and its errors."""
+    from odplug.data.stats import folder_stats
+
+    records = input_path(folder, "TFRecord folder (data.import's output)", note)
+    if not is_url(folder):
+        return folder_stats(records, geometry=geometry)
+    try:
+        summary = folder_stats(records, geometry=geometry)
+    except OdplugError as error:  # a damaged record, no records: said of the URL
+        error.args = (named_by_url(str(error), records, folder),)
+        raise
+    summary["folder"] = clean(folder)
+    for problem in summary["problems"]:
+        problem["file"] = named_by_url(problem["file"], records, folder)
+    return summary
 
 
 def local_output(out: Path | str) -> tuple[Path, str | None]:

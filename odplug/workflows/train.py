@@ -26,10 +26,10 @@ from odplug.errors import OdplugError, UsageError
 from odplug.plugins import TRAINERS, Registry
 from odplug.run import Resume, RunInfo, numbered_run_dir
 from odplug.storage import is_url
+from odplug.storage.urls import named_by_url
 from odplug.workflows.buckets import (
     free_run_url,
     input_path,
-    named_by_url,
     run_folder,
     upload_run,
 )

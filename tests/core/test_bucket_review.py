@@ -344,6 +344,21 @@ def test_an_error_of_a_training_into_a_bucket_keeps_its_kind(
             records_url=None)
 
 
+def test_a_damaged_record_in_a_bucket_is_named_by_its_url(bucket: str, tmp_path: Path,
+                                                          cache: Path) -> None:
+    """data.stats of records in a bucket named the damaged file by its cached copy."""
+    from odplug.workflows.buckets import records_summary
+
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "train.record-00000-of-00001").write_bytes(b"not a record at all")
+    publish_folder(tmp_path / "records", f"{bucket}/records", by="data.import")
+    with pytest.raises(OdplugError) as damaged:
+        records_summary(f"{bucket}/records/", [].append)
+    said = one_line(str(damaged.value))
+    assert said.startswith(f"{bucket}/records/train.record-00000-of-00001"), said
+    assert str(cache) not in said
+
+
 def test_a_free_run_url_is_not_called_taken(bucket: str, tmp_path: Path) -> None:
     """``--new-run`` with a bucket run URL: a URL written with a trailing slash and holding
     nothing is free (it was once said to be taken, being compared in another spelling), and
