@@ -175,7 +175,6 @@ def test_a_runs_working_copy_keeps_what_this_machine_has_not_uploaded(
     assert (work / "weights.bin").read_bytes() == b"trained!"
 
 
-
 def test_a_run_never_uploaded_is_kept_and_uploaded_by_the_next_training(
         bucket: str, tmp_path: Path, cache: Path) -> None:
     """A training into a bucket that did not exist yet (or could not be written) ended with
