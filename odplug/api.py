@@ -77,9 +77,7 @@ def _bar(description: str, progress: bool, fields: tuple[str, ...] = ()) -> Iter
 
 def _model(model: Model) -> Path | str:
     """A run's folder, a local path, or a bucket URL kept as text (`odplug.storage`)."""
-    if isinstance(model, RunInfo):
-        return model.run_dir
-    return str(model) if is_url(str(model)) else Path(model)
+    return model.run_dir if isinstance(model, RunInfo) else args.place(model)
 
 
 @args.file_urls_as_paths
@@ -142,7 +140,7 @@ def import_dataset(
         pictures=bool(pictures), engine=args.choice("engine", engine, ENGINES),
         beam_options=beam_flags(beam_option),
     )
-    source_path = str(source) if is_url(str(source)) else Path(source)
+    source_path = args.place(source)
     out_path = args.out_place("out", out) or args.default_import_out(source_path, to)
     registry = _console()
     with args.writing_to(Path(out_path)), _bar("importing", progress) as bar:
@@ -218,13 +216,11 @@ def evaluate(model: Model, *, records: PathArg | None = None, split: str = "test
     precision-recall plot go) to the run's metrics folder. The result's `result` has ``map``,
     ``map50``, ``map75`` and ``per_class``.
     """
-    from odplug.workflows.buckets import input_path
     from odplug.workflows.evaluate import evaluate_model
 
     _console()
-    model_path = input_path(_model(model), "run folder or SavedModel folder", _note)
-    return evaluate_model(model_path, records=input_path(records, "records folder", _note)
-                          if records else None, split=split, out=args.out_folder("out", out))
+    return evaluate_model(_model(model), records=args.place(records) if records else None,
+                          split=split, out=args.out_folder("out", out), note=_note)
 
 
 @dataclass

@@ -172,10 +172,16 @@ def with_steps(name: str, overrides: Mapping[str, object], steps: int | str | No
         name, steps, 1, 10**9, "; leave it out for the trainer's default")}
 
 
+def place(value: PathArg) -> Path | str:
+    """A path, or a bucket URL (``s3://``, ``gs://``; `odplug.storage`) kept as text: made a
+    `Path`, a URL's ``//`` would collapse into a relative folder."""
+    return str(value) if is_url(str(value)) else Path(value)
+
+
 def in_place(name: str, value: PathArg) -> Path | str:
     """An input file or folder, or a bucket URL (``s3://``, ``gs://``; `odplug.storage`),
     given back as text: a URL is looked up when it is read, with its own errors."""
-    return str(value) if is_url(str(value)) else in_path(name, value)
+    return place(value) if is_url(str(value)) else in_path(name, value)
 
 
 def out_place(name: str, value: PathArg | None) -> Path | str | None:

@@ -168,7 +168,7 @@ def import_(
         verify=verify, pictures=pictures, engine=args.choice("--engine", engine, ENGINES),
         beam_options=beam_flags(beam_option),
     )
-    source_path = source if is_url(source) else Path(source)
+    source_path = args.place(source)
     out_path = args.out_place("--out", out) or args.default_import_out(source_path, to)
     registry = load_registry_warning()
     with args.writing_to(Path(out_path)), progress_bar("importing", enabled=not quiet) as bar:
@@ -369,17 +369,14 @@ def model_config(c, out="", trainer=BUILTIN_DEFAULTS.trainer):
 @user_errors
 def model_evaluate(c, model=None, records=None, split="test", out=None):
     """COCO metrics (mAP@[.5:.95], mAP@.5, per class) of a SavedModel on a split, + PR plot."""
-    from odplug.workflows.buckets import input_path
     from odplug.workflows.evaluate import evaluate_model
 
     if not model:
         raise Exit("odplug: error: give the run folder with --model (see --help)", code=2)
     args.local_only("--out", out, "the metrics are two small files: give a local folder")
-    # a run in a bucket is evaluated in its cached copy, where the metrics are written
-    model_path = input_path(model, "run folder or SavedModel folder", print)
-    evaluation = evaluate_model(model_path, records=input_path(records, "records folder", print)
-                                if records else None, split=split,
-                                out=args.out_folder("--out", out))
+    evaluation = evaluate_model(args.place(model), records=args.place(records) if records
+                                else None, split=split, out=args.out_folder("--out", out),
+                                note=print)
     result = evaluation.result
     print(f"{split}: {result.images} images, mAP@[.5:.95] {result.map:.3f}, "
           f"mAP@.5 {result.map50:.3f}, mAP@.75 {result.map75:.3f}")
@@ -468,9 +465,9 @@ def model_export(c, model=None, to=DEFAULT_EXPORTS, quantize="", out=None, recor
     if enforce and not verify:
         raise args.usage("--min-ratio", min_ratio, "needs the verification; leave out --no-verify")
     job = plan_export(load_registry_warning(), to=args.names(to), quantize=args.names(quantize),
-                      model=model if is_url(model) else Path(model),
+                      model=args.place(model),
                       out=args.out_place("--out", out),
-                      records=(records if is_url(records) else Path(records)) if records else None,
+                      records=args.place(records) if records else None,
                       verify=verify, note=print)
     print("Exporting " + ", ".join(f"{e.name} ({', '.join(job.variants[e.name])})"
                                    for e in job.exporters) + f" to {job.out}")

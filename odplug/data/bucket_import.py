@@ -26,9 +26,15 @@ from odplug.data.convert import (
 )
 from odplug.errors import OdplugError
 from odplug.plugins import Registry
-from odplug.storage import Mount, is_url, mount, publish_folder, url_name
+from odplug.storage import is_url, mount, publish_folder, url_name
 from odplug.storage.publish import check_target, new_stage, stage_url
-from odplug.storage.urls import clean, filesystem, remove_quietly, storage_errors
+from odplug.storage.urls import (
+    clean,
+    filesystem,
+    named_by_url,
+    remove_quietly,
+    storage_errors,
+)
 
 FOREIGN_OUTPUT = "an import replaces its output folder whole; give a new or empty folder"
 
@@ -44,48 +50,42 @@ def import_with_urls(
     note: Callable[[str], None],
 ) -> ImportResult:
     """`odplug.data.convert.import_dataset` where `source`, `out` or both are URLs."""
-    if is_url(str(out)):  # refused before any work, the dataset's listing included
-        if is_url(str(source)):
-            _refuse_overlap(str(source), str(out))
-        check_target(str(out), FOREIGN_OUTPUT)
+    source_url = str(source) if is_url(str(source)) else None
+    out_url = str(out) if is_url(str(out)) else None
+    if out_url:  # refused before any work, the dataset's listing included
+        if source_url:
+            _refuse_overlap(source_url, out_url)
+        check_target(out_url, FOREIGN_OUTPUT)
     with contextlib.ExitStack() as stack:
-        if is_url(str(source)):
-            mounted: Mount | None = stack.enter_context(mount(str(source), note=note))
-            assert mounted is not None
-            local_source = mounted.source
-        else:
-            mounted, local_source = None, Path(source)
+        mounted = stack.enter_context(mount(source_url, note=note)) if source_url else None
+        local_source = mounted.source if mounted else Path(source)
         show = mounted.show if mounted else (lambda text: text)
-        if is_url(str(out)):
-            temporary = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="odplug-import-")))
-            local_out = temporary / url_name(str(out))
-        else:
-            local_out = Path(out)
+        local_out = (Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="odplug-import-"))) / url_name(out_url) if out_url else Path(out))
         # Beam into a bucket: the shards go straight to the output's staging prefix, where
         # workers on other machines reach it, and are published from there with the rest
-        stage = new_stage() if is_url(str(out)) and options.engine == "beam" else None
+        stage = new_stage() if out_url and options.engine == "beam" else None
+        remote = stage_url(out_url, stage) if out_url and stage else None
         try:
             result = import_here(local_source, local_out, options, registry,
-                                 on_total=on_total, progress=progress,
-                                 beam_remote=stage_url(str(out), stage) if stage else None)
+                                 on_total=on_total, progress=progress, beam_remote=remote)
         except BaseException as error:
-            if stage:  # a failed Beam import's shards (a killed one's go with the next publish)
-                remove_quietly(stage_url(str(out), stage))
+            if remote:  # a failed Beam import's shards (a killed one's go with the next publish)
+                remove_quietly(remote)
             if not isinstance(error, OdplugError):
                 raise
             text = show(str(error))
-            if is_url(str(out)):
-                text = _failed_report_to(str(out), local_out, text, show)
+            if out_url:
+                text = _failed_report_to(out_url, local_out, text, show)
             raise OdplugError(text) from None
         result.report.relocate(show)
         if mounted:  # the report.json in the output names the bucket's files too
             result.report.write_json(local_out / REPORT_NAME)
-        if is_url(str(out)):
-            publish_folder(local_out, str(out), by="data.import", note=note,
+        if out_url:
+            publish_folder(local_out, out_url, by="data.import", note=note,
                            foreign=FOREIGN_OUTPUT, stage=stage)
-            with storage_errors(str(out), "deleting an earlier failed import's report"):
-                _forget_failed_report(str(out))
+            with storage_errors(out_url, "deleting an earlier failed import's report"):
+                _forget_failed_report(out_url)
         return replace(result, out=out)  # type: ignore[arg-type]
 
 
@@ -114,7 +114,7 @@ def _failed_report_to(out: str, local_out: Path, text: str, show: Callable[[str]
     bucket output (`failed_report_url`); the error names it there. A report that cannot be
     uploaded is said after the import's own error, never instead of it."""
     failed = local_out.with_name(local_out.name + FAILED_REPORT_SUFFIX)
-    text = text.replace(str(local_out), out)
+    text = named_by_url(text, local_out, out)
     if not failed.is_file():
         return text
     url = failed_report_url(out)

@@ -7,6 +7,7 @@ given). The command line and the pipeline call this and only print what it retur
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from odplug.data.labelmap import read_label_map
 from odplug.data.shards import shard_files
 from odplug.errors import OdplugError
 from odplug.run import resolve_model
+from odplug.workflows.buckets import input_path
 
 if TYPE_CHECKING:
     from odplug.model.coco import CocoResult
@@ -38,10 +40,18 @@ def split_files(records: Path, split: str, purpose: str) -> list[Path]:
     return files
 
 
-def evaluate_model(model: Path, *, records: Path | None = None, split: str = "test",
-                   out: Path | None = None) -> Evaluation:
+def evaluate_model(model: Path | str, *, records: Path | str | None = None,
+                   split: str = "test", out: Path | None = None,
+                   note: Callable[[str], None] = lambda text: None) -> Evaluation:
     """Score `model` on `split` of `records` (default: the run's own) and write the metrics
-    to `out` (default: the run's metrics folder, else the model's folder)."""
+    to `out` (default: the run's metrics folder, else the model's folder).
+
+    `model` and `records` may be bucket URLs: they are read from their cached copies
+    (`odplug.workflows.buckets.input_path`; `note` hears the downloads), and a run's metrics
+    are then written into its cached copy unless `out` says elsewhere."""
+    model = input_path(model, "run folder or SavedModel folder", note)
+    if records is not None:
+        records = input_path(records, "records folder", note)
     saved_model, run = resolve_model(model)
     if records is None:
         if run is None:
